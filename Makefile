@@ -1,0 +1,25 @@
+# vantage: top-level build. `make demo` runs the main job, `make test` every test.
+# Each area keeps its targets in mk/<area>.mk and adds its test target to TEST_TARGETS.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+TEST_TARGETS :=
+
+include $(sort $(wildcard mk/*.mk))
+
+.PHONY: help deps test test-fast lint
+help: ## list targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+deps: ## install build prerequisites (apt packages, pinned Rust toolchain); idempotent
+	@bash scripts/deps.sh base
+
+lint: deps ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test-fast: deps ## unit, property and integration tests of the workspace (the quick loop)
+	$(CARGO) test --workspace --locked
+
+test: lint test-fast $(TEST_TARGETS) ## everything CI runs
+	@echo "make test: all passed"

@@ -1,0 +1,1 @@
+//! The vantage node agent: subscribes to the hub, verifies orders, runs probes, reports results.

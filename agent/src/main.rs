@@ -1,0 +1,3 @@
+fn main() {
+    println!("vantage-agent {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,1 @@
+//! vantage, the operator and approver command line.

@@ -1,0 +1,3 @@
+fn main() {
+    println!("vantage {}", env!("CARGO_PKG_VERSION"));
+}

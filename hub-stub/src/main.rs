@@ -1,0 +1,3 @@
+fn main() {
+    println!("vantage-hub {}", env!("CARGO_PKG_VERSION"));
+}

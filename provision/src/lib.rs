@@ -1,0 +1,1 @@
+//! First-boot provisioning of a vantage node, and the node state and HTTPS client the agent shares.

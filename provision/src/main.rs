@@ -1,0 +1,3 @@
+fn main() {
+    println!("vantage-provision {}", env!("CARGO_PKG_VERSION"));
+}

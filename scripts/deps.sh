@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what a make target needs, idempotently. Usage: deps.sh GROUP...
+# Groups: base (Rust toolchain, C compiler), and those the mk/*.mk files name.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+declare -A APT=(
+  [base]="build-essential pkg-config ca-certificates curl file"
+)
+# Areas register extra groups in scripts/deps.d/<group>.list (one apt package a line).
+for f in scripts/deps.d/*.list; do
+  [ -e "$f" ] || continue
+  APT[$(basename "$f" .list)]="$(grep -v '^#' "$f" | tr '\n' ' ')"
+done
+
+need_root() {
+  echo "error: missing $1; run as root: sudo make deps-$2   (or: sudo apt-get install -y $1)" >&2
+  exit 1
+}
+
+missing=()
+for group in "$@"; do
+  for p in ${APT[$group]:-}; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  [ "$(id -u)" = 0 ] || need_root "${missing[*]}" "$1"
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v rustup >/dev/null; then
+  echo "error: rustup not found; install it from your distribution (apt-get install rustup) or rustup.rs, then re-run" >&2
+  exit 1
+fi
+# rust-toolchain.toml pins the toolchain, its components and both ARM targets.
+toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1 \
+   || ! rustup target list --installed --toolchain "$toolchain" | grep -q arm-unknown-linux-musleabihf; then
+  echo "deps: installing Rust $toolchain with its components and targets"
+  rustup toolchain install "$toolchain" --profile minimal -c clippy,rustfmt \
+    --target aarch64-unknown-linux-musl --target arm-unknown-linux-musleabihf
+fi
