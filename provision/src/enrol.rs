@@ -3,92 +3,14 @@
 //! pending until an admin approves its key) and `POST /v1/renew` (mTLS).
 
 use serde::{Deserialize, Serialize};
+pub use vantage_proto::enrol::{
+    Declared, Endpoints, EnrolRequest, EnrolResponse, EnrolStatus, RenewRequest,
+};
 
 use crate::state::NodeState;
 
 /// The largest response body accepted from the hub.
 const MAX_BODY: u64 = 1 << 20;
-
-/// Attributes the hub records for a node (and derives its channels from).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeAttrs {
-    /// ISO 3166-1 alpha-2, upper case.
-    pub country: String,
-    /// Continent code (`EU`, ...), derived by the hub from the country.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub continent: Option<String>,
-    /// Autonomous system the node's address belongs to, if known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asn: Option<u32>,
-    /// Free-form tags (`[a-z0-9][a-z0-9-]{0,31}`).
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-/// Where a node reaches the hub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoints {
-    /// Base URL of the hub's API.
-    pub hub: String,
-    /// Base URL of the event-stream subscriber, if not the hub itself.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscribe: Option<String>,
-}
-
-/// Body of `POST /v1/enrol`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EnrolRequest {
-    /// PEM certificate signing request.
-    pub csr: String,
-    /// One-time enrolment token; without it the node waits for approval.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-    /// Declared country (ISO 3166-1 alpha-2).
-    pub country: String,
-    /// Declared city.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
-    /// Declared latitude, degrees.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latitude: Option<f64>,
-    /// Declared longitude, degrees.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub longitude: Option<f64>,
-    /// Declared tags.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Requested host name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-}
-
-/// Body of a 200 or 202 answer to enrol or renew.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnrolResponse {
-    /// `issued` or `pending`.
-    pub status: String,
-    /// The node's id (issued).
-    #[serde(default)]
-    pub node_id: Option<String>,
-    /// The node's certificate, PEM (issued).
-    #[serde(default)]
-    pub certificate: Option<String>,
-    /// Intermediates and network CA, PEM (issued).
-    #[serde(default)]
-    pub chain: Option<String>,
-    /// The attributes recorded for the node (issued).
-    #[serde(default)]
-    pub attrs: Option<NodeAttrs>,
-    /// The channels the node subscribes to (issued).
-    #[serde(default)]
-    pub channels: Vec<String>,
-    /// Where to reach the hub (issued).
-    #[serde(default)]
-    pub endpoints: Option<Endpoints>,
-    /// SHA-256 fingerprint of the node's key (pending).
-    #[serde(default)]
-    pub fingerprint: Option<String>,
-}
 
 /// A certificate the hub issued, with everything to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +32,8 @@ pub enum EnrolOutcome {
     Pending {
         /// Fingerprint of the node's key as the hub shows it.
         fingerprint: String,
+        /// The hub's note for the volunteer or admin, if any.
+        message: Option<String>,
     },
 }
 
@@ -153,31 +77,29 @@ pub fn enrol(
     hub: &str,
     req: &EnrolRequest,
 ) -> Result<EnrolOutcome, EnrolError> {
-    let (status, resp) = post(agent, hub, "/v1/enrol", req)?;
-    match (status, resp.status.as_str()) {
-        (200, "issued") => issued(resp).map(EnrolOutcome::Issued),
-        (202, "pending") => {
-            let fingerprint = resp
-                .fingerprint
-                .ok_or_else(|| EnrolError::BadResponse("pending without a fingerprint".into()))?;
-            Ok(EnrolOutcome::Pending { fingerprint })
-        }
+    let (status, resp) = post(agent, &hub_url(hub, "/v1/enrol"), req)?;
+    match (status, resp.status) {
+        (200, EnrolStatus::Issued) => issued(resp).map(EnrolOutcome::Issued),
+        (202, EnrolStatus::Pending) => Ok(EnrolOutcome::Pending {
+            fingerprint: resp.fingerprint,
+            message: resp.message,
+        }),
         (s, st) => Err(EnrolError::BadResponse(format!(
             "HTTP {s} with status {st:?}"
         ))),
     }
 }
 
-/// Sends `POST /v1/renew` with a new CSR (same or new key). `agent` must
-/// present the node's current certificate.
-pub fn renew(agent: &ureq::Agent, hub: &str, csr_pem: &str) -> Result<Issued, EnrolError> {
-    #[derive(Serialize)]
-    struct RenewRequest<'a> {
-        csr: &'a str,
-    }
-    let (status, resp) = post(agent, hub, "/v1/renew", &RenewRequest { csr: csr_pem })?;
-    match (status, resp.status.as_str()) {
-        (200, "issued") => issued(resp),
+/// Sends a renewal (`POST` to `renew_url`, the `renew` endpoint stored in
+/// `node.json`, normally `<hub>/v1/renew`) with a new CSR for the same or a
+/// new key. `agent` must present the node's current certificate.
+pub fn renew(agent: &ureq::Agent, renew_url: &str, csr_pem: &str) -> Result<Issued, EnrolError> {
+    let req = RenewRequest {
+        csr: csr_pem.to_owned(),
+    };
+    let (status, resp) = post(agent, renew_url, &req)?;
+    match (status, resp.status) {
+        (200, EnrolStatus::Issued) => issued(resp),
         (s, st) => Err(EnrolError::BadResponse(format!(
             "HTTP {s} with status {st:?}"
         ))),
@@ -191,13 +113,12 @@ pub fn hub_url(hub: &str, path: &str) -> String {
 
 fn post<T: Serialize>(
     agent: &ureq::Agent,
-    hub: &str,
-    path: &str,
+    url: &str,
     body: &T,
 ) -> Result<(u16, EnrolResponse), EnrolError> {
     let body = serde_json::to_vec(body).expect("request serialises");
     let mut resp = agent
-        .post(hub_url(hub, path))
+        .post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json")
         .send(&body[..])?;

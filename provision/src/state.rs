@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::enrol::{Endpoints, EnrolResponse, NodeAttrs};
+use vantage_proto::channel::NodeAttrs;
+
+use crate::enrol::{Endpoints, EnrolResponse};
 
 /// Where the data partition is mounted on a node.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/vantage";
@@ -269,16 +271,14 @@ mod tests {
         NodeState {
             node_id: "n-0123456789".into(),
             attrs: NodeAttrs {
+                node_id: "n-0123456789".into(),
                 country: "DE".into(),
                 continent: Some("EU".into()),
                 asn: Some(3320),
                 tags: vec!["fiber".into()],
             },
             channels: vec!["all".into(), "node.n-0123456789".into(), "cc.DE".into()],
-            endpoints: Endpoints {
-                hub: "https://127.0.0.1:8443".into(),
-                subscribe: None,
-            },
+            endpoints: Endpoints::for_hub("https://127.0.0.1:8443"),
         }
     }
 
