@@ -27,7 +27,7 @@ pub struct Issued {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnrolOutcome {
     /// The node has its certificate.
-    Issued(Issued),
+    Issued(Box<Issued>),
     /// The hub holds the request until an admin approves this fingerprint.
     Pending {
         /// Fingerprint of the node's key as the hub shows it.
@@ -79,7 +79,7 @@ pub fn enrol(
 ) -> Result<EnrolOutcome, EnrolError> {
     let (status, resp) = post(agent, &hub_url(hub, "/v1/enrol"), req)?;
     match (status, resp.status) {
-        (200, EnrolStatus::Issued) => issued(resp).map(EnrolOutcome::Issued),
+        (200, EnrolStatus::Issued) => issued(resp).map(|i| EnrolOutcome::Issued(Box::new(i))),
         (202, EnrolStatus::Pending) => Ok(EnrolOutcome::Pending {
             fingerprint: resp.fingerprint,
             message: resp.message,
