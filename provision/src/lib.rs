@@ -7,6 +7,7 @@
 //! - [`enrol`]: `POST /v1/enrol` and `POST /v1/renew`.
 
 pub mod client;
+pub mod config;
 pub mod csr;
 pub mod enrol;
 pub mod state;
