@@ -461,13 +461,14 @@ impl Db {
     }
 
     /// Enrols a node: records the node, its certificate, and binds the token or
-    /// pending entry, in one transaction.
+    /// pending entry, in one transaction. Returns false (and changes nothing)
+    /// if the token was bound by another enrolment meanwhile.
     pub fn insert_node(
         &self,
         node: &NodeRow,
         token_hash: Option<&str>,
         pending_fp: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut c = self.c();
         let tx = c.transaction()?;
         tx.execute(
@@ -495,10 +496,13 @@ impl Db {
             ],
         )?;
         if let Some(h) = token_hash {
-            tx.execute(
-                "UPDATE tokens SET used_fp=?2, node_id=?3 WHERE hash=?1",
+            let n = tx.execute(
+                "UPDATE tokens SET used_fp=?2, node_id=?3 WHERE hash=?1 AND used_fp IS NULL",
                 params![h, node.key_fingerprint, node.id],
             )?;
+            if n != 1 {
+                return Ok(false);
+            }
         }
         if let Some(fp) = pending_fp {
             tx.execute(
@@ -507,7 +511,7 @@ impl Db {
             )?;
         }
         tx.commit()?;
-        Ok(())
+        Ok(true)
     }
 
     /// Replaces a node's certificate after renewal.
@@ -856,6 +860,20 @@ impl Db {
         }
         tx.commit()?;
         Ok(cut.max(old) as u64)
+    }
+
+    /// Per channel: entries held and the last sequence number.
+    pub fn channel_counts(&self) -> Result<std::collections::HashMap<String, (u64, u64)>> {
+        let c = self.c();
+        let mut st =
+            c.prepare("SELECT channel, count(*), max(seq) FROM joblog_channels GROUP BY channel")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64),
+            ))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// Number of entries held in the job log.
