@@ -104,25 +104,6 @@ fn main() {
         .unwrap()
         .to_path_buf();
     println!("# vantage-agent benchmark\n");
-    println!("## static binary size\n\n| target | bytes | MiB | budget 6 MiB |\n|---|---|---|---|");
-    for t in TARGETS {
-        match static_binary(&root, t) {
-            Some(p) => {
-                let size = std::fs::metadata(&p).unwrap().len();
-                let mib = size as f64 / (1024.0 * 1024.0);
-                println!(
-                    "| {} | {size} | {mib:.2} | {} |",
-                    t.0,
-                    if mib <= 6.0 { "ok" } else { "OVER" }
-                );
-            }
-            None => println!(
-                "| {} | build failed (bash scripts/deps.sh cross) | | |",
-                t.0
-            ),
-        }
-    }
-
     let hub = common::Hub::start_with(&["--keepalive-secs", "15"]);
     let mut agent = common::Agent::new(
         &hub,
@@ -173,6 +154,7 @@ fn main() {
         curl.try_wait().unwrap().is_none(),
         "curl's subscription ended early"
     );
+    let (athreads, cthreads) = (threads(apid), threads(cpid));
     let _ = curl.kill();
     let _ = curl.wait();
     println!(
@@ -187,7 +169,7 @@ fn main() {
         "| wake-ups per second | {aw:.2} | {cw:.2} | {:.2} |",
         if cw > 0.0 { aw / cw } else { f64::NAN }
     );
-    println!("| threads | {} | {} | |", threads(apid), threads(cpid));
+    println!("| threads | {} | {} | |", athreads, cthreads);
     println!(
         "\nhost build measured: {} ({} bytes); curl: {}",
         common::AGENT,
@@ -211,4 +193,26 @@ fn main() {
             "NOT met"
         }
     );
+    drop(agent);
+    drop(hub);
+    println!(
+        "\n## static binary size\n\n| target | bytes | MiB | budget 6 MiB |\n|---|---|---|---|"
+    );
+    for t in TARGETS {
+        match static_binary(&root, t) {
+            Some(p) => {
+                let size = std::fs::metadata(&p).unwrap().len();
+                let mib = size as f64 / (1024.0 * 1024.0);
+                println!(
+                    "| {} | {size} | {mib:.2} | {} |",
+                    t.0,
+                    if mib <= 6.0 { "ok" } else { "OVER" }
+                );
+            }
+            None => println!(
+                "| {} | build failed (bash scripts/deps.sh cross) | | |",
+                t.0
+            ),
+        }
+    }
 }

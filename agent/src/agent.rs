@@ -651,11 +651,12 @@ impl Agent {
         while let Some(ev) = rx.recv().await {
             match ev {
                 SubEvent::Connected(url) => {
-                    tracing::info!("subscribed: {url}");
-                    self.state
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .connected = true;
+                    // Long-poll reconnects after every answer: log changes only.
+                    let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                    if !st.connected {
+                        tracing::info!("subscribed: {url}");
+                    }
+                    st.connected = true;
                 }
                 SubEvent::Lost(why) => {
                     self.state

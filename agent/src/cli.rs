@@ -84,7 +84,14 @@ fn probe_once(cli: &Cli, json: &str) -> ExitCode {
         Ok(rt.block_on(async {
             match crate::probe::run(&probe, &ctx, limit).await {
                 Ok(data) => serde_json::json!({"status": "ok", "data": data}),
-                Err(e) => serde_json::json!({"status": format!("{e:?}").split('(').next().unwrap_or("").to_lowercase(), "reason": e.to_string()}),
+                Err(e) => {
+                    let status = match e {
+                        crate::probe::ProbeError::Refused(_) => "refused",
+                        crate::probe::ProbeError::Timeout(_) => "timeout",
+                        crate::probe::ProbeError::Failed(_) => "error",
+                    };
+                    serde_json::json!({"status": status, "reason": e.to_string()})
+                }
             }
         }))
     };

@@ -402,8 +402,19 @@ impl Agent {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let node_id = hub.enrol(&data);
+        // Quick heartbeats and reconnects for tests, unless the caller sets them.
+        let heartbeat = if top.contains("heartbeat_secs") {
+            ""
+        } else {
+            "heartbeat_secs = 5"
+        };
+        let subscribe = if extra.contains("keepalive_timeout_secs") {
+            ""
+        } else {
+            "keepalive_timeout_secs = 5\nmin_backoff_secs = 1\nmax_backoff_secs = 2"
+        };
         let cfg = format!(
-            "data_dir = {data:?}\nca = {:?}\npolicy = {:?}\nheartbeat_secs = 5\n{top}\n[subscribe]\nkeepalive_timeout_secs = 5\nmin_backoff_secs = 1\nmax_backoff_secs = 2\n{extra}\n",
+            "data_dir = {data:?}\nca = {:?}\npolicy = {:?}\n{heartbeat}\n{top}\n[subscribe]\n{subscribe}\n{extra}\n",
             hub.ca_path(),
             hub.policy_path(),
         );
