@@ -292,13 +292,11 @@ impl Enrolment<'_> {
                     fingerprint,
                     message,
                 }) => {
-                    if let Some(m) = message {
-                        log(&format!("hub says: {m}"));
-                    }
                     (self.report)(&Status::Pending {
                         fingerprint,
                         hub: hub.clone(),
                         why: pending_why.clone(),
+                        hub_says: message,
                     });
                 }
                 Err(EnrolError::Refused { status, message }) if !is_transient(status) => {
@@ -462,7 +460,11 @@ fn apply_system_settings(opts: &Options, s: &Settings) {
     if let (Some(path), Some(name)) = (&opts.hostname_file, &s.hostname) {
         let want = format!("{name}\n");
         if std::fs::read_to_string(path).ok().as_deref() != Some(want.as_str()) {
-            match atomic_write(path, want.as_bytes(), 0o644) {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| atomic_write(path, want.as_bytes(), 0o644));
+            match written {
                 Ok(()) => log(&format!("host name {name} written to {}", path.display())),
                 Err(e) => log(&format!("cannot write {}: {e}", path.display())),
             }

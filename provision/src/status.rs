@@ -35,6 +35,8 @@ pub enum Status {
         hub: String,
         /// Why there is no token, or what happened to it.
         why: String,
+        /// The hub's note for its administrator, if any.
+        hub_says: Option<String>,
     },
     /// Not enrolled yet, still trying on its own.
     Waiting {
@@ -94,14 +96,21 @@ impl Status {
                 fingerprint,
                 hub,
                 why,
-            } => format!(
-                "{why}\n\n\
-                 Send this fingerprint to the administrator of {hub} and ask them to approve it:\n\n\
-                 {}\n\n\
-                 The node keeps asking and starts working by itself once approved.\n\
-                 (Or put a token = \"...\" line in vantage.toml and restart the node.)\n",
-                group(fingerprint)
-            ),
+                hub_says,
+            } => {
+                let note = hub_says
+                    .as_ref()
+                    .map(|m| format!("The hub says: {m}\n\n"))
+                    .unwrap_or_default();
+                format!(
+                    "{why}\n\n\
+                     Send this fingerprint to the administrator of {hub} and ask them to approve it:\n\n\
+                     {fingerprint}\n\n\
+                     {note}\
+                     The node keeps asking and starts working by itself once approved.\n\
+                     (Or put a token = \"...\" line in vantage.toml and restart the node.)\n"
+                )
+            }
             Status::Waiting { what, todo } => {
                 format!("{what}\n\nThe node keeps trying by itself. If this lasts: {todo}\n")
             }
@@ -147,15 +156,6 @@ impl Reporter {
     }
 }
 
-/// A fingerprint in groups of four characters, easier to read out.
-fn group(fp: &str) -> String {
-    fp.as_bytes()
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,14 +186,18 @@ mod tests {
     }
 
     #[test]
-    fn pending_shows_the_fingerprint_in_groups() {
+    fn pending_shows_the_fingerprint_on_its_own_line() {
         let s = Status::Pending {
             fingerprint: "abcdef0123".into(),
             hub: "https://h".into(),
             why: "No token in vantage.toml.".into(),
+            hub_says: Some("approve it".into()),
         };
         let t = s.render(clock::build_time());
-        assert!(t.contains("abcd ef01 23"), "{t}");
+        assert!(
+            t.contains("\n\nabcdef0123\n\nThe hub says: approve it\n"),
+            "{t}"
+        );
         assert!(t.contains("WAITING FOR APPROVAL"));
         assert!(s.render(0).contains("clock is not set"));
     }
