@@ -7,7 +7,10 @@ pub use vantage_proto::enrol::{
     Declared, Endpoints, EnrolRequest, EnrolResponse, EnrolStatus, RenewRequest,
 };
 
-use crate::state::NodeState;
+use crate::cert::CertInfo;
+use crate::client::{self, ClientIdentity, PinnedCa, Timeouts};
+use crate::csr::NodeKey;
+use crate::state::{DataDir, NodeState};
 
 /// The largest response body accepted from the hub.
 const MAX_BODY: u64 = 1 << 20;
@@ -104,6 +107,56 @@ pub fn renew(agent: &ureq::Agent, renew_url: &str, csr_pem: &str) -> Result<Issu
             "HTTP {s} with status {st:?}"
         ))),
     }
+}
+
+/// Why renewing the stored identity failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    /// The node has no usable identity to renew (not enrolled, damaged files).
+    #[error("no identity to renew: {0}")]
+    NoIdentity(String),
+    /// The hub could not be reached or refused.
+    #[error(transparent)]
+    Hub(#[from] EnrolError),
+    /// The new certificate could not be stored; the old one is still in place.
+    #[error("cannot store the renewed certificate: {0}")]
+    Store(String),
+}
+
+/// Renews the node's certificate for its current key (what the agent calls
+/// when a third of the lifetime is left): mTLS with the stored identity to
+/// the `renew` endpoint in `node.json`, then the new certificate, chain and
+/// `node.json` are stored atomically. The key never changes, so a crash at
+/// any point leaves a matching key and certificate.
+pub fn renew_stored(
+    data: &DataDir,
+    ca: &PinnedCa,
+    timeouts: Timeouts,
+) -> Result<Issued, RenewError> {
+    let no = |e: &dyn std::fmt::Display| RenewError::NoIdentity(e.to_string());
+    let node = data
+        .read_node()
+        .map_err(|e| no(&e))?
+        .ok_or_else(|| no(&"node.json is missing"))?;
+    let key_pem = data
+        .read_key()
+        .map_err(|e| no(&e))?
+        .ok_or_else(|| no(&"key.pem is missing"))?;
+    let key = NodeKey::from_pem(&key_pem).map_err(|e| no(&e))?;
+    let identity = ClientIdentity::load(data).map_err(|e| no(&e))?;
+    let csr = key.csr_pem(Some(&node.node_id)).map_err(|e| no(&e))?;
+    let agent = client::agent(ca, Some(&identity), timeouts);
+    let issued = renew(&agent, &node.endpoints.renew, &csr)?;
+    let cert = CertInfo::from_pem(&issued.cert_pem)
+        .map_err(|e| EnrolError::BadResponse(format!("renewed certificate: {e}")))?;
+    if cert.spki_der != key.public_key_der() {
+        return Err(
+            EnrolError::BadResponse("renewed certificate is for another key".into()).into(),
+        );
+    }
+    data.store_issued(&issued.node, &issued.cert_pem, &issued.chain_pem)
+        .map_err(|e| RenewError::Store(e.to_string()))?;
+    Ok(issued)
 }
 
 /// The URL of `path` (starting with `/`) on the hub whose base URL is `hub`.

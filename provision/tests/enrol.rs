@@ -387,3 +387,34 @@ fn power_loss_at_every_step_converges_to_one_identity() {
     assert_eq!(ids.len(), tokens.len());
     assert_eq!(hub.nodes().len(), tokens.len());
 }
+
+#[test]
+fn renewal_over_mtls_replaces_the_certificate_for_the_same_node() {
+    use vantage_provision::client::{PinnedCa, Timeouts};
+    use vantage_provision::enrol::renew_stored;
+    use vantage_provision::state::DataDir;
+
+    let hub = Hub::start();
+    let node = Node::new(&hub.ca_path());
+    node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    assert_eq!(node.run_once().status.code(), Some(0));
+    let data = DataDir::new(node.data());
+    let old_cert = std::fs::read_to_string(data.cert_path()).unwrap();
+    let id = data.read_node().unwrap().unwrap().node_id;
+
+    let ca = PinnedCa::load(&node.ca).unwrap();
+    let issued = renew_stored(&data, &ca, Timeouts::default()).unwrap();
+    assert_eq!(issued.node.node_id, id);
+    let new_cert = std::fs::read_to_string(data.cert_path()).unwrap();
+    assert_ne!(new_cert, old_cert);
+    assert_eq!(new_cert, issued.cert_pem);
+    assert_eq!(
+        CertInfo::from_pem(&new_cert).unwrap().node_id.as_deref(),
+        Some(id.as_str())
+    );
+
+    // Without a node identity there is nothing to renew.
+    let empty = DataDir::new(node.dir.path().join("empty"));
+    let err = renew_stored(&empty, &ca, Timeouts::default()).unwrap_err();
+    assert!(err.to_string().contains("node.json is missing"), "{err}");
+}

@@ -23,6 +23,21 @@ pub fn hub_bin() -> &'static Path {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
+        // Without the variables cargo sets for a test process: build scripts
+        // watch some, and the next ordinary build would rebuild everything.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if k == "OUT_DIR"
+                || k == "CARGO_TARGET_TMPDIR"
+                || k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_BIN_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_CRATE_")
+                || k == "CARGO_PRIMARY_PACKAGE"
+            {
+                cmd.env_remove(k.as_ref());
+            }
+        }
         cmd.args(["build", "--quiet", "-p", "vantage-hub", "--manifest-path"])
             .arg(workspace.join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", target_dir);
