@@ -217,6 +217,22 @@ fn issued(resp: EnrolResponse) -> Result<Issued, EnrolError> {
     let cert_pem = resp
         .certificate
         .ok_or_else(|| EnrolError::BadResponse("issued without a certificate".into()))?;
+    node.attrs
+        .validate()
+        .map_err(|e| EnrolError::BadResponse(format!("node attributes: {e}")))?;
+    if node.attrs.node_id != node.node_id {
+        return Err(EnrolError::BadResponse(
+            "attributes name another node".into(),
+        ));
+    }
+    let cert = CertInfo::from_pem(&cert_pem)
+        .map_err(|e| EnrolError::BadResponse(format!("certificate: {e}")))?;
+    if cert.node_id.as_deref() != Some(node.node_id.as_str()) {
+        return Err(EnrolError::BadResponse(format!(
+            "the certificate is not for node {}",
+            node.node_id
+        )));
+    }
     Ok(Issued {
         node,
         cert_pem,
@@ -249,6 +265,58 @@ mod tests {
             hub_url("https://h:8443", "/v1/enrol"),
             "https://h:8443/v1/enrol"
         );
+    }
+
+    fn response_for(cert_node: &str, node: &str) -> EnrolResponse {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            format!("vantage:node:{cert_node}").try_into().unwrap(),
+        )];
+        let cert = params.self_signed(&key).unwrap();
+        let attrs = vantage_proto::channel::NodeAttrs {
+            node_id: node.into(),
+            country: "DE".into(),
+            ..Default::default()
+        };
+        EnrolResponse {
+            status: EnrolStatus::Issued,
+            fingerprint: "00".into(),
+            node_id: Some(node.into()),
+            certificate: Some(cert.pem()),
+            chain: None,
+            channels: attrs.channels(),
+            attrs: Some(attrs),
+            endpoints: Some(Endpoints::for_hub("https://h:8443")),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn issued_answers_are_checked() {
+        let ok = issued(response_for("n-0011223344", "n-0011223344")).unwrap();
+        assert_eq!(ok.node.node_id, "n-0011223344");
+        assert_eq!(ok.node.endpoints.renew, "https://h:8443/v1/renew");
+        let err = issued(response_for("n-9999999999", "n-0011223344")).unwrap_err();
+        assert!(
+            err.to_string().contains("not for node n-0011223344"),
+            "{err}"
+        );
+        let mut bad = response_for("n-0011223344", "n-0011223344");
+        bad.attrs.as_mut().unwrap().country = "Germany".into();
+        assert!(issued(bad).is_err());
+        let mut missing = response_for("n-0011223344", "n-0011223344");
+        missing.endpoints = None;
+        assert!(issued(missing).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn error_message_takes_any_body(body in proptest::prelude::any::<String>()) {
+            let m = error_message(&body);
+            proptest::prop_assert!(!m.is_empty() && m.chars().count() <= 300);
+            proptest::prop_assert!(!m.chars().any(char::is_control));
+        }
     }
 
     #[test]
