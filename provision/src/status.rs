@@ -2,6 +2,7 @@
 //! (`vantage-status.txt`, readable when the card is back in a PC), and the
 //! same words on the journal and console.
 
+use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -127,6 +128,7 @@ impl Status {
 #[derive(Debug, Clone)]
 pub struct Reporter {
     path: PathBuf,
+    last: RefCell<Option<Status>>,
 }
 
 impl Reporter {
@@ -134,6 +136,7 @@ impl Reporter {
     pub fn new(boot_dir: &Path) -> Self {
         Reporter {
             path: boot_dir.join(FILE_NAME),
+            last: RefCell::new(None),
         }
     }
 
@@ -142,11 +145,15 @@ impl Reporter {
         &self.path
     }
 
-    /// Tells the volunteer. The file is only rewritten when its text changes.
+    /// Tells the volunteer. The file is only rewritten when its text
+    /// changes, and a status is logged only when it differs from the last.
     pub fn report(&self, status: &Status) -> io::Result<()> {
         let text = status.render(clock::now());
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            eprintln!("vantage-provision: {line}");
+        // The journal gets each status once, not once per retry.
+        if self.last.replace(Some(status.clone())).as_ref() != Some(status) {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                eprintln!("vantage-provision: {line}");
+            }
         }
         let file_text = text.replace('\n', "\r\n");
         if std::fs::read_to_string(&self.path).is_ok_and(|old| old == file_text) {
