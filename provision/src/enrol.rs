@@ -60,16 +60,23 @@ pub enum EnrolError {
 }
 
 impl EnrolError {
-    /// True when trying again later may help (network, server errors,
-    /// rate limits); false when the hub refused the request itself.
-    pub fn is_transient(&self) -> bool {
+    /// The status and reason when the hub refused the request itself, so
+    /// that asking again the same way cannot help; `None` when trying again
+    /// later may help (network, server errors, rate limits).
+    pub fn permanent_refusal(&self) -> Option<(u16, &str)> {
         match self {
-            EnrolError::Transport(_) => true,
-            EnrolError::Refused { status, .. } => {
-                *status >= 500 || *status == 429 || *status == 408
+            EnrolError::Refused { status, message }
+                if !(*status >= 500 || *status == 429 || *status == 408) =>
+            {
+                Some((*status, message))
             }
-            EnrolError::BadResponse(_) => true,
+            _ => None,
         }
+    }
+
+    /// True when trying again later may help.
+    pub fn is_transient(&self) -> bool {
+        self.permanent_refusal().is_none()
     }
 }
 

@@ -299,29 +299,31 @@ impl Enrolment<'_> {
                         hub_says: message,
                     });
                 }
-                Err(EnrolError::Refused { status, message }) if !is_transient(status) => {
-                    if token.take().is_some() {
-                        log(&format!("token refused (HTTP {status}): {message}"));
-                        pending_why = format!(
-                            "The hub did not accept the token in vantage.toml ({message}), so \
-                             the node asks the hub's administrator to approve it instead."
-                        );
-                        continue;
+                Err(e) => match e.permanent_refusal() {
+                    Some((status, message)) => {
+                        if token.take().is_some() {
+                            log(&format!("token refused (HTTP {status}): {message}"));
+                            pending_why = format!(
+                                "The hub did not accept the token in vantage.toml ({message}), \
+                                 so the node asks the hub's administrator to approve it instead."
+                            );
+                            continue;
+                        }
+                        let f = Fatal::NeedsVolunteer(format!(
+                            "The hub {hub} refused to enrol this node: {message}"
+                        ));
+                        (self.report)(&problem(
+                            &f.to_string(),
+                            "Check the settings in vantage.toml, or ask the hub's administrator \
+                             what is wrong, then start the node again.",
+                        ));
+                        return Err(f);
                     }
-                    let f = Fatal::NeedsVolunteer(format!(
-                        "The hub {hub} refused to enrol this node: {message}"
-                    ));
-                    (self.report)(&problem(
-                        &f.to_string(),
-                        "Check the settings in vantage.toml, or ask the hub's administrator \
-                         what is wrong, then start the node again.",
-                    ));
-                    return Err(f);
-                }
-                Err(e) => {
-                    let floor_now = clock::now() < self.floor;
-                    (self.report)(&unreachable_status(hub, &e, floor_now));
-                }
+                    None => {
+                        let clock_wrong = clock::now() < self.floor;
+                        (self.report)(&unreachable_status(hub, &e, clock_wrong));
+                    }
+                },
             }
             if self.opts.once {
                 return Ok(Outcome::NotYet);
@@ -357,10 +359,6 @@ impl Enrolment<'_> {
             fresh: true,
         })
     }
-}
-
-fn is_transient(status: u16) -> bool {
-    status >= 500 || status == 429 || status == 408
 }
 
 /// The stored identity if it is complete and usable: `node.json`, a
