@@ -324,6 +324,10 @@ async fn require_operator(hub: &Arc<Hub>, caller: &Caller) -> Result<String, Api
 
 async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<String>) {
     let (node, addr) = (node.to_string(), peer.ip().to_string());
+    if version.is_none() {
+        lock(&hub.seen).insert(node, addr);
+        return;
+    }
     if let Err(e) = hub
         .db(move |db| db.touch_node(&node, now(), Some(&addr), version.as_deref()))
         .await
@@ -721,7 +725,7 @@ async fn resolve(
 }
 
 fn online(hub: &Hub, n: &NodeRow) -> bool {
-    hub.is_subscribed(&n.id)
+    hub.is_present(&n.id)
         || n.last_seen
             .is_some_and(|t| now() - t <= hub.cfg.online_window.as_secs() as i64)
 }

@@ -631,13 +631,15 @@ impl Db {
     }
 
     /// Records the time nodes with open subscriptions were last seen.
-    pub fn touch_nodes(&self, ids: &[String], now: i64) -> Result<()> {
+    pub fn touch_nodes(&self, seen: &[(String, Option<String>)], now: i64) -> Result<()> {
         let mut c = self.c();
         let tx = c.transaction()?;
         {
-            let mut st = tx.prepare("UPDATE nodes SET last_seen=?2 WHERE id=?1")?;
-            for id in ids {
-                st.execute(params![id, now])?;
+            let mut st = tx.prepare(
+                "UPDATE nodes SET last_seen=?2, address=coalesce(?3,address) WHERE id=?1",
+            )?;
+            for (id, addr) in seen {
+                st.execute(params![id, now, addr])?;
             }
         }
         tx.commit()?;

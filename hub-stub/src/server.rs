@@ -147,6 +147,9 @@ pub struct Hub {
     pub pruned_through: AtomicU64,
     /// Open subscriptions per node.
     pub subscribed: Mutex<HashMap<String, usize>>,
+    /// Nodes seen since the last registry flush, with their address
+    /// (batched: one transaction every 30 s instead of one per request).
+    pub seen: Mutex<HashMap<String, String>>,
     /// Open subscriptions per channel.
     pub channel_subs: Mutex<HashMap<String, usize>>,
     /// Connection slots per identity.
@@ -253,6 +256,7 @@ impl Hub {
             pruned_through: AtomicU64::new(pruned),
             subscribed: Mutex::new(HashMap::new()),
             channel_subs: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             conns: Arc::new(ConnCounter::default()),
             rates,
             metrics: Metrics::default(),
@@ -331,9 +335,9 @@ impl Hub {
         }
     }
 
-    /// Whether a node has a subscription open.
-    pub fn is_subscribed(&self, node: &str) -> bool {
-        lock(&self.subscribed).contains_key(node)
+    /// Whether a node has a subscription open or was seen since the last registry flush.
+    pub fn is_present(&self, node: &str) -> bool {
+        lock(&self.subscribed).contains_key(node) || lock(&self.seen).contains_key(node)
     }
 }
 
@@ -601,8 +605,17 @@ fn spawn_background(hub: &Arc<Hub>) {
             if let Ok(p) = h.db(move |db| db.prune(keep, now() - age)).await {
                 h.pruned_through.store(p, Ordering::SeqCst);
             }
-            let ids: Vec<String> = lock(&h.subscribed).keys().cloned().collect();
-            if let Err(e) = h.db(move |db| db.touch_nodes(&ids, now())).await {
+            let mut seen: HashMap<String, Option<String>> = lock(&h.subscribed)
+                .keys()
+                .map(|k| (k.clone(), None))
+                .collect();
+            seen.extend(
+                std::mem::take(&mut *lock(&h.seen))
+                    .into_iter()
+                    .map(|(k, a)| (k, Some(a))),
+            );
+            let seen: Vec<_> = seen.into_iter().collect();
+            if let Err(e) = h.db(move |db| db.touch_nodes(&seen, now())).await {
                 tracing::warn!("registry update: {e}");
             }
             h.rates.sweep(Instant::now());

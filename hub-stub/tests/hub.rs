@@ -438,3 +438,66 @@ fn job_acknowledged_before_kill_9_is_delivered_after_restart() {
     assert_eq!(envelope(&e)["payload"]["job"]["id"], "k2");
     assert_eq!(e.id.unwrap(), r["seq"].to_string());
 }
+
+#[test]
+fn limits_refuse_with_reasons() {
+    let hub = Hub::start(&[
+        "--rate",
+        "0.2",
+        "--burst",
+        "3",
+        "--max-conns-per-identity",
+        "1",
+        "--header-timeout-secs",
+        "1",
+    ]);
+    // Request rate per identity.
+    let op = hub.operator("rate");
+    for _ in 0..3 {
+        assert_eq!(op.get("/v1/stats").0, 200);
+    }
+    let (s, e) = op.get("/v1/stats");
+    assert_eq!(s, 429);
+    assert!(e["error"].as_str().unwrap().contains("request rate"), "{e}");
+
+    // Connections per identity: a second connection of the same operator while
+    // the first holds a stream open.
+    let out = hub.dir.path().join("conns");
+    let (ok, _, err) = hub.cli(&["operator", "issue", "conns", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let creds = (read(&out.join("conns.crt")), read(&out.join("conns.key")));
+    let first = Client::new(&hub.ca_pem(), Some((&creds.0, &creds.1)), &hub.url);
+    let _held = first.sse("/v1/jobs/none/results?follow=1", None).unwrap();
+    let second = Client::new(&hub.ca_pem(), Some((&creds.0, &creds.1)), &hub.url);
+    let (s, e) = second.get("/v1/stats");
+    assert_eq!(s, 429);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many connections"),
+        "{e}"
+    );
+
+    // Body size.
+    let n = hub.node("DE");
+    let big = json!({"job_id": "x", "node_id": n.id, "probe": "dns", "started_ms": 1, "duration_ms": 1,
+                     "status": "ok", "data": "a".repeat(70 * 1024), "seq": 0});
+    let (s, e) = n.client.post("/v1/results", &big);
+    assert_eq!(s, 413);
+    assert!(e["error"].as_str().unwrap().contains("byte limit"), "{e}");
+
+    // A client that connects and sends nothing is dropped after the header timeout.
+    use std::io::Read;
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", hub.port())).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let got = tcp.read(&mut buf);
+    assert!(matches!(got, Ok(0) | Err(_)), "{got:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        t.elapsed()
+    );
+}
