@@ -178,7 +178,7 @@ async fn route(
             let node = require_node(hub, caller).await?;
             let channels = subscription_channels(hub, &node, list).await?;
             touch(hub, &node, peer, None).await;
-            stream::subscribe(hub.clone(), node, caller_serial(caller), channels, &req).await
+            stream::subscribe(hub.clone(), node, caller_cert(caller), channels, &req).await
         }
         (&Method::POST, ["v1", "results"]) => {
             let node = require_node(hub, caller).await?;
@@ -251,10 +251,12 @@ async fn route(
     }
 }
 
-fn caller_serial(c: &Caller) -> String {
+fn caller_cert(c: &Caller) -> (String, i64) {
     match c {
-        Caller::Known { serial, .. } => serial.clone(),
-        _ => String::new(),
+        Caller::Known {
+            serial, not_after, ..
+        } => (serial.clone(), *not_after),
+        _ => (String::new(), 0),
     }
 }
 
