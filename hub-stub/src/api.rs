@@ -214,8 +214,16 @@ async fn route(
         }
         (&Method::GET, ["v1", "nodes"]) => {
             require_operator(hub, caller).await?;
-            let nodes = hub.db(|db| db.nodes()).await?;
-            let list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
+            let (nodes, pending) = hub
+                .db(|db| Ok((db.nodes()?, db.pending_by_prefix("")?)))
+                .await?;
+            let mut list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
+            list.extend(
+                pending
+                    .iter()
+                    .filter(|p| p.node_id.is_none())
+                    .map(pending_json),
+            );
             Ok(json_resp(StatusCode::OK, &list))
         }
         (&Method::GET, ["v1", "nodes", id]) => {
@@ -471,9 +479,21 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
                 attrs.clone(),
                 addr.clone(),
             );
+            let max = hub.cfg.max_pending;
             let row = hub
-                .db(move |db| db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)))
-                .await?;
+                .db(move |db| {
+                    if db.pending(&fp)?.is_none() && db.pending_open_count()? >= max {
+                        return Ok(None);
+                    }
+                    db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)).map(Some)
+                })
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many enrolments are waiting for approval; ask the hub admin, or enrol with a token",
+                    )
+                })?;
             if let Some(id) = row.node_id {
                 let node = hub
                     .db(move |db| db.node(&id))
@@ -730,6 +750,14 @@ fn online(hub: &Hub, n: &NodeRow) -> bool {
     hub.is_present(&n.id)
         || n.last_seen
             .is_some_and(|t| now() - t <= hub.cfg.online_window.as_secs() as i64)
+}
+
+/// A pending enrolment as a registry entry (status `pending`, no id yet).
+pub fn pending_json(p: &crate::db::PendingRow) -> Value {
+    json!({"id": null, "status": "pending", "key_fingerprint": p.fingerprint,
+           "country": p.declared.country, "continent": p.declared.continent,
+           "asn": p.declared.asn, "tags": p.declared.tags, "address": p.address,
+           "requested": p.created, "last_poll": p.last_poll, "approved": p.approved})
 }
 
 /// Status word of a node for the registry.

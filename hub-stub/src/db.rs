@@ -707,6 +707,15 @@ impl Db {
         Ok(out)
     }
 
+    /// Pending enrolments not yet issued.
+    pub fn pending_open_count(&self) -> Result<u64> {
+        Ok(self.c().query_row(
+            "SELECT count(*) FROM pending WHERE node_id IS NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
     /// Marks a pending enrolment approved.
     pub fn approve_pending(&self, fp: &str, now: i64) -> Result<()> {
         self.c().execute(

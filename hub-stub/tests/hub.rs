@@ -80,6 +80,16 @@ fn enrolment_with_token_replay_pending_and_renewal() {
     assert!(ok && out.contains(fp), "{out}");
     let (s, _) = anon.post("/v1/enrol", &body);
     assert_eq!(s, 202, "still pending before approval");
+    let (_, out, _) = hub.cli(&["nodes", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["status"] == "pending" && n["key_fingerprint"] == fp),
+        "{listed}"
+    );
     let (ok, _, err) = hub.cli(&["nodes", "approve", &fp[..12]]);
     assert!(ok, "{err}");
     let (s, issued) = anon.post("/v1/enrol", &body);
