@@ -1,5 +1,5 @@
 # vantage-hub: the master server (hub-stub/).
-.PHONY: hub test-hub hub-dev
+.PHONY: hub test-hub hub-dev bench-hub
 HUB_DEV_DIR ?= /tmp/vantage-hub-dev
 
 hub: deps ## build the hub (release): target/release/vantage-hub
@@ -14,3 +14,6 @@ hub-dev: deps ## run a throw-away hub on 127.0.0.1:8443 (data in $(HUB_DEV_DIR))
 	$(CARGO) run -q -p vantage-hub -- --data-dir $(HUB_DEV_DIR) serve --listen 127.0.0.1:8443
 
 TEST_TARGETS += test-hub
+
+bench-hub: deps ## fan-out benchmark: 2000 TLS SSE subscribers on one hub, delivery latency and memory (about 1 min)
+	$(CARGO) bench --locked -p vantage-hub --bench fanout -- 2000 20
