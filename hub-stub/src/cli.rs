@@ -1,6 +1,6 @@
 //! The `vantage-hub` command line: everything the operator of a hub does.
 
-use crate::api::{issue_operator, node_status};
+use crate::api::{issue_operator, node_status, pending_json};
 use crate::datadir::{DataDir, now, write_atomic, write_private};
 use crate::db::{Attrs, CertRole};
 use crate::server::{Hub, ServeConfig, serve};
@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// Node certificate lifetime in days.
     #[arg(long, default_value_t = 30)]
     node_cert_days: i64,
+    /// Enrolments without token waiting for approval, at most (more are refused).
+    #[arg(long, default_value_t = 10_000)]
+    max_pending: u64,
     /// A node counts as online this long after it was last seen (e.g. 5m).
     #[arg(long, default_value = "5m", value_parser = tokens::parse_duration)]
     online_window: i64,
@@ -256,33 +259,22 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Serve(a) => {
             let (_, db) = dd.open()?;
-            let public_url = match a.public_url {
-                Some(u) => u,
-                None => {
-                    let first = db
-                        .meta("server_names")?
-                        .and_then(|n| n.split(',').next().map(str::to_string))
-                        .context(
-                            "the data directory has no server name; run `server-cert --name HOST`",
-                        )?;
-                    let host = if first.contains(':') {
-                        format!("[{first}]")
-                    } else {
-                        first
-                    };
-                    format!("https://{host}:{}", a.listen.port())
-                }
-            };
+            let default_host = db
+                .meta("server_names")?
+                .and_then(|n| n.split(',').next().map(str::to_string))
+                .context("the data directory has no server name; run `server-cert --name HOST`")?;
             drop(db);
             let cfg = ServeConfig {
                 listen: a.listen,
-                public_url,
+                public_url: a.public_url,
+                default_host,
                 policy: a.policy,
                 unsafe_raw_publish: a.unsafe_raw_publish,
                 keepalive: Duration::from_secs(a.keepalive_secs.max(1)),
                 retention_entries: a.retention_entries,
                 retention_age: Duration::from_secs(a.retention as u64),
                 node_cert_days: a.node_cert_days,
+                max_pending: a.max_pending,
                 online_window: Duration::from_secs(a.online_window as u64),
                 revocation_poll: Duration::from_millis(a.revocation_poll_ms.max(50)),
                 max_connections: a.max_connections,
@@ -345,19 +337,15 @@ pub fn run(cli: Cli) -> Result<()> {
             let (_, db) = dd.open()?;
             let list = db.tokens()?;
             if json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|(h, a, c, e, n)| json!({"hash": h, "attrs": a, "created": c, "expires": e, "node_id": n}))
-                    .collect();
-                print_json(&json!(v));
+                print_json(&serde_json::to_value(&list)?);
             } else {
-                for (h, a, _, e, n) in list {
-                    let state = match (&n, e > now()) {
+                for t in list {
+                    let state = match (&t.node_id, t.expires > now()) {
                         (Some(n), _) => format!("used by {n}"),
-                        (None, true) => format!("valid until {}", fmt_time(Some(e))),
+                        (None, true) => format!("valid until {}", fmt_time(Some(t.expires))),
                         (None, false) => "expired".into(),
                     };
-                    println!("{}  {}  {state}", &h[..16], a.country);
+                    println!("{}  {}  {state}", &t.hash[..16], t.attrs.country);
                 }
             }
         }
@@ -445,8 +433,13 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
     match cmd {
         NodesCmd::List { json } => {
             let list = db.nodes()?;
+            let pending: Vec<_> = db
+                .pending_by_prefix("")?
+                .into_iter()
+                .filter(|p| p.node_id.is_none())
+                .collect();
             if json {
-                let v: Vec<_> = list
+                let mut v: Vec<_> = list
                     .iter()
                     .map(|n| {
                         let mut v = serde_json::to_value(n).expect("serialises");
@@ -454,6 +447,7 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
                         v
                     })
                     .collect();
+                v.extend(pending.iter().map(pending_json));
                 print_json(&json!(v));
             } else {
                 for n in list {
@@ -464,6 +458,15 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
                         n.attrs.country,
                         n.attrs.continent.as_deref().unwrap_or("-"),
                         fmt_time(n.last_seen)
+                    );
+                }
+                for p in pending {
+                    println!(
+                        "{:14} pending  {:3} {:4} fingerprint {}",
+                        "-",
+                        p.declared.country,
+                        p.declared.continent.as_deref().unwrap_or("-"),
+                        p.fingerprint
                     );
                 }
             }

@@ -2,6 +2,7 @@
 //! the job log and explicit gap events, and operators following results.
 
 use crate::api::{Resp, event_frame, full, json_resp};
+use crate::datadir::now;
 use crate::server::{Hub, Published};
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode, header};
@@ -101,6 +102,12 @@ impl Cursor {
     }
 }
 
+/// An `id:` line without data: moves the client's last event id without an event
+/// (WHATWG: the id is taken even when nothing is dispatched).
+fn position_frame(seq: u64) -> Bytes {
+    Bytes::from(format!("id: {seq}\n\n"))
+}
+
 /// A gap event: what lay between `requested` and `oldest` is lost.
 fn gap_frame(requested: &str, oldest: u64, id: u64) -> Bytes {
     let gap = GapEvent {
@@ -120,7 +127,7 @@ fn gap_frame(requested: &str, oldest: u64, id: u64) -> Bytes {
 pub async fn subscribe(
     hub: Arc<Hub>,
     node: String,
-    serial: String,
+    (serial, not_after): (String, i64),
     channels: Vec<String>,
     req: &http::Request<hyper::body::Incoming>,
 ) -> Result<Resp, crate::api::ApiError> {
@@ -133,9 +140,11 @@ pub async fn subscribe(
         channels,
         pos: live,
     };
+    let poll = q.get("mode").map(String::as_str) == Some("poll");
     let mut first = match last.as_deref().map(|s| (s, s.trim().parse::<u64>())) {
-        // A fresh subscriber starts at the live end.
-        None => Vec::new(),
+        // A fresh subscriber starts at the live end (and learns where that is).
+        None if poll => Vec::new(),
+        None => vec![position_frame(live)],
         Some((s, Ok(n))) if n <= live => {
             cur.pos = n;
             cur.catch_up(&hub, Some(s)).await?
@@ -148,7 +157,7 @@ pub async fn subscribe(
             live,
         )],
     };
-    if q.get("mode").map(String::as_str) == Some("poll") {
+    if poll {
         let timeout = q
             .get("timeout")
             .and_then(|t| t.parse::<u64>().ok())
@@ -157,6 +166,10 @@ pub async fn subscribe(
         let _sub = hub.subscribe(&node, &cur.channels);
         if first.is_empty() {
             first = poll_wait(&hub, &mut cur, rx, Duration::from_secs(timeout)).await?;
+        }
+        if first.is_empty() {
+            // Nothing for this subscriber: still move its position past what went by.
+            first.push(position_frame(cur.pos));
         }
         hub.metrics
             .events_sent
@@ -168,7 +181,7 @@ pub async fn subscribe(
     let guard = hub.subscribe(&node, &cur.channels);
     tokio::spawn(async move {
         let _guard = guard;
-        if let Err(e) = run_stream(&hub, &serial, cur, rx, first, tx).await {
+        if let Err(e) = run_stream(&hub, (&serial, not_after), cur, rx, first, tx).await {
             tracing::debug!(node, "stream ended: {e}");
         }
     });
@@ -212,6 +225,8 @@ enum StreamEnd {
     Slow,
     #[error("certificate revoked")]
     Revoked,
+    #[error("certificate expired")]
+    Expired,
     #[error("{0}")]
     Db(#[from] crate::db::DbError),
 }
@@ -226,7 +241,7 @@ async fn send(hub: &Hub, tx: &mut Sender<Bytes>, b: Bytes) -> Result<(), StreamE
 
 async fn run_stream(
     hub: &Arc<Hub>,
-    serial: &str,
+    (serial, not_after): (&str, i64),
     mut cur: Cursor,
     mut rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
     first: Vec<Bytes>,
@@ -241,8 +256,12 @@ async fn run_stream(
     let mut ka = tokio::time::interval(hub.cfg.keepalive);
     ka.tick().await;
     let mut revoked = hub.revoked_tx.subscribe();
+    // The stream ends with the certificate; the node reconnects with its renewed one.
+    let expiry = tokio::time::sleep(Duration::from_secs((not_after - now()).max(0) as u64));
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
+            _ = &mut expiry => return Err(StreamEnd::Expired),
             m = rx.recv() => match m {
                 Ok(p) => {
                     if p.seq <= cur.pos {
