@@ -6,7 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use common::{Hub, Node, settings, stderr, wait_for};
+use std::process::Stdio;
+
+use common::{Hub, Node, Running, settings, stderr, wait_for};
 use vantage_provision::cert::CertInfo;
 use vantage_provision::fault;
 
@@ -100,7 +102,7 @@ fn pending_mode_waits_for_approval_then_enrols() {
     node.write_config(&settings(&hub.url, None));
 
     // As on a node: no --once, the process keeps polling until approved.
-    let mut child = node.command().spawn().unwrap();
+    let mut child = Running(node.command().stderr(Stdio::null()).spawn().unwrap());
     let fingerprint = wait_for(Duration::from_secs(60), || {
         let s = node.status();
         s.contains("WAITING FOR APPROVAL")
@@ -118,15 +120,13 @@ fn pending_mode_waits_for_approval_then_enrols() {
         node.status()
     );
     assert!(hub.nodes().is_empty());
-    assert!(child.try_wait().unwrap().is_none(), "still polling");
+    assert_eq!(hub.pending(), [fingerprint.clone()]);
+    assert!(child.0.try_wait().unwrap().is_none(), "still polling");
 
     // The volunteer sends the fingerprint from the status file to the admin.
     hub.approve(&fingerprint);
-    let exit =
-        wait_for(Duration::from_secs(60), || child.try_wait().unwrap()).unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("not enrolled after approval: {}", node.status())
-        });
+    let exit = wait_for(Duration::from_secs(60), || child.0.try_wait().unwrap())
+        .unwrap_or_else(|| panic!("not enrolled after approval: {}", node.status()));
     assert_eq!(exit.code(), Some(0));
     let n = node.node_json().unwrap();
     let nodes = hub.nodes();

@@ -149,11 +149,26 @@ impl Hub {
             .clone()
     }
 
+    /// Enrolled nodes (the registry also lists pending enrolments, without an id).
     pub fn nodes(&self) -> Vec<serde_json::Value> {
-        self.json(&["nodes", "list", "--json"])
-            .as_array()
+        let all = self.json(&["nodes", "list", "--json"]);
+        all.as_array()
             .unwrap()
-            .clone()
+            .iter()
+            .filter(|n| !n["id"].is_null())
+            .cloned()
+            .collect()
+    }
+
+    /// Key fingerprints of enrolments waiting for approval.
+    pub fn pending(&self) -> Vec<String> {
+        let all = self.json(&["nodes", "list", "--json"]);
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["id"].is_null())
+            .map(|n| n["key_fingerprint"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     pub fn approve(&self, fingerprint: &str) {
@@ -245,6 +260,16 @@ impl Node {
     /// One attempt (`--once`), waiting for it to end.
     pub fn run_once(&self) -> Output {
         self.command().arg("--once").output().unwrap()
+    }
+}
+
+/// A process that is killed when the test ends, even by a failed assertion.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
