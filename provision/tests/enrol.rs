@@ -120,7 +120,7 @@ fn pending_mode_waits_for_approval_then_enrols() {
         node.status()
     );
     assert!(hub.nodes().is_empty());
-    assert_eq!(hub.pending(), [fingerprint.clone()]);
+    assert_eq!(hub.pending(), std::slice::from_ref(&fingerprint));
     assert!(child.0.try_wait().unwrap().is_none(), "still polling");
 
     // The volunteer sends the fingerprint from the status file to the admin.
