@@ -17,7 +17,7 @@ use crate::cert::CertInfo;
 use crate::client::{self, ClientError, PinnedCa, Timeouts};
 use crate::clock;
 use crate::config::{self, Settings};
-use crate::csr::NodeKey;
+use crate::csr::{CsrError, NodeKey};
 use crate::enrol::{self, EnrolError, EnrolOutcome, Issued};
 use crate::fault;
 use crate::state::{DataDir, NodeState, atomic_write, sync_dir};
@@ -212,7 +212,19 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
             .map(|c| c.not_before),
     );
 
-    let key = match NodeKey::load_or_generate(&data) {
+    let key = match NodeKey::load_or_generate(&data).or_else(|e| match e {
+        // A damaged key is useless to anyone: replace it.
+        CsrError::Crypto(_) => {
+            log(&format!(
+                "{}: {e}; making a new key",
+                data.key_path().display()
+            ));
+            let key = NodeKey::generate()?;
+            data.write_key(&key.to_pem())?;
+            Ok((key, true))
+        }
+        other => Err(other),
+    }) {
         Ok((key, _)) => key,
         Err(e) => {
             let f = Fatal::Broken(format!("The node's key cannot be stored: {e}"));

@@ -418,3 +418,20 @@ fn renewal_over_mtls_replaces_the_certificate_for_the_same_node() {
     let err = renew_stored(&empty, &ca, Timeouts::default()).unwrap_err();
     assert!(err.to_string().contains("node.json is missing"), "{err}");
 }
+
+#[test]
+fn damaged_key_is_replaced_before_enrolling() {
+    let hub = Hub::start();
+    let node = Node::new(&hub.ca_path());
+    node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    std::fs::create_dir_all(node.data()).unwrap();
+    std::fs::write(node.data().join("key.pem"), "").unwrap();
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("making a new key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(node.node_json().is_some());
+}
