@@ -143,29 +143,10 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
         apply_system_settings(opts, s);
     }
 
-    if let Some(node) = healthy_identity(&data) {
-        let mut note = None;
-        match &settings {
-            Ok(Some(s)) if s.token.is_some() => {
-                if let Err(e) = scrub_token(&opts.config) {
-                    log(&format!(
-                        "cannot remove the used token from vantage.toml: {e}"
-                    ));
-                }
-            }
-            Err(invalid) => {
-                note = Some(format!(
-                    "vantage.toml has problems (they only matter for Wi-Fi and the host name now):\n{invalid}"
-                ))
-            }
-            _ => {}
-        }
-        report(&enrolled(&node, note));
-        return Ok(Outcome::Enrolled {
-            node_id: node.node_id,
-            fresh: false,
-        });
-    }
+    let lost_identity = match healthy_identity(&data) {
+        Ok(node) => return Ok(already_enrolled(opts, &settings, node, &report)),
+        Err(why) => why,
+    };
 
     let settings = match settings {
         Ok(Some(s)) => s,
@@ -240,6 +221,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
 
     Enrolment {
         opts,
+        lost_identity,
         settings: &settings,
         ca: &ca,
         floor,
@@ -252,6 +234,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
 
 struct Enrolment<'a> {
     opts: &'a Options,
+    lost_identity: Option<String>,
     settings: &'a Settings,
     ca: &'a PinnedCa,
     floor: i64,
@@ -264,9 +247,16 @@ impl Enrolment<'_> {
     fn run(&self) -> Result<Outcome, Fatal> {
         let hub = &self.settings.hub;
         let mut token = self.settings.token.clone();
-        let mut pending_why = "There is no token in vantage.toml, so the node asks the hub's \
-                               administrator to approve it."
-            .to_owned();
+        let mut pending_why = match &self.lost_identity {
+            Some(why) => format!(
+                "This node was enrolled, but its identity can no longer be used ({why}). \
+                 There is no (unused) token in vantage.toml, so the node asks the hub's \
+                 administrator to approve it again."
+            ),
+            None => "There is no token in vantage.toml, so the node asks the hub's \
+                     administrator to approve it."
+                .to_owned(),
+        };
         let mut delay = self.opts.retry_min;
         loop {
             let now = clock::now();
@@ -373,15 +363,46 @@ impl Enrolment<'_> {
     }
 }
 
+/// A healthy node: scrub a leftover token, tell the volunteer, done.
+fn already_enrolled(
+    opts: &Options,
+    settings: &Result<Option<Settings>, config::Invalid>,
+    node: NodeState,
+    report: &dyn Fn(&Status),
+) -> Outcome {
+    let mut note = None;
+    match settings {
+        Ok(Some(s)) if s.token.is_some() => {
+            if let Err(e) = scrub_token(&opts.config) {
+                log(&format!(
+                    "cannot remove the used token from vantage.toml: {e}"
+                ));
+            }
+        }
+        Err(invalid) => {
+            note = Some(format!(
+                "vantage.toml has problems (they only matter for Wi-Fi and the host name now):\n{invalid}"
+            ))
+        }
+        _ => {}
+    }
+    report(&enrolled(&node, note));
+    Outcome::Enrolled {
+        node_id: node.node_id,
+        fresh: false,
+    }
+}
+
 /// The stored identity if it is complete and usable: `node.json`, a
 /// certificate for the stored key, not expired (when the clock can tell).
-fn healthy_identity(data: &DataDir) -> Option<NodeState> {
+/// `Err(Some(why))` when there was an identity that is no longer usable.
+fn healthy_identity(data: &DataDir) -> Result<NodeState, Option<String>> {
     let node = match data.read_node() {
         Ok(Some(n)) => n,
-        Ok(None) => return None,
+        Ok(None) => return Err(None),
         Err(e) => {
             log(&format!("{e}; enrolling again"));
-            return None;
+            return Err(Some(e.to_string()));
         }
     };
     let check = || -> Result<(), String> {
@@ -408,12 +429,12 @@ fn healthy_identity(data: &DataDir) -> Option<NodeState> {
         Ok(())
     };
     match check() {
-        Ok(()) => Some(node),
+        Ok(()) => Ok(node),
         Err(why) => {
             log(&format!(
                 "stored identity not usable ({why}); enrolling again"
             ));
-            None
+            Err(Some(why))
         }
     }
 }

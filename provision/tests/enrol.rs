@@ -435,3 +435,23 @@ fn damaged_key_is_replaced_before_enrolling() {
     );
     assert!(node.node_json().is_some());
 }
+
+#[test]
+fn expired_certificate_makes_the_node_ask_again() {
+    // Certificates that expire the moment they are issued.
+    let hub = Hub::start_with(&["--node-cert-days", "0"]);
+    let node = Node::new(&hub.ca_path());
+    node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    assert_eq!(node.run_once().status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let s = node.status();
+    assert!(s.contains("WAITING FOR APPROVAL"), "{s}");
+    assert!(
+        s.contains("identity can no longer be used (the certificate expired on"),
+        "{s}"
+    );
+    assert_eq!(hub.pending().len(), 1);
+}

@@ -61,6 +61,11 @@ pub struct Hub {
 
 impl Hub {
     pub fn start() -> Hub {
+        Hub::start_with(&[])
+    }
+
+    /// A hub with extra `serve` options.
+    pub fn start_with(serve_args: &[&str]) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("hub");
         let out = Command::new(hub_bin())
@@ -90,6 +95,7 @@ impl Hub {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--addr-file")
             .arg(&addr_file)
+            .args(serve_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
