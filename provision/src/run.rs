@@ -24,7 +24,8 @@ use crate::state::{DataDir, NodeState, atomic_write, sync_dir};
 use crate::status::{Reporter, Status};
 use crate::wifi;
 
-/// Name of the marker file on the boot partition that asks for a new identity.
+/// Name of the marker file on the boot partition that asks for a new
+/// identity (`vantage-reset.txt` counts too).
 pub const RESET_FILE: &str = "vantage-reset";
 
 /// Where the boot partition is mounted on a node.
@@ -440,15 +441,22 @@ fn healthy_identity(data: &DataDir) -> Result<NodeState, Option<String>> {
 }
 
 fn reset_if_asked(opts: &Options, data: &DataDir) -> Result<(), String> {
-    let marker = opts.boot_dir.join(RESET_FILE);
-    if !marker.exists() {
+    // Windows' Notepad saves "vantage-reset" as "vantage-reset.txt"; take either.
+    let markers: Vec<PathBuf> = [RESET_FILE.to_owned(), format!("{RESET_FILE}.txt")]
+        .iter()
+        .map(|name| opts.boot_dir.join(name))
+        .filter(|p| p.exists())
+        .collect();
+    if markers.is_empty() {
         return Ok(());
     }
     log("vantage-reset found on the boot partition: wiping the node's identity and state");
     data.wipe_identity().map_err(|e| e.to_string())?;
     wipe_agent_state(data.root()).map_err(|e| format!("{}: {e}", data.root().display()))?;
-    std::fs::remove_file(&marker)
-        .map_err(|e| format!("cannot remove {}: {e}", marker.display()))?;
+    for marker in markers {
+        std::fs::remove_file(&marker)
+            .map_err(|e| format!("cannot remove {}: {e}", marker.display()))?;
+    }
     sync_dir(&opts.boot_dir).map_err(|e| format!("{}: {e}", opts.boot_dir.display()))?;
     fault::point("reset");
     Ok(())
@@ -676,13 +684,13 @@ mod tests {
         let opts = Options::new(&boot, data.root());
         reset_if_asked(&opts, &data).unwrap();
         assert!(data.key_path().exists(), "no marker, no wipe");
-        std::fs::write(boot.join(RESET_FILE), "").unwrap();
+        std::fs::write(boot.join("vantage-reset.txt"), "").unwrap();
         reset_if_asked(&opts, &data).unwrap();
         let left: Vec<_> = std::fs::read_dir(data.root())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["lost+found"]);
-        assert!(!boot.join(RESET_FILE).exists());
+        assert!(!boot.join("vantage-reset.txt").exists());
     }
 }

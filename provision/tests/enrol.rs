@@ -283,6 +283,15 @@ fn reset_marker_gives_a_new_identity() {
 
     std::fs::write(node.boot().join("vantage-reset"), "").unwrap();
     node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    // Power lost right after the wipe: the next boot enrols the new identity.
+    let out = node
+        .command()
+        .arg("--once")
+        .env(fault::ENV, "reset")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(6), "{}", stderr(&out));
+    assert!(node.node_json().is_none());
     let out = node.run_once();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let second = node.node_json().unwrap()["node_id"].clone();
