@@ -37,15 +37,6 @@ pub fn node_index(nodes: &Value) -> HashMap<String, NodeInfo> {
         .collect()
 }
 
-/// The first of `paths` (dotted) that exists in `data`.
-fn field<'a>(data: &'a Value, paths: &[&str]) -> Option<&'a Value> {
-    paths.iter().find_map(|p| {
-        p.split('.')
-            .try_fold(data, |v, k| v.get(k))
-            .filter(|v| !v.is_null())
-    })
-}
-
 fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -59,15 +50,20 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn labelled(data: &Value, items: &[(&str, &[&str])]) -> Vec<String> {
+/// `prefix value suffix` for each of the fields present in `data`.
+fn labelled(data: &Value, items: &[(&str, &str, &str)]) -> Vec<String> {
     items
         .iter()
-        .filter_map(|(label, paths)| field(data, paths).map(|v| format!("{label}{}", text(v))))
+        .filter_map(|(prefix, key, suffix)| {
+            data.get(key)
+                .filter(|v| !v.is_null())
+                .map(|v| format!("{prefix}{}{suffix}", text(v)))
+        })
         .collect()
 }
 
-/// The key figures of one result's data, by probe kind; compact JSON when
-/// none of the expected fields are there.
+/// The key figures of one result's data, by probe kind (field names as the
+/// agent's probes report them); compact JSON when none of them are there.
 pub fn figures(probe: Option<&str>, data: &Value) -> String {
     if data.is_null() {
         return String::new();
@@ -76,79 +72,43 @@ pub fn figures(probe: Option<&str>, data: &Value) -> String {
         Some("dns") => labelled(
             data,
             &[
-                ("rcode ", &["rcode", "response.rcode"]),
-                (
-                    "answers ",
-                    &["answer_count", "answers", "answer", "response.answers"],
-                ),
-                (
-                    "dnssec ",
-                    &["dnssec.verdict", "dnssec.status", "dnssec", "validation"],
-                ),
+                ("rcode ", "rcode", ""),
+                ("answers ", "answers", ""),
+                ("dnssec ", "dnssec", ""),
             ],
         ),
-        Some("http") => labelled(
-            data,
-            &[
-                ("HTTP ", &["status_code", "status", "response.status"]),
-                ("", &["total_ms", "timings.total_ms", "time_ms"]),
-            ],
-        )
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| if i == 1 { format!("{s} ms") } else { s })
-        .collect(),
-        Some("tls") => labelled(
-            data,
-            &[
-                ("", &["version", "protocol", "tls_version"]),
-                (
-                    "expires in ",
-                    &[
-                        "days_to_expiry",
-                        "days_left",
-                        "cert.days_left",
-                        "certificate.days_left",
-                    ],
-                ),
-            ],
-        )
-        .into_iter()
-        .map(|s| {
-            if s.starts_with("expires in ") {
-                format!("{s} days")
-            } else {
-                s
+        Some("http") => labelled(data, &[("HTTP ", "status", ""), ("", "total_ms", " ms")]),
+        Some("tls") => {
+            let mut v = labelled(data, &[("", "version", "")]);
+            // The agent reports the chain; the leaf's expiry is what operators look at.
+            if let Some(t) = data["chain"][0]["not_after"].as_i64() {
+                let now = i64::try_from(crate::timespec::now()).unwrap_or(i64::MAX);
+                v.push(format!("expires in {} days", (t - now).div_euclid(86_400)));
             }
-        })
-        .collect(),
-        Some("tcp") => labelled(data, &[("connect ", &["connect_ms", "rtt_ms", "time_ms"])])
-            .into_iter()
-            .map(|s| format!("{s} ms"))
-            .collect(),
+            if data["valid"] == Value::Bool(false) {
+                v.push("invalid".into());
+            }
+            v
+        }
+        Some("tcp") => labelled(data, &[("connect ", "connect_ms", " ms")]),
         Some("ping") => labelled(
             data,
-            &[
-                ("loss ", &["loss_pct", "loss_percent", "loss"]),
-                ("avg ", &["avg_ms", "rtt_avg_ms", "rtt.avg_ms", "rtt_avg"]),
-            ],
-        )
-        .into_iter()
-        .map(|s| {
-            if s.starts_with("loss ") {
-                format!("{s}%")
-            } else {
-                format!("{s} ms")
-            }
-        })
-        .collect(),
-        Some("traceroute") => labelled(
-            data,
-            &[
-                ("hops ", &["hop_count", "hops"]),
-                ("reached ", &["reached", "destination_reached"]),
-            ],
+            &[("loss ", "loss_pct", "%"), ("avg ", "avg_ms", " ms")],
         ),
+        Some("traceroute") => {
+            let mut v = labelled(data, &[("hops ", "hops", "")]);
+            // Reached when the last hop answered from the target address.
+            if let (Some(target), Some(last)) = (
+                data["target"].as_str(),
+                data["hops"].as_array().and_then(|h| h.last()),
+            ) {
+                let reached = last["addrs"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(target)));
+                v.push(format!("reached {}", if reached { "yes" } else { "no" }));
+            }
+            v
+        }
         _ => Vec::new(),
     };
     if parts.is_empty() {
@@ -221,33 +181,41 @@ mod tests {
 
     #[test]
     fn figures_per_kind() {
+        let f = |kind: &str, data: Value| figures(Some(kind), &data);
         assert_eq!(
-            figures(
-                Some("dns"),
-                &json!({"rcode": "NOERROR", "answers": [1, 2], "dnssec": {"verdict": "secure"}})
+            f(
+                "dns",
+                json!({"rcode": "NOERROR", "answers": [{}, {}], "dnssec": "secure"})
             ),
             "rcode NOERROR, answers 2, dnssec secure"
         );
         assert_eq!(
-            figures(Some("http"), &json!({"status_code": 200, "total_ms": 35})),
+            f("http", json!({"status": 200, "total_ms": 35})),
             "HTTP 200, 35 ms"
         );
+        assert_eq!(f("http", json!({"total_ms": 35.5})), "35.5 ms");
+        assert_eq!(f("tcp", json!({"connect_ms": 3})), "connect 3 ms");
         assert_eq!(
-            figures(Some("tcp"), &json!({"connect_ms": 3})),
-            "connect 3 ms"
-        );
-        assert_eq!(
-            figures(Some("ping"), &json!({"loss_pct": 0, "avg_ms": 1.25})),
+            f("ping", json!({"loss_pct": 0, "avg_ms": 1.25})),
             "loss 0%, avg 1.2 ms"
         );
         assert_eq!(
-            figures(
-                Some("traceroute"),
-                &json!({"hops": [{}, {}], "reached": true})
+            f(
+                "traceroute",
+                json!({"target": "192.0.2.1", "hops": [{"addrs": ["10.0.0.1"]}, {"addrs": ["192.0.2.1"]}]})
             ),
-            "hops 2, reached true"
+            "hops 2, reached yes"
         );
-        assert_eq!(figures(Some("tls"), &json!({"x": 1})), "{\"x\":1}");
+        let in_ten_days = crate::timespec::now() + 10 * 86_400 + 3600;
+        assert_eq!(
+            f(
+                "tls",
+                json!({"version": "TLS 1.3", "valid": false, "chain": [{"not_after": in_ten_days}]})
+            ),
+            "TLS 1.3, expires in 10 days, invalid"
+        );
+        assert_eq!(f("tls", json!({"x": 1})), "{\"x\":1}");
+        assert_eq!(f("dns", json!({"x": "y".repeat(100)})).len(), 80);
     }
 
     #[test]
