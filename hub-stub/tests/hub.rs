@@ -549,3 +549,37 @@ fn per_target_hourly_limit_of_the_policy() {
     assert_eq!(s, 422);
     assert_eq!(e["code"], "over-limit", "over the policy's max_nodes: {e}");
 }
+
+#[test]
+fn raw_publish_and_catch_up_across_batches_in_order() {
+    let hub = Hub::start(&["--unsafe-raw-publish", "--rate", "1000", "--burst", "1000"]);
+    let op = hub.operator("alice");
+    let n = hub.node("DE");
+    for i in 0..300 {
+        let (s, r) = op.post("/v1/publish/all", &json!({"anything": i}));
+        assert_eq!(s, 201, "{r}");
+    }
+    let (s, e) = n.client.post("/v1/publish/all", &json!({}));
+    assert_eq!(s, 403, "nodes cannot publish raw either: {e}");
+    let sub = n.client.sse("/v1/sub/all", Some("0")).unwrap();
+    for i in 0..300u64 {
+        let e = sub.event();
+        assert_eq!(e.id, Some((i + 1).to_string()));
+        let env = envelope(&e);
+        assert_eq!(env["payload"]["anything"], i);
+        assert_eq!(env["channel"], "all");
+    }
+    // Long-poll answers with one batch; the client continues from its last id.
+    let (s, body) = n.client.get("/v1/sub/all?mode=poll&last_event_id=0");
+    assert_eq!(s, 200);
+    assert_eq!(body.as_str().unwrap().matches("\ndata: ").count(), 256);
+}
+
+#[test]
+fn raw_publish_is_off_by_default() {
+    let hub = Hub::start(&[]);
+    let op = hub.operator("alice");
+    let (s, e) = op.post("/v1/publish/all", &json!({}));
+    assert_eq!(s, 404);
+    assert!(e["error"].as_str().unwrap().contains("no endpoint"), "{e}");
+}

@@ -96,6 +96,10 @@ impl Hub {
         args.extend(self.serve_args.iter().cloned());
         let child = Command::new(BIN)
             .args(&args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
