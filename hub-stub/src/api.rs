@@ -670,8 +670,30 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
             );
         }
     };
-    let jid = job.id.clone();
-    if hub.db(move |db| db.job(&jid)).await?.is_some() {
+    let target = job.probe.target();
+    let (jid, tg) = (job.id.clone(), target.clone());
+    let (exists, recent) = hub
+        .db(move |db| {
+            Ok((
+                db.job(&jid)?.is_some(),
+                db.jobs_for_target(&tg, now() - 3600)?,
+            ))
+        })
+        .await?;
+    let per_hour = u64::from(policy.limits.max_jobs_per_target_per_hour);
+    if recent >= per_hour {
+        return refuse(
+            hub,
+            ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!(
+                    "over limit: {recent} jobs against {target} in the last hour; the policy allows {per_hour}"
+                ),
+                code: Some("over-limit"),
+            },
+        );
+    }
+    if exists {
         return refuse(
             hub,
             ApiError::new(
@@ -708,6 +730,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         signers,
         channels: channels.clone(),
         nodes: nodes.clone(),
+        target,
     };
     let payload = serde_json::to_string(&signed).expect("serialises");
     let seq = hub.publish(channels.clone(), payload, Some(record)).await?;

@@ -152,6 +152,8 @@ pub struct JobRecord {
     pub channels: Vec<String>,
     /// Nodes the selection resolved to at acceptance.
     pub nodes: Vec<String>,
+    /// The host the probe measures (for the per-target hourly limit).
+    pub target: String,
 }
 
 /// One audit entry.
@@ -234,7 +236,8 @@ CREATE TABLE IF NOT EXISTS joblog_channels(
 CREATE TABLE IF NOT EXISTS jobs(
   id TEXT PRIMARY KEY, seq INTEGER NOT NULL, signed_job TEXT NOT NULL, submitted INTEGER NOT NULL,
   submitter TEXT NOT NULL, proposer TEXT, signers TEXT NOT NULL, channels TEXT NOT NULL,
-  nodes TEXT NOT NULL);
+  nodes TEXT NOT NULL, target TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, submitted);
 CREATE TABLE IF NOT EXISTS results(
   id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, node_id TEXT NOT NULL,
   seq INTEGER NOT NULL, received INTEGER NOT NULL, body TEXT NOT NULL,
@@ -757,8 +760,8 @@ impl Db {
         }
         if let Some(j) = job {
             tx.execute(
-                "INSERT INTO jobs(id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes)
-                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                "INSERT INTO jobs(id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes,target)
+                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
                 params![
                     j.id,
                     seq,
@@ -768,7 +771,8 @@ impl Db {
                     j.proposer,
                     serde_json::to_string(&j.signers)?,
                     serde_json::to_string(&j.channels)?,
-                    serde_json::to_string(&j.nodes)?
+                    serde_json::to_string(&j.nodes)?,
+                    j.target
                 ],
             )?;
             tx.execute(
@@ -923,7 +927,7 @@ impl Db {
         let row = self
             .c()
             .query_row(
-                "SELECT id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes FROM jobs WHERE id=?1",
+                "SELECT id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes,target FROM jobs WHERE id=?1",
                 [id],
                 |r| {
                     Ok((
@@ -936,12 +940,13 @@ impl Db {
                         r.get::<_, String>(6)?,
                         r.get::<_, String>(7)?,
                         r.get::<_, String>(8)?,
+                        r.get::<_, String>(9)?,
                     ))
                 },
             )
             .optional()?;
         row.map(
-            |(id, seq, sj, submitted, submitter, proposer, signers, channels, nodes)| {
+            |(id, seq, sj, submitted, submitter, proposer, signers, channels, nodes, target)| {
                 Ok(JobRecord {
                     id,
                     seq: seq as u64,
@@ -952,10 +957,20 @@ impl Db {
                     signers: serde_json::from_str(&signers)?,
                     channels: serde_json::from_str(&channels)?,
                     nodes: serde_json::from_str(&nodes)?,
+                    target,
                 })
             },
         )
         .transpose()
+    }
+
+    /// Jobs accepted against `target` since `since` (Unix seconds).
+    pub fn jobs_for_target(&self, target: &str, since: i64) -> Result<u64> {
+        Ok(self.c().query_row(
+            "SELECT count(*) FROM jobs WHERE target=?1 AND submitted>=?2",
+            params![target, since],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
     }
 
     /// Stores a result once per (job, node, seq). Returns the new row id, or

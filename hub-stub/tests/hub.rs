@@ -513,3 +513,73 @@ fn limits_refuse_with_reasons() {
         t.elapsed()
     );
 }
+
+#[test]
+fn per_target_hourly_limit_of_the_policy() {
+    let limits = json!({"max_nodes": 10, "max_spread_secs": 60, "max_validity_secs": 86400,
+                        "min_repeat_secs": 60, "max_jobs_per_target_per_hour": 2});
+    let hub = Hub::start_with_limits(&[], Some(limits));
+    let op = hub.operator("alice");
+    hub.node("DE");
+    for i in 0..2 {
+        let (s, r) = op.post("/v1/jobs", &hub.job(&format!("t{i}"), json!("everyone")));
+        assert_eq!(s, 201, "{r}");
+    }
+    let (s, e) = op.post("/v1/jobs", &hub.job("t2", json!("everyone")));
+    assert_eq!(s, 429);
+    assert_eq!(e["code"], "over-limit");
+    assert!(e["error"].as_str().unwrap().contains("example.com"), "{e}");
+    // A job with `limit` goes to at most that many online nodes, on their own channels.
+    let b = hub.node("DE");
+    let hb = json!({"version": "0.1.0", "uptime_secs": 1, "outbox_depth": 0});
+    assert_eq!(b.client.post("/v1/heartbeat", &hb).0, 200);
+    let job = hub.job_with("t3", json!({"country": "DE"}), |j| {
+        j["probe"]["args"]["name"] = json!("example.net");
+        j["limit"] = json!(1);
+    });
+    let (s, r) = op.post("/v1/jobs", &job);
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["nodes"], json!([b.id]), "only the online node");
+    assert_eq!(r["channels"], json!([format!("node.{}", b.id)]));
+    let over = hub.job_with("t4", json!("everyone"), |j| {
+        j["probe"]["args"]["name"] = json!("example.org");
+        j["limit"] = json!(50);
+    });
+    let (s, e) = op.post("/v1/jobs", &over);
+    assert_eq!(s, 422);
+    assert_eq!(e["code"], "over-limit", "over the policy's max_nodes: {e}");
+}
+
+#[test]
+fn raw_publish_and_catch_up_across_batches_in_order() {
+    let hub = Hub::start(&["--unsafe-raw-publish", "--rate", "1000", "--burst", "1000"]);
+    let op = hub.operator("alice");
+    let n = hub.node("DE");
+    for i in 0..300 {
+        let (s, r) = op.post("/v1/publish/all", &json!({"anything": i}));
+        assert_eq!(s, 201, "{r}");
+    }
+    let (s, e) = n.client.post("/v1/publish/all", &json!({}));
+    assert_eq!(s, 403, "nodes cannot publish raw either: {e}");
+    let sub = n.client.sse("/v1/sub/all", Some("0")).unwrap();
+    for i in 0..300u64 {
+        let e = sub.event();
+        assert_eq!(e.id, Some((i + 1).to_string()));
+        let env = envelope(&e);
+        assert_eq!(env["payload"]["anything"], i);
+        assert_eq!(env["channel"], "all");
+    }
+    // Long-poll answers with one batch; the client continues from its last id.
+    let (s, body) = n.client.get("/v1/sub/all?mode=poll&last_event_id=0");
+    assert_eq!(s, 200);
+    assert_eq!(body.as_str().unwrap().matches("\ndata: ").count(), 256);
+}
+
+#[test]
+fn raw_publish_is_off_by_default() {
+    let hub = Hub::start(&[]);
+    let op = hub.operator("alice");
+    let (s, e) = op.post("/v1/publish/all", &json!({}));
+    assert_eq!(s, 404);
+    assert!(e["error"].as_str().unwrap().contains("no endpoint"), "{e}");
+}

@@ -3,6 +3,7 @@
 
 use x509_parser::extensions::GeneralName;
 use x509_parser::pem::parse_x509_pem;
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 /// What a node needs to know about a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,9 +25,13 @@ impl CertInfo {
         if pem.label != "CERTIFICATE" {
             return Err(format!("expected a CERTIFICATE, found {}", pem.label));
         }
-        let cert = pem
-            .parse_x509()
-            .map_err(|e| format!("not a certificate: {e}"))?;
+        Self::from_der(&pem.contents)
+    }
+
+    /// Reads a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, String> {
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| format!("not a certificate: {e}"))?;
         let node_id = cert
             .subject_alternative_name()
             .ok()
@@ -80,5 +85,15 @@ mod tests {
         assert!(CertInfo::from_pem("").is_err());
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         assert!(CertInfo::from_pem(&key.serialize_pem()).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_garbage(der in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = CertInfo::from_der(&der);
+            let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                String::from_utf8_lossy(&der));
+            let _ = CertInfo::from_pem(&pem);
+        }
     }
 }

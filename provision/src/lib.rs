@@ -12,6 +12,8 @@ pub mod clock;
 pub mod config;
 pub mod csr;
 pub mod enrol;
+pub mod fault;
+pub mod run;
 pub mod state;
 pub mod status;
 pub mod wifi;
