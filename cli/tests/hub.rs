@@ -405,3 +405,71 @@ fn policy_rotation_needs_a_quorum_of_the_current_approvers() {
         1
     );
 }
+
+#[test]
+fn a_real_agent_answers_and_watch_shows_its_figures() {
+    let net = Net::start();
+    let agent = net.agent("NL");
+    let sel = format!("node={}", agent.id);
+    let file = "real.job.json";
+    // A TCP connect to the hub itself: loopback only, allowed by this node's owner policy.
+    net.desk
+        .vantage(&[
+            "propose",
+            "tcp",
+            "127.0.0.1",
+            "--port",
+            &net.port,
+            "--from",
+            &sel,
+            "--id",
+            "real",
+        ])
+        .ok();
+    for k in ["alice.key", "bob.key"] {
+        net.desk.vantage(&["sign", file, "--key", k, "--yes"]).ok();
+    }
+    net.op(&["submit", file]).ok();
+    let mut watch = net
+        .op_command(&["watch", "real"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = watch.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "no answer from the agent:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    watch
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    watch
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{out}\n{err}");
+    assert!(err.contains("1 of 1 nodes answered"), "{err}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&agent.id))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(row.contains(" ok "), "{row}");
+    assert!(row.contains("connect ") && row.ends_with(" ms"), "{row}");
+    let r = net.op(&["results", "real"]).ok();
+    assert!(r.stdout.contains("NL"), "{}", r.stdout);
+}

@@ -160,6 +160,26 @@ pub fn hub_cli(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
+/// A real `vantage-agent` (built next to `vantage`) enrolled with the hub.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub id: String,
+    pub child: Child,
+}
+
+impl Agent {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub struct Node {
     pub id: String,
     pub agent: ureq::Agent,
@@ -167,6 +187,7 @@ pub struct Node {
 
 /// A hub serving the desk's policy, with an operator's credentials in `creds/`.
 pub struct Net {
+    pub port: String,
     pub desk: Desk,
     pub data: tempfile::TempDir,
     pub child: Child,
@@ -227,6 +248,7 @@ impl Net {
             data,
             child,
             url: format!("https://localhost:{port}"),
+            port,
             nodes: BTreeMap::new(),
         };
         // name, country, continent, asn, tags, online
@@ -260,6 +282,76 @@ impl Net {
             net.nodes.insert(name.to_string(), node);
         }
         net
+    }
+
+    /// Enrols and starts a real agent in `country` (owner policy allowing
+    /// loopback targets), and waits until it is subscribed.
+    pub fn agent(&self, country: &str) -> Agent {
+        let bin = Path::new(VANTAGE).with_file_name("vantage-agent");
+        assert!(
+            bin.exists(),
+            "{} is missing; run cargo build -p vantage-agent first (make test-cli does)",
+            bin.display()
+        );
+        let token: Value = serde_json::from_str(&hub_cli(
+            &self.data.path().join("hub"),
+            &["token", "create", "--json", "--country", country],
+        ))
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = vantage_provision::state::DataDir::new(dir.path().join("data"));
+        data.ensure().unwrap();
+        let key = NodeKey::generate().unwrap();
+        data.write_key(&key.to_pem()).unwrap();
+        let ca = PinnedCa::load(&self.desk.path("creds/ca.pem")).unwrap();
+        let anon = client::agent(&ca, None, Timeouts::default());
+        let req = EnrolRequest {
+            csr: key.csr_pem(None).unwrap(),
+            token: token["token"].as_str().map(str::to_string),
+            declared: Declared {
+                country: country.to_string(),
+                ..Default::default()
+            },
+            agent_version: None,
+        };
+        let EnrolOutcome::Issued(i) = enrol::enrol(&anon, &self.url, &req).unwrap() else {
+            panic!("enrolment with a token must issue at once");
+        };
+        data.store_issued(&i.node, &i.cert_pem, &i.chain_pem)
+            .unwrap();
+        let cfg = format!(
+            "data_dir = {:?}\nca = {:?}\npolicy = {:?}\nheartbeat_secs = 5\n[subscribe]\nkeepalive_timeout_secs = 5\nmin_backoff_secs = 1\nmax_backoff_secs = 2\n[owner]\nallow_special_addresses = true\n",
+            data.root(),
+            self.desk.path("creds/ca.pem"),
+            self.desk.path("policy.json"),
+        );
+        std::fs::write(dir.path().join("agent.toml"), cfg).unwrap();
+        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(dir.path().join("agent.toml"))
+            .env("VANTAGE_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let agent = Agent {
+            dir,
+            id: i.node.node_id.clone(),
+            child,
+        };
+        let t = Instant::now();
+        while !agent.log().contains("subscribed:") {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "the agent did not subscribe:\n{}",
+                agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agent
     }
 
     fn enrol(&self, token: &str, country: &str) -> Node {
