@@ -26,7 +26,7 @@ pub struct NodeFilter {
     /// Tag.
     #[arg(long)]
     pub tag: Option<String>,
-    /// online, offline or revoked.
+    /// online, offline, revoked or pending (enrolment waiting for approval).
     #[arg(long)]
     pub status: Option<String>,
 }
@@ -59,10 +59,10 @@ impl NodeFilter {
         };
         sel.validate().map_err(|e| CliError::usage(e.to_string()))?;
         if let Some(s) = &self.status
-            && !["online", "offline", "revoked"].contains(&s.as_str())
+            && !["online", "offline", "revoked", "pending"].contains(&s.as_str())
         {
             return Err(CliError::usage(format!(
-                "--status {s:?}: use online, offline or revoked"
+                "--status {s:?}: use online, offline, revoked or pending"
             )));
         }
         Ok(sel)
@@ -115,11 +115,19 @@ pub fn render(nodes: &[Value], now: u64) -> String {
             let a = attrs(n);
             let seen = n
                 .get("last_seen")
+                .or_else(|| n.get("last_poll"))
                 .and_then(Value::as_u64)
                 .map(|t| format!("{} ago", timespec::format_duration(now.saturating_sub(t))))
                 .unwrap_or_else(|| "never".into());
+            // A pending enrolment has no id yet; the admin approves it by fingerprint.
+            let name = match n.get("key_fingerprint").and_then(Value::as_str) {
+                Some(fp) if a.node_id.is_empty() => {
+                    format!("pending {}", fp.get(..16).unwrap_or(fp))
+                }
+                _ => a.node_id,
+            };
             vec![
-                a.node_id,
+                name,
                 a.country,
                 a.continent.unwrap_or_default(),
                 a.asn.map(|x| format!("AS{x}")).unwrap_or_default(),
@@ -202,5 +210,9 @@ mod tests {
             .is_err()
         );
         assert!(render(&[reg[0].clone()], 0).contains("AS3320"));
+        let pending = json!({"id": null, "status": "pending", "key_fingerprint": "0123456789abcdef0123", "country": "DE", "last_poll": 5});
+        let t = render(&[pending], 65);
+        assert!(t.contains("pending 0123456789abcdef  DE"), "{t}");
+        assert!(t.contains("1m ago"), "{t}");
     }
 }
