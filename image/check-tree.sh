@@ -98,6 +98,23 @@ for b in "${BOARDS[@]}"; do
     else bad "$b: options unknown to Buildroot $BUILDROOT_TAG: ${missing[*]}"; fi
   fi
 done
+# With a checkout of the pinned release: Buildroot's own Kconfig must keep
+# every line of each defconfig (nothing dropped for unmet dependencies), and
+# the package must resolve to the right prebuilt binaries.
+if [ -f "${BUILDROOT_DIR:-}/Makefile" ]; then
+  for b in "${BOARDS[@]}"; do
+    o=$work/br-$b
+    if ! log=$(make -s -C "$BUILDROOT_DIR" O="$o" BR2_EXTERNAL="$PWD/$BR" "vantage_${b}_defconfig" 2>&1); then
+      bad "$b: make vantage_${b}_defconfig in Buildroot:"; echo "$log"; continue
+    fi
+    dropped=$(grep -v -e '^$' -e '^# vantage' -e '^# Build:' "$BR/configs/vantage_${b}_defconfig" | grep -vxF -f "$o/.config" || true)
+    if [ -z "$dropped" ]; then ok "$b: Buildroot's Kconfig keeps every line of the defconfig"
+    else bad "$b: Buildroot's Kconfig dropped: $dropped"; fi
+    site=$(make -s -C "$BUILDROOT_DIR" O="$o" printvars VARS=VANTAGE_SITE 2>/dev/null | sed -n 's/^VANTAGE_SITE=//p')
+    want=$([ "$b" = rpi0w ] && echo arm-unknown-linux-musleabihf || echo aarch64-unknown-linux-musl)
+    check "$b: package vantage takes out/bin/$want" test "$(basename "$site")" = "$want"
+  done
+fi
 check "no defconfig for a board that is not in the list" \
   test "$(find $BR/configs -name 'vantage_*_defconfig' | wc -l)" -eq ${#BOARDS[@]}
 
