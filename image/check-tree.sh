@@ -130,7 +130,7 @@ bins_installed=$(grep -o '\$(TARGET_DIR)/usr/bin/[a-z-]*' "$mk" | sed 's/\$(TARG
 check "binaries installed by vantage.mk = binaries the overlay's units start ($(echo "$units_used" | tr '\n' ' '))" \
   test "$units_used" = "$bins_installed"
 units_installed=$(grep -o '\$(TARGET_DIR)/usr/lib/systemd/system/[a-z@.-]*' "$mk" | sed 's|.*/||' | sort -u)
-units_overlay=$(find "$OV/usr/lib/systemd/system" -name 'vantage-*.service' -printf '%f\n' | grep -v grow-data | sort -u)
+units_overlay=$(find "$OV/usr/lib/systemd/system" -name 'vantage-*.service' -printf '%f\n' | grep -v -e grow-data -e early | sort -u)
 check "units installed by vantage.mk = the overlay's agent and provisioning units" test "$units_installed" = "$units_overlay"
 for u in $units_installed; do
   check "vantage.mk takes $u from the overlay" grep -q "VANTAGE_OVERLAY)/usr/lib/systemd/system/$u" "$mk"

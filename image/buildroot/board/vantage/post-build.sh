@@ -3,7 +3,8 @@
 # Buildroot calls it as: post-build.sh TARGET_DIR BOARD
 # with BOARD from BR2_ROOTFS_POST_SCRIPT_ARGS (rpi0w, rpi3, rpi4, rpi5).
 # Hub settings come from make image (image/build-image.sh), which writes them
-# to $BASE_DIR/vantage-settings/: hub-url, ca.pem, policy.json.
+# to $BASE_DIR/vantage-settings/: hub-url (post-image.sh puts it into the
+# volunteer's example file), ca.pem, policy.json, version.
 set -euo pipefail
 
 target=${1:?usage: post-build.sh TARGET_DIR BOARD}
@@ -19,8 +20,6 @@ for f in hub-url ca.pem policy.json; do
 done
 install -D -m 0644 "$settings/ca.pem" "$target/etc/vantage/ca.pem"
 install -D -m 0644 "$settings/policy.json" "$target/etc/vantage/policy.json"
-printf 'VANTAGE_HUB_URL=%s\n' "$(cat "$settings/hub-url")" > "$target/etc/vantage/provision.env"
-chmod 0644 "$target/etc/vantage/provision.env"
 
 # Which image this is (shown by hostnamectl, read by support).
 version=$(cat "$settings/version" 2>/dev/null || echo unknown)

@@ -2,8 +2,10 @@
 # Post-image script of every vantage board: assembles sdcard.img with genimage
 # from genimage.cfg.in and writes its checksum.
 # Buildroot calls it as: post-image.sh BINARIES_DIR BOARD
-# Environment (from Buildroot): BUILD_DIR, BINARIES_DIR. Optional: DATA_SIZE
+# Environment (from Buildroot): BUILD_DIR, BASE_DIR. Optional: DATA_SIZE
 # (initial data partition size; grown on first boot), default 64M.
+# The hub URL given to make image ($BASE_DIR/vantage-settings/hub-url) becomes
+# the hub line of the volunteer's example file, so a copy of it is complete.
 set -euo pipefail
 
 board_dir=$(dirname "$(readlink -f "$0")")
@@ -13,6 +15,12 @@ board=${2:?usage: post-image.sh BINARIES_DIR BOARD}
 data_size=${DATA_SIZE:-64M}
 cfg="$binaries/genimage.cfg"
 tmp="${BUILD_DIR:?BUILD_DIR is set by Buildroot}/genimage.tmp"
+
+example="$binaries/rpi-firmware/vantage.toml.example"
+hub_url=$(cat "${VANTAGE_SETTINGS:-${BASE_DIR:?BASE_DIR is set by Buildroot}/vantage-settings}/hub-url")
+[ -f "$example" ] || { echo "post-image: $example missing (BR2_PACKAGE_RPI_FIRMWARE_EXTRA_FILES)" >&2; exit 1; }
+grep -q '^hub = ' "$example" || { echo "post-image: no 'hub = ' line in $example" >&2; exit 1; }
+sed -i "s|^hub = .*|hub = \"${hub_url}\"|" "$example"
 
 # Everything rpi-firmware put in rpi-firmware/ (firmware, config.txt,
 # cmdline.txt, overlays, vantage.toml.example), the DTBs and the kernel.
