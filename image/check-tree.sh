@@ -148,8 +148,9 @@ check "preset enables every vantage unit with an [Install] section" bash -c '
 
 echo "== systemd units (systemd $(systemd-analyze --version | sed -n '1s/systemd \([0-9]*\).*/\1/p'))"
 root=$work/root
-mkdir -p "$root/usr/lib/systemd" "$root/usr/bin"
+mkdir -p "$root/usr/lib/systemd" "$root/usr/bin" "$root/bin"
 cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
+cp "$(readlink -f /bin/sh)" "$root/bin/sh"
 cp -a "$OV"/. "$root"/
 cp -a "$BR"/board/vantage/rootfs-overlay/. "$root"/
 bins=out/bin/aarch64-unknown-linux-musl
@@ -182,13 +183,14 @@ mkdir -p "$bin/rpi-firmware" "$work/build"
 b=rpi4
 cp "$BR/board/vantage/$b/config.txt" "$bin/rpi-firmware/config.txt"
 cp "$BR/board/vantage/$b/cmdline.txt" "$bin/rpi-firmware/cmdline.txt"
-cp "$BR/board/vantage/vantage.toml.example" "$BR/board/vantage/wpa_supplicant.conf.example" "$bin/rpi-firmware/"
+cp provision/vantage.toml.example "$bin/rpi-firmware/"
+mkdir -p "$work/settings" && echo "https://hub.example.org:8443" > "$work/settings/hub-url"
 for f in start4.elf fixup4.dat; do head -c 4096 /dev/urandom > "$bin/rpi-firmware/$f"; done
 head -c 65536 /dev/urandom > "$bin/Image"
 head -c 4096 /dev/urandom > "$bin/bcm2711-rpi-4-b.dtb"
 mkdir -p "$work/rootfs/etc" && echo vantage > "$work/rootfs/etc/hostname"
 mkfs.ext4 -q -L rootfs -d "$work/rootfs" "$bin/rootfs.ext4" 32M >/dev/null
-if log=$(PATH="/usr/sbin:/sbin:$PATH" BUILD_DIR=$work/build BINARIES_DIR=$bin DATA_SIZE=16M \
+if log=$(PATH="/usr/sbin:/sbin:$PATH" BUILD_DIR=$work/build BASE_DIR=$work DATA_SIZE=16M VANTAGE_SETTINGS=$work/settings \
           "$BR/board/vantage/post-image.sh" "$bin" "$b" 2>&1); then
   ok "post-image.sh $b: $(tail -1 <<<"$log")"
 else
@@ -211,9 +213,11 @@ assert p[0]["start"] + p[0]["size"] <= p[1]["start"] and p[1]["start"] + p[1]["s
   dd if="$img" of="$work/boot.vfat" bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$size" status=none
   check "boot partition label VANTAGEBOOT" bash -c "MTOOLS_SKIP_CHECK=1 mlabel -s -i '$work/boot.vfat' :: | grep -q VANTAGEBOOT"
   listing=$(MTOOLS_SKIP_CHECK=1 mdir -b -i "$work/boot.vfat" ::/ | sed 's|^::/||')
-  for f in config.txt cmdline.txt vantage.toml.example wpa_supplicant.conf.example Image bcm2711-rpi-4-b.dtb start4.elf; do
+  for f in config.txt cmdline.txt vantage.toml.example Image bcm2711-rpi-4-b.dtb start4.elf; do
     check "boot partition has $f" grep -qx "$f" <<<"$listing"
   done
+  check "the volunteer's example names the image's hub" bash -c \
+    "MTOOLS_SKIP_CHECK=1 mtype -i '$work/boot.vfat' ::/vantage.toml.example | grep -qx 'hub = \"https://hub.example.org:8443\"'"
   read -r off size < <(part 2)
   dd if="$img" of="$work/data.ext4" bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$size" status=none
   info=$(dumpe2fs -h "$work/data.ext4" 2>/dev/null)
