@@ -24,6 +24,17 @@ pub enum SubscribeMode {
     LongPoll,
 }
 
+/// What the data of each subscription message holds (the "message template").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageForm {
+    /// An envelope `{"id", "channel", "time", "payload"}` (the hub, and Nchan fed by the hub).
+    #[default]
+    Envelope,
+    /// A bare signed job `{"job", "signatures"}`.
+    SignedJob,
+}
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +79,9 @@ pub struct Subscribe {
     /// Default: the hub's `sub` endpoint from `node.json`. Set it for nginx + Nchan.
     #[serde(default)]
     pub url: Option<String>,
+    /// What each message's data holds.
+    #[serde(default)]
+    pub message: MessageForm,
     /// Seconds without any bytes (events or keep-alive comments) before reconnecting.
     #[serde(default = "default_keepalive")]
     pub keepalive_timeout_secs: u64,
@@ -179,6 +193,7 @@ impl Default for Subscribe {
         Subscribe {
             mode: SubscribeMode::default(),
             url: None,
+            message: MessageForm::default(),
             keepalive_timeout_secs: default_keepalive(),
             min_backoff_secs: default_min_backoff(),
             max_backoff_secs: default_max_backoff(),
@@ -382,6 +397,7 @@ heartbeat_secs = 60
 [subscribe]
 mode = "long-poll"
 url = "https://nchan.example/sub/{channels}"
+message = "signed-job"
 [probes]
 allowed = ["dns", "tcp"]
 concurrency = 2

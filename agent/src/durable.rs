@@ -1,39 +1,25 @@
-//! Crash-safe file writes: write a temporary file, fsync it, rename it into place, fsync the directory.
+//! Crash-safe writes and removals of the agent's state files, on top of the
+//! node-state helpers shared with provisioning.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
+
+use vantage_provision::state::{atomic_write, sync_dir};
 
 /// Writes `bytes` to `path` so that after a crash or power cut the file holds
 /// either the old content or the new, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    sync_dir(dir)
+pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    atomic_write(path, bytes, 0o600)
 }
 
-/// Removes `path` durably (the directory entry is synced).
+/// Removes `path` durably (the directory entry is synced); a missing file is fine.
 pub fn remove(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
+    match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     }
     sync_dir(path.parent().unwrap_or(Path::new(".")))
-}
-
-/// Syncs a directory so renames and removals in it survive a power cut.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -44,10 +30,10 @@ mod tests {
     fn replaces_content_and_leaves_no_temp() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("x");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+        write(&p, b"one").unwrap();
+        write(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
         remove(&p).unwrap();
         remove(&p).unwrap();
         assert!(!p.exists());

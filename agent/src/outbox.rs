@@ -74,14 +74,14 @@ impl Outbox {
             if let Some(old) = self.queue.pop_front() {
                 durable::remove(&self.path(old))?;
                 self.dropped += 1;
-                durable::write_atomic(
+                durable::write(
                     &self.dir.join(DROPPED_FILE),
                     self.dropped.to_string().as_bytes(),
                 )?;
             }
         }
         let seq = self.next;
-        durable::write_atomic(&self.path(seq), body)?;
+        durable::write(&self.path(seq), body)?;
         self.next += 1;
         self.queue.push_back(seq);
         Ok(seq)

@@ -45,7 +45,7 @@ impl ReplaySet {
     /// Records a job as accepted, durably, before it runs.
     pub fn insert(&self, job_id: &str, record: &Record) -> io::Result<()> {
         let bytes = serde_json::to_vec(record).map_err(io::Error::other)?;
-        durable::write_atomic(&self.dir.join(file_name(job_id)), &bytes)
+        durable::write(&self.dir.join(file_name(job_id)), &bytes)
     }
 
     /// Removes records of jobs expired before `now` and returns the others.

@@ -387,7 +387,7 @@ fn issued_response(hub: &Hub, node: &NodeRow) -> EnrolResponse {
         chain: Some(hub.ca.cert_pem().to_string()),
         channels: attrs.channels(),
         attrs: Some(attrs),
-        endpoints: Some(Endpoints::for_hub(&hub.cfg.public_url)),
+        endpoints: Some(Endpoints::for_hub(hub.public_url())),
         message: None,
     }
 }

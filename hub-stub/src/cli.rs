@@ -18,7 +18,12 @@ use vantage_proto::channel::{NodeAttrs, validate_continent, validate_country, va
 #[command(name = "vantage-hub", version)]
 pub struct Cli {
     /// The hub's data directory (CA, certificates, database).
-    #[arg(long, global = true, env = "VANTAGE_HUB_DATA_DIR", default_value = "/var/lib/vantage-hub")]
+    #[arg(
+        long,
+        global = true,
+        env = "VANTAGE_HUB_DATA_DIR",
+        default_value = "/var/lib/vantage-hub"
+    )]
     pub data_dir: PathBuf,
     /// What to do.
     #[command(subcommand)]
@@ -244,25 +249,22 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ServerCert { names, days } => {
             let (ca, db) = dd.open()?;
             dd.issue_server_cert(&ca, &db, &names, days)?;
-            println!("new server certificate in {}; restart the hub", dd.server_cert().display());
+            println!(
+                "new server certificate in {}; restart the hub",
+                dd.server_cert().display()
+            );
         }
         Command::Serve(a) => {
             let (_, db) = dd.open()?;
-            let public_url = match a.public_url {
-                Some(u) => u,
-                None => {
-                    let first = db
-                        .meta("server_names")?
-                        .and_then(|n| n.split(',').next().map(str::to_string))
-                        .context("the data directory has no server name; run `server-cert --name HOST`")?;
-                    let host = if first.contains(':') { format!("[{first}]") } else { first };
-                    format!("https://{host}:{}", a.listen.port())
-                }
-            };
+            let default_host = db
+                .meta("server_names")?
+                .and_then(|n| n.split(',').next().map(str::to_string))
+                .context("the data directory has no server name; run `server-cert --name HOST`")?;
             drop(db);
             let cfg = ServeConfig {
                 listen: a.listen,
-                public_url,
+                public_url: a.public_url,
+                default_host,
                 policy: a.policy,
                 unsafe_raw_publish: a.unsafe_raw_publish,
                 keepalive: Duration::from_secs(a.keepalive_secs.max(1)),
@@ -280,7 +282,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 addr_file: a.addr_file,
             };
             let hub = Hub::new(dd, cfg)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(serve(hub))?;
         }
         Command::Token(TokenCmd::Create {
@@ -308,39 +312,50 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let exp = now() + expires;
             db.insert_token(&tokens::hash(&token), &attrs, now(), exp)?;
-            db.audit(now(), "cli", "token.create", &tokens::hash(&token), &json!({"attrs": attrs, "expires": exp}))?;
+            db.audit(
+                now(),
+                "cli",
+                "token.create",
+                &tokens::hash(&token),
+                &json!({"attrs": attrs, "expires": exp}),
+            )?;
             if json {
                 print_json(&json!({"token": token, "expires": exp, "attrs": attrs}));
             } else {
                 println!("{token}");
-                eprintln!("one-time token, valid until {}; put it in the node's vantage.toml", fmt_time(Some(exp)));
+                eprintln!(
+                    "one-time token, valid until {}; put it in the node's vantage.toml",
+                    fmt_time(Some(exp))
+                );
             }
         }
         Command::Token(TokenCmd::List { json }) => {
             let (_, db) = dd.open()?;
             let list = db.tokens()?;
             if json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|(h, a, c, e, n)| json!({"hash": h, "attrs": a, "created": c, "expires": e, "node_id": n}))
-                    .collect();
-                print_json(&json!(v));
+                print_json(&serde_json::to_value(&list)?);
             } else {
-                for (h, a, _, e, n) in list {
-                    let state = match (&n, e > now()) {
+                for t in list {
+                    let state = match (&t.node_id, t.expires > now()) {
                         (Some(n), _) => format!("used by {n}"),
-                        (None, true) => format!("valid until {}", fmt_time(Some(e))),
+                        (None, true) => format!("valid until {}", fmt_time(Some(t.expires))),
                         (None, false) => "expired".into(),
                     };
-                    println!("{}  {}  {state}", &h[..16], a.country);
+                    println!("{}  {}  {state}", &t.hash[..16], t.attrs.country);
                 }
             }
         }
         Command::Nodes(cmd) => nodes(&dd, cmd)?,
-        Command::Operator(OperatorCmd::Issue { name, out, days, json }) => {
+        Command::Operator(OperatorCmd::Issue {
+            name,
+            out,
+            days,
+            json,
+        }) => {
             let (ca, db) = dd.open()?;
             let (issued, key) = issue_operator(&ca, &db, &name, days)?;
-            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
             let (crt, keyp, cap) = (
                 out.join(format!("{name}.crt")),
                 out.join(format!("{name}.key")),
@@ -353,7 +368,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 print_json(&json!({"name": name, "cert": crt, "key": keyp, "ca": cap,
                                    "serial": issued.serial, "not_after": issued.not_after}));
             } else {
-                println!("wrote {}, {} and {}", crt.display(), keyp.display(), cap.display());
+                println!(
+                    "wrote {}, {} and {}",
+                    crt.display(),
+                    keyp.display(),
+                    cap.display()
+                );
             }
         }
         Command::Operator(OperatorCmd::Revoke { name }) => {
@@ -362,9 +382,18 @@ pub fn run(cli: Cli) -> Result<()> {
             if serials.is_empty() {
                 bail!("operator {name} has no unrevoked certificate");
             }
-            db.audit(now(), "cli", "operator.revoke", &name, &json!({"serials": serials}))?;
+            db.audit(
+                now(),
+                "cli",
+                "operator.revoke",
+                &name,
+                &json!({"serials": serials}),
+            )?;
             dd.write_crl(&ca, &db)?;
-            println!("revoked {} certificate(s) of operator {name}", serials.len());
+            println!(
+                "revoked {} certificate(s) of operator {name}",
+                serials.len()
+            );
         }
         Command::Backup { out } => {
             let (_, db) = dd.open()?;
@@ -373,11 +402,21 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             std::fs::create_dir_all(&out)?;
             db.backup_to(&out.join("hub.db"))?;
-            for p in [dd.ca_cert(), dd.ca_key(), dd.server_cert(), dd.server_key(), dd.crl_pem()] {
+            for p in [
+                dd.ca_cert(),
+                dd.ca_key(),
+                dd.server_cert(),
+                dd.server_key(),
+                dd.crl_pem(),
+            ] {
                 let name = p.file_name().expect("file");
-                std::fs::copy(&p, out.join(name)).with_context(|| format!("cannot copy {}", p.display()))?;
+                std::fs::copy(&p, out.join(name))
+                    .with_context(|| format!("cannot copy {}", p.display()))?;
             }
-            println!("backup written to {} (it holds the CA key: keep it safe)", out.display());
+            println!(
+                "backup written to {} (it holds the CA key: keep it safe)",
+                out.display()
+            );
         }
     }
     Ok(())
@@ -437,7 +476,11 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
             }
         }
         NodesCmd::Pending { json } => {
-            let list: Vec<_> = db.pending_by_prefix("")?.into_iter().filter(|p| p.node_id.is_none()).collect();
+            let list: Vec<_> = db
+                .pending_by_prefix("")?
+                .into_iter()
+                .filter(|p| p.node_id.is_none())
+                .collect();
             if json {
                 print_json(&serde_json::to_value(&list)?);
             } else {
@@ -448,7 +491,11 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
                         p.declared.country,
                         p.declared.continent.as_deref().unwrap_or("-"),
                         p.address.as_deref().unwrap_or("-"),
-                        if p.approved.is_some() { "approved, waiting for the node to poll" } else { "pending" }
+                        if p.approved.is_some() {
+                            "approved, waiting for the node to poll"
+                        } else {
+                            "pending"
+                        }
                     );
                 }
             }
@@ -461,22 +508,45 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
             let matches = db.pending_by_prefix(&fp)?;
             let p = match matches.as_slice() {
                 [one] => one,
-                [] => bail!("no pending enrolment has fingerprint {fp}; `vantage-hub nodes pending` lists them"),
-                _ => bail!("{} pending enrolments start with {fp}; give more of the fingerprint", matches.len()),
+                [] => bail!(
+                    "no pending enrolment has fingerprint {fp}; `vantage-hub nodes pending` lists them"
+                ),
+                _ => bail!(
+                    "{} pending enrolments start with {fp}; give more of the fingerprint",
+                    matches.len()
+                ),
             };
             if p.node_id.is_some() {
-                bail!("that enrolment was already issued as node {}", p.node_id.as_deref().unwrap_or("?"));
+                bail!(
+                    "that enrolment was already issued as node {}",
+                    p.node_id.as_deref().unwrap_or("?")
+                );
             }
             db.approve_pending(&p.fingerprint, now())?;
-            db.audit(now(), "cli", "pending.approve", &p.fingerprint, &json!({"declared": p.declared}))?;
-            println!("approved {}; the node gets its certificate at its next poll", p.fingerprint);
+            db.audit(
+                now(),
+                "cli",
+                "pending.approve",
+                &p.fingerprint,
+                &json!({"declared": p.declared}),
+            )?;
+            println!(
+                "approved {}; the node gets its certificate at its next poll",
+                p.fingerprint
+            );
         }
         NodesCmd::Revoke { id } => {
             if db.node(&id)?.is_none() {
                 bail!("no node {id}; `vantage-hub nodes list` shows them");
             }
             let serials = db.revoke_subject(CertRole::Node, &id, now())?;
-            db.audit(now(), "cli", "node.revoke", &id, &json!({"serials": serials}))?;
+            db.audit(
+                now(),
+                "cli",
+                "node.revoke",
+                &id,
+                &json!({"serials": serials}),
+            )?;
             dd.write_crl(&ca, &db)?;
             println!(
                 "revoked node {id} ({} certificate(s)); a running hub refuses it within a second",

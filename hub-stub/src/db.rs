@@ -51,6 +51,21 @@ pub struct TokenRow {
     pub node_id: Option<String>,
 }
 
+/// A token as listed (the token text itself is never stored).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenSummary {
+    /// SHA-256 of the token text, hex.
+    pub hash: String,
+    /// Attributes the node gets.
+    pub attrs: Attrs,
+    /// Creation, Unix seconds.
+    pub created: i64,
+    /// Expiry, Unix seconds.
+    pub expires: i64,
+    /// Node it enrolled, once used.
+    pub node_id: Option<String>,
+}
+
 /// One node of the registry.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeRow {
@@ -360,8 +375,8 @@ impl Db {
         .transpose()
     }
 
-    /// Token summary for listing: (created, expires, used node id).
-    pub fn tokens(&self) -> Result<Vec<(String, Attrs, i64, i64, Option<String>)>> {
+    /// Every token, oldest first.
+    pub fn tokens(&self) -> Result<Vec<TokenSummary>> {
         let c = self.c();
         let mut st =
             c.prepare("SELECT hash,attrs,created,expires,node_id FROM tokens ORDER BY created")?;
@@ -376,8 +391,14 @@ impl Db {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (h, a, c, e, n) = row?;
-            out.push((h, serde_json::from_str(&a)?, c, e, n));
+            let (hash, a, created, expires, node_id) = row?;
+            out.push(TokenSummary {
+                hash,
+                attrs: serde_json::from_str(&a)?,
+                created,
+                expires,
+                node_id,
+            });
         }
         Ok(out)
     }

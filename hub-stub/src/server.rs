@@ -36,8 +36,11 @@ use vantage_proto::policy::{Policy, SignedPolicy};
 pub struct ServeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Base URL nodes use to reach this hub (what enrolment hands out).
-    pub public_url: String,
+    /// Base URL nodes use to reach this hub (what enrolment hands out);
+    /// default `https://<default_host>:<bound port>`.
+    pub public_url: Option<String>,
+    /// Host for the default public URL (the first server name).
+    pub default_host: String,
     /// Approval policy file, if any (jobs are refused without one).
     pub policy: Option<std::path::PathBuf>,
     /// Enables `POST /v1/publish/<channel>` without signature checks (tests only).
@@ -154,6 +157,7 @@ pub struct Hub {
     pub metrics: Metrics,
     /// When the hub started.
     pub started: Instant,
+    public_url: std::sync::OnceLock<String>,
 }
 
 /// Who is calling, from the verified client certificate only.
@@ -208,9 +212,9 @@ fn load_policy(path: &std::path::Path) -> Result<Policy> {
         .with_context(|| format!("cannot read the approval policy {}", path.display()))?;
     let signed = SignedPolicy::from_json(&text)
         .with_context(|| format!("{} is not a signed policy file", path.display()))?;
-    Ok(signed
+    signed
         .parse()
-        .with_context(|| format!("{} holds an invalid policy", path.display()))?)
+        .with_context(|| format!("{} holds an invalid policy", path.display()))
 }
 
 impl Hub {
@@ -253,6 +257,7 @@ impl Hub {
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
+            public_url: std::sync::OnceLock::new(),
             cfg,
         }))
     }
@@ -305,6 +310,11 @@ impl Hub {
         self.tls.store(Arc::new(tls));
         self.crl.store(Arc::new(crl));
         Ok(())
+    }
+
+    /// The base URL handed to nodes (known once listening).
+    pub fn public_url(&self) -> &str {
+        self.public_url.get().map(String::as_str).unwrap_or("")
     }
 
     /// Marks a node subscribed on channels; the guard undoes it.
@@ -394,6 +404,16 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
         )
     })?;
     let addr = listener.local_addr()?;
+    let url = hub.cfg.public_url.clone().unwrap_or_else(|| {
+        let h = &hub.cfg.default_host;
+        let host = if h.contains(':') {
+            format!("[{h}]")
+        } else {
+            h.clone()
+        };
+        format!("https://{host}:{}", addr.port())
+    });
+    hub.public_url.set(url).expect("serve runs once");
     if hub.cfg.unsafe_raw_publish {
         tracing::warn!(
             "UNSAFE: --unsafe-raw-publish is on; operators can put unsigned payloads on any channel. Never use this for a real network."
@@ -406,7 +426,7 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
     if let Some(f) = &hub.cfg.addr_file {
         crate::datadir::write_atomic(f, addr.to_string().as_bytes(), 0o644)?;
     }
-    tracing::info!(%addr, public_url = %hub.cfg.public_url, "vantage-hub serving");
+    tracing::info!(%addr, public_url = %hub.public_url(), "vantage-hub serving");
     spawn_background(&hub);
     let slots = Arc::new(Semaphore::new(hub.cfg.max_connections));
     loop {
