@@ -190,7 +190,7 @@ def qemu_part(run, args, cache, work, fx):
         policy = jobs.make_policy(approvers, threshold=2)
         (work / "policy.json").write_text(json.dumps(policy, indent=1))
         hub = hubmod.Hub(args.hub_bin, work / "hub", work / "hub.log",
-                         [HUB_NAME, HUB_IP], work / "policy.json", public_url=HUB_URL)
+                         [HUB_NAME, HUB_IP, "127.0.0.1"], work / "policy.json", public_url=HUB_URL)
         run.hubs.append(hub)
         run.logs["hub log"] = work / "hub.log"
         hub.start()
@@ -450,8 +450,11 @@ def armv6_part(run, args, work, fx):
                         "--data-dir", str(d / "data")],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)
-        nodes = wait_for(lambda: [n for n in hub.nodes() if n.get("status") == "online"],
-                         120, "ARMv6 node online")
+        def online():
+            if st["agent"].poll() is not None:
+                raise StepFailed(f"the ARMv6 agent exited ({st['agent'].returncode})")
+            return [n for n in hub.nodes() if n.get("status") == "online"]
+        nodes = wait_for(online, 120, "ARMv6 node online")
         st["node"] = nodes[0]["id"]
         return {"enrol_s": round(t_enrol, 1), "node": st["node"]}
 

@@ -57,7 +57,7 @@ class Hub:
             out.write(f"\n===== vq: hub start {time.strftime('%H:%M:%S')} =====\n".encode())
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         env=dict(os.environ, RUST_LOG="info"))
+                                         env=dict(os.environ, RUST_LOG="info", NO_COLOR="1"))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if addr_file.exists() and addr_file.read_text().strip():
