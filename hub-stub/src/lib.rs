@@ -1,1 +1,9 @@
 //! The vantage hub: TLS pub/sub with client-certificate identity, enrolment CA, job log and results.
+pub mod api;
+pub mod datadir;
+pub mod db;
+pub mod limits;
+pub mod pki;
+pub mod server;
+pub mod stream;
+pub mod tokens;

@@ -1,0 +1,937 @@
+//! The hub's HTTP API (see ARCHITECTURE.md): routing, authorisation from the
+//! verified certificate, and the request handlers.
+
+use crate::datadir::now;
+use crate::db::{Attrs, CertRole, DbError, JobRecord, NodeRow};
+use crate::pki::{self, random_hex};
+use crate::server::{Caller, Hub, ResultEvent, lock};
+use crate::stream;
+use bytes::Bytes;
+use http::{Method, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+use vantage_proto::channel::{self, NodeAttrs};
+use vantage_proto::enrol::{Endpoints, EnrolRequest, EnrolResponse, EnrolStatus, RenewRequest};
+use vantage_proto::identity::Role;
+use vantage_proto::job::SignedJob;
+use vantage_proto::node::{GapReport, Heartbeat};
+use vantage_proto::result::{MAX_RESULT_BYTES, ProbeResult};
+use vantage_proto::select::Selection;
+use vantage_proto::sse::Event;
+
+/// The response type of every handler.
+pub type Resp = Response<BoxBody<Bytes, Infallible>>;
+
+const MAX_SMALL_BODY: usize = 16 * 1024;
+const MAX_JOB_BODY: usize = 256 * 1024;
+
+/// A refusal: status and a message that says what to do.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    code: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            code: None,
+        }
+    }
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        tracing::error!("database: {e}");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the hub's database failed; try again later",
+        )
+    }
+}
+
+impl From<pki::PkiError> for ApiError {
+    fn from(e: pki::PkiError) -> Self {
+        match e {
+            pki::PkiError::BadCsr(_) | pki::PkiError::KeyType => Self::bad(e.to_string()),
+            other => {
+                tracing::error!("pki: {other}");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the hub could not issue a certificate",
+                )
+            }
+        }
+    }
+}
+
+type ApiResult = Result<Resp, ApiError>;
+
+/// A full body.
+pub fn full(b: impl Into<Bytes>) -> BoxBody<Bytes, Infallible> {
+    Full::new(b.into()).boxed()
+}
+
+/// A JSON response.
+pub fn json_resp(status: StatusCode, v: &impl serde::Serialize) -> Resp {
+    let body = serde_json::to_vec(v).expect("responses always serialise");
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(full(body))
+        .expect("static response parts")
+}
+
+fn error_resp(e: ApiError) -> Resp {
+    let mut v = json!({"error": e.message});
+    if let Some(c) = e.code {
+        v["code"] = json!(c);
+    }
+    json_resp(e.status, &v)
+}
+
+/// An SSE frame carrying one envelope: `{"id","channel","time","payload"}`.
+pub fn event_frame(seq: u64, channel: &str, time: i64, payload: &str) -> Bytes {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.max(0) as u64);
+    let data = format!(
+        "{{\"id\":{seq},\"channel\":{},\"time\":{},\"payload\":{payload}}}",
+        Value::from(channel),
+        Value::from(httpdate::fmt_http_date(at)),
+    );
+    Bytes::from(Event::message(seq.to_string(), data).encode())
+}
+
+/// Dispatches one request.
+pub async fn handle(
+    hub: Arc<Hub>,
+    caller: Caller,
+    peer: SocketAddr,
+    over_limit: bool,
+    req: http::Request<Incoming>,
+) -> Resp {
+    hub.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    if over_limit {
+        return error_resp(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many connections for this identity (at most {}); reuse one connection",
+                hub.cfg.max_conns_per_identity
+            ),
+        ));
+    }
+    if !hub.rates.allow(&caller.limit_key(&peer), Instant::now()) {
+        hub.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        let mut r = error_resp(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "request rate over the limit; slow down and retry",
+        ));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        return r;
+    }
+    match route(&hub, &caller, peer, req).await {
+        Ok(r) => r,
+        Err(e) => error_resp(e),
+    }
+}
+
+async fn route(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    peer: SocketAddr,
+    req: http::Request<Incoming>,
+) -> ApiResult {
+    let path = req.uri().path().to_string();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let m = req.method().clone();
+    match (&m, segs.as_slice()) {
+        (&Method::GET, ["v1", "ca"]) => Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "application/x-pem-file")
+            .body(full(hub.ca.cert_pem().to_string()))
+            .expect("static")),
+        (&Method::GET, ["v1", "crl"]) => crl(hub, &req),
+        (&Method::POST, ["v1", "enrol"]) => enrol(hub, peer, req).await,
+        (&Method::POST, ["v1", "renew"]) => {
+            let node = require_node(hub, caller).await?;
+            renew(hub, &node, req).await
+        }
+        (&Method::GET, ["v1", "sub", list]) => {
+            let node = require_node(hub, caller).await?;
+            let channels = subscription_channels(hub, &node, list).await?;
+            touch(hub, &node, peer, None).await;
+            stream::subscribe(hub.clone(), node, caller_serial(caller), channels, &req).await
+        }
+        (&Method::POST, ["v1", "results"]) => {
+            let node = require_node(hub, caller).await?;
+            touch(hub, &node, peer, None).await;
+            results(hub, &node, req).await
+        }
+        (&Method::POST, ["v1", "heartbeat"]) => {
+            let node = require_node(hub, caller).await?;
+            let hb: Heartbeat = parse_json(&read_body(req, MAX_SMALL_BODY).await?)?;
+            touch(hub, &node, peer, Some(hb.version)).await;
+            Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+        }
+        (&Method::POST, ["v1", "gap"]) => {
+            let node = require_node(hub, caller).await?;
+            let body = read_body(req, MAX_SMALL_BODY).await?;
+            let gap: GapReport = parse_json(&body)?;
+            tracing::warn!(node = %node, requested = %gap.requested, oldest = ?gap.oldest, "node reports a gap");
+            let text = serde_json::to_string(&gap).expect("serialises");
+            hub.db(move |db| db.insert_gap(&node, now(), &text)).await?;
+            Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+        }
+        (&Method::POST, ["v1", "jobs"]) => {
+            let op = require_operator(hub, caller).await?;
+            submit_job(hub, &op, req).await
+        }
+        (&Method::GET, ["v1", "jobs", id]) => {
+            require_operator(hub, caller).await?;
+            job_status(hub, id).await
+        }
+        (&Method::GET, ["v1", "jobs", id, "results"]) => {
+            require_operator(hub, caller).await?;
+            stream::job_results(hub.clone(), id.to_string(), &req).await
+        }
+        (&Method::GET, ["v1", "nodes"]) => {
+            require_operator(hub, caller).await?;
+            let nodes = hub.db(|db| db.nodes()).await?;
+            let list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
+            Ok(json_resp(StatusCode::OK, &list))
+        }
+        (&Method::GET, ["v1", "nodes", id]) => {
+            require_operator(hub, caller).await?;
+            let id = id.to_string();
+            let n = hub
+                .db(move |db| db.node(&id))
+                .await?
+                .ok_or_else(|| ApiError::not_found("no such node"))?;
+            Ok(json_resp(StatusCode::OK, &node_json(hub, &n)))
+        }
+        (&Method::GET, ["v1", "channels"]) => {
+            require_operator(hub, caller).await?;
+            channels(hub).await
+        }
+        (&Method::GET, ["v1", "stats"]) => {
+            require_operator(hub, caller).await?;
+            Ok(json_resp(StatusCode::OK, &stats(hub).await?))
+        }
+        (&Method::GET, ["metrics"]) => {
+            require_operator(hub, caller).await?;
+            metrics(hub).await
+        }
+        (&Method::POST, ["v1", "publish", ch]) if hub.cfg.unsafe_raw_publish => {
+            let op = require_operator(hub, caller).await?;
+            raw_publish(hub, &op, ch, req).await
+        }
+        (_, ["v1", ..] | ["metrics"]) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint {m} {path}; see ARCHITECTURE.md for the hub's API"),
+        )),
+        _ => Err(ApiError::not_found(format!("no endpoint {m} {path}"))),
+    }
+}
+
+fn caller_serial(c: &Caller) -> String {
+    match c {
+        Caller::Known { serial, .. } => serial.clone(),
+        _ => String::new(),
+    }
+}
+
+async fn require_known(hub: &Arc<Hub>, caller: &Caller) -> Result<Role, ApiError> {
+    let (role, serial, not_after) = match caller {
+        Caller::Anonymous => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "no client certificate: this endpoint needs a node or operator certificate issued by this hub",
+            ));
+        }
+        Caller::Unusable(why) => {
+            return Err(ApiError::forbidden(format!(
+                "client certificate not usable: {why}"
+            )));
+        }
+        Caller::Known {
+            role,
+            serial,
+            not_after,
+        } => (role, serial, *not_after),
+    };
+    if not_after <= now() {
+        return Err(ApiError::forbidden(
+            "client certificate expired; renew it or enrol again",
+        ));
+    }
+    let s = serial.clone();
+    let row = hub.db(move |db| db.cert(&s)).await?;
+    let Some(row) = row else {
+        return Err(ApiError::forbidden(
+            "client certificate unknown to this hub; enrol again",
+        ));
+    };
+    if row.revoked.is_some() {
+        return Err(ApiError::forbidden("client certificate revoked"));
+    }
+    let (want_role, want_subject) = match role {
+        Role::Node(id) => ("node", id),
+        Role::Operator(n) => ("operator", n),
+    };
+    if row.role != want_role || row.subject != *want_subject {
+        return Err(ApiError::forbidden(
+            "client certificate does not match the hub's records",
+        ));
+    }
+    Ok(role.clone())
+}
+
+async fn require_node(hub: &Arc<Hub>, caller: &Caller) -> Result<String, ApiError> {
+    match require_known(hub, caller).await? {
+        Role::Node(id) => Ok(id),
+        Role::Operator(_) => Err(ApiError::forbidden(
+            "this endpoint is for nodes; operator certificates cannot use it",
+        )),
+    }
+}
+
+async fn require_operator(hub: &Arc<Hub>, caller: &Caller) -> Result<String, ApiError> {
+    match require_known(hub, caller).await? {
+        Role::Operator(name) => Ok(name),
+        Role::Node(_) => Err(ApiError::forbidden(
+            "this endpoint is for operators; node certificates cannot use it",
+        )),
+    }
+}
+
+async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<String>) {
+    let (node, addr) = (node.to_string(), peer.ip().to_string());
+    if let Err(e) = hub
+        .db(move |db| db.touch_node(&node, now(), Some(&addr), version.as_deref()))
+        .await
+    {
+        tracing::warn!("registry update: {e}");
+    }
+}
+
+async fn read_body(req: http::Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the {max}-byte limit"),
+        )),
+        Err(e) => Err(ApiError::bad(format!("cannot read the request body: {e}"))),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+}
+
+fn crl(hub: &Arc<Hub>, req: &http::Request<Incoming>) -> ApiResult {
+    let der = hub.crl.load_full();
+    let pem = req.uri().query().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "format" && v == "pem")
+    });
+    if pem {
+        let text = ::pem::encode(&::pem::Pem::new("X509 CRL", der.as_slice()));
+        return Ok(Response::builder()
+            .header(header::CONTENT_TYPE, "application/x-pem-file")
+            .body(full(text))
+            .expect("static"));
+    }
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/pkix-crl")
+        .body(full(der.to_vec()))
+        .expect("static"))
+}
+
+// ---- enrolment ----
+
+fn node_attrs(id: &str, a: &Attrs) -> NodeAttrs {
+    NodeAttrs {
+        node_id: id.to_string(),
+        country: a.country.clone(),
+        continent: a.continent.clone(),
+        asn: a.asn,
+        tags: a.tags.clone(),
+    }
+}
+
+fn issued_response(hub: &Hub, node: &NodeRow) -> EnrolResponse {
+    let attrs = node_attrs(&node.id, &node.attrs);
+    EnrolResponse {
+        status: EnrolStatus::Issued,
+        fingerprint: node.key_fingerprint.clone(),
+        node_id: Some(node.id.clone()),
+        certificate: Some(node.cert_pem.clone()),
+        chain: Some(hub.ca.cert_pem().to_string()),
+        channels: attrs.channels(),
+        attrs: Some(attrs),
+        endpoints: Some(Endpoints::for_hub(&hub.cfg.public_url)),
+        message: None,
+    }
+}
+
+fn new_node_id() -> Result<String, ApiError> {
+    Ok(format!("n-{}", random_hex(5)?))
+}
+
+async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -> ApiResult {
+    let body = read_body(req, MAX_SMALL_BODY).await?;
+    let er: EnrolRequest = parse_json(&body)?;
+    let key = pki::parse_csr(&er.csr)?;
+    let addr = peer.ip().to_string();
+    let t = now();
+    let resp = match &er.token {
+        Some(token) => {
+            let hash = crate::tokens::hash(token);
+            let h = hash.clone();
+            let row = hub.db(move |db| db.token(&h)).await?.ok_or_else(|| {
+                ApiError::forbidden("unknown enrolment token; ask the hub operator for a new one")
+            })?;
+            if let Some(fp) = &row.used_fp {
+                if *fp != key.fingerprint {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        "enrolment token already used by another key; ask the hub operator for a new token",
+                    ));
+                }
+                // The same key again: a node that lost our first answer.
+                let id = row.node_id.clone().unwrap_or_default();
+                let node = hub.db(move |db| db.node(&id)).await?.ok_or_else(|| {
+                    ApiError::forbidden("the node this token enrolled no longer exists")
+                })?;
+                if node.revoked.is_some() {
+                    return Err(ApiError::forbidden(
+                        "the node this token enrolled has been revoked",
+                    ));
+                }
+                return Ok(json_resp(StatusCode::OK, &issued_response(hub, &node)));
+            }
+            if row.expires <= t {
+                return Err(ApiError::forbidden(
+                    "enrolment token expired; ask the hub operator for a new one",
+                ));
+            }
+            let d = &er.declared;
+            let ta = &row.attrs;
+            let attrs = Attrs {
+                country: ta.country.clone(),
+                continent: ta.continent.clone().or_else(|| d.continent.clone()),
+                asn: ta.asn.or(d.asn),
+                tags: if ta.tags.is_empty() {
+                    d.tags.clone()
+                } else {
+                    ta.tags.clone()
+                },
+            };
+            let node = issue_node(hub, &key, attrs, "token", &addr, Some(hash), None).await?;
+            json_resp(StatusCode::OK, &issued_response(hub, &node))
+        }
+        None => {
+            let d = &er.declared;
+            let attrs = Attrs {
+                country: d.country.clone(),
+                continent: d.continent.clone(),
+                asn: d.asn,
+                tags: d.tags.clone(),
+            };
+            node_attrs("n-0", &attrs)
+                .validate()
+                .map_err(|e| ApiError::bad(format!("declared attributes: {e}")))?;
+            let (fp, csr, a2, ad) = (
+                key.fingerprint.clone(),
+                er.csr.clone(),
+                attrs.clone(),
+                addr.clone(),
+            );
+            let row = hub
+                .db(move |db| db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)))
+                .await?;
+            if let Some(id) = row.node_id {
+                let node = hub
+                    .db(move |db| db.node(&id))
+                    .await?
+                    .ok_or_else(|| ApiError::forbidden("the approved node no longer exists"))?;
+                if node.revoked.is_some() {
+                    return Err(ApiError::forbidden("this key's node has been revoked"));
+                }
+                json_resp(StatusCode::OK, &issued_response(hub, &node))
+            } else if row.approved.is_some() {
+                let fp = key.fingerprint.clone();
+                let node =
+                    issue_node(hub, &key, row.declared, "approved", &addr, None, Some(fp)).await?;
+                json_resp(StatusCode::OK, &issued_response(hub, &node))
+            } else {
+                let r = EnrolResponse {
+                    status: EnrolStatus::Pending,
+                    fingerprint: key.fingerprint.clone(),
+                    node_id: None,
+                    certificate: None,
+                    chain: None,
+                    attrs: None,
+                    channels: vec![],
+                    endpoints: None,
+                    message: Some(format!(
+                        "waiting for approval; the hub admin runs: vantage-hub nodes approve {}",
+                        key.fingerprint
+                    )),
+                };
+                json_resp(StatusCode::ACCEPTED, &r)
+            }
+        }
+    };
+    Ok(resp)
+}
+
+async fn issue_node(
+    hub: &Arc<Hub>,
+    key: &pki::CsrKey,
+    attrs: Attrs,
+    via: &str,
+    addr: &str,
+    token_hash: Option<String>,
+    pending_fp: Option<String>,
+) -> Result<NodeRow, ApiError> {
+    let id = new_node_id()?;
+    node_attrs(&id, &attrs)
+        .validate()
+        .map_err(|e| ApiError::bad(format!("node attributes: {e}")))?;
+    let issued = hub.ca.issue_node(&id, key, hub.cfg.node_cert_days)?;
+    let node = NodeRow {
+        id,
+        attrs,
+        key_fingerprint: key.fingerprint.clone(),
+        cert_pem: issued.cert_pem,
+        cert_serial: issued.serial,
+        cert_not_after: issued.not_after,
+        enrolled: now(),
+        enrolled_via: via.to_string(),
+        revoked: None,
+        last_seen: None,
+        agent_version: None,
+        address: Some(addr.to_string()),
+    };
+    let n = node.clone();
+    let bound = hub
+        .db(move |db| {
+            let ok = db.insert_node(&n, token_hash.as_deref(), pending_fp.as_deref())?;
+            if ok {
+                db.audit(
+                    n.enrolled,
+                    &n.id,
+                    "node.enrol",
+                    &n.id,
+                    &json!({"via": n.enrolled_via, "serial": n.cert_serial, "attrs": n.attrs}),
+                )?;
+            }
+            Ok(ok)
+        })
+        .await?;
+    if !bound {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "enrolment token already used by another key; ask the hub operator for a new token",
+        ));
+    }
+    hub.metrics.enrolments.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(node = %node.id, via, "node enrolled");
+    Ok(node)
+}
+
+async fn renew(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming>) -> ApiResult {
+    let body = read_body(req, MAX_SMALL_BODY).await?;
+    let rr: RenewRequest = parse_json(&body)?;
+    let key = pki::parse_csr(&rr.csr)?;
+    let issued = hub.ca.issue_node(node_id, &key, hub.cfg.node_cert_days)?;
+    let id = node_id.to_string();
+    let node = hub
+        .db(move |db| {
+            let t = now();
+            db.renew_node(
+                &id,
+                &key.fingerprint,
+                &issued.cert_pem,
+                &issued.serial,
+                issued.not_after,
+                t,
+            )?;
+            db.audit(t, &id, "node.renew", &id, &json!({"serial": issued.serial}))?;
+            db.node(&id)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("node not in the registry"))?;
+    Ok(json_resp(StatusCode::OK, &issued_response(hub, &node)))
+}
+
+// ---- subscriptions ----
+
+async fn subscription_channels(
+    hub: &Arc<Hub>,
+    node: &str,
+    list: &str,
+) -> Result<Vec<String>, ApiError> {
+    let list = list.replace("%2C", ",").replace("%2c", ",");
+    let wanted = channel::parse_channel_list(&list).map_err(|e| ApiError::bad(e.to_string()))?;
+    let id = node.to_string();
+    let row = hub
+        .db(move |db| db.node(&id))
+        .await?
+        .ok_or_else(|| ApiError::forbidden("node not in the registry"))?;
+    let allowed = node_attrs(&row.id, &row.attrs).channels();
+    if let Some(bad) = wanted.iter().find(|c| !allowed.contains(c)) {
+        return Err(ApiError::forbidden(format!(
+            "channel {bad} is not assigned to this node (its channels: {})",
+            allowed.join(",")
+        )));
+    }
+    let mut out = wanted;
+    out.dedup();
+    Ok(out)
+}
+
+// ---- jobs ----
+
+async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>) -> ApiResult {
+    let body = read_body(req, MAX_JOB_BODY).await?;
+    let refuse = |hub: &Arc<Hub>, e: ApiError| {
+        hub.metrics.jobs_refused.fetch_add(1, Ordering::Relaxed);
+        Err(e)
+    };
+    let Some(policy) = &hub.policy else {
+        return refuse(
+            hub,
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the hub has no approval policy; start it with --policy FILE",
+            ),
+        );
+    };
+    let signed = match SignedJob::from_json(&body) {
+        Ok(s) => s,
+        Err(e) => return refuse(hub, ApiError::bad(format!("not a signed job: {e}"))),
+    };
+    let job = match signed.verify(policy, now() as u64) {
+        Ok(j) => j,
+        Err(r) => {
+            return refuse(
+                hub,
+                ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    message: format!("job refused: {r}"),
+                    code: Some(r.code()),
+                },
+            );
+        }
+    };
+    let jid = job.id.clone();
+    if hub.db(move |db| db.job(&jid)).await?.is_some() {
+        return refuse(
+            hub,
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("job id {} already used; give the job a new id", job.id),
+            ),
+        );
+    }
+    let (channels, nodes) = resolve(hub, &job.select, job.limit).await?;
+    if channels.is_empty() {
+        return refuse(
+            hub,
+            ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: "no online node matches the selection; try later or without a limit"
+                    .into(),
+                code: Some("no-nodes"),
+            },
+        );
+    }
+    let signers: Vec<String> = signed
+        .signatures
+        .iter()
+        .filter(|s| policy.approver(&s.key_id).is_some())
+        .map(|s| s.key_id.clone())
+        .collect();
+    let record = JobRecord {
+        id: job.id.clone(),
+        seq: 0,
+        signed_job: serde_json::to_value(&signed).expect("serialises"),
+        submitted: now(),
+        submitter: operator.to_string(),
+        proposer: Some(job.proposer.clone()),
+        signers,
+        channels: channels.clone(),
+        nodes: nodes.clone(),
+    };
+    let payload = serde_json::to_string(&signed).expect("serialises");
+    let seq = hub.publish(channels.clone(), payload, Some(record)).await?;
+    hub.metrics.jobs_accepted.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(job = %job.id, seq, operator, ?channels, nodes = nodes.len(), "job accepted");
+    Ok(json_resp(
+        StatusCode::CREATED,
+        &json!({"job_id": job.id, "seq": seq, "channels": channels, "nodes": nodes}),
+    ))
+}
+
+/// Channels to publish on and the nodes the selection covers now.
+async fn resolve(
+    hub: &Arc<Hub>,
+    sel: &Selection,
+    limit: Option<u32>,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let all = hub.db(|db| db.nodes()).await?;
+    let mut matching: Vec<&NodeRow> = all
+        .iter()
+        .filter(|n| n.revoked.is_none() && sel.matches(&node_attrs(&n.id, &n.attrs)))
+        .collect();
+    match limit {
+        Some(limit) => {
+            matching.retain(|n| online(hub, n));
+            // Most recently seen first: the likeliest to be there when the job arrives.
+            matching.sort_by_key(|n| std::cmp::Reverse(n.last_seen));
+            matching.truncate(limit as usize);
+            let nodes: Vec<String> = matching.iter().map(|n| n.id.clone()).collect();
+            Ok((nodes.iter().map(|id| format!("node.{id}")).collect(), nodes))
+        }
+        None => Ok((
+            sel.channels(),
+            matching.iter().map(|n| n.id.clone()).collect(),
+        )),
+    }
+}
+
+fn online(hub: &Hub, n: &NodeRow) -> bool {
+    hub.is_subscribed(&n.id)
+        || n.last_seen
+            .is_some_and(|t| now() - t <= hub.cfg.online_window.as_secs() as i64)
+}
+
+/// Status word of a node for the registry.
+pub fn node_status(revoked: bool, online: bool) -> &'static str {
+    match (revoked, online) {
+        (true, _) => "revoked",
+        (false, true) => "online",
+        (false, false) => "offline",
+    }
+}
+
+fn node_json(hub: &Hub, n: &NodeRow) -> Value {
+    let mut v = serde_json::to_value(n).expect("serialises");
+    v["status"] = json!(node_status(n.revoked.is_some(), online(hub, n)));
+    v["channels"] = json!(node_attrs(&n.id, &n.attrs).channels());
+    v
+}
+
+async fn job_status(hub: &Arc<Hub>, id: &str) -> ApiResult {
+    let id = id.to_string();
+    let (job, audit, results) = hub
+        .db(move |db| Ok((db.job(&id)?, db.audit_of(&id)?, db.result_count(&id)?)))
+        .await?;
+    let job = job.ok_or_else(|| ApiError::not_found("no such job"))?;
+    let t = now() as u64;
+    let field = |k: &str| job.signed_job["job"][k].as_u64().unwrap_or(0);
+    let status = if t < field("not_before") {
+        "scheduled"
+    } else if t < field("expires") {
+        "active"
+    } else {
+        "expired"
+    };
+    Ok(json_resp(
+        StatusCode::OK,
+        &json!({"job": job, "status": status, "results": results, "audit": audit}),
+    ))
+}
+
+async fn raw_publish(
+    hub: &Arc<Hub>,
+    operator: &str,
+    ch: &str,
+    req: http::Request<Incoming>,
+) -> ApiResult {
+    channel::validate_channel(ch).map_err(|e| ApiError::bad(e.to_string()))?;
+    let body = read_body(req, MAX_JOB_BODY).await?;
+    let v: Value = parse_json(&body)?;
+    let payload = serde_json::to_string(&v).expect("serialises");
+    let seq = hub.publish(vec![ch.to_string()], payload, None).await?;
+    tracing::warn!(
+        operator,
+        channel = ch,
+        seq,
+        "UNSAFE raw publish (no signature check)"
+    );
+    let (op, c) = (operator.to_string(), ch.to_string());
+    hub.db(move |db| db.audit(now(), &op, "raw.publish", &c, &json!({"seq": seq})))
+        .await?;
+    Ok(json_resp(
+        StatusCode::CREATED,
+        &json!({"seq": seq, "channels": [ch]}),
+    ))
+}
+
+// ---- results ----
+
+async fn results(hub: &Arc<Hub>, node: &str, req: http::Request<Incoming>) -> ApiResult {
+    let body = read_body(req, MAX_RESULT_BYTES).await?;
+    let r =
+        ProbeResult::from_json(&body).map_err(|e| ApiError::bad(format!("not a result: {e}")))?;
+    if r.node_id != node {
+        return Err(ApiError::forbidden(format!(
+            "result names node {} but your certificate is node {node}",
+            r.node_id
+        )));
+    }
+    let text = serde_json::to_string(&r).expect("serialises");
+    let (j, n, s, t) = (
+        r.job_id.clone(),
+        node.to_string(),
+        u64::from(r.seq),
+        text.clone(),
+    );
+    let stored = hub
+        .db(move |db| db.insert_result(&j, &n, s, now(), &t))
+        .await?;
+    match stored {
+        Some(id) => {
+            hub.metrics.results_stored.fetch_add(1, Ordering::Relaxed);
+            let _ = hub.results_tx.send(Arc::new(ResultEvent {
+                job_id: r.job_id,
+                id,
+                body: text,
+            }));
+            Ok(json_resp(StatusCode::OK, &json!({"stored": true})))
+        }
+        None => {
+            hub.metrics
+                .results_duplicate
+                .fetch_add(1, Ordering::Relaxed);
+            Ok(json_resp(
+                StatusCode::OK,
+                &json!({"stored": false, "duplicate": true}),
+            ))
+        }
+    }
+}
+
+// ---- registry and statistics ----
+
+async fn channels(hub: &Arc<Hub>) -> ApiResult {
+    let held = hub.db(|db| db.channel_counts()).await?;
+    let subs = lock(&hub.channel_subs).clone();
+    let mut names: Vec<&String> = held.keys().chain(subs.keys()).collect();
+    names.sort();
+    names.dedup();
+    let list: Vec<Value> = names
+        .into_iter()
+        .map(|c| {
+            let (messages, last) = held.get(c).copied().unwrap_or((0, 0));
+            json!({"channel": c, "subscribers": subs.get(c).copied().unwrap_or(0),
+                   "messages": messages, "last_seq": last})
+        })
+        .collect();
+    Ok(json_resp(StatusCode::OK, &list))
+}
+
+async fn stats(hub: &Arc<Hub>) -> Result<Value, ApiError> {
+    let (nodes, pending, log_len) = hub
+        .db(|db| Ok((db.nodes()?, db.pending_by_prefix("")?, db.log_len()?)))
+        .await?;
+    let on = nodes
+        .iter()
+        .filter(|n| n.revoked.is_none() && online(hub, n))
+        .count();
+    let revoked = nodes.iter().filter(|n| n.revoked.is_some()).count();
+    let m = &hub.metrics;
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    Ok(json!({
+        "connections": hub.conns.total(),
+        "subscriptions": lock(&hub.subscribed).values().sum::<usize>(),
+        "subscribed_nodes": lock(&hub.subscribed).len(),
+        "nodes": nodes.len(), "nodes_online": on, "nodes_revoked": revoked,
+        "pending": pending.iter().filter(|p| p.node_id.is_none()).count(),
+        "log_entries": log_len, "last_seq": hub.last_seq.load(Ordering::SeqCst),
+        "pruned_through": hub.pruned_through.load(Ordering::SeqCst),
+        "requests": g(&m.requests), "rate_limited": g(&m.rate_limited),
+        "connections_refused": g(&m.conn_refused),
+        "jobs_accepted": g(&m.jobs_accepted), "jobs_refused": g(&m.jobs_refused),
+        "events_sent": g(&m.events_sent), "results_stored": g(&m.results_stored),
+        "results_duplicate": g(&m.results_duplicate), "enrolments": g(&m.enrolments),
+        "uptime_secs": hub.started.elapsed().as_secs(),
+    }))
+}
+
+async fn metrics(hub: &Arc<Hub>) -> ApiResult {
+    let s = stats(hub).await?;
+    let mut out = String::new();
+    let Value::Object(map) = &s else {
+        unreachable!("stats is an object")
+    };
+    for (k, v) in map {
+        if let Some(n) = v.as_u64() {
+            out.push_str(&format!(
+                "# TYPE vantage_hub_{k} gauge\nvantage_hub_{k} {n}\n"
+            ));
+        }
+    }
+    out.push_str("# TYPE vantage_hub_channel_subscribers gauge\n");
+    let mut subs: Vec<(String, usize)> = lock(&hub.channel_subs)
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    subs.sort();
+    for (c, n) in subs {
+        out.push_str(&format!(
+            "vantage_hub_channel_subscribers{{channel=\"{c}\"}} {n}\n"
+        ));
+    }
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
+        .body(full(out))
+        .expect("static"))
+}
+
+/// Issues an operator certificate (used by the CLI).
+pub fn issue_operator(
+    ca: &pki::Ca,
+    db: &crate::db::Db,
+    name: &str,
+    days: i64,
+) -> anyhow::Result<(pki::Issued, String)> {
+    vantage_proto::identity::validate_operator_name(name)?;
+    let (issued, key) = ca.issue_operator(name, days)?;
+    db.insert_cert(
+        &issued.serial,
+        CertRole::Operator,
+        name,
+        issued.not_after,
+        now(),
+    )?;
+    db.audit(
+        now(),
+        "cli",
+        "operator.issue",
+        name,
+        &json!({"serial": issued.serial}),
+    )?;
+    Ok((issued, key))
+}

@@ -1,0 +1,1043 @@
+//! The hub's SQLite database: tokens, nodes, pending enrolments, issued
+//! certificates, the job log, jobs with their audit trail, and results.
+//!
+//! WAL mode with `synchronous=FULL`: a commit is on disk before the call
+//! returns, so what the hub acknowledges survives a power cut or `kill -9`.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+/// A database failure.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite refused.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A JSON column did not parse.
+    #[error("database holds invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+type Result<T> = std::result::Result<T, DbError>;
+
+/// A node's targeting attributes (what a token or a declaration gives it).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Attrs {
+    /// ISO 3166-1 alpha-2 country.
+    pub country: String,
+    /// Continent code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continent: Option<String>,
+    /// Autonomous system number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// One enrolment token.
+#[derive(Debug, Clone)]
+pub struct TokenRow {
+    /// Attributes the node gets.
+    pub attrs: Attrs,
+    /// Expiry, Unix seconds.
+    pub expires: i64,
+    /// Fingerprint of the key that used it, once used.
+    pub used_fp: Option<String>,
+    /// Node it enrolled, once used.
+    pub node_id: Option<String>,
+}
+
+/// One node of the registry.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeRow {
+    /// Node id.
+    pub id: String,
+    /// Targeting attributes.
+    #[serde(flatten)]
+    pub attrs: Attrs,
+    /// Fingerprint of the node's current key.
+    pub key_fingerprint: String,
+    /// Current certificate, PEM.
+    #[serde(skip)]
+    pub cert_pem: String,
+    /// Current certificate's serial.
+    pub cert_serial: String,
+    /// Current certificate's expiry, Unix seconds.
+    pub cert_not_after: i64,
+    /// Enrolment time, Unix seconds.
+    pub enrolled: i64,
+    /// `token` or `approved`.
+    pub enrolled_via: String,
+    /// Revocation time, if revoked.
+    pub revoked: Option<i64>,
+    /// Last request or open subscription, Unix seconds.
+    pub last_seen: Option<i64>,
+    /// Agent version from the last heartbeat.
+    pub agent_version: Option<String>,
+    /// Peer address of the last request.
+    pub address: Option<String>,
+}
+
+/// One pending (token-less) enrolment.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingRow {
+    /// Key fingerprint (SHA-256 of the SPKI, hex).
+    pub fingerprint: String,
+    /// What the node declared.
+    pub declared: Attrs,
+    /// First request, Unix seconds.
+    pub created: i64,
+    /// Last poll, Unix seconds.
+    pub last_poll: i64,
+    /// Peer address of the last poll.
+    pub address: Option<String>,
+    /// Approval time.
+    pub approved: Option<i64>,
+    /// Node id once issued.
+    pub node_id: Option<String>,
+}
+
+/// One entry of the job log, as stored.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    /// Sequence number (the SSE id).
+    pub seq: u64,
+    /// Job id, if the payload is a signed job.
+    pub job_id: Option<String>,
+    /// Publish time, Unix seconds.
+    pub time: i64,
+    /// Channels it was published on.
+    pub channels: Vec<String>,
+    /// The payload, JSON text.
+    pub payload: String,
+}
+
+/// The audit record of an accepted job.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: String,
+    /// Log sequence number.
+    pub seq: u64,
+    /// The signed job as submitted.
+    pub signed_job: serde_json::Value,
+    /// Acceptance time, Unix seconds.
+    pub submitted: i64,
+    /// Operator whose certificate submitted it.
+    pub submitter: String,
+    /// The job's proposer.
+    pub proposer: Option<String>,
+    /// Key ids of the signatures that counted.
+    pub signers: Vec<String>,
+    /// Channels it was published on.
+    pub channels: Vec<String>,
+    /// Nodes the selection resolved to at acceptance.
+    pub nodes: Vec<String>,
+}
+
+/// One audit entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    /// Unix seconds.
+    pub time: i64,
+    /// Who (operator name, node id, `cli`).
+    pub actor: String,
+    /// What (`job.accept`, `node.enrol`, ...).
+    pub action: String,
+    /// On what.
+    pub subject: String,
+    /// Details.
+    pub detail: serde_json::Value,
+}
+
+/// A stored result.
+#[derive(Debug, Clone)]
+pub struct ResultRow {
+    /// Row id (SSE id of the results stream).
+    pub id: i64,
+    /// The result as the node sent it, JSON text.
+    pub body: String,
+}
+
+/// Role of a certificate holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertRole {
+    /// A node.
+    Node,
+    /// An operator.
+    Operator,
+    /// The hub's TLS server.
+    Server,
+}
+
+impl CertRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            CertRole::Node => "node",
+            CertRole::Operator => "operator",
+            CertRole::Server => "server",
+        }
+    }
+}
+
+/// What the registry knows about a certificate serial.
+#[derive(Debug, Clone)]
+pub struct CertRow {
+    /// Role.
+    pub role: String,
+    /// Node id or operator name.
+    pub subject: String,
+    /// Revocation time.
+    pub revoked: Option<i64>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens(
+  hash TEXT PRIMARY KEY, attrs TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL,
+  used_fp TEXT, node_id TEXT);
+CREATE TABLE IF NOT EXISTS nodes(
+  id TEXT PRIMARY KEY, attrs TEXT NOT NULL, key_fp TEXT NOT NULL, cert_pem TEXT NOT NULL,
+  cert_serial TEXT NOT NULL, cert_not_after INTEGER NOT NULL, enrolled INTEGER NOT NULL,
+  via TEXT NOT NULL, revoked INTEGER, last_seen INTEGER, agent_version TEXT, address TEXT);
+CREATE TABLE IF NOT EXISTS pending(
+  fp TEXT PRIMARY KEY, csr TEXT NOT NULL, declared TEXT NOT NULL, created INTEGER NOT NULL,
+  last_poll INTEGER NOT NULL, address TEXT, approved INTEGER, node_id TEXT);
+CREATE TABLE IF NOT EXISTS certs(
+  serial TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, not_after INTEGER NOT NULL,
+  issued INTEGER NOT NULL, revoked INTEGER);
+CREATE INDEX IF NOT EXISTS certs_subject ON certs(role, subject);
+CREATE TABLE IF NOT EXISTS joblog(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT, time INTEGER NOT NULL,
+  channels TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS joblog_channels(
+  channel TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(channel, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS jobs(
+  id TEXT PRIMARY KEY, seq INTEGER NOT NULL, signed_job TEXT NOT NULL, submitted INTEGER NOT NULL,
+  submitter TEXT NOT NULL, proposer TEXT, signers TEXT NOT NULL, channels TEXT NOT NULL,
+  nodes TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, node_id TEXT NOT NULL,
+  seq INTEGER NOT NULL, received INTEGER NOT NULL, body TEXT NOT NULL,
+  UNIQUE(job_id, node_id, seq));
+CREATE TABLE IF NOT EXISTS gaps(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, node_id TEXT NOT NULL, received INTEGER NOT NULL,
+  body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, subject TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
+";
+
+/// The database handle (one connection behind a mutex; call from blocking threads).
+pub struct Db {
+    conn: Mutex<Connection>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database and its schema.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn c(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads a metadata value.
+    pub fn meta(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .c()
+            .query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Writes a metadata value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO meta(key,value) VALUES(?1,?2) ON CONFLICT(key) DO UPDATE SET value=?2",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Increments and returns a counter kept in `meta`.
+    pub fn next_counter(&self, key: &str) -> Result<u64> {
+        let c = self.c();
+        c.execute(
+            "INSERT INTO meta(key,value) VALUES(?1,'1') ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER)+1",
+            [key],
+        )?;
+        let v: String = c.query_row("SELECT value FROM meta WHERE key=?1", [key], |r| r.get(0))?;
+        Ok(v.parse().unwrap_or(1))
+    }
+
+    /// Appends an audit entry.
+    pub fn audit(
+        &self,
+        now: i64,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &serde_json::Value,
+    ) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO audit(time,actor,action,subject,detail) VALUES(?1,?2,?3,?4,?5)",
+            params![now, actor, action, subject, detail.to_string()],
+        )?;
+        Ok(())
+    }
+
+    /// Audit entries about one subject, oldest first.
+    pub fn audit_of(&self, subject: &str) -> Result<Vec<AuditEntry>> {
+        let c = self.c();
+        let mut st = c.prepare(
+            "SELECT time,actor,action,subject,detail FROM audit WHERE subject=?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([subject], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (time, actor, action, subject, detail) = row?;
+            out.push(AuditEntry {
+                time,
+                actor,
+                action,
+                subject,
+                detail: serde_json::from_str(&detail)?,
+            });
+        }
+        Ok(out)
+    }
+
+    // ---- tokens ----
+
+    /// Stores a new token (by the SHA-256 of its text).
+    pub fn insert_token(&self, hash: &str, attrs: &Attrs, now: i64, expires: i64) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO tokens(hash,attrs,created,expires) VALUES(?1,?2,?3,?4)",
+            params![hash, serde_json::to_string(attrs)?, now, expires],
+        )?;
+        Ok(())
+    }
+
+    /// Looks a token up.
+    pub fn token(&self, hash: &str) -> Result<Option<TokenRow>> {
+        let row = self
+            .c()
+            .query_row(
+                "SELECT attrs,expires,used_fp,node_id FROM tokens WHERE hash=?1",
+                [hash],
+                |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        row.map(|(attrs, expires, used_fp, node_id)| {
+            Ok(TokenRow {
+                attrs: serde_json::from_str(&attrs)?,
+                expires,
+                used_fp,
+                node_id,
+            })
+        })
+        .transpose()
+    }
+
+    /// Token summary for listing: (created, expires, used node id).
+    pub fn tokens(&self) -> Result<Vec<(String, Attrs, i64, i64, Option<String>)>> {
+        let c = self.c();
+        let mut st =
+            c.prepare("SELECT hash,attrs,created,expires,node_id FROM tokens ORDER BY created")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (h, a, c, e, n) = row?;
+            out.push((h, serde_json::from_str(&a)?, c, e, n));
+        }
+        Ok(out)
+    }
+
+    // ---- certificates and nodes ----
+
+    /// Records an issued certificate.
+    pub fn insert_cert(
+        &self,
+        serial: &str,
+        role: CertRole,
+        subject: &str,
+        not_after: i64,
+        now: i64,
+    ) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO certs(serial,role,subject,not_after,issued) VALUES(?1,?2,?3,?4,?5)",
+            params![serial, role.as_str(), subject, not_after, now],
+        )?;
+        Ok(())
+    }
+
+    /// What is known about a serial.
+    pub fn cert(&self, serial: &str) -> Result<Option<CertRow>> {
+        Ok(self
+            .c()
+            .query_row(
+                "SELECT role,subject,revoked FROM certs WHERE serial=?1",
+                [serial],
+                |r| {
+                    Ok(CertRow {
+                        role: r.get(0)?,
+                        subject: r.get(1)?,
+                        revoked: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Revoked certificates that have not yet expired: (serial, revocation time).
+    pub fn revoked_certs(&self, now: i64) -> Result<Vec<(String, i64)>> {
+        let c = self.c();
+        let mut st = c.prepare("SELECT serial,revoked FROM certs WHERE revoked IS NOT NULL AND not_after > ?1 ORDER BY revoked")?;
+        let rows = st.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// A value that changes whenever a certificate is revoked.
+    pub fn revocation_marker(&self) -> Result<(i64, i64)> {
+        Ok(self.c().query_row(
+            "SELECT count(*), coalesce(max(revoked),0) FROM certs WHERE revoked IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// Revokes every certificate of a subject; returns the serials newly revoked.
+    pub fn revoke_subject(&self, role: CertRole, subject: &str, now: i64) -> Result<Vec<String>> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let serials: Vec<String> = {
+            let mut st = tx.prepare(
+                "SELECT serial FROM certs WHERE role=?1 AND subject=?2 AND revoked IS NULL",
+            )?;
+            st.query_map(params![role.as_str(), subject], |r| r.get(0))?
+                .collect::<std::result::Result<_, _>>()?
+        };
+        tx.execute(
+            "UPDATE certs SET revoked=?3 WHERE role=?1 AND subject=?2 AND revoked IS NULL",
+            params![role.as_str(), subject, now],
+        )?;
+        if role == CertRole::Node {
+            tx.execute(
+                "UPDATE nodes SET revoked=?2 WHERE id=?1 AND revoked IS NULL",
+                params![subject, now],
+            )?;
+        }
+        tx.commit()?;
+        Ok(serials)
+    }
+
+    /// Enrols a node: records the node, its certificate, and binds the token or
+    /// pending entry, in one transaction. Returns false (and changes nothing)
+    /// if the token was bound by another enrolment meanwhile.
+    pub fn insert_node(
+        &self,
+        node: &NodeRow,
+        token_hash: Option<&str>,
+        pending_fp: Option<&str>,
+    ) -> Result<bool> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        tx.execute(
+            "INSERT INTO nodes(id,attrs,key_fp,cert_pem,cert_serial,cert_not_after,enrolled,via,address)
+             VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+            params![
+                node.id,
+                serde_json::to_string(&node.attrs)?,
+                node.key_fingerprint,
+                node.cert_pem,
+                node.cert_serial,
+                node.cert_not_after,
+                node.enrolled,
+                node.enrolled_via,
+                node.address
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO certs(serial,role,subject,not_after,issued) VALUES(?1,'node',?2,?3,?4)",
+            params![
+                node.cert_serial,
+                node.id,
+                node.cert_not_after,
+                node.enrolled
+            ],
+        )?;
+        if let Some(h) = token_hash {
+            let n = tx.execute(
+                "UPDATE tokens SET used_fp=?2, node_id=?3 WHERE hash=?1 AND used_fp IS NULL",
+                params![h, node.key_fingerprint, node.id],
+            )?;
+            if n != 1 {
+                return Ok(false);
+            }
+        }
+        if let Some(fp) = pending_fp {
+            tx.execute(
+                "UPDATE pending SET node_id=?2 WHERE fp=?1",
+                params![fp, node.id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Replaces a node's certificate after renewal.
+    pub fn renew_node(
+        &self,
+        id: &str,
+        key_fp: &str,
+        cert_pem: &str,
+        serial: &str,
+        not_after: i64,
+        now: i64,
+    ) -> Result<()> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        tx.execute(
+            "UPDATE nodes SET key_fp=?2, cert_pem=?3, cert_serial=?4, cert_not_after=?5 WHERE id=?1",
+            params![id, key_fp, cert_pem, serial, not_after],
+        )?;
+        tx.execute(
+            "INSERT INTO certs(serial,role,subject,not_after,issued) VALUES(?1,'node',?2,?3,?4)",
+            params![serial, id, not_after, now],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn node_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(NodeRow, String)> {
+        Ok((
+            NodeRow {
+                id: r.get(0)?,
+                attrs: Attrs::default(),
+                key_fingerprint: r.get(2)?,
+                cert_pem: r.get(3)?,
+                cert_serial: r.get(4)?,
+                cert_not_after: r.get(5)?,
+                enrolled: r.get(6)?,
+                enrolled_via: r.get(7)?,
+                revoked: r.get(8)?,
+                last_seen: r.get(9)?,
+                agent_version: r.get(10)?,
+                address: r.get(11)?,
+            },
+            r.get(1)?,
+        ))
+    }
+
+    const NODE_COLS: &'static str = "id,attrs,key_fp,cert_pem,cert_serial,cert_not_after,enrolled,via,revoked,last_seen,agent_version,address";
+
+    /// One node.
+    pub fn node(&self, id: &str) -> Result<Option<NodeRow>> {
+        let c = self.c();
+        let row = c
+            .query_row(
+                &format!("SELECT {} FROM nodes WHERE id=?1", Self::NODE_COLS),
+                [id],
+                Self::node_from_row,
+            )
+            .optional()?;
+        row.map(|(mut n, a)| {
+            n.attrs = serde_json::from_str(&a)?;
+            Ok(n)
+        })
+        .transpose()
+    }
+
+    /// Every node, by id.
+    pub fn nodes(&self) -> Result<Vec<NodeRow>> {
+        let c = self.c();
+        let mut st = c.prepare(&format!(
+            "SELECT {} FROM nodes ORDER BY id",
+            Self::NODE_COLS
+        ))?;
+        let rows = st.query_map([], Self::node_from_row)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut n, a) = row?;
+            n.attrs = serde_json::from_str(&a)?;
+            out.push(n);
+        }
+        Ok(out)
+    }
+
+    /// Records that a node was seen.
+    pub fn touch_node(
+        &self,
+        id: &str,
+        now: i64,
+        address: Option<&str>,
+        agent_version: Option<&str>,
+    ) -> Result<()> {
+        self.c().execute(
+            "UPDATE nodes SET last_seen=?2, address=coalesce(?3,address), agent_version=coalesce(?4,agent_version) WHERE id=?1",
+            params![id, now, address, agent_version],
+        )?;
+        Ok(())
+    }
+
+    /// Records the time nodes with open subscriptions were last seen.
+    pub fn touch_nodes(&self, ids: &[String], now: i64) -> Result<()> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        {
+            let mut st = tx.prepare("UPDATE nodes SET last_seen=?2 WHERE id=?1")?;
+            for id in ids {
+                st.execute(params![id, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    // ---- pending enrolments ----
+
+    /// Records (or refreshes) a pending enrolment; returns the row.
+    pub fn upsert_pending(
+        &self,
+        fp: &str,
+        csr: &str,
+        declared: &Attrs,
+        now: i64,
+        address: Option<&str>,
+    ) -> Result<PendingRow> {
+        self.c().execute(
+            "INSERT INTO pending(fp,csr,declared,created,last_poll,address) VALUES(?1,?2,?3,?4,?4,?5)
+             ON CONFLICT(fp) DO UPDATE SET last_poll=?4, address=?5",
+            params![fp, csr, serde_json::to_string(declared)?, now, address],
+        )?;
+        Ok(self.pending(fp)?.expect("row just written"))
+    }
+
+    /// One pending enrolment.
+    pub fn pending(&self, fp: &str) -> Result<Option<PendingRow>> {
+        Ok(self.pending_where("fp=?1", fp)?.pop())
+    }
+
+    /// Pending enrolments whose fingerprint starts with `prefix` (all of them for "").
+    pub fn pending_by_prefix(&self, prefix: &str) -> Result<Vec<PendingRow>> {
+        self.pending_where("substr(fp,1,length(?1))=?1", prefix)
+    }
+
+    fn pending_where(&self, cond: &str, arg: &str) -> Result<Vec<PendingRow>> {
+        let c = self.c();
+        let mut st = c.prepare(&format!(
+            "SELECT fp,declared,created,last_poll,address,approved,node_id FROM pending WHERE {cond} ORDER BY created"
+        ))?;
+        let rows = st.query_map([arg], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (fingerprint, d, created, last_poll, address, approved, node_id) = row?;
+            out.push(PendingRow {
+                fingerprint,
+                declared: serde_json::from_str(&d)?,
+                created,
+                last_poll,
+                address,
+                approved,
+                node_id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks a pending enrolment approved.
+    pub fn approve_pending(&self, fp: &str, now: i64) -> Result<()> {
+        self.c().execute(
+            "UPDATE pending SET approved=?2 WHERE fp=?1 AND approved IS NULL",
+            params![fp, now],
+        )?;
+        Ok(())
+    }
+
+    // ---- job log ----
+
+    /// Appends a payload to the job log and, for signed jobs, the job's audit
+    /// record, in one durable transaction. Returns the sequence number.
+    pub fn append(
+        &self,
+        time: i64,
+        channels: &[String],
+        payload: &str,
+        job: Option<&JobRecord>,
+    ) -> Result<u64> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        tx.execute(
+            "INSERT INTO joblog(job_id,time,channels,payload) VALUES(?1,?2,?3,?4)",
+            params![
+                job.map(|j| j.id.as_str()),
+                time,
+                serde_json::to_string(channels)?,
+                payload
+            ],
+        )?;
+        let seq = tx.last_insert_rowid();
+        {
+            let mut st =
+                tx.prepare("INSERT OR IGNORE INTO joblog_channels(channel,seq) VALUES(?1,?2)")?;
+            for ch in channels {
+                st.execute(params![ch, seq])?;
+            }
+        }
+        if let Some(j) = job {
+            tx.execute(
+                "INSERT INTO jobs(id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes)
+                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                params![
+                    j.id,
+                    seq,
+                    j.signed_job.to_string(),
+                    j.submitted,
+                    j.submitter,
+                    j.proposer,
+                    serde_json::to_string(&j.signers)?,
+                    serde_json::to_string(&j.channels)?,
+                    serde_json::to_string(&j.nodes)?
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO audit(time,actor,action,subject,detail) VALUES(?1,?2,'job.accept',?3,?4)",
+                params![
+                    j.submitted,
+                    j.submitter,
+                    j.id,
+                    serde_json::json!({"seq": seq, "proposer": j.proposer, "signers": j.signers,
+                        "channels": j.channels, "nodes": j.nodes})
+                    .to_string()
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(seq as u64)
+    }
+
+    /// Entries after `after` on any of `channels`, oldest first, at most `limit`.
+    pub fn log_after(
+        &self,
+        after: u64,
+        channels: &[String],
+        limit: usize,
+    ) -> Result<Vec<LogEntry>> {
+        let c = self.c();
+        let placeholders = vec!["?"; channels.len()].join(",");
+        let sql = format!(
+            "SELECT seq,job_id,time,channels,payload FROM joblog WHERE seq IN
+               (SELECT DISTINCT seq FROM joblog_channels WHERE seq > ? AND channel IN ({placeholders}))
+             ORDER BY seq LIMIT ?"
+        );
+        let mut st = c.prepare(&sql)?;
+        let mut args: Vec<rusqlite::types::Value> = vec![(after as i64).into()];
+        args.extend(
+            channels
+                .iter()
+                .map(|c| rusqlite::types::Value::Text(c.clone())),
+        );
+        args.push((limit as i64).into());
+        let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<_, String>(3)?,
+                r.get(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, job_id, time, ch, payload) = row?;
+            out.push(LogEntry {
+                seq: seq as u64,
+                job_id,
+                time,
+                channels: serde_json::from_str(&ch)?,
+                payload,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The last sequence number ever assigned (0 if none).
+    pub fn last_seq(&self) -> Result<u64> {
+        let v: Option<i64> = self
+            .c()
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name='joblog'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(v.unwrap_or(0) as u64)
+    }
+
+    /// Highest sequence number dropped by retention (0 if none).
+    pub fn pruned_through(&self) -> Result<u64> {
+        Ok(self
+            .meta("pruned_through")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Drops log entries beyond retention (more than `keep` entries, or older
+    /// than `min_time`). Returns the new `pruned_through`.
+    pub fn prune(&self, keep: u64, min_time: i64) -> Result<u64> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let last: i64 = tx
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name='joblog'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        let by_count = last - keep as i64;
+        let by_time: i64 = tx.query_row(
+            "SELECT coalesce(max(seq),0) FROM joblog WHERE time < ?1",
+            [min_time],
+            |r| r.get(0),
+        )?;
+        let cut = by_count.max(by_time);
+        let old: i64 = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key='pruned_through'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if cut > old {
+            tx.execute("DELETE FROM joblog WHERE seq <= ?1", [cut])?;
+            tx.execute("DELETE FROM joblog_channels WHERE seq <= ?1", [cut])?;
+            tx.execute(
+                "INSERT INTO meta(key,value) VALUES('pruned_through',?1) ON CONFLICT(key) DO UPDATE SET value=?1",
+                [cut.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(cut.max(old) as u64)
+    }
+
+    /// Per channel: entries held and the last sequence number.
+    pub fn channel_counts(&self) -> Result<std::collections::HashMap<String, (u64, u64)>> {
+        let c = self.c();
+        let mut st =
+            c.prepare("SELECT channel, count(*), max(seq) FROM joblog_channels GROUP BY channel")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64),
+            ))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Number of entries held in the job log.
+    pub fn log_len(&self) -> Result<u64> {
+        Ok(self
+            .c()
+            .query_row("SELECT count(*) FROM joblog", [], |r| r.get::<_, i64>(0))?
+            as u64)
+    }
+
+    // ---- jobs and results ----
+
+    /// The audit record of a job.
+    pub fn job(&self, id: &str) -> Result<Option<JobRecord>> {
+        let row = self
+            .c()
+            .query_row(
+                "SELECT id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes FROM jobs WHERE id=?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                        r.get::<_, String>(8)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(
+            |(id, seq, sj, submitted, submitter, proposer, signers, channels, nodes)| {
+                Ok(JobRecord {
+                    id,
+                    seq: seq as u64,
+                    signed_job: serde_json::from_str(&sj)?,
+                    submitted,
+                    submitter,
+                    proposer,
+                    signers: serde_json::from_str(&signers)?,
+                    channels: serde_json::from_str(&channels)?,
+                    nodes: serde_json::from_str(&nodes)?,
+                })
+            },
+        )
+        .transpose()
+    }
+
+    /// Stores a result once per (job, node, seq). Returns the new row id, or
+    /// None if it was a duplicate.
+    pub fn insert_result(
+        &self,
+        job_id: &str,
+        node_id: &str,
+        seq: u64,
+        now: i64,
+        body: &str,
+    ) -> Result<Option<i64>> {
+        let c = self.c();
+        let n = c.execute(
+            "INSERT OR IGNORE INTO results(job_id,node_id,seq,received,body) VALUES(?1,?2,?3,?4,?5)",
+            params![job_id, node_id, seq as i64, now, body],
+        )?;
+        Ok((n == 1).then(|| c.last_insert_rowid()))
+    }
+
+    /// Results of a job after a row id, oldest first.
+    pub fn results_of(&self, job_id: &str, after: i64, limit: usize) -> Result<Vec<ResultRow>> {
+        let c = self.c();
+        let mut st = c.prepare(
+            "SELECT id,body FROM results WHERE job_id=?1 AND id>?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![job_id, after, limit as i64], |r| {
+            Ok(ResultRow {
+                id: r.get(0)?,
+                body: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Number of results of a job.
+    pub fn result_count(&self, job_id: &str) -> Result<u64> {
+        Ok(self.c().query_row(
+            "SELECT count(*) FROM results WHERE job_id=?1",
+            [job_id],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// Stores a node's gap report.
+    pub fn insert_gap(&self, node_id: &str, now: i64, body: &str) -> Result<()> {
+        self.c().execute(
+            "INSERT INTO gaps(node_id,received,body) VALUES(?1,?2,?3)",
+            params![node_id, now, body],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a consistent copy of the database to `dest` (which must not exist).
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        self.c()
+            .execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> (tempfile::TempDir, Db) {
+        let d = tempfile::tempdir().unwrap();
+        let db = Db::open(&d.path().join("hub.db")).unwrap();
+        (d, db)
+    }
+
+    #[test]
+    fn log_catch_up_filters_channels_and_prunes() {
+        let (_d, db) = db();
+        let a = vec!["cc.DE".to_string()];
+        let b = vec!["cc.FR".to_string(), "all".to_string()];
+        for i in 0..5 {
+            db.append(i, if i % 2 == 0 { &a } else { &b }, "{}", None)
+                .unwrap();
+        }
+        let got: Vec<u64> = db
+            .log_after(0, &a, 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(got, [1, 3, 5]);
+        let got: Vec<u64> = db
+            .log_after(1, &["all".into(), "cc.DE".into()], 100)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(got, [2, 3, 4, 5]);
+        assert_eq!(db.prune(2, 0).unwrap(), 3);
+        assert_eq!(db.pruned_through().unwrap(), 3);
+        assert_eq!(db.log_len().unwrap(), 2);
+        assert_eq!(db.last_seq().unwrap(), 5);
+        // pruning never moves backwards and never reuses sequence numbers
+        assert_eq!(db.prune(100, 0).unwrap(), 3);
+        assert_eq!(db.append(9, &a, "{}", None).unwrap(), 6);
+    }
+
+    #[test]
+    fn results_are_stored_once() {
+        let (_d, db) = db();
+        assert!(db.insert_result("j", "n-1", 0, 1, "{}").unwrap().is_some());
+        assert!(
+            db.insert_result("j", "n-1", 0, 2, "{\"x\":1}")
+                .unwrap()
+                .is_none()
+        );
+        assert!(db.insert_result("j", "n-1", 1, 2, "{}").unwrap().is_some());
+        assert_eq!(db.result_count("j").unwrap(), 2);
+        assert_eq!(db.results_of("j", 0, 10).unwrap()[0].body, "{}");
+    }
+}

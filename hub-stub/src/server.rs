@@ -1,0 +1,598 @@
+//! The HTTPS server: TLS with client-certificate verification against the
+//! network CA and its CRL, connection limits and timeouts, and the background
+//! tasks (revocation watch, retention, registry upkeep).
+
+use crate::api;
+use crate::datadir::{DataDir, now};
+use crate::db::{Db, JobRecord};
+use crate::limits::{ConnCounter, RateLimiter};
+use crate::pki::{Ca, cert_info};
+use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, broadcast, watch};
+use tokio_rustls::TlsAcceptor;
+use vantage_proto::identity::Role;
+use vantage_proto::policy::{Policy, SignedPolicy};
+
+/// Everything `serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Base URL nodes use to reach this hub (what enrolment hands out).
+    pub public_url: String,
+    /// Approval policy file, if any (jobs are refused without one).
+    pub policy: Option<std::path::PathBuf>,
+    /// Enables `POST /v1/publish/<channel>` without signature checks (tests only).
+    pub unsafe_raw_publish: bool,
+    /// Keep-alive comment interval on event streams.
+    pub keepalive: Duration,
+    /// Entries kept in the job log at most.
+    pub retention_entries: u64,
+    /// Age after which job-log entries are dropped.
+    pub retention_age: Duration,
+    /// Node certificate lifetime, days.
+    pub node_cert_days: i64,
+    /// A node counts as online this long after it was last seen.
+    pub online_window: Duration,
+    /// How often the database is checked for new revocations.
+    pub revocation_poll: Duration,
+    /// Open connections in total.
+    pub max_connections: usize,
+    /// Open connections per node or operator (per address for callers without a certificate).
+    pub max_conns_per_identity: usize,
+    /// Requests a second per identity, sustained.
+    pub rate: f64,
+    /// Request burst per identity.
+    pub burst: f64,
+    /// Time allowed for the TLS handshake and for request headers.
+    pub header_timeout: Duration,
+    /// A connection with no bytes moving for this long is closed.
+    pub idle_timeout: Duration,
+    /// Where to write the bound address (for tests and scripts).
+    pub addr_file: Option<std::path::PathBuf>,
+}
+
+/// A job-log entry on its way to subscribers: one pre-encoded SSE frame per channel.
+#[derive(Debug)]
+pub struct Published {
+    /// Sequence number.
+    pub seq: u64,
+    /// (channel, encoded event) pairs.
+    pub frames: Vec<(String, Bytes)>,
+}
+
+/// A stored result on its way to followers.
+#[derive(Debug)]
+pub struct ResultEvent {
+    /// Job id.
+    pub job_id: String,
+    /// Row id.
+    pub id: i64,
+    /// JSON text.
+    pub body: String,
+}
+
+/// Counters for `/v1/stats` and `/metrics`.
+#[derive(Default)]
+pub struct Metrics {
+    /// Requests served.
+    pub requests: AtomicU64,
+    /// Requests refused for rate.
+    pub rate_limited: AtomicU64,
+    /// Connections refused (limit or handshake failure).
+    pub conn_refused: AtomicU64,
+    /// Jobs accepted.
+    pub jobs_accepted: AtomicU64,
+    /// Jobs refused.
+    pub jobs_refused: AtomicU64,
+    /// Events sent to subscribers.
+    pub events_sent: AtomicU64,
+    /// Results stored.
+    pub results_stored: AtomicU64,
+    /// Duplicate results ignored.
+    pub results_duplicate: AtomicU64,
+    /// Enrolments issued.
+    pub enrolments: AtomicU64,
+}
+
+/// Shared state of a running hub.
+pub struct Hub {
+    /// Configuration.
+    pub cfg: ServeConfig,
+    /// Data directory.
+    pub dd: DataDir,
+    /// The network CA.
+    pub ca: Ca,
+    /// The database.
+    pub db: Arc<Db>,
+    /// Approval policy.
+    pub policy: Option<Policy>,
+    tls: ArcSwap<ServerConfig>,
+    server_chain: Vec<CertificateDer<'static>>,
+    server_key: PrivateKeyDer<'static>,
+    /// Current CRL, DER.
+    pub crl: ArcSwap<Vec<u8>>,
+    /// Live job-log entries.
+    pub log_tx: broadcast::Sender<Arc<Published>>,
+    /// Live results.
+    pub results_tx: broadcast::Sender<Arc<ResultEvent>>,
+    /// Bumped whenever the set of revoked certificates changes.
+    pub revoked_tx: watch::Sender<u64>,
+    /// Serialises append + broadcast so subscribers see sequence numbers in order.
+    pub publish_lock: tokio::sync::Mutex<()>,
+    /// Last sequence number written.
+    pub last_seq: AtomicU64,
+    /// Highest sequence number dropped by retention.
+    pub pruned_through: AtomicU64,
+    /// Open subscriptions per node.
+    pub subscribed: Mutex<HashMap<String, usize>>,
+    /// Open subscriptions per channel.
+    pub channel_subs: Mutex<HashMap<String, usize>>,
+    /// Connection slots per identity.
+    pub conns: Arc<ConnCounter>,
+    /// Request rate per identity.
+    pub rates: RateLimiter,
+    /// Counters.
+    pub metrics: Metrics,
+    /// When the hub started.
+    pub started: Instant,
+}
+
+/// Who is calling, from the verified client certificate only.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No client certificate.
+    Anonymous,
+    /// A certificate from this CA that names a role.
+    Known {
+        /// The role and name.
+        role: Role,
+        /// Certificate serial.
+        serial: String,
+        /// Certificate expiry, Unix seconds.
+        not_after: i64,
+    },
+    /// A certificate from this CA without a usable vantage SAN URI.
+    Unusable(String),
+}
+
+impl Caller {
+    fn from_certs(certs: Option<&[CertificateDer<'_>]>) -> Self {
+        let Some(first) = certs.and_then(|c| c.first()) else {
+            return Caller::Anonymous;
+        };
+        match cert_info(first) {
+            Ok(info) => match info.uris.iter().find_map(|u| Role::from_san_uri(u).ok()) {
+                Some(role) => Caller::Known {
+                    role,
+                    serial: info.serial,
+                    not_after: info.not_after,
+                },
+                None => {
+                    Caller::Unusable("the certificate names no vantage node or operator".into())
+                }
+            },
+            Err(e) => Caller::Unusable(e.to_string()),
+        }
+    }
+
+    /// Key for per-identity limits.
+    pub fn limit_key(&self, peer: &SocketAddr) -> String {
+        match self {
+            Caller::Known { role, .. } => role.san_uri(),
+            _ => format!("addr:{}", peer.ip()),
+        }
+    }
+}
+
+fn load_policy(path: &std::path::Path) -> Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the approval policy {}", path.display()))?;
+    let signed = SignedPolicy::from_json(&text)
+        .with_context(|| format!("{} is not a signed policy file", path.display()))?;
+    Ok(signed
+        .parse()
+        .with_context(|| format!("{} holds an invalid policy", path.display()))?)
+}
+
+impl Hub {
+    /// Opens the data directory and prepares TLS; does not listen yet.
+    pub fn new(dd: DataDir, cfg: ServeConfig) -> Result<Arc<Self>> {
+        let (ca, db) = dd.open()?;
+        let policy = cfg.policy.as_deref().map(load_policy).transpose()?;
+        let server_chain = CertificateDer::pem_file_iter(dd.server_cert())
+            .with_context(|| format!("cannot read {}", dd.server_cert().display()))?
+            .collect::<Result<Vec<_>, _>>()
+            .context("server.pem holds an invalid certificate")?;
+        let server_key = PrivateKeyDer::from_pem_file(dd.server_key())
+            .with_context(|| format!("cannot read {}", dd.server_key().display()))?;
+        let crl = dd.write_crl(&ca, &db)?;
+        let pruned = db.prune(
+            cfg.retention_entries,
+            now() - cfg.retention_age.as_secs() as i64,
+        )?;
+        let last = db.last_seq()?;
+        let tls = build_tls(&ca, &server_chain, &server_key, &crl)?;
+        let rates = RateLimiter::new(cfg.rate, cfg.burst);
+        Ok(Arc::new(Self {
+            dd,
+            ca,
+            db: Arc::new(db),
+            policy,
+            tls: ArcSwap::from_pointee(tls),
+            server_chain,
+            server_key,
+            crl: ArcSwap::from_pointee(crl),
+            log_tx: broadcast::channel(1024).0,
+            results_tx: broadcast::channel(1024).0,
+            revoked_tx: watch::channel(0).0,
+            publish_lock: tokio::sync::Mutex::new(()),
+            last_seq: AtomicU64::new(last),
+            pruned_through: AtomicU64::new(pruned),
+            subscribed: Mutex::new(HashMap::new()),
+            channel_subs: Mutex::new(HashMap::new()),
+            conns: Arc::new(ConnCounter::default()),
+            rates,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            cfg,
+        }))
+    }
+
+    /// Runs a database call on a blocking thread.
+    pub async fn db<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Db) -> Result<T, crate::db::DbError> + Send + 'static,
+    ) -> Result<T, crate::db::DbError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .expect("database task panicked")
+    }
+
+    /// Writes a payload to the job log (durably), then hands it to subscribers.
+    pub async fn publish(
+        self: &Arc<Self>,
+        channels: Vec<String>,
+        payload: String,
+        job: Option<JobRecord>,
+    ) -> Result<u64, crate::db::DbError> {
+        let _order = self.publish_lock.lock().await;
+        let t = now();
+        let (ch, p) = (channels.clone(), payload.clone());
+        let (keep, age) = (
+            self.cfg.retention_entries,
+            self.cfg.retention_age.as_secs() as i64,
+        );
+        let (seq, pruned) = self
+            .db(move |db| {
+                let seq = db.append(t, &ch, &p, job.as_ref())?;
+                Ok((seq, db.prune(keep, t - age)?))
+            })
+            .await?;
+        self.last_seq.store(seq, Ordering::SeqCst);
+        self.pruned_through.store(pruned, Ordering::SeqCst);
+        let frames = channels
+            .iter()
+            .map(|c| (c.clone(), api::event_frame(seq, c, t, &payload)))
+            .collect();
+        // No receivers is fine: nobody is subscribed right now.
+        let _ = self.log_tx.send(Arc::new(Published { seq, frames }));
+        Ok(seq)
+    }
+
+    fn reload_tls(&self) -> Result<()> {
+        let crl = self.dd.write_crl(&self.ca, &self.db)?;
+        let tls = build_tls(&self.ca, &self.server_chain, &self.server_key, &crl)?;
+        self.tls.store(Arc::new(tls));
+        self.crl.store(Arc::new(crl));
+        Ok(())
+    }
+
+    /// Marks a node subscribed on channels; the guard undoes it.
+    pub fn subscribe(self: &Arc<Self>, node: &str, channels: &[String]) -> SubGuard {
+        *lock(&self.subscribed).entry(node.to_string()).or_insert(0) += 1;
+        let mut cs = lock(&self.channel_subs);
+        for c in channels {
+            *cs.entry(c.clone()).or_insert(0) += 1;
+        }
+        SubGuard {
+            hub: self.clone(),
+            node: node.to_string(),
+            channels: channels.to_vec(),
+        }
+    }
+
+    /// Whether a node has a subscription open.
+    pub fn is_subscribed(&self, node: &str) -> bool {
+        lock(&self.subscribed).contains_key(node)
+    }
+}
+
+/// Locks a mutex, surviving poisoning (counters stay usable after a panic elsewhere).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Undoes [`Hub::subscribe`] when dropped.
+pub struct SubGuard {
+    hub: Arc<Hub>,
+    node: String,
+    channels: Vec<String>,
+}
+
+impl Drop for SubGuard {
+    fn drop(&mut self) {
+        let mut s = lock(&self.hub.subscribed);
+        if let Some(n) = s.get_mut(&self.node) {
+            *n -= 1;
+            if *n == 0 {
+                s.remove(&self.node);
+            }
+        }
+        drop(s);
+        let mut cs = lock(&self.hub.channel_subs);
+        for c in &self.channels {
+            if let Some(n) = cs.get_mut(c) {
+                *n -= 1;
+                if *n == 0 {
+                    cs.remove(c);
+                }
+            }
+        }
+    }
+}
+
+fn build_tls(
+    ca: &Ca,
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    crl: &[u8],
+) -> Result<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    let ca_der =
+        CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).context("CA certificate")?;
+    roots.add(ca_der)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls([CertificateRevocationListDer::from(crl.to_vec())])
+        .allow_unauthenticated()
+        .build()?;
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain.to_vec(), key.clone_key())
+        .context("server certificate and key do not match")?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Listens and serves until the process is stopped.
+pub async fn serve(hub: Arc<Hub>) -> Result<()> {
+    let listener = TcpListener::bind(hub.cfg.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another hub running, or use --listen",
+            hub.cfg.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    if hub.cfg.unsafe_raw_publish {
+        tracing::warn!(
+            "UNSAFE: --unsafe-raw-publish is on; operators can put unsigned payloads on any channel. Never use this for a real network."
+        );
+    }
+    if hub.policy.is_none() {
+        tracing::warn!("no --policy given: POST /v1/jobs refuses every job");
+    }
+    println!("listening on {addr}");
+    if let Some(f) = &hub.cfg.addr_file {
+        crate::datadir::write_atomic(f, addr.to_string().as_bytes(), 0o644)?;
+    }
+    tracing::info!(%addr, public_url = %hub.cfg.public_url, "vantage-hub serving");
+    spawn_background(&hub);
+    let slots = Arc::new(Semaphore::new(hub.cfg.max_connections));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = connection(hub, tcp, peer).await {
+                tracing::debug!(%peer, "connection: {e:#}");
+            }
+        });
+    }
+}
+
+async fn connection(hub: Arc<Hub>, tcp: tokio::net::TcpStream, peer: SocketAddr) -> Result<()> {
+    tcp.set_nodelay(true)?;
+    let activity = Arc::new(AtomicU64::new(0));
+    let tracked = Tracked {
+        inner: tcp,
+        activity: activity.clone(),
+        epoch: hub.started,
+    };
+    let acceptor = TlsAcceptor::from(hub.tls.load_full());
+    let tls = match tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, "TLS handshake refused: {e}");
+            return Ok(());
+        }
+        Err(_) => bail!("TLS handshake timed out"),
+    };
+    let caller = Caller::from_certs(tls.get_ref().1.peer_certificates());
+    let key = caller.limit_key(&peer);
+    let guard = hub.conns.acquire(&key, hub.cfg.max_conns_per_identity);
+    let over_limit = guard.is_none();
+    let svc_hub = hub.clone();
+    let service = service_fn(move |req| {
+        let hub = svc_hub.clone();
+        let caller = caller.clone();
+        async move {
+            Ok::<_, std::convert::Infallible>(api::handle(hub, caller, peer, over_limit, req).await)
+        }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(hub.cfg.header_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    let idle = hub.cfg.idle_timeout;
+    let check = (idle / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                r?;
+                break;
+            }
+            _ = tokio::time::sleep(check) => {
+                let last = Duration::from_millis(activity.load(Ordering::Relaxed));
+                if hub.started.elapsed().saturating_sub(last) > idle {
+                    tracing::debug!(%peer, "closing idle connection");
+                    break;
+                }
+            }
+        }
+    }
+    drop(guard);
+    Ok(())
+}
+
+/// A socket that records when bytes last moved, so idle or stalled
+/// connections (a reader that stopped reading) can be closed.
+struct Tracked<T> {
+    inner: T,
+    activity: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl<T> Tracked<T> {
+    fn touch(&self) {
+        self.activity
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+fn spawn_background(hub: &Arc<Hub>) {
+    // Revocations (made by `vantage-hub nodes revoke` on the same database):
+    // new CRL, new TLS config, and open streams re-check their certificate.
+    let h = hub.clone();
+    tokio::spawn(async move {
+        let mut marker = h.db(|db| db.revocation_marker()).await.ok();
+        let mut tick = tokio::time::interval(h.cfg.revocation_poll);
+        loop {
+            tick.tick().await;
+            let m = h.db(|db| db.revocation_marker()).await.ok();
+            if m.is_some() && m != marker {
+                marker = m;
+                let h2 = h.clone();
+                match tokio::task::spawn_blocking(move || h2.reload_tls()).await {
+                    Ok(Ok(())) => {
+                        tracing::info!("revocations changed: CRL and TLS configuration reloaded")
+                    }
+                    Ok(Err(e)) => tracing::error!("cannot reload the CRL: {e:#}"),
+                    Err(e) => tracing::error!("CRL reload task failed: {e}"),
+                }
+                h.revoked_tx.send_modify(|g| *g += 1);
+            }
+        }
+    });
+    // Retention, registry upkeep, bucket sweep, CRL refresh before it expires.
+    let h = hub.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        let mut crl_age = Instant::now();
+        loop {
+            tick.tick().await;
+            let (keep, age) = (
+                h.cfg.retention_entries,
+                h.cfg.retention_age.as_secs() as i64,
+            );
+            if let Ok(p) = h.db(move |db| db.prune(keep, now() - age)).await {
+                h.pruned_through.store(p, Ordering::SeqCst);
+            }
+            let ids: Vec<String> = lock(&h.subscribed).keys().cloned().collect();
+            if let Err(e) = h.db(move |db| db.touch_nodes(&ids, now())).await {
+                tracing::warn!("registry update: {e}");
+            }
+            h.rates.sweep(Instant::now());
+            if crl_age.elapsed() > Duration::from_secs(86400) {
+                crl_age = Instant::now();
+                let h2 = h.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || h2.reload_tls()).await {
+                    tracing::error!("cannot refresh the CRL: {e:#}");
+                }
+            }
+        }
+    });
+}

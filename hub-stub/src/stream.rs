@@ -1,0 +1,355 @@
+//! Event streams: a node's subscription (SSE or long-poll) with catch-up from
+//! the job log and explicit gap events, and operators following results.
+
+use crate::api::{Resp, event_frame, full, json_resp};
+use crate::server::{Hub, Published};
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use http_body_util::channel::{Channel, Sender};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use vantage_proto::node::GapEvent;
+use vantage_proto::sse::{Event, KEEPALIVE};
+
+const BATCH: usize = 256;
+/// Frames buffered per stream; a client that does not read blocks its own task, not memory.
+const STREAM_BUFFER: usize = 16;
+const MAX_POLL_SECS: u64 = 60;
+
+fn query(req: &http::Request<hyper::body::Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn last_event_id(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<String> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| q.get("last_event_id").cloned())
+        .filter(|s| !s.trim().is_empty())
+}
+
+fn sse_response(
+    body: http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>,
+) -> Resp {
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(body)
+        .expect("static response parts")
+}
+
+/// Where a subscriber stands in the job log.
+struct Cursor {
+    channels: Vec<String>,
+    pos: u64,
+}
+
+impl Cursor {
+    /// The frame of an entry for this subscriber, if it is on one of its channels.
+    fn pick(&self, p: &Published) -> Option<Bytes> {
+        p.frames
+            .iter()
+            .find(|(c, _)| self.channels.contains(c))
+            .map(|(_, f)| f.clone())
+    }
+
+    /// Everything after `pos` from the log, with a gap event first if retention dropped some.
+    async fn catch_up(
+        &mut self,
+        hub: &Arc<Hub>,
+        requested: Option<&str>,
+    ) -> Result<Vec<Bytes>, crate::db::DbError> {
+        let mut out = Vec::new();
+        let pruned = hub.pruned_through.load(Ordering::SeqCst);
+        if self.pos < pruned {
+            let requested = requested.map_or_else(|| self.pos.to_string(), str::to_string);
+            out.push(gap_frame(&requested, pruned + 1, pruned));
+            self.pos = pruned;
+        }
+        loop {
+            let (after, ch) = (self.pos, self.channels.clone());
+            let entries = hub.db(move |db| db.log_after(after, &ch, BATCH)).await?;
+            let n = entries.len();
+            for e in entries {
+                let c = e
+                    .channels
+                    .iter()
+                    .find(|c| self.channels.contains(c))
+                    .cloned()
+                    .unwrap_or_default();
+                out.push(event_frame(e.seq, &c, e.time, &e.payload));
+                self.pos = e.seq;
+            }
+            if n < BATCH {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A gap event: what lay between `requested` and `oldest` is lost.
+fn gap_frame(requested: &str, oldest: u64, id: u64) -> Bytes {
+    let gap = GapEvent {
+        requested: requested.to_string(),
+        oldest,
+    };
+    let ev = Event {
+        id: Some(id.to_string()),
+        event: Some("gap".into()),
+        data: serde_json::to_string(&gap).expect("serialises"),
+        retry: None,
+    };
+    Bytes::from(ev.encode())
+}
+
+/// `GET /v1/sub/<channels>`: SSE stream, or long-poll with `?mode=poll`.
+pub async fn subscribe(
+    hub: Arc<Hub>,
+    node: String,
+    serial: String,
+    channels: Vec<String>,
+    req: &http::Request<hyper::body::Incoming>,
+) -> Result<Resp, crate::api::ApiError> {
+    let q = query(req);
+    let last = last_event_id(req.headers(), &q);
+    // Subscribe to live entries before reading the log, so nothing falls between.
+    let rx = hub.log_tx.subscribe();
+    let live = hub.last_seq.load(Ordering::SeqCst);
+    let mut cur = Cursor {
+        channels,
+        pos: live,
+    };
+    let mut first = match last.as_deref().map(|s| (s, s.trim().parse::<u64>())) {
+        // A fresh subscriber starts at the live end.
+        None => Vec::new(),
+        Some((s, Ok(n))) if n <= live => {
+            cur.pos = n;
+            cur.catch_up(&hub, Some(s)).await?
+        }
+        // An id this log never issued (another hub, a restored database): we cannot
+        // know what the client missed, so say so and continue from the live end.
+        Some((s, _)) => vec![gap_frame(
+            s,
+            hub.pruned_through.load(Ordering::SeqCst) + 1,
+            live,
+        )],
+    };
+    if q.get("mode").map(String::as_str) == Some("poll") {
+        let timeout = q
+            .get("timeout")
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(25)
+            .min(MAX_POLL_SECS);
+        let _sub = hub.subscribe(&node, &cur.channels);
+        if first.is_empty() {
+            first = poll_wait(&hub, &mut cur, rx, Duration::from_secs(timeout)).await?;
+        }
+        hub.metrics
+            .events_sent
+            .fetch_add(first.len() as u64, Ordering::Relaxed);
+        let body: Vec<u8> = first.concat();
+        return Ok(sse_response(full(body)));
+    }
+    let (tx, body) = Channel::<Bytes>::new(STREAM_BUFFER);
+    let guard = hub.subscribe(&node, &cur.channels);
+    tokio::spawn(async move {
+        let _guard = guard;
+        if let Err(e) = run_stream(&hub, &serial, cur, rx, first, tx).await {
+            tracing::debug!(node, "stream ended: {e}");
+        }
+    });
+    Ok(sse_response(body.boxed()))
+}
+
+async fn poll_wait(
+    hub: &Arc<Hub>,
+    cur: &mut Cursor,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
+    timeout: Duration,
+) -> Result<Vec<Bytes>, crate::db::DbError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) | Ok(Err(RecvError::Closed)) => return Ok(Vec::new()),
+            Ok(Err(RecvError::Lagged(_))) => {
+                let got = cur.catch_up(hub, None).await?;
+                if !got.is_empty() {
+                    return Ok(got);
+                }
+            }
+            Ok(Ok(p)) => {
+                if p.seq <= cur.pos {
+                    continue;
+                }
+                cur.pos = p.seq;
+                if let Some(f) = cur.pick(&p) {
+                    return Ok(vec![f]);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StreamEnd {
+    #[error("client gone")]
+    Gone,
+    #[error("client too slow")]
+    Slow,
+    #[error("certificate revoked")]
+    Revoked,
+    #[error("{0}")]
+    Db(#[from] crate::db::DbError),
+}
+
+async fn send(hub: &Hub, tx: &mut Sender<Bytes>, b: Bytes) -> Result<(), StreamEnd> {
+    match tokio::time::timeout(hub.cfg.idle_timeout, tx.send_data(b)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(StreamEnd::Gone),
+        Err(_) => Err(StreamEnd::Slow),
+    }
+}
+
+async fn run_stream(
+    hub: &Arc<Hub>,
+    serial: &str,
+    mut cur: Cursor,
+    mut rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
+    first: Vec<Bytes>,
+    mut tx: Sender<Bytes>,
+) -> Result<(), StreamEnd> {
+    // Tell the client at once that the stream is open (and flush proxies).
+    send(hub, &mut tx, Bytes::from_static(KEEPALIVE.as_bytes())).await?;
+    for f in first {
+        send(hub, &mut tx, f).await?;
+        hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
+    }
+    let mut ka = tokio::time::interval(hub.cfg.keepalive);
+    ka.tick().await;
+    let mut revoked = hub.revoked_tx.subscribe();
+    loop {
+        tokio::select! {
+            m = rx.recv() => match m {
+                Ok(p) => {
+                    if p.seq <= cur.pos {
+                        continue;
+                    }
+                    cur.pos = p.seq;
+                    if let Some(f) = cur.pick(&p) {
+                        send(hub, &mut tx, f).await?;
+                        hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    for f in cur.catch_up(hub, None).await? {
+                        send(hub, &mut tx, f).await?;
+                    }
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            _ = ka.tick() => send(hub, &mut tx, Bytes::from_static(KEEPALIVE.as_bytes())).await?,
+            c = revoked.changed() => {
+                if c.is_err() {
+                    return Ok(());
+                }
+                let s = serial.to_string();
+                let row = hub.db(move |db| db.cert(&s)).await?;
+                if row.is_none_or(|r| r.revoked.is_some()) {
+                    return Err(StreamEnd::Revoked);
+                }
+            }
+        }
+    }
+}
+
+/// `GET /v1/jobs/<id>/results`: JSON array, or with `?follow=1` an SSE stream.
+pub async fn job_results(
+    hub: Arc<Hub>,
+    job_id: String,
+    req: &http::Request<hyper::body::Incoming>,
+) -> Result<Resp, crate::api::ApiError> {
+    let q = query(req);
+    let follow = matches!(q.get("follow").map(String::as_str), Some("1" | "true"));
+    if !follow {
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let j = job_id.clone();
+            let rows = hub.db(move |db| db.results_of(&j, after, 1000)).await?;
+            let n = rows.len();
+            for r in rows {
+                after = r.id;
+                all.push(serde_json::from_str::<serde_json::Value>(&r.body).unwrap_or_default());
+            }
+            if n < 1000 {
+                break;
+            }
+        }
+        return Ok(json_resp(StatusCode::OK, &all));
+    }
+    let mut after: i64 = last_event_id(req.headers(), &q)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut rx = hub.results_tx.subscribe();
+    let (mut tx, body) = Channel::<Bytes>::new(STREAM_BUFFER);
+    tokio::spawn(async move {
+        let result: Result<(), StreamEnd> = async {
+            send(&hub, &mut tx, Bytes::from_static(KEEPALIVE.as_bytes())).await?;
+            let mut ka = tokio::time::interval(hub.cfg.keepalive);
+            ka.tick().await;
+            let mut backlog = true;
+            loop {
+                if backlog {
+                    backlog = false;
+                    loop {
+                        let j = job_id.clone();
+                        let rows = hub.db(move |db| db.results_of(&j, after, BATCH)).await?;
+                        let n = rows.len();
+                        for r in rows {
+                            after = r.id;
+                            send(&hub, &mut tx, result_frame(r.id, &r.body)).await?;
+                        }
+                        if n < BATCH {
+                            break;
+                        }
+                    }
+                }
+                tokio::select! {
+                    m = rx.recv() => match m {
+                        Ok(ev) if ev.job_id == job_id && ev.id > after => {
+                            after = ev.id;
+                            send(&hub, &mut tx, result_frame(ev.id, &ev.body)).await?;
+                        }
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => backlog = true,
+                        Err(RecvError::Closed) => return Ok(()),
+                    },
+                    _ = ka.tick() => send(&hub, &mut tx, Bytes::from_static(KEEPALIVE.as_bytes())).await?,
+                }
+            }
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(job = %job_id, "results stream ended: {e}");
+        }
+    });
+    Ok(sse_response(body.boxed()))
+}
+
+fn result_frame(id: i64, body: &str) -> Bytes {
+    Bytes::from(Event::message(id.to_string(), body).encode())
+}
