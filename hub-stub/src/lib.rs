@@ -3,6 +3,7 @@ pub mod api;
 pub mod datadir;
 pub mod db;
 pub mod limits;
+pub mod nchan;
 pub mod pki;
 pub mod server;
 pub mod stream;

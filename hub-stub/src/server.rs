@@ -154,6 +154,8 @@ pub struct Hub {
     pub metrics: Metrics,
     /// When the hub started.
     pub started: Instant,
+    /// Nchan publisher, when `--nchan-publish-url` is given (set once after `new`).
+    pub nchan: std::sync::OnceLock<Arc<crate::nchan::Publisher>>,
 }
 
 /// Who is calling, from the verified client certificate only.
@@ -253,6 +255,7 @@ impl Hub {
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
+            nchan: std::sync::OnceLock::new(),
             cfg,
         }))
     }
@@ -296,6 +299,9 @@ impl Hub {
             .collect();
         // No receivers is fine: nobody is subscribed right now.
         let _ = self.log_tx.send(Arc::new(Published { seq, frames }));
+        if let Some(n) = self.nchan.get() {
+            n.enqueue(seq, t, &channels, &payload);
+        }
         Ok(seq)
     }
 
