@@ -17,6 +17,6 @@ if [ "$(ulimit -Sn)" -lt "$((nodes + 256))" ]; then
   echo "error: the open-file limit is $(ulimit -Sn), too low for $nodes nodes; raise it (ulimit -n, or LimitNOFILE) as root" >&2
   exit 1
 fi
-cargo build --release --locked -p vantage-bench
+cargo build --release --locked -p vantage-bench -p vantage-hub
 echo "bench-fanout: $nodes nodes, catch-up of 1000 jobs; $(nproc) CPUs, $(uname -r), open-file limit $(ulimit -Sn)" >&2
-exec target/release/vantage-bench fanout --nodes "$nodes" --catchup 1000
+exec target/release/vantage-bench fanout --nodes "$nodes" --catchup 1000 --hub-bin target/release/vantage-hub

@@ -58,8 +58,8 @@ pub struct Opts {
     pub catchup: usize,
     /// Systems, in order.
     pub systems: Vec<System>,
-    /// The `vantage-bench` executable (runs the hub with `serve-hub`).
-    pub exe: PathBuf,
+    /// The `vantage-hub` executable.
+    pub hub_bin: PathBuf,
     /// Scratch directory.
     pub dir: PathBuf,
     /// TLS handshakes in flight while ramping up.
@@ -140,7 +140,7 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
     let mut nginx = None;
     let (target, measured) = match sys {
         System::Hub => {
-            let hub = start_hub(&opts.exe, net, None)?;
+            let hub = start_hub(&opts.hub_bin, net, None, &["--unsafe-raw-publish"])?;
             let t = Target::Sse {
                 addr: hub.addr,
                 prefix: "/v1/sub/",
@@ -152,7 +152,12 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
         }
         System::Nchan => {
             let n = Nginx::start(net, &opts.dir.join("nginx"), None, opts.nodes + 16)?;
-            let hub = start_hub(&opts.exe, net, Some(&n.publish_url))?;
+            let hub = start_hub(
+                &opts.hub_bin,
+                net,
+                Some(&n.publish_url),
+                &["--unsafe-raw-publish"],
+            )?;
             let t = Target::Sse {
                 addr: n.run.addr,
                 prefix: "/sub/",

@@ -1,4 +1,4 @@
-//! `vantage-bench`: `fanout` runs the benchmark; `serve-hub` runs the hub for it.
+//! `vantage-bench fanout`: the fan-out benchmark (see the library).
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -34,22 +34,9 @@ enum Cmd {
         /// Longest wait for one phase, seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
-    },
-    /// Run the hub from a data directory, for the benchmark and tests
-    /// (limits raised, the unsafe raw-publish endpoint on).
-    ServeHub {
-        /// Hub data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Address to listen on.
-        #[arg(long)]
-        listen: std::net::SocketAddr,
-        /// Nchan publisher base URL, e.g. http://127.0.0.1:8081/pub.
-        #[arg(long)]
-        nchan_publish_url: Option<String>,
-        /// Approval policy file (POST /v1/jobs needs one).
-        #[arg(long)]
-        policy: Option<PathBuf>,
+        /// The hub binary (build it with `cargo build --release -p vantage-hub`).
+        #[arg(long, default_value = "target/release/vantage-hub")]
+        hub_bin: PathBuf,
     },
 }
 
@@ -68,6 +55,7 @@ fn main() -> Result<()> {
             dir,
             concurrency,
             timeout,
+            hub_bin,
         } => {
             let tmp = tempfile::tempdir()?;
             let opts = Opts {
@@ -77,7 +65,7 @@ fn main() -> Result<()> {
                     .iter()
                     .map(|s| System::parse(s))
                     .collect::<Result<_>>()?,
-                exe: std::env::current_exe()?,
+                hub_bin,
                 dir: dir.unwrap_or_else(|| tmp.path().to_path_buf()),
                 concurrency,
                 timeout: Duration::from_secs(timeout),
@@ -87,11 +75,5 @@ fn main() -> Result<()> {
             println!("{}", table(&rows, catchup));
             Ok(())
         }
-        Cmd::ServeHub {
-            data_dir,
-            listen,
-            nchan_publish_url,
-            policy,
-        } => vantage_bench::servers::serve_hub(data_dir, listen, nchan_publish_url, policy),
     }
 }

@@ -23,19 +23,32 @@ pub struct Running {
     pub addr: SocketAddr,
 }
 
-/// The hub, as `vantage-bench serve-hub` runs it (the hub library's `serve`).
-pub fn start_hub(exe: &Path, net: &Network, nchan_pub: Option<&str>) -> Result<Running> {
+/// The hub binary (`vantage-hub serve`), its limits raised for thousands of
+/// nodes on one address and one operator publishing fast. `extra`: more `serve`
+/// options (e.g. `--policy FILE`, `--unsafe-raw-publish`).
+pub fn start_hub(
+    exe: &Path,
+    net: &Network,
+    nchan_pub: Option<&str>,
+    extra: &[&str],
+) -> Result<Running> {
     let root = net.dd.root();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let log = root.join("hub.log");
+    let log = root.join(format!("hub-{}.log", addr.port()));
     let mut cmd = Command::new(exe);
-    cmd.arg("serve-hub")
-        .arg("--data-dir")
+    cmd.arg("--data-dir")
         .arg(root)
+        .arg("serve")
         .arg("--listen")
-        .arg(addr.to_string());
+        .arg(addr.to_string())
+        .args(["--max-connections", "200000", "--rate", "1000000"])
+        .args(["--burst", "1000000", "--revocation-poll-ms", "200"])
+        .args(extra);
     if let Some(u) = nchan_pub {
         cmd.arg("--nchan-publish-url").arg(u);
+    }
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
     }
     let mut server = Server::spawn("vantage-hub", cmd, &log)?;
     wait_listening(&mut server, addr, &log)?;
@@ -192,43 +205,4 @@ pub fn start_mosquitto(net: &Network, dir: &Path) -> Result<Running> {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     wait_listening(&mut server, addr, &log)?;
     Ok(Running { server, log, addr })
-}
-
-/// Runs the hub (its library's `serve`) in this process until killed.
-pub fn serve_hub(
-    data_dir: PathBuf,
-    listen: SocketAddr,
-    nchan_publish_url: Option<String>,
-    policy: Option<PathBuf>,
-) -> Result<()> {
-    use std::time::Duration;
-    use vantage_hub::server::{Hub, ServeConfig, serve};
-    let cfg = ServeConfig {
-        listen,
-        public_url: format!("https://{listen}"),
-        policy,
-        unsafe_raw_publish: true,
-        keepalive: Duration::from_secs(15),
-        retention_entries: 100_000,
-        retention_age: Duration::from_secs(7 * 86_400),
-        node_cert_days: 30,
-        online_window: Duration::from_secs(120),
-        revocation_poll: Duration::from_secs(1),
-        max_connections: 200_000,
-        max_conns_per_identity: 8,
-        rate: 1e6,
-        burst: 1e6,
-        header_timeout: Duration::from_secs(30),
-        idle_timeout: Duration::from_secs(300),
-        addr_file: None,
-    };
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let hub = Hub::new(vantage_hub::datadir::DataDir::new(data_dir), cfg)?;
-        if let Some(u) = nchan_publish_url {
-            let p = vantage_hub::nchan::Publisher::start(&u)?;
-            let _ = hub.nchan.set(p);
-        }
-        serve(hub).await
-    })
 }

@@ -178,7 +178,7 @@ async fn route(
             let node = require_node(hub, caller).await?;
             let channels = subscription_channels(hub, &node, list).await?;
             touch(hub, &node, peer, None).await;
-            stream::subscribe(hub.clone(), node, caller_serial(caller), channels, &req).await
+            stream::subscribe(hub.clone(), node, caller_cert(caller), channels, &req).await
         }
         (&Method::POST, ["v1", "results"]) => {
             let node = require_node(hub, caller).await?;
@@ -214,8 +214,16 @@ async fn route(
         }
         (&Method::GET, ["v1", "nodes"]) => {
             require_operator(hub, caller).await?;
-            let nodes = hub.db(|db| db.nodes()).await?;
-            let list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
+            let (nodes, pending) = hub
+                .db(|db| Ok((db.nodes()?, db.pending_by_prefix("")?)))
+                .await?;
+            let mut list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
+            list.extend(
+                pending
+                    .iter()
+                    .filter(|p| p.node_id.is_none())
+                    .map(pending_json),
+            );
             Ok(json_resp(StatusCode::OK, &list))
         }
         (&Method::GET, ["v1", "nodes", id]) => {
@@ -251,10 +259,12 @@ async fn route(
     }
 }
 
-fn caller_serial(c: &Caller) -> String {
+fn caller_cert(c: &Caller) -> (String, i64) {
     match c {
-        Caller::Known { serial, .. } => serial.clone(),
-        _ => String::new(),
+        Caller::Known {
+            serial, not_after, ..
+        } => (serial.clone(), *not_after),
+        _ => (String::new(), 0),
     }
 }
 
@@ -324,6 +334,10 @@ async fn require_operator(hub: &Arc<Hub>, caller: &Caller) -> Result<String, Api
 
 async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<String>) {
     let (node, addr) = (node.to_string(), peer.ip().to_string());
+    if version.is_none() {
+        lock(&hub.seen).insert(node, addr);
+        return;
+    }
     if let Err(e) = hub
         .db(move |db| db.touch_node(&node, now(), Some(&addr), version.as_deref()))
         .await
@@ -387,7 +401,7 @@ fn issued_response(hub: &Hub, node: &NodeRow) -> EnrolResponse {
         chain: Some(hub.ca.cert_pem().to_string()),
         channels: attrs.channels(),
         attrs: Some(attrs),
-        endpoints: Some(Endpoints::for_hub(&hub.cfg.public_url)),
+        endpoints: Some(Endpoints::for_hub(hub.public_url())),
         message: None,
     }
 }
@@ -465,9 +479,21 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
                 attrs.clone(),
                 addr.clone(),
             );
+            let max = hub.cfg.max_pending;
             let row = hub
-                .db(move |db| db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)))
-                .await?;
+                .db(move |db| {
+                    if db.pending(&fp)?.is_none() && db.pending_open_count()? >= max {
+                        return Ok(None);
+                    }
+                    db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)).map(Some)
+                })
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many enrolments are waiting for approval; ask the hub admin, or enrol with a token",
+                    )
+                })?;
             if let Some(id) = row.node_id {
                 let node = hub
                     .db(move |db| db.node(&id))
@@ -644,8 +670,30 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
             );
         }
     };
-    let jid = job.id.clone();
-    if hub.db(move |db| db.job(&jid)).await?.is_some() {
+    let target = job.probe.target();
+    let (jid, tg) = (job.id.clone(), target.clone());
+    let (exists, recent) = hub
+        .db(move |db| {
+            Ok((
+                db.job(&jid)?.is_some(),
+                db.jobs_for_target(&tg, now() - 3600)?,
+            ))
+        })
+        .await?;
+    let per_hour = u64::from(policy.limits.max_jobs_per_target_per_hour);
+    if recent >= per_hour {
+        return refuse(
+            hub,
+            ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!(
+                    "over limit: {recent} jobs against {target} in the last hour; the policy allows {per_hour}"
+                ),
+                code: Some("over-limit"),
+            },
+        );
+    }
+    if exists {
         return refuse(
             hub,
             ApiError::new(
@@ -682,6 +730,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         signers,
         channels: channels.clone(),
         nodes: nodes.clone(),
+        target,
     };
     let payload = serde_json::to_string(&signed).expect("serialises");
     let seq = hub.publish(channels.clone(), payload, Some(record)).await?;
@@ -721,9 +770,17 @@ async fn resolve(
 }
 
 fn online(hub: &Hub, n: &NodeRow) -> bool {
-    hub.is_subscribed(&n.id)
+    hub.is_present(&n.id)
         || n.last_seen
             .is_some_and(|t| now() - t <= hub.cfg.online_window.as_secs() as i64)
+}
+
+/// A pending enrolment as a registry entry (status `pending`, no id yet).
+pub fn pending_json(p: &crate::db::PendingRow) -> Value {
+    json!({"id": null, "status": "pending", "key_fingerprint": p.fingerprint,
+           "country": p.declared.country, "continent": p.declared.continent,
+           "asn": p.declared.asn, "tags": p.declared.tags, "address": p.address,
+           "requested": p.created, "last_poll": p.last_poll, "approved": p.approved})
 }
 
 /// Status word of a node for the registry.

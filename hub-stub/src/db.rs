@@ -51,6 +51,21 @@ pub struct TokenRow {
     pub node_id: Option<String>,
 }
 
+/// A token as listed (the token text itself is never stored).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenSummary {
+    /// SHA-256 of the token text, hex.
+    pub hash: String,
+    /// Attributes the node gets.
+    pub attrs: Attrs,
+    /// Creation, Unix seconds.
+    pub created: i64,
+    /// Expiry, Unix seconds.
+    pub expires: i64,
+    /// Node it enrolled, once used.
+    pub node_id: Option<String>,
+}
+
 /// One node of the registry.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeRow {
@@ -137,6 +152,8 @@ pub struct JobRecord {
     pub channels: Vec<String>,
     /// Nodes the selection resolved to at acceptance.
     pub nodes: Vec<String>,
+    /// The host the probe measures (for the per-target hourly limit).
+    pub target: String,
 }
 
 /// One audit entry.
@@ -219,7 +236,8 @@ CREATE TABLE IF NOT EXISTS joblog_channels(
 CREATE TABLE IF NOT EXISTS jobs(
   id TEXT PRIMARY KEY, seq INTEGER NOT NULL, signed_job TEXT NOT NULL, submitted INTEGER NOT NULL,
   submitter TEXT NOT NULL, proposer TEXT, signers TEXT NOT NULL, channels TEXT NOT NULL,
-  nodes TEXT NOT NULL);
+  nodes TEXT NOT NULL, target TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, submitted);
 CREATE TABLE IF NOT EXISTS results(
   id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, node_id TEXT NOT NULL,
   seq INTEGER NOT NULL, received INTEGER NOT NULL, body TEXT NOT NULL,
@@ -360,8 +378,8 @@ impl Db {
         .transpose()
     }
 
-    /// Token summary for listing: (created, expires, used node id).
-    pub fn tokens(&self) -> Result<Vec<(String, Attrs, i64, i64, Option<String>)>> {
+    /// Every token, oldest first.
+    pub fn tokens(&self) -> Result<Vec<TokenSummary>> {
         let c = self.c();
         let mut st =
             c.prepare("SELECT hash,attrs,created,expires,node_id FROM tokens ORDER BY created")?;
@@ -376,8 +394,14 @@ impl Db {
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (h, a, c, e, n) = row?;
-            out.push((h, serde_json::from_str(&a)?, c, e, n));
+            let (hash, a, created, expires, node_id) = row?;
+            out.push(TokenSummary {
+                hash,
+                attrs: serde_json::from_str(&a)?,
+                created,
+                expires,
+                node_id,
+            });
         }
         Ok(out)
     }
@@ -610,13 +634,15 @@ impl Db {
     }
 
     /// Records the time nodes with open subscriptions were last seen.
-    pub fn touch_nodes(&self, ids: &[String], now: i64) -> Result<()> {
+    pub fn touch_nodes(&self, seen: &[(String, Option<String>)], now: i64) -> Result<()> {
         let mut c = self.c();
         let tx = c.transaction()?;
         {
-            let mut st = tx.prepare("UPDATE nodes SET last_seen=?2 WHERE id=?1")?;
-            for id in ids {
-                st.execute(params![id, now])?;
+            let mut st = tx.prepare(
+                "UPDATE nodes SET last_seen=?2, address=coalesce(?3,address) WHERE id=?1",
+            )?;
+            for (id, addr) in seen {
+                st.execute(params![id, now, addr])?;
             }
         }
         tx.commit()?;
@@ -684,6 +710,15 @@ impl Db {
         Ok(out)
     }
 
+    /// Pending enrolments not yet issued.
+    pub fn pending_open_count(&self) -> Result<u64> {
+        Ok(self.c().query_row(
+            "SELECT count(*) FROM pending WHERE node_id IS NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
     /// Marks a pending enrolment approved.
     pub fn approve_pending(&self, fp: &str, now: i64) -> Result<()> {
         self.c().execute(
@@ -725,8 +760,8 @@ impl Db {
         }
         if let Some(j) = job {
             tx.execute(
-                "INSERT INTO jobs(id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes)
-                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                "INSERT INTO jobs(id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes,target)
+                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
                 params![
                     j.id,
                     seq,
@@ -736,7 +771,8 @@ impl Db {
                     j.proposer,
                     serde_json::to_string(&j.signers)?,
                     serde_json::to_string(&j.channels)?,
-                    serde_json::to_string(&j.nodes)?
+                    serde_json::to_string(&j.nodes)?,
+                    j.target
                 ],
             )?;
             tx.execute(
@@ -891,7 +927,7 @@ impl Db {
         let row = self
             .c()
             .query_row(
-                "SELECT id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes FROM jobs WHERE id=?1",
+                "SELECT id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes,target FROM jobs WHERE id=?1",
                 [id],
                 |r| {
                     Ok((
@@ -904,12 +940,13 @@ impl Db {
                         r.get::<_, String>(6)?,
                         r.get::<_, String>(7)?,
                         r.get::<_, String>(8)?,
+                        r.get::<_, String>(9)?,
                     ))
                 },
             )
             .optional()?;
         row.map(
-            |(id, seq, sj, submitted, submitter, proposer, signers, channels, nodes)| {
+            |(id, seq, sj, submitted, submitter, proposer, signers, channels, nodes, target)| {
                 Ok(JobRecord {
                     id,
                     seq: seq as u64,
@@ -920,10 +957,20 @@ impl Db {
                     signers: serde_json::from_str(&signers)?,
                     channels: serde_json::from_str(&channels)?,
                     nodes: serde_json::from_str(&nodes)?,
+                    target,
                 })
             },
         )
         .transpose()
+    }
+
+    /// Jobs accepted against `target` since `since` (Unix seconds).
+    pub fn jobs_for_target(&self, target: &str, since: i64) -> Result<u64> {
+        Ok(self.c().query_row(
+            "SELECT count(*) FROM jobs WHERE target=?1 AND submitted>=?2",
+            params![target, since],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
     }
 
     /// Stores a result once per (job, node, seq). Returns the new row id, or

@@ -1,5 +1,6 @@
 //! The vantage hub: TLS pub/sub with client-certificate identity, enrolment CA, job log and results.
 pub mod api;
+pub mod cli;
 pub mod datadir;
 pub mod db;
 pub mod limits;

@@ -293,7 +293,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -355,6 +355,15 @@ mod tests {
         let bad = ::pem::encode(&::pem::Pem::new("CERTIFICATE REQUEST", der));
         assert!(matches!(parse_csr(&bad), Err(PkiError::BadCsr(_))));
         assert!(matches!(parse_csr("garbage"), Err(PkiError::BadCsr(_))));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn csr_and_cert_parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE REQUEST", bytes.clone()));
+            proptest::prop_assert!(parse_csr(&pem).is_err());
+            proptest::prop_assert!(cert_info(&bytes).is_err());
+        }
     }
 
     #[test]

@@ -36,8 +36,11 @@ use vantage_proto::policy::{Policy, SignedPolicy};
 pub struct ServeConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Base URL nodes use to reach this hub (what enrolment hands out).
-    pub public_url: String,
+    /// Base URL nodes use to reach this hub (what enrolment hands out);
+    /// default `https://<default_host>:<bound port>`.
+    pub public_url: Option<String>,
+    /// Host for the default public URL (the first server name).
+    pub default_host: String,
     /// Approval policy file, if any (jobs are refused without one).
     pub policy: Option<std::path::PathBuf>,
     /// Enables `POST /v1/publish/<channel>` without signature checks (tests only).
@@ -48,6 +51,8 @@ pub struct ServeConfig {
     pub retention_entries: u64,
     /// Age after which job-log entries are dropped.
     pub retention_age: Duration,
+    /// Enrolments waiting for approval, at most.
+    pub max_pending: u64,
     /// Node certificate lifetime, days.
     pub node_cert_days: i64,
     /// A node counts as online this long after it was last seen.
@@ -144,6 +149,9 @@ pub struct Hub {
     pub pruned_through: AtomicU64,
     /// Open subscriptions per node.
     pub subscribed: Mutex<HashMap<String, usize>>,
+    /// Nodes seen since the last registry flush, with their address
+    /// (batched: one transaction every 30 s instead of one per request).
+    pub seen: Mutex<HashMap<String, String>>,
     /// Open subscriptions per channel.
     pub channel_subs: Mutex<HashMap<String, usize>>,
     /// Connection slots per identity.
@@ -156,6 +164,7 @@ pub struct Hub {
     pub started: Instant,
     /// Nchan publisher, when `--nchan-publish-url` is given (set once after `new`).
     pub nchan: std::sync::OnceLock<Arc<crate::nchan::Publisher>>,
+    public_url: std::sync::OnceLock<String>,
 }
 
 /// Who is calling, from the verified client certificate only.
@@ -210,9 +219,9 @@ fn load_policy(path: &std::path::Path) -> Result<Policy> {
         .with_context(|| format!("cannot read the approval policy {}", path.display()))?;
     let signed = SignedPolicy::from_json(&text)
         .with_context(|| format!("{} is not a signed policy file", path.display()))?;
-    Ok(signed
+    signed
         .parse()
-        .with_context(|| format!("{} holds an invalid policy", path.display()))?)
+        .with_context(|| format!("{} holds an invalid policy", path.display()))
 }
 
 impl Hub {
@@ -251,11 +260,13 @@ impl Hub {
             pruned_through: AtomicU64::new(pruned),
             subscribed: Mutex::new(HashMap::new()),
             channel_subs: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             conns: Arc::new(ConnCounter::default()),
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
             nchan: std::sync::OnceLock::new(),
+            public_url: std::sync::OnceLock::new(),
             cfg,
         }))
     }
@@ -313,6 +324,11 @@ impl Hub {
         Ok(())
     }
 
+    /// The base URL handed to nodes (known once listening).
+    pub fn public_url(&self) -> &str {
+        self.public_url.get().map(String::as_str).unwrap_or("")
+    }
+
     /// Marks a node subscribed on channels; the guard undoes it.
     pub fn subscribe(self: &Arc<Self>, node: &str, channels: &[String]) -> SubGuard {
         *lock(&self.subscribed).entry(node.to_string()).or_insert(0) += 1;
@@ -327,9 +343,9 @@ impl Hub {
         }
     }
 
-    /// Whether a node has a subscription open.
-    pub fn is_subscribed(&self, node: &str) -> bool {
-        lock(&self.subscribed).contains_key(node)
+    /// Whether a node has a subscription open or was seen since the last registry flush.
+    pub fn is_present(&self, node: &str) -> bool {
+        lock(&self.subscribed).contains_key(node) || lock(&self.seen).contains_key(node)
     }
 }
 
@@ -400,6 +416,16 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
         )
     })?;
     let addr = listener.local_addr()?;
+    let url = hub.cfg.public_url.clone().unwrap_or_else(|| {
+        let h = &hub.cfg.default_host;
+        let host = if h.contains(':') {
+            format!("[{h}]")
+        } else {
+            h.clone()
+        };
+        format!("https://{host}:{}", addr.port())
+    });
+    hub.public_url.set(url).expect("serve runs once");
     if hub.cfg.unsafe_raw_publish {
         tracing::warn!(
             "UNSAFE: --unsafe-raw-publish is on; operators can put unsigned payloads on any channel. Never use this for a real network."
@@ -412,7 +438,7 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
     if let Some(f) = &hub.cfg.addr_file {
         crate::datadir::write_atomic(f, addr.to_string().as_bytes(), 0o644)?;
     }
-    tracing::info!(%addr, public_url = %hub.cfg.public_url, "vantage-hub serving");
+    tracing::info!(%addr, public_url = %hub.public_url(), "vantage-hub serving");
     spawn_background(&hub);
     let slots = Arc::new(Semaphore::new(hub.cfg.max_connections));
     loop {
@@ -587,8 +613,17 @@ fn spawn_background(hub: &Arc<Hub>) {
             if let Ok(p) = h.db(move |db| db.prune(keep, now() - age)).await {
                 h.pruned_through.store(p, Ordering::SeqCst);
             }
-            let ids: Vec<String> = lock(&h.subscribed).keys().cloned().collect();
-            if let Err(e) = h.db(move |db| db.touch_nodes(&ids, now())).await {
+            let mut seen: HashMap<String, Option<String>> = lock(&h.subscribed)
+                .keys()
+                .map(|k| (k.clone(), None))
+                .collect();
+            seen.extend(
+                std::mem::take(&mut *lock(&h.seen))
+                    .into_iter()
+                    .map(|(k, a)| (k, Some(a))),
+            );
+            let seen: Vec<_> = seen.into_iter().collect();
+            if let Err(e) = h.db(move |db| db.touch_nodes(&seen, now())).await {
                 tracing::warn!("registry update: {e}");
             }
             h.rates.sweep(Instant::now());
