@@ -149,11 +149,15 @@ impl Hub {
             .clone()
     }
 
+    /// Enrolled nodes (the registry also lists pending enrolments, which are not nodes yet).
     pub fn nodes(&self) -> Vec<serde_json::Value> {
         self.json(&["nodes", "list", "--json"])
             .as_array()
             .unwrap()
-            .clone()
+            .iter()
+            .filter(|n| n["status"] != "pending")
+            .cloned()
+            .collect()
     }
 
     pub fn approve(&self, fingerprint: &str) {
