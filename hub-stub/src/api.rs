@@ -992,3 +992,34 @@ pub fn issue_operator(
     )?;
     Ok((issued, key))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vantage_proto::envelope::Envelope;
+    use vantage_proto::sse::{Decoder, Frame};
+
+    #[test]
+    fn event_frames_carry_protocol_envelopes() {
+        let job =
+            json!({"job": {"v": 1, "id": "j1"}, "signatures": [{"key_id": "00", "sig": "AA=="}]});
+        let frame = event_frame(42, "cc.DE", 1_343_000_000, &job.to_string());
+        let mut dec = Decoder::new(1 << 16, 1 << 20);
+        let frames = dec.feed(&frame);
+        let [Ok(Frame::Event(ev))] = frames.as_slice() else {
+            panic!("one event expected: {frames:?}")
+        };
+        assert_eq!(ev.id.as_deref(), Some("42"));
+        let env = Envelope::from_json(&ev.data).unwrap();
+        assert_eq!((env.id, env.channel.as_str()), (42, "cc.DE"));
+        assert_eq!(env.time, "Sun, 22 Jul 2012 23:33:20 GMT");
+        assert_eq!(serde_json::to_value(&env.payload).unwrap(), job);
+    }
+
+    #[test]
+    fn node_status_words() {
+        assert_eq!(node_status(true, true), "revoked");
+        assert_eq!(node_status(false, true), "online");
+        assert_eq!(node_status(false, false), "offline");
+    }
+}
