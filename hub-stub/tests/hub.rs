@@ -583,3 +583,33 @@ fn raw_publish_is_off_by_default() {
     assert_eq!(s, 404);
     assert!(e["error"].as_str().unwrap().contains("no endpoint"), "{e}");
 }
+
+#[test]
+fn backup_is_a_working_data_directory() {
+    let hub = Hub::start(&[]);
+    let n = hub.node("DE");
+    let out = hub.dir.path().join("backup");
+    let (ok, _, err) = hub.cli(&["backup", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = hub.cli(&["backup", "--out", out.to_str().unwrap()]);
+    assert!(!ok && err.contains("exists"), "{err}");
+    let listed = std::process::Command::new(BIN)
+        .args([
+            "--data-dir",
+            out.to_str().unwrap(),
+            "nodes",
+            "show",
+            &n.id,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v["cert_serial"].as_str().unwrap().len(), 32);
+    assert_eq!(read(&out.join("ca.key")), read(&hub.data().join("ca.key")));
+}
