@@ -631,8 +631,12 @@ async fn subscription_channels(
             allowed.join(",")
         )));
     }
-    let mut out = wanted;
-    out.dedup();
+    let mut out: Vec<String> = Vec::with_capacity(wanted.len());
+    for c in wanted {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
     Ok(out)
 }
 
