@@ -574,6 +574,13 @@ async fn issue_node(
             Ok(ok)
         })
         .await?;
+    if !bound && via == "approved" {
+        // A concurrent poll of the same node issued it first.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this enrolment was just issued to a concurrent request; poll again",
+        ));
+    }
     if !bound {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -496,7 +496,7 @@ impl Db {
 
     /// Enrols a node: records the node, its certificate, and binds the token or
     /// pending entry, in one transaction. Returns false (and changes nothing)
-    /// if the token was bound by another enrolment meanwhile.
+    /// if the token or pending entry was bound by another enrolment meanwhile.
     pub fn insert_node(
         &self,
         node: &NodeRow,
@@ -539,10 +539,13 @@ impl Db {
             }
         }
         if let Some(fp) = pending_fp {
-            tx.execute(
-                "UPDATE pending SET node_id=?2 WHERE fp=?1",
+            let n = tx.execute(
+                "UPDATE pending SET node_id=?2 WHERE fp=?1 AND node_id IS NULL",
                 params![fp, node.id],
             )?;
+            if n != 1 {
+                return Ok(false);
+            }
         }
         tx.commit()?;
         Ok(true)
