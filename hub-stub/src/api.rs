@@ -459,7 +459,29 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
                     ta.tags.clone()
                 },
             };
-            let node = issue_node(hub, &key, attrs, "token", &addr, Some(hash), None).await?;
+            let node = match issue_node(hub, &key, attrs, "token", &addr, Some(hash.clone()), None)
+                .await
+            {
+                Ok(n) => n,
+                Err(e) if e.status == StatusCode::CONFLICT => {
+                    // A concurrent request bound the token first: the same key gets that node.
+                    let fp = key.fingerprint.clone();
+                    let found = hub
+                        .db(move |db| {
+                            let Some(id) = db
+                                .token(&hash)?
+                                .filter(|r| r.used_fp.as_deref() == Some(fp.as_str()))
+                                .and_then(|r| r.node_id)
+                            else {
+                                return Ok(None);
+                            };
+                            db.node(&id)
+                        })
+                        .await?;
+                    found.ok_or(e)?
+                }
+                Err(e) => return Err(e),
+            };
             json_resp(StatusCode::OK, &issued_response(hub, &node))
         }
         None => {

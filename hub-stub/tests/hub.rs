@@ -613,3 +613,47 @@ fn backup_is_a_working_data_directory() {
     assert_eq!(v["cert_serial"].as_str().unwrap().len(), 32);
     assert_eq!(read(&out.join("ca.key")), read(&hub.data().join("ca.key")));
 }
+
+#[test]
+fn concurrent_enrolments_with_one_token() {
+    let hub = Hub::start(&[]);
+    // The same key many times at once (retries racing): one node, one certificate.
+    let token = hub.token(&["--country", "DE"]);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let body = enrol_body(&key, Some(&token), "DE");
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| hub.anonymous().post("/v1/enrol", &body)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (s, v) in &answers {
+        assert_eq!(*s, 200, "{v}");
+        assert_eq!(v["certificate"], answers[0].1["certificate"]);
+    }
+    // Different keys at once: exactly one wins.
+    let token = hub.token(&["--country", "DE"]);
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                let token = token.clone();
+                let hub = &hub;
+                s.spawn(move || {
+                    let key = rcgen::KeyPair::generate().unwrap();
+                    hub.anonymous()
+                        .post("/v1/enrol", &enrol_body(&key, Some(&token), "DE"))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    for (s, v) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*s, 409);
+        assert!(v["error"].as_str().unwrap().contains("another key"), "{v}");
+    }
+}
