@@ -657,3 +657,59 @@ fn concurrent_enrolments_with_one_token() {
         assert!(v["error"].as_str().unwrap().contains("another key"), "{v}");
     }
 }
+
+#[test]
+fn a_subscriber_that_stops_reading_is_cut_off() {
+    let hub = Hub::start(&[
+        "--unsafe-raw-publish",
+        "--rate",
+        "1000",
+        "--burst",
+        "1000",
+        "--idle-timeout-secs",
+        "2",
+        "--keepalive-secs",
+        "60",
+    ]);
+    let op = hub.operator("alice");
+    let n = hub.node("DE");
+    // Open the stream, then do not read: the reader thread is only started
+    // after the hub had time to give up.
+    let resp = n
+        .client
+        .agent
+        .get(format!("{}/v1/sub/all", hub.url))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let blob = "x".repeat(60 * 1024);
+    let total = 160;
+    for i in 0..total {
+        let (s, r) = op.post("/v1/publish/all", &json!({"i": i, "pad": blob}));
+        assert_eq!(s, 201, "{r}");
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    // Far more than socket buffers hold was published; the hub closed the
+    // stream instead of buffering it, so reading now ends, early.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = resp.into_body().into_reader();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => all.extend_from_slice(&buf[..k]),
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&all).matches("\ndata: ").count());
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the stream stayed open: the hub kept the slow subscriber");
+    assert!(
+        got < total,
+        "received all {got} events: the hub kept buffering"
+    );
+}
