@@ -994,6 +994,9 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
             "vantage_hub_channel_subscribers{{channel=\"{c}\"}} {n}\n"
         ));
     }
+    if let Some(n) = hub.nchan.get() {
+        out.push_str(&n.metrics_text());
+    }
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(full(out))

@@ -130,6 +130,10 @@ pub struct ServeArgs {
     /// Write the bound address to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// Also publish every stored job to nginx + Nchan at this publisher base URL,
+    /// e.g. http://127.0.0.1:8081/pub (see scale/nginx-nchan.conf).
+    #[arg(long, env = "VANTAGE_HUB_NCHAN_PUBLISH_URL")]
+    nchan_publish_url: Option<String>,
 }
 
 /// `token` subcommands.
@@ -286,6 +290,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 addr_file: a.addr_file,
             };
             let hub = Hub::new(dd, cfg)?;
+            if let Some(url) = &a.nchan_publish_url {
+                let _ = hub.nchan.set(crate::nchan::Publisher::start(url)?);
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod datadir;
 pub mod db;
 pub mod limits;
+pub mod nchan;
 pub mod pki;
 pub mod server;
 pub mod stream;

@@ -162,6 +162,8 @@ pub struct Hub {
     pub metrics: Metrics,
     /// When the hub started.
     pub started: Instant,
+    /// Nchan publisher, when `--nchan-publish-url` is given (set once after `new`).
+    pub nchan: std::sync::OnceLock<Arc<crate::nchan::Publisher>>,
     public_url: std::sync::OnceLock<String>,
 }
 
@@ -263,6 +265,7 @@ impl Hub {
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
+            nchan: std::sync::OnceLock::new(),
             public_url: std::sync::OnceLock::new(),
             cfg,
         }))
@@ -307,6 +310,9 @@ impl Hub {
             .collect();
         // No receivers is fine: nobody is subscribed right now.
         let _ = self.log_tx.send(Arc::new(Published { seq, frames }));
+        if let Some(n) = self.nchan.get() {
+            n.enqueue(seq, t, &channels, &payload);
+        }
         Ok(seq)
     }
 

@@ -1,0 +1,357 @@
+//! The node's data directory: its key, certificates and `node.json`, and the
+//! crash-safe write every file in it goes through.
+//!
+//! Layout (fixed, shared with the agent and the image):
+//! `key.pem` (0600), `cert.pem`, `chain.pem`, `node.json`.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use vantage_proto::channel::NodeAttrs;
+
+use crate::enrol::{Endpoints, EnrolResponse};
+
+/// Where the data partition is mounted on a node.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/vantage";
+
+/// Errors reading or writing the node's state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// `node.json` exists but is not what this program writes.
+    #[error(
+        "{path} is damaged ({source}); delete it (or use the vantage-reset file) to enrol again"
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+}
+
+impl StateError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        StateError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// The node's data directory and the paths of the files in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// A data directory rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The node's private key (PKCS#8 PEM, mode 0600).
+    pub fn key_path(&self) -> PathBuf {
+        self.root.join("key.pem")
+    }
+
+    /// The node's certificate (PEM).
+    pub fn cert_path(&self) -> PathBuf {
+        self.root.join("cert.pem")
+    }
+
+    /// The chain from the node's certificate up to the network CA (PEM).
+    pub fn chain_path(&self) -> PathBuf {
+        self.root.join("chain.pem")
+    }
+
+    /// The node's identity, attributes, channels and hub endpoints (JSON).
+    pub fn node_path(&self) -> PathBuf {
+        self.root.join("node.json")
+    }
+
+    /// Creates the directory if it does not exist yet.
+    pub fn ensure(&self) -> Result<(), StateError> {
+        fs::create_dir_all(&self.root).map_err(|e| StateError::io(&self.root, e))
+    }
+
+    /// Reads the private key, `None` if there is none yet.
+    pub fn read_key(&self) -> Result<Option<String>, StateError> {
+        read_optional(&self.key_path())
+    }
+
+    /// Stores the private key with mode 0600.
+    pub fn write_key(&self, pem: &str) -> Result<(), StateError> {
+        self.ensure()?;
+        let path = self.key_path();
+        atomic_write(&path, pem.as_bytes(), 0o600).map_err(|e| StateError::io(&path, e))
+    }
+
+    /// Reads `node.json`, `None` if the node has not enrolled yet.
+    pub fn read_node(&self) -> Result<Option<NodeState>, StateError> {
+        let path = self.node_path();
+        let Some(text) = read_optional(&path)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|source| StateError::Corrupt { path, source })
+    }
+
+    /// Stores an issued identity: certificate and chain first, `node.json`
+    /// last, so that a present `node.json` means the enrolment is complete.
+    pub fn store_issued(
+        &self,
+        node: &NodeState,
+        cert_pem: &str,
+        chain_pem: &str,
+    ) -> Result<(), StateError> {
+        self.ensure()?;
+        for (path, bytes) in [
+            (self.cert_path(), cert_pem.as_bytes()),
+            (self.chain_path(), chain_pem.as_bytes()),
+        ] {
+            atomic_write(&path, bytes, 0o644).map_err(|e| StateError::io(&path, e))?;
+        }
+        let path = self.node_path();
+        let mut json = serde_json::to_vec_pretty(node).expect("NodeState serialises");
+        json.push(b'\n');
+        atomic_write(&path, &json, 0o644).map_err(|e| StateError::io(&path, e))
+    }
+
+    /// Reads the certificate, `None` if there is none.
+    pub fn read_cert(&self) -> Result<Option<String>, StateError> {
+        read_optional(&self.cert_path())
+    }
+
+    /// Reads the chain, `None` if there is none.
+    pub fn read_chain(&self) -> Result<Option<String>, StateError> {
+        read_optional(&self.chain_path())
+    }
+
+    /// Deletes the node's identity (key, certificate, chain, `node.json`),
+    /// leaving everything else in the directory alone. `node.json` goes
+    /// first so that an interrupted wipe never looks like an enrolled node.
+    pub fn wipe_identity(&self) -> Result<(), StateError> {
+        for path in [
+            self.node_path(),
+            self.cert_path(),
+            self.chain_path(),
+            self.key_path(),
+        ] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StateError::io(&path, e)),
+            }
+        }
+        sync_dir(&self.root).map_err(|e| StateError::io(&self.root, e))
+    }
+}
+
+/// What the node knows about itself after enrolment (`node.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeState {
+    /// The id the hub assigned (`n-` and 10 hex digits).
+    pub node_id: String,
+    /// The attributes the hub recorded for this node.
+    pub attrs: NodeAttrs,
+    /// The channels the node subscribes to.
+    pub channels: Vec<String>,
+    /// Where the node talks to the hub.
+    pub endpoints: Endpoints,
+}
+
+impl NodeState {
+    /// The state to store from an `issued` enrolment response, `None` for
+    /// any other kind of response.
+    pub fn from_response(resp: &EnrolResponse) -> Option<NodeState> {
+        Some(NodeState {
+            node_id: resp.node_id.clone()?,
+            attrs: resp.attrs.clone()?,
+            channels: resp.channels.clone(),
+            endpoints: resp.endpoints.clone()?,
+        })
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, StateError> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StateError::io(path, e)),
+    }
+}
+
+/// Replaces `path` with `bytes` so that after a crash or power loss the file
+/// holds either the old or the new content, never a mix: write a temporary
+/// file in the same directory (created with `mode`), fsync it, rename it over
+/// `path`, fsync the directory. The new file takes the owner of the directory
+/// (the data directory belongs to the agent's user; provisioning runs as root).
+pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    // A leftover from an interrupted write may have other permissions; start afresh.
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        let dir_meta = fs::metadata(dir)?;
+        let file_meta = file.metadata()?;
+        if (file_meta.uid(), file_meta.gid()) != (dir_meta.uid(), dir_meta.gid()) {
+            // Only root may give a file away; FAT refuses it even to root.
+            // Either way the file stays readable by whoever wrote it.
+            match std::os::unix::fs::fchown(&file, Some(dir_meta.uid()), Some(dir_meta.gid())) {
+                Err(e) if e.kind() != io::ErrorKind::PermissionDenied => return Err(e),
+                _ => {}
+            }
+        }
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        crate::fault::point(&format!("{}.tmp", name.to_string_lossy()));
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(dir)?;
+    crate::fault::point(&name.to_string_lossy());
+    Ok(())
+}
+
+/// Makes a rename or delete in `dir` durable. Some file systems (FAT) do not
+/// support fsync on a directory; there the rename is as durable as it gets.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    match File::open(dir)?.sync_all() {
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput || e.raw_os_error() == Some(22) => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn sample_node() -> NodeState {
+        NodeState {
+            node_id: "n-0123456789".into(),
+            attrs: NodeAttrs {
+                node_id: "n-0123456789".into(),
+                country: "DE".into(),
+                continent: Some("EU".into()),
+                asn: Some(3320),
+                tags: vec!["fiber".into()],
+            },
+            channels: vec!["all".into(), "node.n-0123456789".into(), "cc.DE".into()],
+            endpoints: Endpoints::for_hub("https://127.0.0.1:8443"),
+        }
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_sets_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.pem");
+        atomic_write(&path, b"old", 0o600).unwrap();
+        atomic_write(&path, b"new", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![OsString::from("key.pem")],
+            "no temporary file left behind"
+        );
+    }
+
+    #[test]
+    fn atomic_write_ignores_a_stale_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".cert.pem.tmp");
+        fs::write(&stale, b"half written").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o400)).unwrap();
+        let path = dir.path().join("cert.pem");
+        atomic_write(&path, b"whole", 0o644).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"whole");
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn atomic_write_into_missing_directory_fails_without_debris() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = atomic_write(&dir.path().join("nope/x"), b"x", 0o644).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn node_state_round_trips_and_wipe_removes_identity_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        assert_eq!(data.read_node().unwrap(), None);
+        data.write_key("KEY").unwrap();
+        data.store_issued(&sample_node(), "CERT", "CHAIN").unwrap();
+        assert_eq!(data.read_node().unwrap(), Some(sample_node()));
+        assert_eq!(data.read_cert().unwrap().as_deref(), Some("CERT"));
+        assert_eq!(data.read_chain().unwrap().as_deref(), Some("CHAIN"));
+        fs::write(data.root().join("last-event-id"), "7").unwrap();
+        data.wipe_identity().unwrap();
+        assert_eq!(data.read_key().unwrap(), None);
+        assert_eq!(data.read_node().unwrap(), None);
+        assert!(data.root().join("last-event-id").exists());
+    }
+
+    #[test]
+    fn damaged_node_json_is_reported_with_advice() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        fs::write(data.node_path(), "{not json").unwrap();
+        let msg = data.read_node().unwrap_err().to_string();
+        assert!(
+            msg.contains("damaged") && msg.contains("vantage-reset"),
+            "{msg}"
+        );
+    }
+}
