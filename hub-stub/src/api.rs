@@ -976,11 +976,30 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
     let Value::Object(map) = &s else {
         unreachable!("stats is an object")
     };
+    // Totals since start are counters; the rest describe the present.
+    const COUNTERS: [&str; 10] = [
+        "requests",
+        "rate_limited",
+        "connections_refused",
+        "jobs_accepted",
+        "jobs_refused",
+        "events_sent",
+        "results_stored",
+        "results_duplicate",
+        "enrolments",
+        "uptime_secs",
+    ];
     for (k, v) in map {
         if let Some(n) = v.as_u64() {
-            out.push_str(&format!(
-                "# TYPE vantage_hub_{k} gauge\nvantage_hub_{k} {n}\n"
-            ));
+            if COUNTERS.contains(&k.as_str()) {
+                out.push_str(&format!(
+                    "# TYPE vantage_hub_{k}_total counter\nvantage_hub_{k}_total {n}\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "# TYPE vantage_hub_{k} gauge\nvantage_hub_{k} {n}\n"
+                ));
+            }
         }
     }
     out.push_str("# TYPE vantage_hub_channel_subscribers gauge\n");

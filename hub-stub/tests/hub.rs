@@ -185,7 +185,7 @@ fn channels_catch_up_and_access_rules() {
         metrics
             .as_str()
             .unwrap()
-            .contains("vantage_hub_jobs_accepted 2")
+            .contains("vantage_hub_jobs_accepted_total 2")
     );
     drop(sub);
 
