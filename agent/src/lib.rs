@@ -1,1 +1,18 @@
-//! The vantage node agent: subscribes to the hub, verifies orders, runs probes, reports results.
+//! The vantage node agent: subscribes to the hub, verifies every order against
+//! the network's approval policy and its owner's policy, runs probes, and
+//! reports results through a durable outbox.
+
+pub mod agent;
+pub mod certs;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod durable;
+pub mod logging;
+pub mod outbox;
+pub mod owner;
+pub mod probe;
+pub mod replay;
+pub mod selftest;
+pub mod subscribe;
+pub mod verify;

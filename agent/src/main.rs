@@ -1,3 +1,6 @@
-fn main() {
-    println!("vantage-agent {}", env!("CARGO_PKG_VERSION"));
+//! `vantage-agent`: the node agent (see the library for the parts).
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    vantage_agent::cli::main()
 }

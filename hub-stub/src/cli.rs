@@ -79,13 +79,13 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:8443", env = "VANTAGE_HUB_LISTEN")]
     listen: SocketAddr,
-    /// Base URL nodes use to reach the hub; default https://<first --name of init>:<port>.
+    /// Base URL nodes use to reach the hub; default https://NAME:PORT (NAME: the first --name given to init).
     #[arg(long, env = "VANTAGE_HUB_PUBLIC_URL")]
     public_url: Option<String>,
     /// Approval policy file (the image's /etc/vantage/policy.json); without it every job is refused.
     #[arg(long, env = "VANTAGE_HUB_POLICY")]
     policy: Option<PathBuf>,
-    /// TESTS ONLY: allow operators to publish unsigned payloads (POST /v1/publish/<channel>).
+    /// TESTS ONLY: allow operators to publish unsigned payloads (POST /v1/publish/CHANNEL).
     #[arg(long)]
     unsafe_raw_publish: bool,
     /// Seconds between keep-alive comments on event streams.
@@ -130,6 +130,10 @@ pub struct ServeArgs {
     /// Write the bound address to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// Also publish every stored job to nginx + Nchan at this publisher base URL,
+    /// e.g. http://127.0.0.1:8081/pub (see scale/nginx-nchan.conf).
+    #[arg(long, env = "VANTAGE_HUB_NCHAN_PUBLISH_URL")]
+    nchan_publish_url: Option<String>,
 }
 
 /// `token` subcommands.
@@ -286,6 +290,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 addr_file: a.addr_file,
             };
             let hub = Hub::new(dd, cfg)?;
+            if let Some(url) = &a.nchan_publish_url {
+                let _ = hub.nchan.set(crate::nchan::Publisher::start(url)?);
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

@@ -162,6 +162,8 @@ pub struct Hub {
     pub metrics: Metrics,
     /// When the hub started.
     pub started: Instant,
+    /// Nchan publisher, when `--nchan-publish-url` is given (set once after `new`).
+    pub nchan: std::sync::OnceLock<Arc<crate::nchan::Publisher>>,
     public_url: std::sync::OnceLock<String>,
 }
 
@@ -263,6 +265,7 @@ impl Hub {
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
+            nchan: std::sync::OnceLock::new(),
             public_url: std::sync::OnceLock::new(),
             cfg,
         }))
@@ -307,6 +310,9 @@ impl Hub {
             .collect();
         // No receivers is fine: nobody is subscribed right now.
         let _ = self.log_tx.send(Arc::new(Published { seq, frames }));
+        if let Some(n) = self.nchan.get() {
+            n.enqueue(seq, t, &channels, &payload);
+        }
         Ok(seq)
     }
 
@@ -433,6 +439,8 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
         crate::datadir::write_atomic(f, addr.to_string().as_bytes(), 0o644)?;
     }
     tracing::info!(%addr, public_url = %hub.public_url(), "vantage-hub serving");
+    // Under systemd (Type=notify): ready once listening. Elsewhere a no-op.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     spawn_background(&hub);
     let slots = Arc::new(Semaphore::new(hub.cfg.max_connections));
     loop {

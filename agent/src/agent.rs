@@ -1,0 +1,786 @@
+//! The running agent: wires the subscription, verification, probes, outbox,
+//! heartbeats, certificate renewal and systemd notifications together.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use vantage_proto::envelope::Envelope;
+use vantage_proto::job::{Job, Refusal, SignedJob};
+use vantage_proto::node::{GapReport, Heartbeat};
+use vantage_proto::policy::{Policy, SignedPolicy};
+use vantage_proto::result::{MAX_RESULT_BYTES, ProbeResult, Status};
+use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
+use vantage_provision::state::{DataDir, NodeState};
+
+use crate::certs::{self, unix_ms, unix_now};
+use crate::cli::Cli;
+use crate::config::{Config, MessageForm};
+use crate::outbox::Outbox;
+use crate::owner::{OwnerPolicy, RateCap};
+use crate::probe::{self, ProbeError};
+use crate::replay::{Record, ReplaySet};
+use crate::subscribe::{SubEvent, Subscription, backoff};
+use crate::verify::Verifier;
+
+/// Everything the agent's tasks share.
+pub struct Agent {
+    cfg: Config,
+    data: DataDir,
+    node: NodeState,
+    ca: PinnedCa,
+    identity: RwLock<ClientIdentity>,
+    http: Mutex<Option<ureq::Agent>>,
+    policy: Policy,
+    outbox: Mutex<Outbox>,
+    replay: ReplaySet,
+    probes: probe::Context,
+    rate: Mutex<RateCap>,
+    slots: Semaphore,
+    outbox_changed: Notify,
+    state: Mutex<RunState>,
+    started: Instant,
+}
+
+#[derive(Debug, Default, Clone)]
+struct RunState {
+    connected: bool,
+    last_error: Option<String>,
+    cert_problem: Option<String>,
+}
+
+/// Reads the approval policy file (`{"policy": ..., "signatures": [...]}`).
+pub fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the approval policy {}", path.display()))?;
+    let signed = SignedPolicy::from_json(&text)
+        .map_err(|e| anyhow!("approval policy {}: {e}", path.display()))?;
+    signed
+        .parse()
+        .map_err(|e| anyhow!("approval policy {}: {e}", path.display()))
+}
+
+impl Agent {
+    /// Loads configuration-dependent state: node identity, policy, outbox, replay set.
+    pub fn load(cfg: Config) -> anyhow::Result<Agent> {
+        let data = DataDir::new(&cfg.data_dir);
+        let node = data
+            .read_node()
+            .map_err(|e| anyhow!("{e}"))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "this node is not enrolled yet: {} is missing; vantage-provision enrols it",
+                    data.node_path().display()
+                )
+            })?;
+        let ca = PinnedCa::load(&cfg.ca).map_err(|e| anyhow!("{e}"))?;
+        let identity = ClientIdentity::load(&data).map_err(|e| anyhow!("{e}"))?;
+        let policy = load_policy(&cfg.policy)?;
+        let outbox = Outbox::open(&cfg.data_dir.join("outbox"), cfg.outbox.max_results)
+            .with_context(|| format!("cannot open the outbox in {}", cfg.data_dir.display()))?;
+        let replay = ReplaySet::open(&cfg.data_dir.join("replay"))
+            .with_context(|| format!("cannot open the replay set in {}", cfg.data_dir.display()))?;
+        let probes =
+            probe::Context::new(OwnerPolicy::new(&cfg.owner), cfg.trust_anchor.as_deref())?;
+        Ok(Agent {
+            rate: Mutex::new(RateCap::new(cfg.owner.max_probes_per_minute)),
+            slots: Semaphore::new(cfg.probes.concurrency),
+            data,
+            node,
+            ca,
+            identity: RwLock::new(identity),
+            http: Mutex::new(None),
+            policy,
+            outbox: Mutex::new(outbox),
+            replay,
+            probes,
+            outbox_changed: Notify::new(),
+            state: Mutex::new(RunState::default()),
+            started: Instant::now(),
+            cfg,
+        })
+    }
+
+    fn last_id_path(&self) -> PathBuf {
+        self.cfg.data_dir.join("last-event-id")
+    }
+
+    /// An HTTPS agent with the node's certificate for short calls to the hub.
+    fn hub(&self) -> ureq::Agent {
+        let mut cached = self.http.lock().unwrap_or_else(|p| p.into_inner());
+        cached
+            .get_or_insert_with(|| {
+                let id = self.identity.read().unwrap_or_else(|p| p.into_inner());
+                client::agent(&self.ca, Some(&id), Timeouts::default())
+            })
+            .clone()
+    }
+
+    fn set_error(&self, e: impl Into<String>) {
+        let e = e.into();
+        tracing::warn!("{e}");
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_error = Some(e);
+    }
+
+    fn subscribe_url(&self) -> String {
+        let template = self
+            .cfg
+            .subscribe
+            .url
+            .clone()
+            .unwrap_or_else(|| self.node.endpoints.subscribe.clone());
+        vantage_proto::enrol::Endpoints::subscribe_url(&template, &self.node.channels)
+    }
+
+    /// POSTs JSON to the hub on a blocking thread; returns the status and body.
+    async fn post(self: &Arc<Self>, url: String, body: Vec<u8>) -> Result<(u16, String), String> {
+        let agent = self.hub();
+        tokio::task::spawn_blocking(move || {
+            let mut resp = agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(&body[..])
+                .map_err(|e| format!("POST {url}: {e}"))?;
+            let status = resp.status().as_u16();
+            let text = resp
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024)
+                .read_to_string()
+                .unwrap_or_default();
+            Ok((status, text))
+        })
+        .await
+        .map_err(|e| format!("POST thread: {e}"))?
+    }
+
+    fn status_text(&self) -> String {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let depth = self
+            .outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .depth();
+        if let Some(c) = st.cert_problem {
+            return c;
+        }
+        format!(
+            "{}; outbox {depth}{}",
+            if st.connected {
+                "subscribed to the hub"
+            } else {
+                "not connected to the hub"
+            },
+            st.last_error
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        )
+    }
+
+    // ---- orders -------------------------------------------------------
+
+    async fn handle_message(self: &Arc<Self>, id: Option<String>, data: String) {
+        let signed = match self.cfg.subscribe.message {
+            MessageForm::Envelope => Envelope::from_json(&data).map(|e| e.payload),
+            MessageForm::SignedJob => SignedJob::from_json(data.as_bytes()),
+        };
+        match signed {
+            Ok(signed) => self.accept(signed).await,
+            Err(e) => {
+                let reason = Refusal::Invalid(e);
+                tracing::warn!("refused an unreadable message {id:?}: {reason}");
+                self.record(refused_result(&self.node.node_id, "-", None, &reason));
+            }
+        }
+        if let Some(id) = id
+            && let Err(e) = crate::durable::write(&self.last_id_path(), id.as_bytes())
+        {
+            self.set_error(format!("cannot persist the last event id: {e}"));
+        }
+    }
+
+    async fn accept(self: &Arc<Self>, signed: SignedJob) {
+        let verdict = Verifier {
+            policy: &self.policy,
+            attrs: &self.node.attrs,
+            allowed: &self.cfg.probes.allowed,
+            replay: &self.replay,
+        }
+        .check(&signed, unix_now());
+        match verdict {
+            Err(reason) => {
+                let job_id = signed.job_id().unwrap_or("-").to_string();
+                let kind = Job::from_value(&signed.job).ok().map(|j| j.probe.kind());
+                tracing::warn!("refused job {job_id}: {reason} ({})", reason.code());
+                self.record(refused_result(&self.node.node_id, &job_id, kind, &reason));
+            }
+            Ok(job) => {
+                let record = Record {
+                    expires: job.expires,
+                    signed: serde_json::to_value(&signed).unwrap_or(Value::Null),
+                };
+                if let Err(e) = self.replay.insert(&job.id, &record) {
+                    // Without a durable replay record the job could run twice: do not run it.
+                    self.set_error(format!(
+                        "cannot record job {} in the replay set: {e}",
+                        job.id
+                    ));
+                    return;
+                }
+                tracing::info!("accepted job {}: {}", job.id, job.describe());
+                let me = self.clone();
+                tokio::spawn(async move { me.schedule(job, 0, None).await });
+            }
+        }
+    }
+
+    /// Runs a job at its time (after `not_before`, plus a random delay inside
+    /// its spread window), and again every `repeat_secs` until it expires.
+    async fn schedule(self: Arc<Self>, job: Job, first_seq: u32, first_at: Option<u64>) {
+        let spread_ms = job.spread_secs.saturating_mul(1000);
+        let delay_ms = if spread_ms > 0 {
+            fastrand::u64(..spread_ms)
+        } else {
+            0
+        };
+        let mut at_ms = first_at
+            .unwrap_or(job.not_before)
+            .saturating_mul(1000)
+            .max(unix_ms())
+            + delay_ms;
+        let mut seq = first_seq;
+        loop {
+            let now = unix_ms();
+            if at_ms > now {
+                tokio::time::sleep(Duration::from_millis(at_ms - now)).await;
+            }
+            if unix_now() >= job.expires {
+                tracing::info!("job {} expired", job.id);
+                return;
+            }
+            self.run_once(&job, seq).await;
+            match job.repeat_secs {
+                Some(r) if r > 0 => {
+                    seq += 1;
+                    at_ms += r * 1000;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    async fn run_once(self: &Arc<Self>, job: &Job, seq: u32) {
+        let Ok(_slot) = self.slots.acquire().await else {
+            return;
+        };
+        let kind = job.probe.kind();
+        if let Err(d) = self
+            .rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now())
+        {
+            let reason = Refusal::RateLimited(d.to_string());
+            tracing::warn!("refused job {} run {seq}: {reason}", job.id);
+            let mut r = refused_result(&self.node.node_id, &job.id, Some(kind), &reason);
+            r.seq = seq;
+            self.record(r);
+            return;
+        }
+        let started_ms = unix_ms();
+        let t = Instant::now();
+        let outcome = probe::run(
+            &job.probe,
+            &self.probes,
+            Duration::from_secs(self.cfg.probes.max_secs),
+        )
+        .await;
+        let duration_ms = t.elapsed().as_millis() as u64;
+        let (status, reason, code, data) = match outcome {
+            Ok(data) => (Status::Ok, None, None, data),
+            Err(ProbeError::Refused(why)) => {
+                let r = Refusal::OwnerPolicy(why);
+                (
+                    Status::Refused,
+                    Some(r.to_string()),
+                    Some(r.code().to_string()),
+                    Value::Null,
+                )
+            }
+            Err(ProbeError::Timeout(why)) => (Status::Timeout, Some(why), None, Value::Null),
+            Err(ProbeError::Failed(why)) => (Status::Error, Some(why), None, Value::Null),
+        };
+        tracing::info!(
+            "job {} run {seq}: {:?}{}",
+            job.id,
+            status,
+            reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        self.record(ProbeResult {
+            job_id: job.id.clone(),
+            node_id: self.node.node_id.clone(),
+            probe: Some(kind),
+            started_ms,
+            duration_ms,
+            status,
+            reason,
+            code,
+            data,
+            seq,
+        });
+    }
+
+    /// Writes a result durably to the outbox and wakes the sender.
+    fn record(&self, mut result: ProbeResult) {
+        let cap = self.cfg.probes.max_result_bytes.min(MAX_RESULT_BYTES);
+        let mut bytes = serde_json::to_vec(&result).unwrap_or_default();
+        if bytes.len() > cap {
+            let size = bytes.len();
+            result.data = json!({"truncated": true, "result_bytes": size});
+            result.reason = Some(format!(
+                "result of {size} bytes exceeds the node's cap of {cap} bytes; data dropped"
+            ));
+            bytes = serde_json::to_vec(&result).unwrap_or_default();
+        }
+        let pushed = self
+            .outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(&bytes);
+        match pushed {
+            Ok(_) => self.outbox_changed.notify_one(),
+            Err(e) => self.set_error(format!(
+                "cannot write a result of job {} to the outbox: {e}",
+                result.job_id
+            )),
+        }
+    }
+
+    /// Resumes repeated jobs accepted before a restart.
+    fn resume(self: &Arc<Self>) {
+        let now = unix_now();
+        let records = match self.replay.prune_and_list(now) {
+            Ok(r) => r,
+            Err(e) => {
+                self.set_error(format!("cannot read the replay set: {e}"));
+                return;
+            }
+        };
+        for rec in records {
+            let Ok(signed) = serde_json::from_value::<SignedJob>(rec.signed) else {
+                continue;
+            };
+            // Re-check the approvals: the policy file may have changed since.
+            let Ok(job) = signed.verify(&self.policy, now) else {
+                continue;
+            };
+            let Some(r) = job.repeat_secs.filter(|r| *r > 0) else {
+                continue;
+            };
+            let next = if now <= job.not_before {
+                0
+            } else {
+                (now - job.not_before).div_ceil(r)
+            };
+            let at = job.not_before + next * r;
+            tracing::info!("resuming repeated job {} at run {next}", job.id);
+            let me = self.clone();
+            tokio::spawn(async move { me.schedule(job, next as u32, Some(at)).await });
+        }
+    }
+
+    // ---- delivery -----------------------------------------------------
+
+    async fn sender(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            let batch = self
+                .outbox
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .peek(32)
+                .unwrap_or_default();
+            if batch.is_empty() {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(60), self.outbox_changed.notified())
+                        .await;
+                continue;
+            }
+            let mut failed = false;
+            for entry in batch {
+                match self
+                    .post(self.node.endpoints.results.clone(), entry.body.clone())
+                    .await
+                {
+                    Ok((200..=299, _)) => {
+                        failures = 0;
+                        if let Err(e) = self
+                            .outbox
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .ack(entry.seq)
+                        {
+                            self.set_error(format!("cannot delete a delivered result: {e}"));
+                        }
+                    }
+                    Ok((status, body))
+                        if (400..500).contains(&status) && status != 408 && status != 429 =>
+                    {
+                        // The hub will never take this result; keeping it would block the rest.
+                        self.set_error(format!(
+                            "the hub rejected a result (HTTP {status}: {}); dropped it",
+                            body.trim()
+                        ));
+                        let _ = self
+                            .outbox
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .ack(entry.seq);
+                    }
+                    Ok((status, body)) => {
+                        self.set_error(format!(
+                            "the hub could not store a result (HTTP {status}: {}); will retry",
+                            body.trim()
+                        ));
+                        failed = true;
+                        break;
+                    }
+                    Err(e) => {
+                        self.set_error(format!("cannot deliver results: {e}; will retry"));
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                let d = backoff(Duration::from_secs(1), Duration::from_secs(300), failures);
+                failures = failures.saturating_add(1);
+                let _ = tokio::time::timeout(d, self.outbox_changed.notified()).await;
+            }
+        }
+    }
+
+    async fn heartbeat(self: Arc<Self>) {
+        loop {
+            let (depth, dropped) = {
+                let o = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+                (o.depth() as u64, o.dropped())
+            };
+            let st = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let hb = Heartbeat {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                uptime_secs: self.started.elapsed().as_secs(),
+                outbox_depth: depth,
+                outbox_dropped: dropped,
+                last_error: st.cert_problem.or(st.last_error),
+                policy_serial: Some(self.policy.serial),
+            };
+            let body = serde_json::to_vec(&hb).unwrap_or_default();
+            match self.post(self.node.endpoints.heartbeat.clone(), body).await {
+                Ok((200..=299, _)) => {}
+                Ok((s, b)) => tracing::warn!("heartbeat: HTTP {s}: {}", b.trim()),
+                Err(e) => tracing::warn!("heartbeat: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(self.cfg.heartbeat_secs)).await;
+        }
+    }
+
+    async fn report_gap(self: &Arc<Self>, report: GapReport) {
+        let body = serde_json::to_vec(&report).unwrap_or_default();
+        for attempt in 0..5 {
+            match self
+                .post(self.node.endpoints.gap.clone(), body.clone())
+                .await
+            {
+                Ok((200..=299, _)) => return,
+                Ok((s, b)) => tracing::warn!("gap report: HTTP {s}: {}", b.trim()),
+                Err(e) => tracing::warn!("gap report: {e}"),
+            }
+            tokio::time::sleep(backoff(
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+                attempt,
+            ))
+            .await;
+        }
+        self.set_error(format!("could not report a gap after {}", report.requested));
+    }
+
+    // ---- certificate --------------------------------------------------
+
+    async fn renewal(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            let cert = self.data.read_cert().ok().flatten().unwrap_or_default();
+            let validity = match certs::validity(&cert) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.set_error(format!("cannot read the node certificate: {e}"));
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                    continue;
+                }
+            };
+            let now = unix_now();
+            if validity.expired(now) {
+                let msg = format!(
+                    "the node certificate expired at {} (Unix time) while the node was offline; \
+                     the hub refuses it and renewal needs a valid one: re-enrol the node \
+                     (vantage-provision) to get a new certificate",
+                    validity.not_after
+                );
+                tracing::error!("{msg}");
+                self.state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .cert_problem = Some("certificate expired: re-enrol the node".into());
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&msg)]);
+                // Pick up a certificate written by a new enrolment.
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                self.reload_identity();
+                continue;
+            }
+            self.state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .cert_problem = None;
+            let at = validity.renew_at(fastrand::f64());
+            if at > now {
+                tokio::time::sleep(Duration::from_secs((at - now).min(3600))).await;
+                continue;
+            }
+            match self.renew().await {
+                Ok(()) => {
+                    failures = 0;
+                    tracing::info!("renewed the node certificate");
+                }
+                Err(e) => {
+                    self.set_error(format!("certificate renewal failed: {e}; will retry"));
+                    tokio::time::sleep(backoff(
+                        Duration::from_secs(60),
+                        Duration::from_secs(3600),
+                        failures,
+                    ))
+                    .await;
+                    failures = failures.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    async fn renew(self: &Arc<Self>) -> anyhow::Result<()> {
+        let key_pem = self
+            .data
+            .read_key()
+            .map_err(|e| anyhow!("{e}"))?
+            .ok_or_else(|| anyhow!("the node key is missing"))?;
+        let key =
+            vantage_provision::csr::NodeKey::from_pem(&key_pem).map_err(|e| anyhow!("{e}"))?;
+        let csr = key
+            .csr_pem(Some(&self.node.node_id))
+            .map_err(|e| anyhow!("{e}"))?;
+        let agent = self.hub();
+        let url = self.node.endpoints.renew.clone();
+        let issued = tokio::task::spawn_blocking(move || {
+            vantage_provision::enrol::renew(&agent, &url, &csr)
+        })
+        .await?
+        .map_err(|e| anyhow!("{e}"))?;
+        self.data
+            .store_issued(&issued.node, &issued.cert_pem, &issued.chain_pem)
+            .map_err(|e| anyhow!("{e}"))?;
+        self.reload_identity();
+        Ok(())
+    }
+
+    fn reload_identity(&self) {
+        if let Ok(id) = ClientIdentity::load(&self.data) {
+            *self.identity.write().unwrap_or_else(|p| p.into_inner()) = id;
+            *self.http.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    // ---- subscription -------------------------------------------------
+
+    fn start_subscription(self: &Arc<Self>) -> mpsc::Receiver<SubEvent> {
+        let (tx, rx) = mpsc::channel(64);
+        let last_id = std::fs::read_to_string(self.last_id_path())
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty());
+        let me = self.clone();
+        let sub = Subscription {
+            url: self.subscribe_url(),
+            cfg: self.cfg.subscribe.clone(),
+            last_id,
+            agent: Box::new(move |read_timeout| {
+                let id = me
+                    .identity
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                Ok(ureq::Agent::config_builder()
+                    .tls_config(client::tls_config(&me.ca, Some(&id)))
+                    .https_only(true)
+                    .http_status_as_error(false)
+                    .max_redirects(0)
+                    .user_agent(concat!("vantage-agent/", env!("CARGO_PKG_VERSION")))
+                    .timeout_connect(Some(Duration::from_secs(15)))
+                    .timeout_per_read(Some(read_timeout))
+                    .build()
+                    .new_agent())
+            }),
+        };
+        std::thread::Builder::new()
+            .name("subscribe".into())
+            .spawn(move || sub.run(tx))
+            .expect("spawning the subscription thread");
+        rx
+    }
+
+    async fn dispatch(self: Arc<Self>, mut rx: mpsc::Receiver<SubEvent>) {
+        while let Some(ev) = rx.recv().await {
+            match ev {
+                SubEvent::Connected(url) => {
+                    tracing::info!("subscribed: {url}");
+                    self.state
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .connected = true;
+                }
+                SubEvent::Lost(why) => {
+                    self.state
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .connected = false;
+                    self.set_error(format!("subscription: {why}"));
+                }
+                SubEvent::Message { id, data } => self.handle_message(id, data).await,
+                SubEvent::Gap { id, gap } => {
+                    tracing::warn!(
+                        "the hub lost messages after {} (oldest held: {})",
+                        gap.requested,
+                        gap.oldest
+                    );
+                    let me = self.clone();
+                    let report = GapReport {
+                        requested: gap.requested.clone(),
+                        oldest: Some(gap.oldest),
+                        detail: None,
+                    };
+                    tokio::spawn(async move { me.report_gap(report).await });
+                    if let Some(id) = id {
+                        let _ = crate::durable::write(&self.last_id_path(), id.as_bytes());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn systemd(self: Arc<Self>) {
+        let mut usec = 0u64;
+        let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
+        let period = if watchdog {
+            Duration::from_micros(usec / 2)
+        } else {
+            Duration::from_secs(30)
+        };
+        let mut last = String::new();
+        loop {
+            let mut states = Vec::new();
+            if watchdog {
+                states.push(sd_notify::NotifyState::Watchdog);
+            }
+            let text = self.status_text();
+            if text != last {
+                states.push(sd_notify::NotifyState::Status(&text));
+            }
+            if !states.is_empty() {
+                let _ = sd_notify::notify(false, &states);
+            }
+            last = text;
+            tokio::time::sleep(period.min(Duration::from_secs(10))).await;
+        }
+    }
+}
+
+fn refused_result(
+    node_id: &str,
+    job_id: &str,
+    kind: Option<vantage_proto::probe::ProbeKind>,
+    reason: &Refusal,
+) -> ProbeResult {
+    ProbeResult {
+        job_id: job_id.to_string(),
+        node_id: node_id.to_string(),
+        probe: kind,
+        started_ms: unix_ms(),
+        duration_ms: 0,
+        status: Status::Refused,
+        reason: Some(reason.to_string()),
+        code: Some(reason.code().to_string()),
+        data: Value::Null,
+        seq: 0,
+    }
+}
+
+/// `vantage-agent run`.
+pub fn main(cli: &Cli) -> ExitCode {
+    crate::logging::init();
+    let result = (|| -> anyhow::Result<()> {
+        let cfg = cli.load_config()?;
+        let agent = Arc::new(Agent::load(cfg)?);
+        // One thread is plenty for a node's probes; it keeps the idle footprint small.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(8)
+            .build()?;
+        rt.block_on(run(agent))
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            let _ = sd_notify::notify(
+                false,
+                &[sd_notify::NotifyState::Status(&format!("failed: {e:#}"))],
+            );
+            eprintln!("vantage-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
+    tracing::info!(
+        "vantage-agent {} starting as node {} (channels {})",
+        env!("CARGO_PKG_VERSION"),
+        agent.node.node_id,
+        agent.node.channels.join(",")
+    );
+    agent.resume();
+    let rx = agent.start_subscription();
+    tokio::spawn(agent.clone().dispatch(rx));
+    tokio::spawn(agent.clone().sender());
+    tokio::spawn(agent.clone().heartbeat());
+    tokio::spawn(agent.clone().renewal());
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tokio::spawn(agent.clone().systemd());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("stopping");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    Ok(())
+}

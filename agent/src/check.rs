@@ -1,0 +1,122 @@
+//! `vantage-agent check-config`: checks the configuration and the node's
+//! state and says what is wrong and how to fix it.
+
+use std::process::ExitCode;
+
+use vantage_provision::client::{ClientIdentity, PinnedCa};
+use vantage_provision::state::DataDir;
+
+use crate::certs::{self, unix_now};
+use crate::cli::Cli;
+
+/// Runs every check, prints one line per check; non-zero exit if any failed.
+pub fn main(cli: &Cli) -> ExitCode {
+    let mut failed = 0;
+    let mut report = |ok: Result<String, String>| match ok {
+        Ok(m) => println!("ok    {m}"),
+        Err(m) => {
+            failed += 1;
+            println!("FAIL  {m}");
+        }
+    };
+    let cfg = match cli.load_config() {
+        Ok(c) => {
+            report(Ok(format!("configuration {}", cli.config.display())));
+            c
+        }
+        Err(e) => {
+            report(Err(e.to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
+    report(
+        PinnedCa::load(&cfg.ca)
+            .map(|_| format!("network CA {}", cfg.ca.display()))
+            .map_err(|e| format!("{e}; the image ships it as /etc/vantage/ca.pem (setting: ca)")),
+    );
+    report(
+        crate::agent::load_policy(&cfg.policy)
+            .map(|p| {
+                format!(
+                    "approval policy {} (network {}, serial {}, {} of {} approvers)",
+                    cfg.policy.display(),
+                    p.network,
+                    p.serial,
+                    p.threshold,
+                    p.approvers.len()
+                )
+            })
+            .map_err(|e| format!("{e:#} (setting: policy)")),
+    );
+    if let Some(ta) = &cfg.trust_anchor {
+        report(
+            hickory_resolver::proto::dnssec::TrustAnchors::from_file(ta)
+                .map(|t| format!("DNSSEC trust anchors {} ({} keys)", ta.display(), t.len()))
+                .map_err(|e| {
+                    format!(
+                        "trust anchor file {}: {e} (setting: trust_anchor)",
+                        ta.display()
+                    )
+                }),
+        );
+    }
+    let data = DataDir::new(&cfg.data_dir);
+    match data.read_node() {
+        Ok(Some(n)) => report(Ok(format!(
+            "node {} enrolled, channels {}",
+            n.node_id,
+            n.channels.join(",")
+        ))),
+        Ok(None) => report(Err(format!(
+            "{} is missing: the node is not enrolled yet; vantage-provision enrols it",
+            data.node_path().display()
+        ))),
+        Err(e) => report(Err(format!("{e}"))),
+    }
+    match data.read_cert() {
+        Ok(Some(pem)) => match certs::validity(&pem) {
+            Ok(v) if v.expired(unix_now()) => report(Err(format!(
+                "the node certificate expired at {} (Unix time); re-enrol the node with vantage-provision",
+                v.not_after
+            ))),
+            Ok(v) => report(Ok(format!(
+                "node certificate valid for {} more hours",
+                (v.not_after - unix_now()) / 3600
+            ))),
+            Err(e) => report(Err(format!("{}: {e}", data.cert_path().display()))),
+        },
+        Ok(None) => report(Err(format!(
+            "{} is missing; vantage-provision writes it at enrolment",
+            data.cert_path().display()
+        ))),
+        Err(e) => report(Err(format!("{e}"))),
+    }
+    if data.cert_path().exists() {
+        report(
+            ClientIdentity::load(&data)
+                .map(|_| "client key and certificate load".to_string())
+                .map_err(|e| e.to_string()),
+        );
+    }
+    report(writable(&cfg.data_dir));
+    if failed == 0 {
+        println!("all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("{failed} check(s) failed");
+        ExitCode::FAILURE
+    }
+}
+
+fn writable(dir: &std::path::Path) -> Result<String, String> {
+    let probe = dir.join(".check-config");
+    crate::durable::write(&probe, b"x")
+        .and_then(|()| crate::durable::remove(&probe))
+        .map(|()| format!("data directory {} is writable", dir.display()))
+        .map_err(|e| {
+            format!(
+                "data directory {} is not writable: {e}; it must belong to the agent's user",
+                dir.display()
+            )
+        })
+}

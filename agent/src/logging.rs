@@ -1,0 +1,30 @@
+//! Logging: to journald when started by systemd, to stderr otherwise.
+
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_env("VANTAGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Logs to stderr (interactive commands).
+pub fn init_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Logs to journald when systemd started us (it sets `JOURNAL_STREAM`), else to stderr.
+pub fn init() {
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(layer) = tracing_journald::layer()
+    {
+        let _ = tracing_subscriber::registry()
+            .with(filter())
+            .with(layer.with_syslog_identifier("vantage-agent".into()))
+            .try_init();
+        return;
+    }
+    init_stderr();
+}

@@ -1,0 +1,202 @@
+//! The `http` probe: one GET or HEAD over HTTP or HTTPS, timed step by step
+//! (DNS, connect, TLS, first byte, total). The request is HTTP/1.0 so the
+//! response body is never chunked and ends with the connection.
+
+use std::time::{Duration, Instant};
+
+use ring::digest;
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use vantage_proto::probe::{HttpArgs, HttpMethod};
+
+use super::{Context, ProbeError, ms};
+
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Runs an `http` probe.
+pub async fn run(a: &HttpArgs, ctx: &Context) -> Result<Value, ProbeError> {
+    let url = url::Url::parse(&a.url).map_err(|e| ProbeError::Failed(format!("bad URL: {e}")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| ProbeError::Failed("URL has no host".into()))?
+        .trim_matches(['[', ']'])
+        .to_string();
+    let https = url.scheme() == "https";
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
+    let timeout = Duration::from_millis(a.timeout_ms.into());
+    let t0 = Instant::now();
+    let work = async {
+        let (tcp, peer, dns_ms, connect_ms) = super::connect(&host, port, a.af, ctx).await?;
+        let mut out = json!({
+            "url": a.url,
+            "peer": peer.to_string(),
+            "dns_ms": dns_ms,
+            "connect_ms": connect_ms,
+        });
+        let head_host = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
+            None => url.host_str().unwrap_or(&host).to_string(),
+        };
+        let mut path = url.path().to_string();
+        if let Some(q) = url.query() {
+            path = format!("{path}?{q}");
+        }
+        let method = match a.method {
+            HttpMethod::GET => "GET",
+            HttpMethod::HEAD => "HEAD",
+        };
+        let request = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {head_host}\r\nUser-Agent: vantage-agent/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        let exchanged = if https {
+            let sni = host
+                .parse::<std::net::IpAddr>()
+                .is_err()
+                .then_some(host.as_str());
+            let h = super::tls::handshake(tcp, peer, sni, vec![b"http/1.1".to_vec()]).await?;
+            out["tls_ms"] = json!(h.handshake_ms);
+            out["tls"] = super::tls::summary(&h);
+            exchange(h.stream, &request, a, t0).await?
+        } else {
+            exchange(tcp, &request, a, t0).await?
+        };
+        if let (Value::Object(o), Value::Object(e)) = (&mut out, exchanged) {
+            o.extend(e);
+        }
+        out["total_ms"] = json!(ms(t0.elapsed()));
+        Ok(out)
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| {
+        ProbeError::Timeout(format!("no complete response within {} ms", a.timeout_ms))
+    })?
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    request: &str,
+    a: &HttpArgs,
+    t0: Instant,
+) -> Result<Value, ProbeError> {
+    s.write_all(request.as_bytes())
+        .await
+        .map_err(|e| ProbeError::Failed(format!("sending the request: {e}")))?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut first_byte_ms = None;
+    let (status, reason, headers, head_len) = loop {
+        let mut chunk = [0u8; 4096];
+        let n = read_some(&mut s, &mut chunk).await?;
+        if n == 0 {
+            return Err(ProbeError::Failed(
+                "the server closed the connection before a complete response head".into(),
+            ));
+        }
+        first_byte_ms.get_or_insert_with(|| ms(t0.elapsed()));
+        buf.extend_from_slice(&chunk[..n]);
+        let mut hdrs = [httparse::EMPTY_HEADER; 96];
+        let mut resp = httparse::Response::new(&mut hdrs);
+        match resp.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let picked = pick_headers(resp.headers, &a.headers);
+                let length = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| {
+                        std::str::from_utf8(h.value)
+                            .ok()?
+                            .trim()
+                            .parse::<u64>()
+                            .ok()
+                    });
+                break (
+                    resp.code.unwrap_or(0),
+                    resp.reason.unwrap_or("").to_string(),
+                    (picked, length),
+                    len,
+                );
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
+            Ok(httparse::Status::Partial) => {
+                return Err(ProbeError::Failed(format!(
+                    "response head larger than {MAX_HEAD} bytes"
+                )));
+            }
+            Err(e) => return Err(ProbeError::Failed(format!("malformed response: {e}"))),
+        }
+    };
+    let (picked, content_length) = headers;
+    let cap = a.max_body as usize;
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut body_len = 0usize;
+    let mut truncated = false;
+    let head_only = matches!(a.method, HttpMethod::HEAD) || status == 204 || status == 304;
+    let mut pending = buf.split_off(head_len);
+    if !head_only {
+        loop {
+            let room = cap - body_len;
+            if pending.len() > room {
+                pending.truncate(room);
+                truncated = true;
+            }
+            ctx.update(&pending);
+            body_len += pending.len();
+            if truncated || content_length.is_some_and(|l| body_len as u64 >= l) {
+                break;
+            }
+            let mut chunk = [0u8; 8192];
+            let n = read_some(&mut s, &mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            pending = chunk[..n].to_vec();
+        }
+    }
+    let hash = ctx.finish();
+    let mut out = json!({
+        "status": status,
+        "reason": reason,
+        "headers": picked,
+        "first_byte_ms": first_byte_ms,
+    });
+    if !head_only {
+        out["body_bytes"] = json!(body_len);
+        out["body_truncated"] = json!(truncated);
+        out["body_sha256"] = json!(
+            hash.as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        if let Some(l) = content_length {
+            out["content_length"] = json!(l);
+        }
+    }
+    Ok(out)
+}
+
+async fn read_some<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8]) -> Result<usize, ProbeError> {
+    match s.read(buf).await {
+        Ok(n) => Ok(n),
+        // Many servers close TLS without close_notify; what was read is complete.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        Err(e) => Err(ProbeError::Failed(format!("reading the response: {e}"))),
+    }
+}
+
+fn pick_headers(have: &[httparse::Header<'_>], wanted: &[String]) -> Value {
+    let mut out = Map::new();
+    for w in wanted {
+        let values: Vec<String> = have
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(w))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            .collect();
+        if !values.is_empty() {
+            out.insert(w.to_ascii_lowercase(), json!(values.join(", ")));
+        }
+    }
+    Value::Object(out)
+}

@@ -1,0 +1,220 @@
+//! The subscription: one long-lived HTTPS request to the hub (or to nginx +
+//! Nchan serving the same channels), read on a dedicated thread with ureq and
+//! decoded with the protocol's bounded event-stream decoder. Events go to the
+//! async side over a channel. Reconnects with exponential backoff and jitter;
+//! a connection silent for longer than the keep-alive timeout is dropped.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use vantage_proto::node::GapEvent;
+use vantage_proto::sse::{Decoder, Frame};
+
+use crate::config::{Subscribe, SubscribeMode};
+
+/// What the subscription reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubEvent {
+    /// A message (an envelope, or a bare signed job with the Nchan template) with its event id.
+    Message {
+        /// The event id to persist once handled.
+        id: Option<String>,
+        /// The data lines.
+        data: String,
+    },
+    /// The server reported events lost between the client's last id and `oldest`.
+    Gap {
+        /// The event id of the gap event itself.
+        id: Option<String>,
+        /// The gap.
+        gap: GapEvent,
+    },
+    /// Connected (HTTP 200) to the given URL.
+    Connected(String),
+    /// The connection ended or failed, with why.
+    Lost(String),
+}
+
+/// Builds an HTTPS agent for one connection attempt (so a renewed certificate is picked up).
+pub type AgentFactory = Box<dyn Fn(Duration) -> Result<ureq::Agent, String> + Send>;
+
+/// The subscription loop's settings.
+pub struct Subscription {
+    /// Subscriber URL with the channels filled in.
+    pub url: String,
+    /// Settings from `[subscribe]`.
+    pub cfg: Subscribe,
+    /// The last event id handled (persisted by the caller).
+    pub last_id: Option<String>,
+    /// Makes the agent for each connection.
+    pub agent: AgentFactory,
+}
+
+/// The delay before reconnect attempt `attempt` (0-based): doubling from
+/// `min` up to `max`, then a uniformly random part of it (full jitter, at least half).
+pub fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
+    let base = min
+        .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+        .min(max);
+    base.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+impl Subscription {
+    /// Runs forever on the calling thread, sending events to `tx`; returns when `tx` closes.
+    pub fn run(mut self, tx: mpsc::Sender<SubEvent>) {
+        let mut attempt = 0u32;
+        loop {
+            let started = Instant::now();
+            let outcome = self.connect_once(&tx);
+            if tx.is_closed() {
+                return;
+            }
+            let reason = match outcome {
+                Ok(()) => "the server closed the stream".to_string(),
+                Err(e) => e,
+            };
+            // A long-poll that ends normally reconnects at once.
+            if self.cfg.mode == SubscribeMode::LongPoll && reason == "poll complete" {
+                attempt = 0;
+                continue;
+            }
+            if tx.blocking_send(SubEvent::Lost(reason)).is_err() {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                attempt = 0;
+            }
+            let delay = backoff(
+                Duration::from_secs(self.cfg.min_backoff_secs),
+                Duration::from_secs(self.cfg.max_backoff_secs),
+                attempt,
+            );
+            attempt = attempt.saturating_add(1);
+            std::thread::sleep(delay);
+        }
+    }
+
+    fn request_url(&self) -> String {
+        match self.cfg.mode {
+            SubscribeMode::EventStream => self.url.clone(),
+            SubscribeMode::LongPoll => {
+                let sep = if self.url.contains('?') { '&' } else { '?' };
+                format!(
+                    "{}{sep}mode=poll&timeout={}",
+                    self.url, self.cfg.poll_timeout_secs
+                )
+            }
+        }
+    }
+
+    fn connect_once(&mut self, tx: &mpsc::Sender<SubEvent>) -> Result<(), String> {
+        let read_timeout = match self.cfg.mode {
+            SubscribeMode::EventStream => Duration::from_secs(self.cfg.keepalive_timeout_secs),
+            SubscribeMode::LongPoll => Duration::from_secs(
+                self.cfg
+                    .keepalive_timeout_secs
+                    .max(self.cfg.poll_timeout_secs + 15),
+            ),
+        };
+        let agent = (self.agent)(read_timeout)?;
+        let url = self.request_url();
+        let mut req = agent.get(&url).header("Accept", "text/event-stream");
+        if let Some(id) = &self.last_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = req
+            .call()
+            .map_err(|e| format!("connecting to {url}: {e}"))?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let mut body = String::new();
+            let _ = resp
+                .into_body()
+                .into_reader()
+                .take(2048)
+                .read_to_string(&mut body);
+            return Err(format!("{url} answered HTTP {status}: {}", body.trim()));
+        }
+        if tx.blocking_send(SubEvent::Connected(url.clone())).is_err() {
+            return Ok(());
+        }
+        let mut decoder = Decoder::default().with_last_id(self.last_id.clone());
+        let mut reader = resp.into_body().into_reader();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => {
+                    return match self.cfg.mode {
+                        SubscribeMode::LongPoll => Err("poll complete".into()),
+                        SubscribeMode::EventStream => Ok(()),
+                    };
+                }
+                Ok(n) => n,
+                Err(e) if is_timeout(&e) => {
+                    return Err(format!(
+                        "no data or keep-alive for {} s; reconnecting",
+                        read_timeout.as_secs()
+                    ));
+                }
+                Err(e) => return Err(format!("reading the stream: {e}")),
+            };
+            for frame in decoder.feed(&buf[..n]) {
+                match frame {
+                    Ok(Frame::Event(ev)) => {
+                        let out = if ev.event.as_deref() == Some("gap") {
+                            match serde_json::from_str::<GapEvent>(&ev.data) {
+                                Ok(gap) => SubEvent::Gap {
+                                    id: ev.id.clone(),
+                                    gap,
+                                },
+                                Err(e) => {
+                                    tracing::warn!("unreadable gap event {:?}: {e}", ev.data);
+                                    continue;
+                                }
+                            }
+                        } else {
+                            SubEvent::Message {
+                                id: ev.id.clone(),
+                                data: ev.data,
+                            }
+                        };
+                        self.last_id = ev.id.or(self.last_id.take());
+                        if tx.blocking_send(out).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(Frame::Comment(_)) => {}
+                    Err(e) => tracing::warn!("event stream: {e}"),
+                }
+            }
+        }
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+    ) {
+        return true;
+    }
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("timeout") || text.contains("timed out")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let min = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        for attempt in 0..30 {
+            let d = backoff(min, max, attempt);
+            let base = Duration::from_secs(1u64 << attempt.min(6)).min(max);
+            assert!(d >= base / 2 && d <= base, "{attempt}: {d:?} vs {base:?}");
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Verification of every order before anything runs: the network's approval
+//! policy (signatures, expiry, allowlist, limits), then this node's checks
+//! (replay, targeting, the owner's allowlist).
+
+use vantage_proto::channel::NodeAttrs;
+use vantage_proto::job::{Job, Refusal, SignedJob};
+use vantage_proto::policy::Policy;
+use vantage_proto::probe::ProbeKind;
+
+use crate::replay::ReplaySet;
+
+/// What an order is checked against.
+pub struct Verifier<'a> {
+    /// The approval policy shipped with the image.
+    pub policy: &'a Policy,
+    /// This node's attributes (for the job's selection).
+    pub attrs: &'a NodeAttrs,
+    /// Probe kinds the owner allows.
+    pub allowed: &'a [String],
+    /// Jobs already accepted.
+    pub replay: &'a ReplaySet,
+}
+
+impl Verifier<'_> {
+    /// Runs every check at `now` (Unix seconds) and returns the job if it may run.
+    pub fn check(&self, signed: &SignedJob, now: u64) -> Result<Job, Refusal> {
+        let job = signed.verify(self.policy, now)?;
+        if self.replay.contains(&job.id) {
+            return Err(Refusal::Replayed(job.id));
+        }
+        if !job.select.matches(self.attrs) {
+            return Err(Refusal::NotTargeted(format!(
+                "node {} is not selected",
+                self.attrs.node_id
+            )));
+        }
+        let kind: ProbeKind = job.probe.kind();
+        if !self.allowed.iter().any(|k| k == kind.as_str()) {
+            return Err(Refusal::KindNotOnAllowlist(kind));
+        }
+        Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::Record;
+    use serde_json::{Value, json};
+    use vantage_proto::policy::{Approver, Limits};
+    use vantage_proto::sign::ApproverKey;
+
+    fn keys() -> Vec<ApproverKey> {
+        (1..=4u8)
+            .map(|i| ApproverKey::from_seed(&[i; 32]).unwrap())
+            .collect()
+    }
+
+    fn policy(k: &[ApproverKey]) -> Policy {
+        Policy {
+            serial: 1,
+            network: "t".into(),
+            threshold: 2,
+            approvers: k[..3]
+                .iter()
+                .enumerate()
+                .map(|(i, k)| Approver {
+                    name: format!("a{i}"),
+                    key: k.public_key(),
+                })
+                .collect(),
+            allowed_probes: ProbeKind::ALL.to_vec(),
+            limits: Limits::default(),
+        }
+    }
+
+    fn attrs() -> NodeAttrs {
+        NodeAttrs {
+            node_id: "n-0000000001".into(),
+            country: "DE".into(),
+            continent: Some("EU".into()),
+            asn: None,
+            tags: vec![],
+        }
+    }
+
+    const NOW: u64 = 1_764_013_300;
+
+    fn job(id: &str, select: Value, cmd: &str) -> Value {
+        let probe = match cmd {
+            "ping" => json!({"cmd": "ping", "args": {"host": "192.0.2.1"}}),
+            _ => json!({"cmd": "dns", "args": {"name": "example.com"}}),
+        };
+        json!({"v": 1, "id": id, "probe": probe, "select": select, "limit": null,
+               "not_before": NOW - 100, "expires": NOW + 3000, "spread_secs": 0,
+               "repeat_secs": null, "proposer": "alice"})
+    }
+
+    fn signed(job: Value, by: &[&ApproverKey]) -> SignedJob {
+        let signatures = by.iter().map(|k| k.sign_job(&job).unwrap()).collect();
+        SignedJob { job, signatures }
+    }
+
+    fn check(s: &SignedJob, allowed: &[&str], replay: &ReplaySet) -> Result<Job, Refusal> {
+        let k = keys();
+        let p = policy(&k);
+        let a = attrs();
+        let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+        Verifier {
+            policy: &p,
+            attrs: &a,
+            allowed: &allowed,
+            replay,
+        }
+        .check(s, NOW)
+    }
+
+    #[test]
+    fn refusals_have_codes() {
+        let d = tempfile::tempdir().unwrap();
+        let replay = ReplaySet::open(d.path()).unwrap();
+        let k = keys();
+        let all = ["dns", "ping"];
+        let good = signed(job("j1", json!({"country": "DE"}), "dns"), &[&k[0], &k[1]]);
+        assert_eq!(check(&good, &all, &replay).unwrap().id, "j1");
+
+        let code = |s: &SignedJob, allowed: &[&str]| check(s, allowed, &replay).unwrap_err().code();
+        let mut forged = good.clone();
+        forged.job["id"] = json!("j1-changed");
+        assert_eq!(code(&forged, &all), "forged-signature");
+        let few = signed(job("j2", json!("everyone"), "dns"), &[&k[0]]);
+        assert_eq!(code(&few, &all), "too-few-approvals");
+        let unknown = signed(job("j3", json!("everyone"), "dns"), &[&k[0], &k[3]]);
+        assert_eq!(code(&unknown, &all), "unknown-approver");
+        let mut old = job("j4", json!("everyone"), "dns");
+        old["expires"] = json!(NOW - 1);
+        assert_eq!(code(&signed(old, &[&k[0], &k[1]]), &all), "expired");
+        let elsewhere = signed(job("j5", json!({"country": "FR"}), "dns"), &[&k[0], &k[1]]);
+        assert_eq!(code(&elsewhere, &all), "not-targeted");
+        let ping = signed(job("j6", json!("everyone"), "ping"), &[&k[0], &k[1]]);
+        assert_eq!(code(&ping, &["dns"]), "kind-not-allowed");
+        replay
+            .insert(
+                "j1",
+                &Record {
+                    expires: NOW + 3000,
+                    signed: json!({}),
+                },
+            )
+            .unwrap();
+        assert_eq!(code(&good, &all), "replayed");
+    }
+}
