@@ -37,6 +37,14 @@ fn enrols_with_token_scrubs_it_and_then_does_nothing() {
             .iter()
             .any(|c| c == "tag.fiber")
     );
+    assert!(
+        n["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "ct.EU"),
+        "{n}"
+    );
 
     // The token line is gone, every other line (comments included) kept.
     let scrubbed = node.config();

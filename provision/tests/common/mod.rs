@@ -307,6 +307,7 @@ pub fn settings(hub: &str, token: Option<&str>) -> String {
          hub = \"{hub}\"\n\
          {token}\
          country = \"DE\"   # Germany\n\
+         continent = \"EU\"\n\
          city = \"Berlin\"\n\
          tags = [\"fiber\"]\n\
          hostname = \"pi-kitchen\"\n"
