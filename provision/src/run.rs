@@ -14,7 +14,7 @@ use std::time::Duration;
 use vantage_proto::enrol::EnrolRequest;
 
 use crate::cert::CertInfo;
-use crate::client::{self, ClientError, PinnedCa, Timeouts};
+use crate::client::{self, PinnedCa, Timeouts};
 use crate::clock;
 use crate::config::{self, Settings};
 use crate::csr::{CsrError, NodeKey};
@@ -174,7 +174,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
         }
     };
 
-    let ca = match load_ca(&opts.ca) {
+    let ca = match PinnedCa::load(&opts.ca) {
         Ok(ca) => ca,
         Err(e) => {
             let f = Fatal::Broken(format!(
@@ -519,10 +519,6 @@ fn scrub_token(path: &Path) -> std::io::Result<()> {
         log("the used token was removed from vantage.toml");
     }
     Ok(())
-}
-
-fn load_ca(path: &Path) -> Result<PinnedCa, ClientError> {
-    PinnedCa::load(path)
 }
 
 fn enrolled(node: &NodeState, note: Option<String>) -> Status {
