@@ -686,11 +686,16 @@ impl Agent {
         }
     }
 
+    /// Watchdog pings and status text for systemd; nothing (and no wake-ups)
+    /// when not started by systemd.
     async fn systemd(self: Arc<Self>) {
+        if std::env::var_os("NOTIFY_SOCKET").is_none() {
+            return;
+        }
         let mut usec = 0u64;
         let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
         let period = if watchdog {
-            Duration::from_micros(usec / 2)
+            Duration::from_micros(usec / 2).min(Duration::from_secs(30))
         } else {
             Duration::from_secs(30)
         };
@@ -708,7 +713,7 @@ impl Agent {
                 let _ = sd_notify::notify(false, &states);
             }
             last = text;
-            tokio::time::sleep(period.min(Duration::from_secs(10))).await;
+            tokio::time::sleep(period).await;
         }
     }
 }

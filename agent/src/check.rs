@@ -99,6 +99,11 @@ pub fn main(cli: &Cli) -> ExitCode {
         );
     }
     report(writable(&cfg.data_dir));
+    if nix::unistd::geteuid().is_root() {
+        println!(
+            "note  running as root; on a node the agent runs as user vantage with CAP_NET_RAW for ping and traceroute"
+        );
+    }
     if failed == 0 {
         println!("all checks passed");
         ExitCode::SUCCESS

@@ -33,15 +33,21 @@ fn repo_root() -> PathBuf {
         .into()
 }
 
-/// The hub binary, built next to the agent's (built on first use if missing).
+/// The hub binary, next to the agent's (built on first use if missing, in
+/// the same profile).
 pub fn hub_bin() -> PathBuf {
     static BUILD: Once = Once::new();
-    let path = Path::new(AGENT).parent().unwrap().join("vantage-hub");
+    let dir = Path::new(AGENT).parent().unwrap();
+    let path = dir.join("vantage-hub");
     BUILD.call_once(|| {
         if !path.exists() {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut args = vec!["build", "-p", "vantage-hub"];
+            if dir.ends_with("release") {
+                args.push("--release");
+            }
             let ok = Command::new(cargo)
-                .args(["build", "-p", "vantage-hub"])
+                .args(&args)
                 .current_dir(repo_root())
                 .status()
                 .unwrap()
@@ -91,6 +97,7 @@ pub struct Hub {
     pub port: u16,
     /// Approvers 0..3 are in the policy (threshold 2); key 3 is unknown to it.
     pub keys: Vec<ApproverKey>,
+    pub serve_args: Vec<String>,
 }
 
 impl Hub {
@@ -107,6 +114,11 @@ impl Hub {
     }
 
     pub fn start() -> Hub {
+        Hub::start_with(&["--keepalive-secs", "1"])
+    }
+
+    /// Starts a hub with extra `serve` arguments.
+    pub fn start_with(serve_args: &[&str]) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let keys = approver_keys();
         let policy = json!({"policy": {"serial": 1, "network": "test", "threshold": 2,
@@ -120,6 +132,7 @@ impl Hub {
             url: String::new(),
             port: 0,
             keys,
+            serve_args: serve_args.iter().map(|s| s.to_string()).collect(),
         };
         let out = hub.cli(&[
             "init",
