@@ -18,6 +18,12 @@ BINS=(vantage-agent vantage-provision)
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 remap="--remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$PWD=/vantage"
 
+# Build time baked into a binary (vantage-provision's clock check) comes from
+# the last commit, not the clock of the build machine.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ] && epoch=$(git log -1 --format=%ct 2>/dev/null); then
+  export SOURCE_DATE_EPOCH=$epoch
+fi
+
 target_args=()
 for t in $TARGETS; do
   target_args+=(--target "$t")
