@@ -210,10 +210,10 @@ def qemu_part(run, args, cache, work, fx):
             "/usr/bin/vantage-agent": ((bins / "vantage-agent").read_bytes(), 0o755),
             "/usr/bin/vantage-provision": ((bins / "vantage-provision").read_bytes(), 0o755),
         }
-        overlays = [REPO / "image/overlay",
+        overlays = [Path(args.overlay),
                     REPO / "image/buildroot/board/vantage/rootfs-overlay/etc/systemd/network",
                     HERE / "rootfs"]
-        expect(overlays[0].is_dir(), "image/overlay missing")
+        expect(overlays[0].is_dir(), f"{args.overlay} missing")
         # The board's network file lives below etc/systemd/network of its overlay.
         net = work / "netoverlay/etc/systemd/network"
         net.mkdir(parents=True, exist_ok=True)
@@ -496,6 +496,8 @@ def main():
     ap.add_argument("--work", default=os.environ.get("VQ_WORK", REPO / "build/qemu-run"))
     ap.add_argument("--bin-dir", default=REPO / "out/bin")
     ap.add_argument("--hub-bin", default=REPO / "target/debug/vantage-hub")
+    ap.add_argument("--overlay", default=REPO / "image/overlay",
+                    help="root file system overlay of the image (default image/overlay)")
     args = ap.parse_args()
     work = Path(args.work).resolve()
     if work.exists():
