@@ -247,11 +247,15 @@ def qemu_part(run, args, cache, work, fx):
 
     def first_boot():
         g = boot()
-        ready = g.wait_console(r"VQ-READY boot=(\S+)", 300, "multi-user (VQ-READY)")
-        t_ready = g.uptime()
-        nodes = wait_for(lambda: [n for n in hub.nodes() if n.get("status") == "online"],
-                         180, "node online at the hub")
+        # The hub is watched while the guest boots, so the time to enrolment
+        # is when the hub first shows the node online.
+        def online():
+            g.alive("enrolment")
+            return [n for n in hub.nodes() if n.get("status") == "online"]
+        nodes = wait_for(online, 300, "node online at the hub", interval=0.5)
         t_enrolled = g.uptime()
+        ready = g.wait_console(r"VQ-READY boot=(\S+)", 120, "multi-user (VQ-READY)")
+        t_ready = g.uptime()
         expect(len(hub.nodes()) == 1, f"expected one node, hub has {hub.nodes()}")
         n = nodes[0]
         st["node"] = n["id"]
@@ -369,7 +373,7 @@ def qemu_part(run, args, cache, work, fx):
 
     def power_cut():
         g = run.guest
-        delay = 40
+        delay = 25
         jid = f"vq-outbox-{int(time.time())}"
         hub.submit(jobs.signed_job(job(jid, {"cmd": "tcp", "args": {"host": WWW_IP, "port": 80}},
                                        node, not_before=int(time.time()) + delay), [alice, bob]))
@@ -385,7 +389,7 @@ def qemu_part(run, args, cache, work, fx):
         g.wait_console(r"VQ-READY", 300, "multi-user after the power cut")
         r = one_result(hub, jid, 180, "result held in the outbox over the power cut")
         expect(r.get("status") == "ok", f"outbox result: {r}")
-        time.sleep(5)
+        wait_for(lambda: not g.check("outbox")[1].strip(), 60, "outbox emptied after delivery")
         expect(len(hub.results(jid)) == 1, "the outbox result arrived more than once")
         return {"outbox": len(outbox.splitlines())}
 
@@ -499,6 +503,8 @@ def main():
     ap.add_argument("--overlay", default=REPO / "image/overlay",
                     help="root file system overlay of the image (default image/overlay)")
     args = ap.parse_args()
+    # mkfs.*, sfdisk, depmod and update-binfmts live in sbin.
+    os.environ["PATH"] += ":/usr/local/sbin:/usr/sbin:/sbin"
     work = Path(args.work).resolve()
     if work.exists():
         shutil.rmtree(work)
