@@ -177,6 +177,23 @@ for u in vantage-agent vantage-provision; do
   fi
 done
 
+echo "== post-build.sh"
+tgt=$work/target
+mkdir -p "$tgt/usr/lib" "$work/settings"
+printf 'NAME=Buildroot\nVERSION_ID=2026.02.3\n' > "$tgt/usr/lib/os-release"
+echo "https://hub.example.org:8443" > "$work/settings/hub-url"
+printf -- '-----BEGIN CERTIFICATE-----\nstand-in\n-----END CERTIFICATE-----\n' > "$work/settings/ca.pem"
+echo '{"policy": {"serial": 1}, "signatures": []}' > "$work/settings/policy.json"
+if log=$(VANTAGE_SETTINGS=$work/settings "$BR/board/vantage/post-build.sh" "$tgt" rpi4 2>&1); then
+  ok "post-build.sh rpi4 ran"
+  check "post-build: CA, policy and mount points in place" test -s "$tgt/etc/vantage/ca.pem" -a -s "$tgt/etc/vantage/policy.json" -a -d "$tgt/boot/firmware" -a -d "$tgt/var/lib/vantage"
+  check "post-build: os-release names the board" grep -qx 'IMAGE_ID=vantage-rpi4' "$tgt/usr/lib/os-release"
+else
+  bad "post-build.sh:"; echo "$log"
+fi
+rm -rf "$work/settings"
+check "post-build.sh refuses to build without the hub settings" bash -c "! VANTAGE_SETTINGS='$work/none' '$BR/board/vantage/post-build.sh' '$tgt' rpi4 2>/dev/null"
+
 echo "== SD-card layout (post-image.sh + genimage with stand-in boot files)"
 bin=$work/images
 mkdir -p "$bin/rpi-firmware" "$work/build"

@@ -178,7 +178,7 @@ async fn route(
             let node = require_node(hub, caller).await?;
             let channels = subscription_channels(hub, &node, list).await?;
             touch(hub, &node, peer, None).await;
-            stream::subscribe(hub.clone(), node, caller_serial(caller), channels, &req).await
+            stream::subscribe(hub.clone(), node, caller_cert(caller), channels, &req).await
         }
         (&Method::POST, ["v1", "results"]) => {
             let node = require_node(hub, caller).await?;
@@ -214,8 +214,16 @@ async fn route(
         }
         (&Method::GET, ["v1", "nodes"]) => {
             require_operator(hub, caller).await?;
-            let nodes = hub.db(|db| db.nodes()).await?;
-            let list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
+            let (nodes, pending) = hub
+                .db(|db| Ok((db.nodes()?, db.pending_by_prefix("")?)))
+                .await?;
+            let mut list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
+            list.extend(
+                pending
+                    .iter()
+                    .filter(|p| p.node_id.is_none())
+                    .map(pending_json),
+            );
             Ok(json_resp(StatusCode::OK, &list))
         }
         (&Method::GET, ["v1", "nodes", id]) => {
@@ -251,10 +259,12 @@ async fn route(
     }
 }
 
-fn caller_serial(c: &Caller) -> String {
+fn caller_cert(c: &Caller) -> (String, i64) {
     match c {
-        Caller::Known { serial, .. } => serial.clone(),
-        _ => String::new(),
+        Caller::Known {
+            serial, not_after, ..
+        } => (serial.clone(), *not_after),
+        _ => (String::new(), 0),
     }
 }
 
@@ -324,6 +334,10 @@ async fn require_operator(hub: &Arc<Hub>, caller: &Caller) -> Result<String, Api
 
 async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<String>) {
     let (node, addr) = (node.to_string(), peer.ip().to_string());
+    if version.is_none() {
+        lock(&hub.seen).insert(node, addr);
+        return;
+    }
     if let Err(e) = hub
         .db(move |db| db.touch_node(&node, now(), Some(&addr), version.as_deref()))
         .await
@@ -445,7 +459,29 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
                     ta.tags.clone()
                 },
             };
-            let node = issue_node(hub, &key, attrs, "token", &addr, Some(hash), None).await?;
+            let node = match issue_node(hub, &key, attrs, "token", &addr, Some(hash.clone()), None)
+                .await
+            {
+                Ok(n) => n,
+                Err(e) if e.status == StatusCode::CONFLICT => {
+                    // A concurrent request bound the token first: the same key gets that node.
+                    let fp = key.fingerprint.clone();
+                    let found = hub
+                        .db(move |db| {
+                            let Some(id) = db
+                                .token(&hash)?
+                                .filter(|r| r.used_fp.as_deref() == Some(fp.as_str()))
+                                .and_then(|r| r.node_id)
+                            else {
+                                return Ok(None);
+                            };
+                            db.node(&id)
+                        })
+                        .await?;
+                    found.ok_or(e)?
+                }
+                Err(e) => return Err(e),
+            };
             json_resp(StatusCode::OK, &issued_response(hub, &node))
         }
         None => {
@@ -465,9 +501,21 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
                 attrs.clone(),
                 addr.clone(),
             );
+            let max = hub.cfg.max_pending;
             let row = hub
-                .db(move |db| db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)))
-                .await?;
+                .db(move |db| {
+                    if db.pending(&fp)?.is_none() && db.pending_open_count()? >= max {
+                        return Ok(None);
+                    }
+                    db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)).map(Some)
+                })
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many enrolments are waiting for approval; ask the hub admin, or enrol with a token",
+                    )
+                })?;
             if let Some(id) = row.node_id {
                 let node = hub
                     .db(move |db| db.node(&id))
@@ -548,6 +596,13 @@ async fn issue_node(
             Ok(ok)
         })
         .await?;
+    if !bound && via == "approved" {
+        // A concurrent poll of the same node issued it first.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this enrolment was just issued to a concurrent request; poll again",
+        ));
+    }
     if !bound {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -605,8 +660,12 @@ async fn subscription_channels(
             allowed.join(",")
         )));
     }
-    let mut out = wanted;
-    out.dedup();
+    let mut out: Vec<String> = Vec::with_capacity(wanted.len());
+    for c in wanted {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
     Ok(out)
 }
 
@@ -644,8 +703,30 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
             );
         }
     };
-    let jid = job.id.clone();
-    if hub.db(move |db| db.job(&jid)).await?.is_some() {
+    let target = job.probe.target();
+    let (jid, tg) = (job.id.clone(), target.clone());
+    let (exists, recent) = hub
+        .db(move |db| {
+            Ok((
+                db.job(&jid)?.is_some(),
+                db.jobs_for_target(&tg, now() - 3600)?,
+            ))
+        })
+        .await?;
+    let per_hour = u64::from(policy.limits.max_jobs_per_target_per_hour);
+    if recent >= per_hour {
+        return refuse(
+            hub,
+            ApiError {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!(
+                    "over limit: {recent} jobs against {target} in the last hour; the policy allows {per_hour}"
+                ),
+                code: Some("over-limit"),
+            },
+        );
+    }
+    if exists {
         return refuse(
             hub,
             ApiError::new(
@@ -682,6 +763,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         signers,
         channels: channels.clone(),
         nodes: nodes.clone(),
+        target,
     };
     let payload = serde_json::to_string(&signed).expect("serialises");
     let seq = hub.publish(channels.clone(), payload, Some(record)).await?;
@@ -721,9 +803,17 @@ async fn resolve(
 }
 
 fn online(hub: &Hub, n: &NodeRow) -> bool {
-    hub.is_subscribed(&n.id)
+    hub.is_present(&n.id)
         || n.last_seen
             .is_some_and(|t| now() - t <= hub.cfg.online_window.as_secs() as i64)
+}
+
+/// A pending enrolment as a registry entry (status `pending`, no id yet).
+pub fn pending_json(p: &crate::db::PendingRow) -> Value {
+    json!({"id": null, "status": "pending", "key_fingerprint": p.fingerprint,
+           "country": p.declared.country, "continent": p.declared.continent,
+           "asn": p.declared.asn, "tags": p.declared.tags, "address": p.address,
+           "requested": p.created, "last_poll": p.last_poll, "approved": p.approved})
 }
 
 /// Status word of a node for the registry.
@@ -886,11 +976,30 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
     let Value::Object(map) = &s else {
         unreachable!("stats is an object")
     };
+    // Totals since start are counters; the rest describe the present.
+    const COUNTERS: [&str; 10] = [
+        "requests",
+        "rate_limited",
+        "connections_refused",
+        "jobs_accepted",
+        "jobs_refused",
+        "events_sent",
+        "results_stored",
+        "results_duplicate",
+        "enrolments",
+        "uptime_secs",
+    ];
     for (k, v) in map {
         if let Some(n) = v.as_u64() {
-            out.push_str(&format!(
-                "# TYPE vantage_hub_{k} gauge\nvantage_hub_{k} {n}\n"
-            ));
+            if COUNTERS.contains(&k.as_str()) {
+                out.push_str(&format!(
+                    "# TYPE vantage_hub_{k}_total counter\nvantage_hub_{k}_total {n}\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "# TYPE vantage_hub_{k} gauge\nvantage_hub_{k} {n}\n"
+                ));
+            }
         }
     }
     out.push_str("# TYPE vantage_hub_channel_subscribers gauge\n");
@@ -903,6 +1012,9 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
         out.push_str(&format!(
             "vantage_hub_channel_subscribers{{channel=\"{c}\"}} {n}\n"
         ));
+    }
+    if let Some(n) = hub.nchan.get() {
+        out.push_str(&n.metrics_text());
     }
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
@@ -934,4 +1046,35 @@ pub fn issue_operator(
         &json!({"serial": issued.serial}),
     )?;
     Ok((issued, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vantage_proto::envelope::Envelope;
+    use vantage_proto::sse::{Decoder, Frame};
+
+    #[test]
+    fn event_frames_carry_protocol_envelopes() {
+        let job =
+            json!({"job": {"v": 1, "id": "j1"}, "signatures": [{"key_id": "00", "sig": "AA=="}]});
+        let frame = event_frame(42, "cc.DE", 1_343_000_000, &job.to_string());
+        let mut dec = Decoder::new(1 << 16, 1 << 20);
+        let frames = dec.feed(&frame);
+        let [Ok(Frame::Event(ev))] = frames.as_slice() else {
+            panic!("one event expected: {frames:?}")
+        };
+        assert_eq!(ev.id.as_deref(), Some("42"));
+        let env = Envelope::from_json(&ev.data).unwrap();
+        assert_eq!((env.id, env.channel.as_str()), (42, "cc.DE"));
+        assert_eq!(env.time, "Sun, 22 Jul 2012 23:33:20 GMT");
+        assert_eq!(serde_json::to_value(&env.payload).unwrap(), job);
+    }
+
+    #[test]
+    fn node_status_words() {
+        assert_eq!(node_status(true, true), "revoked");
+        assert_eq!(node_status(false, true), "online");
+        assert_eq!(node_status(false, false), "offline");
+    }
 }

@@ -86,4 +86,14 @@ mod tests {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
         assert!(CertInfo::from_pem(&key.serialize_pem()).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics_on_garbage(der in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = CertInfo::from_der(&der);
+            let pem = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                String::from_utf8_lossy(&der));
+            let _ = CertInfo::from_pem(&pem);
+        }
+    }
 }

@@ -292,38 +292,38 @@ impl Enrolment<'_> {
                     fingerprint,
                     message,
                 }) => {
-                    if let Some(m) = message {
-                        log(&format!("hub says: {m}"));
-                    }
                     (self.report)(&Status::Pending {
                         fingerprint,
                         hub: hub.clone(),
                         why: pending_why.clone(),
+                        hub_says: message,
                     });
                 }
-                Err(EnrolError::Refused { status, message }) if !is_transient(status) => {
-                    if token.take().is_some() {
-                        log(&format!("token refused (HTTP {status}): {message}"));
-                        pending_why = format!(
-                            "The hub did not accept the token in vantage.toml ({message}), so \
-                             the node asks the hub's administrator to approve it instead."
-                        );
-                        continue;
+                Err(e) => match e.permanent_refusal() {
+                    Some((status, message)) => {
+                        if token.take().is_some() {
+                            log(&format!("token refused (HTTP {status}): {message}"));
+                            pending_why = format!(
+                                "The hub did not accept the token in vantage.toml ({message}), \
+                                 so the node asks the hub's administrator to approve it instead."
+                            );
+                            continue;
+                        }
+                        let f = Fatal::NeedsVolunteer(format!(
+                            "The hub {hub} refused to enrol this node: {message}"
+                        ));
+                        (self.report)(&problem(
+                            &f.to_string(),
+                            "Check the settings in vantage.toml, or ask the hub's administrator \
+                             what is wrong, then start the node again.",
+                        ));
+                        return Err(f);
                     }
-                    let f = Fatal::NeedsVolunteer(format!(
-                        "The hub {hub} refused to enrol this node: {message}"
-                    ));
-                    (self.report)(&problem(
-                        &f.to_string(),
-                        "Check the settings in vantage.toml, or ask the hub's administrator \
-                         what is wrong, then start the node again.",
-                    ));
-                    return Err(f);
-                }
-                Err(e) => {
-                    let floor_now = clock::now() < self.floor;
-                    (self.report)(&unreachable_status(hub, &e, floor_now));
-                }
+                    None => {
+                        let clock_wrong = clock::now() < self.floor;
+                        (self.report)(&unreachable_status(hub, &e, clock_wrong));
+                    }
+                },
             }
             if self.opts.once {
                 return Ok(Outcome::NotYet);
@@ -359,10 +359,6 @@ impl Enrolment<'_> {
             fresh: true,
         })
     }
-}
-
-fn is_transient(status: u16) -> bool {
-    status >= 500 || status == 429 || status == 408
 }
 
 /// The stored identity if it is complete and usable: `node.json`, a
@@ -462,7 +458,11 @@ fn apply_system_settings(opts: &Options, s: &Settings) {
     if let (Some(path), Some(name)) = (&opts.hostname_file, &s.hostname) {
         let want = format!("{name}\n");
         if std::fs::read_to_string(path).ok().as_deref() != Some(want.as_str()) {
-            match atomic_write(path, want.as_bytes(), 0o644) {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| atomic_write(path, want.as_bytes(), 0o644));
+            match written {
                 Ok(()) => log(&format!("host name {name} written to {}", path.display())),
                 Err(e) => log(&format!("cannot write {}: {e}", path.display())),
             }

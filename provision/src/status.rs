@@ -2,6 +2,7 @@
 //! (`vantage-status.txt`, readable when the card is back in a PC), and the
 //! same words on the journal and console.
 
+use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,8 @@ pub enum Status {
         hub: String,
         /// Why there is no token, or what happened to it.
         why: String,
+        /// The hub's note for its administrator, if any.
+        hub_says: Option<String>,
     },
     /// Not enrolled yet, still trying on its own.
     Waiting {
@@ -94,14 +97,21 @@ impl Status {
                 fingerprint,
                 hub,
                 why,
-            } => format!(
-                "{why}\n\n\
-                 Send this fingerprint to the administrator of {hub} and ask them to approve it:\n\n\
-                 {}\n\n\
-                 The node keeps asking and starts working by itself once approved.\n\
-                 (Or put a token = \"...\" line in vantage.toml and restart the node.)\n",
-                group(fingerprint)
-            ),
+                hub_says,
+            } => {
+                let note = hub_says
+                    .as_ref()
+                    .map(|m| format!("The hub says: {m}\n\n"))
+                    .unwrap_or_default();
+                format!(
+                    "{why}\n\n\
+                     Send this fingerprint to the administrator of {hub} and ask them to approve it:\n\n\
+                     {fingerprint}\n\n\
+                     {note}\
+                     The node keeps asking and starts working by itself once approved.\n\
+                     (Or put a token = \"...\" line in vantage.toml and restart the node.)\n"
+                )
+            }
             Status::Waiting { what, todo } => {
                 format!("{what}\n\nThe node keeps trying by itself. If this lasts: {todo}\n")
             }
@@ -118,6 +128,7 @@ impl Status {
 #[derive(Debug, Clone)]
 pub struct Reporter {
     path: PathBuf,
+    last: RefCell<Option<Status>>,
 }
 
 impl Reporter {
@@ -125,6 +136,7 @@ impl Reporter {
     pub fn new(boot_dir: &Path) -> Self {
         Reporter {
             path: boot_dir.join(FILE_NAME),
+            last: RefCell::new(None),
         }
     }
 
@@ -133,11 +145,15 @@ impl Reporter {
         &self.path
     }
 
-    /// Tells the volunteer. The file is only rewritten when its text changes.
+    /// Tells the volunteer. The file is only rewritten when its text
+    /// changes, and a status is logged only when it differs from the last.
     pub fn report(&self, status: &Status) -> io::Result<()> {
         let text = status.render(clock::now());
-        for line in text.lines().filter(|l| !l.is_empty()) {
-            eprintln!("vantage-provision: {line}");
+        // The journal gets each status once, not once per retry.
+        if self.last.replace(Some(status.clone())).as_ref() != Some(status) {
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                eprintln!("vantage-provision: {line}");
+            }
         }
         let file_text = text.replace('\n', "\r\n");
         if std::fs::read_to_string(&self.path).is_ok_and(|old| old == file_text) {
@@ -145,15 +161,6 @@ impl Reporter {
         }
         atomic_write(&self.path, file_text.as_bytes(), 0o644)
     }
-}
-
-/// A fingerprint in groups of four characters, easier to read out.
-fn group(fp: &str) -> String {
-    fp.as_bytes()
-        .chunks(4)
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[cfg(test)]
@@ -186,14 +193,18 @@ mod tests {
     }
 
     #[test]
-    fn pending_shows_the_fingerprint_in_groups() {
+    fn pending_shows_the_fingerprint_on_its_own_line() {
         let s = Status::Pending {
             fingerprint: "abcdef0123".into(),
             hub: "https://h".into(),
             why: "No token in vantage.toml.".into(),
+            hub_says: Some("approve it".into()),
         };
         let t = s.render(clock::build_time());
-        assert!(t.contains("abcd ef01 23"), "{t}");
+        assert!(
+            t.contains("\n\nabcdef0123\n\nThe hub says: approve it\n"),
+            "{t}"
+        );
         assert!(t.contains("WAITING FOR APPROVAL"));
         assert!(s.render(0).contains("clock is not set"));
     }

@@ -2,13 +2,11 @@
 //! (DNS, connect, TLS, first byte, total). The request is HTTP/1.0 so the
 //! response body is never chunked and ends with the connection.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use ring::digest;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use vantage_proto::probe::{HttpArgs, HttpMethod};
 
 use super::{Context, ProbeError, ms};
@@ -30,13 +28,7 @@ pub async fn run(a: &HttpArgs, ctx: &Context) -> Result<Value, ProbeError> {
     let timeout = Duration::from_millis(a.timeout_ms.into());
     let t0 = Instant::now();
     let work = async {
-        let (addr, dns_ms) = super::resolve_one(&host, a.af, ctx).await?;
-        let peer = SocketAddr::new(addr, port);
-        let t = Instant::now();
-        let tcp = TcpStream::connect(peer)
-            .await
-            .map_err(|e| ProbeError::Failed(format!("connect to {peer}: {e}")))?;
-        let connect_ms = ms(t.elapsed());
+        let (tcp, peer, dns_ms, connect_ms) = super::connect(&host, port, a.af, ctx).await?;
         let mut out = json!({
             "url": a.url,
             "peer": peer.to_string(),

@@ -8,7 +8,7 @@ pub mod tcp;
 pub mod tls;
 pub mod trace;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::proto::dnssec::TrustAnchors;
 use serde_json::Value;
+use tokio::net::TcpStream;
 use vantage_proto::probe::{AddressFamily, Probe};
 
 use crate::owner::{Denied, OwnerPolicy};
@@ -79,13 +80,14 @@ pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-/// Resolves `host` to one address of the family `af` that the owner allows;
-/// returns it with the resolution time in milliseconds.
-pub async fn resolve_one(
+/// Resolves `host` to the addresses of the family `af` that the owner
+/// allows, in the resolver's order; returns them with the resolution time in
+/// milliseconds. Refuses when the owner allows none of them.
+pub async fn resolve(
     host: &str,
     af: AddressFamily,
     ctx: &Context,
-) -> Result<(IpAddr, f64), ProbeError> {
+) -> Result<(Vec<IpAddr>, f64), ProbeError> {
     let t = Instant::now();
     let addrs: Vec<IpAddr> = if let Ok(ip) = host.parse::<IpAddr>() {
         vec![ip]
@@ -103,12 +105,58 @@ pub async fn resolve_one(
             .collect()
     };
     let dns_ms = ms(t.elapsed());
-    let ip = addrs
+    let family: Vec<IpAddr> = addrs.into_iter().filter(|a| af.admits(a)).collect();
+    if family.is_empty() {
+        return Err(ProbeError::Failed(format!(
+            "{host} has no address of the family {af:?}"
+        )));
+    }
+    let mut first_denial = None;
+    let allowed: Vec<IpAddr> = family
         .into_iter()
-        .find(|a| af.admits(a))
-        .ok_or_else(|| ProbeError::Failed(format!("{host} has no address of the family {af:?}")))?;
-    ctx.owner.check_ip(ip).map_err(ProbeError::refused)?;
-    Ok((ip, dns_ms))
+        .filter(|ip| match ctx.owner.check_ip(*ip) {
+            Ok(()) => true,
+            Err(d) => {
+                first_denial.get_or_insert(d);
+                false
+            }
+        })
+        .collect();
+    match (allowed.is_empty(), first_denial) {
+        (true, Some(d)) => Err(ProbeError::refused(d)),
+        _ => Ok((allowed, dns_ms)),
+    }
+}
+
+/// Like [`resolve`], the first address only (for probes that send packets to one target).
+pub async fn resolve_one(
+    host: &str,
+    af: AddressFamily,
+    ctx: &Context,
+) -> Result<(IpAddr, f64), ProbeError> {
+    let (addrs, dns_ms) = resolve(host, af, ctx).await?;
+    Ok((addrs[0], dns_ms))
+}
+
+/// A TCP connection to the first of `host`'s addresses that accepts:
+/// the stream, the peer, DNS and connect milliseconds.
+pub async fn connect(
+    host: &str,
+    port: u16,
+    af: AddressFamily,
+    ctx: &Context,
+) -> Result<(TcpStream, SocketAddr, f64, f64), ProbeError> {
+    let (addrs, dns_ms) = resolve(host, af, ctx).await?;
+    let mut errors = Vec::new();
+    for ip in addrs {
+        let peer = SocketAddr::new(ip, port);
+        let t = Instant::now();
+        match TcpStream::connect(peer).await {
+            Ok(s) => return Ok((s, peer, dns_ms, ms(t.elapsed()))),
+            Err(e) => errors.push(format!("connect to {peer}: {e}")),
+        }
+    }
+    Err(ProbeError::Failed(errors.join("; ")))
 }
 
 /// Runs one probe with a hard time limit.

@@ -196,14 +196,8 @@ pub fn cert_summary(der: &CertificateDer<'_>) -> Value {
 pub async fn run(a: &TlsArgs, ctx: &Context) -> Result<Value, ProbeError> {
     let timeout = Duration::from_millis(a.timeout_ms.into());
     let t0 = Instant::now();
-    let (addr, dns_ms) = super::resolve_one(&a.host, a.af, ctx).await?;
-    let peer = SocketAddr::new(addr, a.port);
     let work = async {
-        let t = Instant::now();
-        let tcp = TcpStream::connect(peer)
-            .await
-            .map_err(|e| ProbeError::Failed(format!("connect to {peer}: {e}")))?;
-        let connect_ms = ms(t.elapsed());
+        let (tcp, peer, dns_ms, connect_ms) = super::connect(&a.host, a.port, a.af, ctx).await?;
         let sni = match a.sni.as_deref() {
             Some("") => None,
             Some(s) => Some(s.to_string()),
@@ -222,8 +216,8 @@ pub async fn run(a: &TlsArgs, ctx: &Context) -> Result<Value, ProbeError> {
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| {
         ProbeError::Timeout(format!(
-            "TLS to {peer} did not finish within {} ms",
-            a.timeout_ms
+            "TLS to {}:{} did not finish within {} ms",
+            a.host, a.port, a.timeout_ms
         ))
     })?
 }

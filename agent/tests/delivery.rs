@@ -1,0 +1,81 @@
+//! The outbox: results wait on disk while the hub is down and are delivered
+//! once when it is back, also across a SIGKILL of the agent.
+
+mod common;
+
+use common::{Agent, Hub, wait_for};
+use serde_json::json;
+
+/// Submits `n` ping jobs that run 3–4 s after submission (not before
+/// `not_before`, then a random delay in the spread window), waits until the agent
+/// accepted them, then stops the hub so that they complete while it is down.
+fn jobs_complete_while_hub_is_down(
+    hub: &mut Hub,
+    agent: &Agent,
+    prefix: &str,
+    n: usize,
+) -> Vec<String> {
+    let op = hub.operator();
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    for id in &ids {
+        let mut job = hub.job(
+            id,
+            &agent.node_id,
+            json!({"cmd": "ping", "args": {"host": "127.0.0.1", "count": 1}}),
+        );
+        job["not_before"] = json!(common::now() + 3);
+        job["spread_secs"] = json!(1);
+        hub.submit(&op, &job);
+    }
+    agent.wait_log("accepted job", n, 20);
+    hub.kill();
+    wait_for("results in the outbox", 20, || agent.outbox_depth() == n);
+    agent.wait_log("cannot deliver results", 1, 20);
+    ids
+}
+
+fn assert_delivered_once(hub: &Hub, agent: &Agent, ids: &[String]) {
+    let op = hub.operator();
+    for id in ids {
+        let r = hub.result(&op, id, 30);
+        assert_eq!(r["status"], "ok", "{r}");
+    }
+    wait_for("an empty outbox", 20, || agent.outbox_depth() == 0);
+    for id in ids {
+        assert_eq!(hub.results(&op, id).len(), 1, "{id}");
+    }
+    let (_, stats) = op.get("/v1/stats");
+    assert_eq!(stats["results_duplicate"], 0, "{stats}");
+}
+
+#[test]
+fn results_wait_while_the_hub_is_down() {
+    let mut hub = Hub::start();
+    let mut agent = Agent::new(&hub, "", "[owner]\nallow_special_addresses = true\n");
+    agent.start();
+    agent.subscribed(1);
+    let ids = jobs_complete_while_hub_is_down(&mut hub, &agent, "down", 3);
+    let port = hub.port;
+    hub.spawn(port);
+    agent.subscribed(2);
+    assert_delivered_once(&hub, &agent, &ids);
+}
+
+#[test]
+fn outbox_survives_sigkill() {
+    let mut hub = Hub::start();
+    let mut agent = Agent::new(&hub, "", "[owner]\nallow_special_addresses = true\n");
+    agent.start();
+    agent.subscribed(1);
+    let ids = jobs_complete_while_hub_is_down(&mut hub, &agent, "killed", 2);
+    agent.kill9();
+    assert_eq!(agent.outbox_depth(), 2, "the results are on disk");
+    let port = hub.port;
+    hub.spawn(port);
+    agent.start();
+    agent.subscribed(2);
+    assert_delivered_once(&hub, &agent, &ids);
+    // The persisted Last-Event-ID means the restarted agent was not sent the jobs again.
+    assert_eq!(agent.log().matches("accepted job").count(), 2);
+    assert!(!agent.log().contains("replayed"));
+}

@@ -1,0 +1,126 @@
+//! Orders the agent must refuse, each with a `refused` result and its reason
+//! stored at the hub: forged signature, too few approvals, unknown approver,
+//! expired, replayed, not targeted, kind not allowed, private target under the
+//! default owner policy. Payloads that the hub itself would refuse are put on
+//! the node's channel with the hub's test-only raw publish.
+
+mod common;
+
+use common::{Agent, Hub, now};
+use serde_json::json;
+
+#[test]
+fn refused_orders_are_reported_with_reasons() {
+    let hub = Hub::start();
+    let op = hub.operator();
+    // Default owner policy (no special addresses); ping is not on this node's allowlist.
+    let mut agent = Agent::new(
+        &hub,
+        "",
+        "[probes]\nallowed = [\"dns\", \"http\", \"tls\", \"tcp\", \"traceroute\"]\n",
+    );
+    agent.start();
+    agent.subscribed(1);
+    let node = agent.node_id.clone();
+    let channel = format!("node.{node}");
+    let dns = json!({"cmd": "dns", "args": {"name": "example.com"}});
+
+    let mut forged = hub.sign(&hub.job("forged", &node, dns.clone()), &[0, 1]);
+    forged["job"]["probe"]["args"]["name"] = json!("victim.example");
+    hub.raw(&op, &channel, &forged);
+
+    hub.raw(
+        &op,
+        &channel,
+        &hub.sign(&hub.job("too-few", &node, dns.clone()), &[0]),
+    );
+    hub.raw(
+        &op,
+        &channel,
+        &hub.sign(&hub.job("unknown", &node, dns.clone()), &[0, 3]),
+    );
+
+    let mut expired = hub.job("expired", &node, dns.clone());
+    expired["not_before"] = json!(now() - 100);
+    expired["expires"] = json!(now() - 1);
+    hub.raw(&op, &channel, &hub.sign(&expired, &[0, 1]));
+
+    let mut elsewhere = hub.job("elsewhere", &node, dns.clone());
+    elsewhere["select"] = json!({"country": "FR"});
+    hub.raw(&op, &channel, &hub.sign(&elsewhere, &[0, 1]));
+
+    hub.submit(
+        &op,
+        &hub.job(
+            "no-ping",
+            &node,
+            json!({"cmd": "ping", "args": {"host": "192.0.2.1"}}),
+        ),
+    );
+    hub.submit(
+        &op,
+        &hub.job(
+            "loopback",
+            &node,
+            json!({"cmd": "tcp", "args": {"host": "127.0.0.1", "port": hub.port}}),
+        ),
+    );
+    hub.submit(
+        &op,
+        &hub.job(
+            "private-resolver",
+            &node,
+            json!({"cmd": "dns", "args": {"name": "example.com", "resolver": "192.168.1.1"}}),
+        ),
+    );
+
+    for (id, code, words) in [
+        ("forged", "forged-signature", "signature"),
+        ("too-few", "too-few-approvals", "2"),
+        (
+            "unknown",
+            "unknown-approver",
+            &hub.keys[3].public_key().key_id()[..],
+        ),
+        ("expired", "expired", "expired"),
+        ("elsewhere", "not-targeted", "not targeted"),
+        ("no-ping", "kind-not-allowed", "ping"),
+        ("loopback", "owner-policy", "loopback"),
+        ("private-resolver", "owner-policy", "private"),
+    ] {
+        let r = hub.result(&op, id, 20);
+        assert_eq!(r["status"], "refused", "{id}: {r}");
+        assert_eq!(r["code"], code, "{id}: {r}");
+        let reason = r["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(words),
+            "{id}: reason {reason:?} lacks {words:?}"
+        );
+        assert_eq!(r["node_id"], json!(node));
+    }
+
+    // Replay: a job that passed verification once is refused when it comes
+    // again. (Its first run is stopped by the owner's policy: with the default
+    // policy no target on this machine may be probed, and tests probe nothing else.)
+    let job = hub.job(
+        "once",
+        &node,
+        json!({"cmd": "tcp", "args": {"host": "127.0.0.1", "port": hub.port}}),
+    );
+    let signed = hub.sign(&job, &[0, 1]);
+    hub.raw(&op, &channel, &signed);
+    let first = hub.result(&op, "once", 20);
+    assert_eq!(first["code"], "owner-policy", "{first}");
+    hub.raw(&op, &channel, &signed);
+    agent.wait_log("refused job once: replayed", 1, 20);
+    common::wait_for("the replay refusal to reach the hub", 10, || {
+        agent.outbox_depth() == 0
+    });
+    let all = hub.results(&op, "once");
+    assert_eq!(
+        all.len(),
+        1,
+        "the hub keeps one result per job and run: {all:?}"
+    );
+    assert_eq!(all[0], first);
+}
