@@ -40,8 +40,14 @@ if [ ! -f "$br/Makefile" ]; then
   git clone --quiet --depth 1 --branch "$BUILDROOT_VERSION" "$BUILDROOT_GIT" "$br.tmp"
   mv "$br.tmp" "$br"
 fi
-have=$(git -C "$br" rev-parse HEAD 2>/dev/null || echo none)
-[ "$have" = "$BUILDROOT_COMMIT" ] || { echo "error: $br is at $have, not Buildroot $BUILDROOT_VERSION ($BUILDROOT_COMMIT)" >&2; exit 1; }
+# A clone must be at the pinned commit; an unpacked release tarball must say its version.
+if git -C "$br" rev-parse --git-dir >/dev/null 2>&1; then
+  have=$(git -C "$br" rev-parse HEAD)
+  [ "$have" = "$BUILDROOT_COMMIT" ] || { echo "error: $br is at $have, not Buildroot $BUILDROOT_VERSION ($BUILDROOT_COMMIT)" >&2; exit 1; }
+else
+  have=$(sed -n 's/^export BR2_VERSION := //p' "$br/Makefile")
+  [ "$have" = "$BUILDROOT_VERSION" ] || { echo "error: $br is Buildroot ${have:-?}, not $BUILDROOT_VERSION" >&2; exit 1; }
+fi
 
 # The very binaries CI checks.
 bash scripts/cross/build.sh

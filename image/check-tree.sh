@@ -244,7 +244,12 @@ assert p[0]["start"] + p[0]["size"] <= p[1]["start"] and p[1]["start"] + p[1]["s
   echo "== first boot: vantage-grow-data on a loop device"
   cp "$img" "$work/card.img"
   truncate -s +64M "$work/card.img"
-  if loopdev=$(losetup --find --show --partscan "$work/card.img" 2>/dev/null) && [ -b "${loopdev}p3" ]; then
+  if loopdev=$(losetup --find --show --partscan "$work/card.img" 2>/dev/null); then
+    # Where the loop driver does not scan partitions itself (max_part=0).
+    [ -b "${loopdev}p3" ] || partx --add "$loopdev" 2>/dev/null || true
+    for _ in $(seq 20); do [ -b "${loopdev}p3" ] && break; sleep 0.1; done
+  fi
+  if [ -n "$loopdev" ] && [ -b "${loopdev}p3" ]; then
     before=$(blockdev --getsize64 "${loopdev}p3")
     if log=$(PATH="/usr/sbin:/sbin:$PATH" "$OV"/usr/libexec/vantage/grow-data "${loopdev}p3" 2>&1); then
       after=$(blockdev --getsize64 "${loopdev}p3")

@@ -19,7 +19,7 @@ agent-check: agent ## checks of make agent's output: static, architecture, QEMU 
 image: ## SD-card image: make image BOARD=rpi0w|rpi3|rpi4|rpi5 [HUB_URL=... NETWORK_CA=... POLICY=...]
 	@BOARD=$(BOARD) HUB_URL=$(HUB_URL) NETWORK_CA=$(NETWORK_CA) POLICY=$(POLICY) bash image/build-image.sh
 
-image-check: deps-image ## validate the Buildroot tree and the overlay without Buildroot (paths, shellcheck, units, genimage)
+image-check: deps-image agent ## validate the Buildroot tree and the overlay without Buildroot (paths, shellcheck, units, genimage)
 	@bash image/check-tree.sh
 
 TEST_TARGETS += agent-check image-check

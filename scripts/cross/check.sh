@@ -8,14 +8,14 @@
 #  - the agent's self-test under the same CPUs: key + CSR generation, a DNS query
 #    to a loopback server, an mTLS request to a loopback hub;
 #  - sizes printed; each binary at most BUDGET bytes (6 MiB).
-# SELFTEST=require makes a missing self-test (agent or fixtures) an error;
-# SELFTEST=auto (default) reports it as SKIP.
+# SELFTEST=require (default) makes a missing self-test subcommand an error;
+# SELFTEST=auto reports it as SKIP (for builds of older agents).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 OUT=${OUT:-out/bin}
 BUDGET=${BUDGET:-$((6 * 1024 * 1024))}
-SELFTEST=${SELFTEST:-auto}
+SELFTEST=${SELFTEST:-require}
 BINS=(vantage-agent vantage-provision)
 declare -A FILE_ARCH=(
   [aarch64-unknown-linux-musl]="ELF 64-bit LSB .*ARM aarch64"
@@ -33,6 +33,20 @@ ok() { echo "ok   $*"; passed=$((passed + 1)); }
 bad() { echo "FAIL $*"; failed=$((failed + 1)); }
 indent() { while IFS= read -r line; do echo "     $line"; done <<<"$1"; }
 skip() { echo "SKIP $*"; skipped=$((skipped + 1)); }
+
+# The ARMv6 check must be able to fail: one ARMv7 instruction (movw) runs
+# under cortex-a7 and dies with SIGILL under arm1176.
+canary=$(mktemp -d)
+printf 'int main(void) { int r; __asm__ volatile("movw %%0, #42" : "=r"(r)); return r; }\n' > "$canary/v7.c"
+arm-linux-gnueabihf-gcc -O2 -static -march=armv7-a+fp -marm -o "$canary/v7" "$canary/v7.c"
+rc_a7=$( { qemu-arm-static -cpu cortex-a7 "$canary/v7"; echo $?; } 2>/dev/null)
+rc_v6=$( { qemu-arm-static -cpu arm1176 "$canary/v7"; echo $?; } 2>/dev/null)
+rm -rf "$canary"
+if [ "$rc_a7" -eq 42 ] && [ "$rc_v6" -eq 132 ]; then
+  ok "canary: an ARMv7 instruction runs under -cpu cortex-a7 and dies with SIGILL under -cpu arm1176"
+else
+  bad "canary: ARMv7 code gave $rc_a7 under cortex-a7 (want 42) and $rc_v6 under arm1176 (want 132, SIGILL)"
+fi
 
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 printf '%-32s %-18s %10s %8s\n' target binary bytes MiB > /tmp/vantage-sizes.$$
@@ -73,7 +87,7 @@ done
 for t in $TARGETS; do
   # shellcheck disable=SC2086
   if ${QEMU[$t]} "$OUT/$t/vantage-agent" selftest --help 2>/dev/null | grep -q -- --dns; then
-    if log=$(bash scripts/cross/selftest.sh "${QEMU[$t]}" "$OUT/$t/vantage-agent" 2>&1); then
+    if log=$(bash scripts/cross/selftest.sh "${QEMU[$t]}" "$OUT/$t" 2>&1); then
       ok "$t/vantage-agent: self-test under ${QEMU[$t]}"
       indent "$log"
     else

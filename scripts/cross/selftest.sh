@@ -21,9 +21,14 @@ hub_bin=$PWD/target/debug/vantage-hub
 work=$(mktemp -d)
 hub_pid=
 cleanup() {
-  [ -n "$hub_pid" ] && kill "$hub_pid" 2>/dev/null && wait "$hub_pid" 2>/dev/null
-  bash ci/fixtures/stop.sh "$work/fixtures" >/dev/null 2>&1
+  local rc=$?
+  if [ -n "$hub_pid" ]; then
+    kill "$hub_pid" 2>/dev/null || true
+    wait "$hub_pid" 2>/dev/null || true
+  fi
+  bash ci/fixtures/stop.sh "$work/fixtures" >/dev/null 2>&1 || true
   rm -rf "$work"
+  exit "$rc"
 }
 trap cleanup EXIT
 
@@ -50,7 +55,7 @@ if ! out=$("${qemu[@]}" "$bindir/vantage-provision" --once \
       --boot-dir "$work/boot" --data-dir "$work/data" --ca "$work/hub/ca.pem" \
       --wpa-conf "$work/wpa_supplicant.conf" --hostname-file "$work/hostname" 2>&1); then
   echo "vantage-provision could not enrol:"; echo "$out"
-  echo "status file:"; cat "$work/boot/vantage-status.txt" 2>/dev/null
+  echo "status file:"; cat "$work/boot/vantage-status.txt" 2>/dev/null || true
   echo "hub log:"; tail -20 "$work/hub.log"
   exit 1
 fi
