@@ -409,8 +409,17 @@ def qemu_part(run, args, cache, work, fx):
         wait_for(says_revoked, 120, "agent log and status saying the node is revoked",
                  interval=3)
         g.poweroff()
+        # The card as the volunteer's computer sees it afterwards.
+        disk = work / "disk.img"
+        files = testsys.fat_list(disk)
+        vol = testsys.fat_read(disk, "vantage.toml") or b""
+        status = testsys.fat_read(disk, "vantage-status.txt") or b""
+        expect(st["token"].encode() not in vol, f"token still on the boot partition: {vol!r}")
+        expect(b"ENROLLED" in status.upper(), f"boot partition status file: {status!r} "
+               f"(files: {files})")
 
-    run.step("7 revocation at the hub: node refused, its log and status say why", revoke)
+    run.step("7 revocation at the hub: node refused, its log and status say why; "
+             "the card afterwards", revoke)
     hub.stop()
 
 
