@@ -106,6 +106,12 @@ class Run:
                 n = 150 if label == "serial console" else 40
                 print(f"\n===== last {min(n, len(lines))} lines of the {label} ({p}) =====")
                 print("\n".join(lines[-n:]))
+        if self.guest and self.guest.proc.poll() is None:
+            for req in ("failed", "units"):
+                try:
+                    print(f"\n===== guest: {req} =====\n{self.guest.check(req, timeout=15)[1]}")
+                except guestmod.GuestError as e:
+                    print(f"\n===== guest: {req}: {e}")
         print(f"\nqemu-test: FAILED at step '{name}'; everything is in {self.work}")
 
     def summary(self):
@@ -276,7 +282,7 @@ def qemu_part(run, args, cache, work, fx):
     node = st["node"]
     alice, bob, carol = st["approvers"]
 
-    def probes():
+    def approved_jobs():
         probes = {
             "dns-secure": ({"cmd": "dns", "args": {
                 "name": "www.secure.test", "qtype": "A", "resolver": f"{DNS_IP}:53",
@@ -308,7 +314,7 @@ def qemu_part(run, args, cache, work, fx):
             ids[name] = jid
             hub.submit(jobs.signed_job(job(jid, probe, node), [alice, bob]))
         first = None
-        for name, (probe, ok) in probes.items():
+        for name, (_, ok) in probes.items():
             r = one_result(hub, ids[name], 120, name)
             first = first or round(time.monotonic() - t, 1)
             expect(r.get("status") == "ok", f"{name}: status {r.get('status')}: {r}")
@@ -317,7 +323,8 @@ def qemu_part(run, args, cache, work, fx):
         return {"job_to_first_result_s": first,
                 "jobs_to_all_results_s": round(time.monotonic() - t, 1)}
 
-    run.step("2 approved jobs: dns secure+bogus, http, tls, tcp, ping, traceroute", probes)
+    run.step("2 approved jobs: dns secure+bogus, http, tls, tcp, ping, traceroute",
+             approved_jobs)
 
     def refused():
         mallory = [jobs.Approver(n, hashlib.sha256(f"vq-{n}".encode()).digest(), work)
@@ -366,6 +373,9 @@ def qemu_part(run, args, cache, work, fx):
                f"a second enrolment happened: {nodes}")
         rc, status = g.check("status")
         expect("enrolled" in status.lower(), f"status after reboot:\n{status}")
+        rc, plog = g.check("provision-log")
+        expect(node in plog and "enrolling with" not in plog,
+               f"provisioning after reboot should only confirm {node}:\n{plog}")
         return {"boot_to_caught_up_result_s": round(g.uptime(), 1),
                 "after_ready_s": round(time.monotonic() - t, 1)}
 
