@@ -106,6 +106,12 @@ class Run:
                 n = 150 if label == "serial console" else 40
                 print(f"\n===== last {min(n, len(lines))} lines of the {label} ({p}) =====")
                 print("\n".join(lines[-n:]))
+        if self.guest and self.guest.proc.poll() is None:
+            for req in ("failed", "units"):
+                try:
+                    print(f"\n===== guest: {req} =====\n{self.guest.check(req, timeout=15)[1]}")
+                except guestmod.GuestError as e:
+                    print(f"\n===== guest: {req}: {e}")
         print(f"\nqemu-test: FAILED at step '{name}'; everything is in {self.work}")
 
     def summary(self):
@@ -210,10 +216,10 @@ def qemu_part(run, args, cache, work, fx):
             "/usr/bin/vantage-agent": ((bins / "vantage-agent").read_bytes(), 0o755),
             "/usr/bin/vantage-provision": ((bins / "vantage-provision").read_bytes(), 0o755),
         }
-        overlays = [REPO / "image/overlay",
+        overlays = [Path(args.overlay),
                     REPO / "image/buildroot/board/vantage/rootfs-overlay/etc/systemd/network",
                     HERE / "rootfs"]
-        expect(overlays[0].is_dir(), "image/overlay missing")
+        expect(overlays[0].is_dir(), f"{args.overlay} missing")
         # The board's network file lives below etc/systemd/network of its overlay.
         net = work / "netoverlay/etc/systemd/network"
         net.mkdir(parents=True, exist_ok=True)
@@ -247,11 +253,15 @@ def qemu_part(run, args, cache, work, fx):
 
     def first_boot():
         g = boot()
-        ready = g.wait_console(r"VQ-READY boot=(\S+)", 300, "multi-user (VQ-READY)")
-        t_ready = g.uptime()
-        nodes = wait_for(lambda: [n for n in hub.nodes() if n.get("status") == "online"],
-                         180, "node online at the hub")
+        # The hub is watched while the guest boots, so the time to enrolment
+        # is when the hub first shows the node online.
+        def online():
+            g.alive("enrolment")
+            return [n for n in hub.nodes() if n.get("status") == "online"]
+        nodes = wait_for(online, 300, "node online at the hub", interval=0.5)
         t_enrolled = g.uptime()
+        ready = g.wait_console(r"VQ-READY boot=(\S+)", 120, "multi-user (VQ-READY)")
+        t_ready = g.uptime()
         expect(len(hub.nodes()) == 1, f"expected one node, hub has {hub.nodes()}")
         n = nodes[0]
         st["node"] = n["id"]
@@ -272,7 +282,7 @@ def qemu_part(run, args, cache, work, fx):
     node = st["node"]
     alice, bob, carol = st["approvers"]
 
-    def probes():
+    def approved_jobs():
         probes = {
             "dns-secure": ({"cmd": "dns", "args": {
                 "name": "www.secure.test", "qtype": "A", "resolver": f"{DNS_IP}:53",
@@ -304,7 +314,7 @@ def qemu_part(run, args, cache, work, fx):
             ids[name] = jid
             hub.submit(jobs.signed_job(job(jid, probe, node), [alice, bob]))
         first = None
-        for name, (probe, ok) in probes.items():
+        for name, (_, ok) in probes.items():
             r = one_result(hub, ids[name], 120, name)
             first = first or round(time.monotonic() - t, 1)
             expect(r.get("status") == "ok", f"{name}: status {r.get('status')}: {r}")
@@ -313,7 +323,8 @@ def qemu_part(run, args, cache, work, fx):
         return {"job_to_first_result_s": first,
                 "jobs_to_all_results_s": round(time.monotonic() - t, 1)}
 
-    run.step("2 approved jobs: dns secure+bogus, http, tls, tcp, ping, traceroute", probes)
+    run.step("2 approved jobs: dns secure+bogus, http, tls, tcp, ping, traceroute",
+             approved_jobs)
 
     def refused():
         mallory = [jobs.Approver(n, hashlib.sha256(f"vq-{n}".encode()).digest(), work)
@@ -362,6 +373,9 @@ def qemu_part(run, args, cache, work, fx):
                f"a second enrolment happened: {nodes}")
         rc, status = g.check("status")
         expect("enrolled" in status.lower(), f"status after reboot:\n{status}")
+        rc, plog = g.check("provision-log")
+        expect(node in plog and "enrolling with" not in plog,
+               f"provisioning after reboot should only confirm {node}:\n{plog}")
         return {"boot_to_caught_up_result_s": round(g.uptime(), 1),
                 "after_ready_s": round(time.monotonic() - t, 1)}
 
@@ -369,7 +383,7 @@ def qemu_part(run, args, cache, work, fx):
 
     def power_cut():
         g = run.guest
-        delay = 40
+        delay = 25
         jid = f"vq-outbox-{int(time.time())}"
         hub.submit(jobs.signed_job(job(jid, {"cmd": "tcp", "args": {"host": WWW_IP, "port": 80}},
                                        node, not_before=int(time.time()) + delay), [alice, bob]))
@@ -385,7 +399,7 @@ def qemu_part(run, args, cache, work, fx):
         g.wait_console(r"VQ-READY", 300, "multi-user after the power cut")
         r = one_result(hub, jid, 180, "result held in the outbox over the power cut")
         expect(r.get("status") == "ok", f"outbox result: {r}")
-        time.sleep(5)
+        wait_for(lambda: not g.check("outbox")[1].strip(), 60, "outbox emptied after delivery")
         expect(len(hub.results(jid)) == 1, "the outbox result arrived more than once")
         return {"outbox": len(outbox.splitlines())}
 
@@ -405,8 +419,17 @@ def qemu_part(run, args, cache, work, fx):
         wait_for(says_revoked, 120, "agent log and status saying the node is revoked",
                  interval=3)
         g.poweroff()
+        # The card as the volunteer's computer sees it afterwards.
+        disk = work / "disk.img"
+        files = testsys.fat_list(disk)
+        vol = testsys.fat_read(disk, "vantage.toml") or b""
+        status = testsys.fat_read(disk, "vantage-status.txt") or b""
+        expect(st["token"].encode() not in vol, f"token still on the boot partition: {vol!r}")
+        expect(b"vantage node:" in status, f"no status file on the boot partition: {status!r} "
+               f"(files: {files})")
 
-    run.step("7 revocation at the hub: node refused, its log and status say why", revoke)
+    run.step("7 revocation at the hub: node refused, its log and status say why; "
+             "the card afterwards", revoke)
     hub.stop()
 
 
@@ -496,7 +519,11 @@ def main():
     ap.add_argument("--work", default=os.environ.get("VQ_WORK", REPO / "build/qemu-run"))
     ap.add_argument("--bin-dir", default=REPO / "out/bin")
     ap.add_argument("--hub-bin", default=REPO / "target/debug/vantage-hub")
+    ap.add_argument("--overlay", default=REPO / "image/overlay",
+                    help="root file system overlay of the image (default image/overlay)")
     args = ap.parse_args()
+    # mkfs.*, sfdisk, depmod and update-binfmts live in sbin.
+    os.environ["PATH"] += ":/usr/local/sbin:/usr/sbin:/sbin"
     work = Path(args.work).resolve()
     if work.exists():
         shutil.rmtree(work)

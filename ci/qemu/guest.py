@@ -67,6 +67,15 @@ class Guest:
             f.seek(self.offset)
             return f.read().decode(errors="replace")
 
+    def alive(self, what):
+        """Raises if QEMU exited or the kernel panicked (waiting for what)."""
+        if self.proc.poll() is not None:
+            raise GuestError(f"QEMU exited ({self.proc.returncode}) before {what}")
+        text = self.console()
+        for bad in ("Kernel panic", "VQ-INITRAMFS-FAILED"):
+            if bad in text:
+                raise GuestError(f"{bad} before {what}")
+
     def wait_console(self, pattern, timeout, what):
         """Waits for a regex on this boot's console; returns the match."""
         rx = re.compile(pattern)
@@ -75,11 +84,7 @@ class Guest:
             m = rx.search(self.console())
             if m:
                 return m
-            if self.proc.poll() is not None:
-                raise GuestError(f"QEMU exited ({self.proc.returncode}) before {what}")
-            for bad in ("Kernel panic", "VQ-INITRAMFS-FAILED"):
-                if bad in self.console():
-                    raise GuestError(f"{bad} before {what}")
+            self.alive(what)
             time.sleep(0.5)
         raise GuestError(f"no {what} on the serial console within {timeout} s")
 

@@ -93,9 +93,10 @@ class Cache:
         final = self.root / f"{name}-{key}"
         if final.exists():
             return final, True
+        # Leftovers of interrupted builds.
+        for stale in self.root.glob(f".{name}-*.tmp*"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
         tmp = self.root / f".{name}-{key}.tmp{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
         build(tmp, log)
         os.rename(tmp, final)
         # Older versions of the same piece only take space.
