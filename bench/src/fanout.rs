@@ -140,7 +140,12 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
     let mut nginx = None;
     let (target, measured) = match sys {
         System::Hub => {
-            let hub = start_hub(&opts.hub_bin, net, None, &["--unsafe-raw-publish"])?;
+            let hub = start_hub(
+                &opts.hub_bin,
+                net.dd.root(),
+                None,
+                &["--unsafe-raw-publish"],
+            )?;
             let t = Target::Sse {
                 addr: hub.addr,
                 prefix: "/v1/sub/",
@@ -151,10 +156,10 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
             (t, pid)
         }
         System::Nchan => {
-            let n = Nginx::start(net, &opts.dir.join("nginx"), None, opts.nodes + 16)?;
+            let n = Nginx::start(&net.dd, &opts.dir.join("nginx"), None, opts.nodes + 16)?;
             let hub = start_hub(
                 &opts.hub_bin,
-                net,
+                net.dd.root(),
                 Some(&n.publish_url),
                 &["--unsafe-raw-publish"],
             )?;
