@@ -181,7 +181,6 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
             (t, pid)
         }
     };
-    let mut publisher = Publisher::connect(net, &target).await?;
     let before = usage(measured)?;
     let mut row = Row {
         system: sys.label().into(),
@@ -232,13 +231,19 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
         }
     }
     row.ramp_secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "bench: {} of {} nodes subscribed in {:.1} s",
+        row.connected, opts.nodes, row.ramp_secs
+    );
     // Let the server settle, then read its memory with every node idle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = usage(measured)?;
     row.idle_kib_per_conn =
         idle.rss_kib.saturating_sub(before.rss_kib) as f64 / row.connected.max(1) as f64;
 
-    // One job to everybody.
+    // One job to everybody. The operator connects now: an idle connection would
+    // have been closed by the hub during a long ramp.
+    let mut publisher = Publisher::connect(net, &target).await?;
     let t0 = Instant::now();
     publisher.publish(r#"{"bench":"fan-out"}"#).await?;
     let mut lat = Vec::with_capacity(row.connected);

@@ -80,7 +80,7 @@ impl Nginx {
         std::fs::copy(dd.crl_pem(), &crl).context("copy the hub's CRL")?;
         let store = match redis {
             Some(_) => "nchan_redis_pass vantage_redis;",
-            None => "nchan_use_redis off;",
+            None => "",
         };
         let conf = render(&[
             ("NCHAN_MODULE", NCHAN_MODULE),
@@ -208,4 +208,41 @@ pub fn start_mosquitto(net: &Network, dir: &Path) -> Result<Running> {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     wait_listening(&mut server, addr, &log)?;
     Ok(Running { server, log, addr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: &[(&str, &str)] = &[
+        ("NCHAN_MODULE", NCHAN_MODULE),
+        ("WORKERS", "1"),
+        ("NOFILE", "4096"),
+        ("CONNECTIONS", "1024"),
+        ("PREFIX", "/tmp/x"),
+        ("CA", "/tmp/x/ca.pem"),
+        ("CRL", "/tmp/x/crl.pem"),
+        ("CERT", "/tmp/x/server.pem"),
+        ("KEY", "/tmp/x/server.key"),
+        ("STORE", ""),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("HOST", "127.0.0.1"),
+        ("SUB_PORT", "8443"),
+        ("PUB_PORT", "8081"),
+    ];
+
+    #[test]
+    fn template_renders_with_every_placeholder() {
+        let conf = render(ALL).unwrap();
+        assert!(conf.contains("ssl_verify_client on;"));
+        assert!(conf.contains("ssl_crl /tmp/x/crl.pem;"));
+        assert!(conf.contains("listen 127.0.0.1:8081;"));
+    }
+
+    #[test]
+    fn a_missing_placeholder_is_an_error() {
+        let some: Vec<_> = ALL.iter().filter(|(k, _)| *k != "CRL").copied().collect();
+        let e = render(&some).unwrap_err().to_string();
+        assert!(e.contains("@CRL@"), "{e}");
+    }
 }
