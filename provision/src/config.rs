@@ -112,6 +112,8 @@ const WIFI_KEYS: &[&str] = &["country", "ssid", "passphrase"];
 
 /// Parses and checks the text of a settings file, collecting every problem.
 pub fn parse(text: &str) -> Result<Settings, Invalid> {
+    // Some Windows editors start a file with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Invalid {
         problems: vec![syntax_problem(text, &e)],
     })?;
@@ -472,6 +474,7 @@ pub fn without_token(text: &str) -> Option<String> {
 
 fn is_token_line(trimmed: &str) -> bool {
     let key = trimmed
+        .trim_start_matches('\u{feff}')
         .split('=')
         .next()
         .map(|k| k.trim().trim_matches(['"', '\'']))
@@ -561,6 +564,15 @@ passphrase = "short"
         assert_eq!(p.len(), 1);
         assert!(p[0].contains("line 2"), "{}", p[0]);
         assert!(p[0].contains("double quotes"), "{}", p[0]);
+    }
+
+    #[test]
+    fn windows_files_are_fine() {
+        let text = "\u{feff}token = \"t\"\r\nhub = \"https://h\"\r\ncountry = \"FR\"\r\n";
+        let s = parse(text).unwrap();
+        assert_eq!((s.token.as_deref(), s.country.as_str()), (Some("t"), "FR"));
+        let clean = without_token(text).unwrap();
+        assert_eq!(clean, "hub = \"https://h\"\r\ncountry = \"FR\"\r\n");
     }
 
     #[test]
