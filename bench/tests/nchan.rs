@@ -5,7 +5,8 @@
 //! after reconnect; a node may not subscribe to another node's channel; a revoked
 //! node is refused by nginx once the CRL is refreshed.
 //!
-//! Needs nginx, libnginx-mod-nchan and redis-server (`make deps-scale`).
+//! Needs nginx, libnginx-mod-nchan and redis-server, so `cargo test` skips it;
+//! `make test-nchan` installs them and runs it.
 
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -232,6 +233,7 @@ async fn wait_result(op: &mut Poster, job: &str, secs: u64) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nginx, libnginx-mod-nchan and redis-server: run with make test-nchan"]
 async fn agent_and_hub_through_nginx_nchan_redis() {
     let (hub_bin, agent_bin) = binaries();
     let tmp = tempfile::tempdir().unwrap();
