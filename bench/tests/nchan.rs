@@ -2,8 +2,9 @@
 //! real `vantage-hub` and `vantage-agent` binaries: the agent subscribes at nginx
 //! with its client certificate; a signed job submitted to the hub reaches it and
 //! its result reaches the hub; a job missed while the agent was down is caught up
-//! after reconnect; a node may not subscribe to another node's channel; a revoked
-//! node is refused by nginx once the CRL is refreshed.
+//! after reconnect; a second nginx sharing Redis delivers the hub's jobs too; a
+//! node may not subscribe to another node's channel; a revoked node is refused
+//! by nginx once the CRL is refreshed.
 //!
 //! Needs nginx, libnginx-mod-nchan and redis-server, so `cargo test` skips it;
 //! `make test-nchan` installs them and runs it.
@@ -262,6 +263,8 @@ async fn agent_and_hub_through_nginx_nchan_redis() {
     let redis = start_redis(&redis_dir).unwrap();
     let redis_url = format!("redis://{}", redis.addr);
     let nginx = Nginx::start(&dd, &tmp.path().join("nginx"), Some(&redis_url), 64).unwrap();
+    // A second nginx sharing the Redis store: the hub publishes to the first only.
+    let nginx2 = Nginx::start(&dd, &tmp.path().join("nginx2"), Some(&redis_url), 64).unwrap();
     let hub = start_hub(
         &hub_bin,
         &data,
@@ -447,5 +450,5 @@ async fn agent_and_hub_through_nginx_nchan_redis() {
         .expect("B still subscribes after the CRL refresh");
     // The agent's stream ends with the old nginx worker and its reconnects fail.
     agent.wait_log("HTTP 400", 1, 30);
-    drop((hub, nginx, redis));
+    drop((hub, nginx, nginx2, redis));
 }
