@@ -144,17 +144,29 @@ impl Poster {
 
     /// POSTs JSON; fails unless the answer is 2xx. Returns the answer body.
     pub async fn post(&mut self, path: &str, body: String) -> Result<String> {
-        self.sender.ready().await?;
         let req = hyper::Request::post(path)
-            .header("host", self.addr.to_string())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))?;
+        self.send(req).await
+    }
+
+    /// GETs; fails unless the answer is 2xx. Returns the answer body.
+    pub async fn get(&mut self, path: &str) -> Result<String> {
+        self.send(hyper::Request::get(path).body(Full::new(Bytes::new()))?)
+            .await
+    }
+
+    async fn send(&mut self, mut req: hyper::Request<Full<Bytes>>) -> Result<String> {
+        let path = req.uri().to_string();
+        req.headers_mut()
+            .insert("host", self.addr.to_string().parse()?);
+        self.sender.ready().await?;
         let resp = self.sender.send_request(req).await?;
         let status = resp.status();
         let text =
             String::from_utf8_lossy(&resp.into_body().collect().await?.to_bytes()).into_owned();
         if !status.is_success() {
-            bail!("POST {path}: HTTP {status}: {text}");
+            bail!("{path}: HTTP {status}: {text}");
         }
         Ok(text)
     }

@@ -89,6 +89,8 @@ pub struct Row {
     pub max_ms: f64,
     /// Server CPU time (user + system) over ramp and publish, seconds.
     pub cpu_secs: f64,
+    /// Server CPU time for the one publish (fan-out to every node), seconds.
+    pub cpu_publish_secs: f64,
     /// Server peak resident memory, KiB.
     pub peak_kib: u64,
     /// Server resident memory per idle subscribed connection, KiB.
@@ -140,7 +142,12 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
     let mut nginx = None;
     let (target, measured) = match sys {
         System::Hub => {
-            let hub = start_hub(&opts.hub_bin, net, None, &["--unsafe-raw-publish"])?;
+            let hub = start_hub(
+                &opts.hub_bin,
+                net.dd.root(),
+                None,
+                &["--unsafe-raw-publish"],
+            )?;
             let t = Target::Sse {
                 addr: hub.addr,
                 prefix: "/v1/sub/",
@@ -151,10 +158,10 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
             (t, pid)
         }
         System::Nchan => {
-            let n = Nginx::start(net, &opts.dir.join("nginx"), None, opts.nodes + 16)?;
+            let n = Nginx::start(&net.dd, &opts.dir.join("nginx"), None, opts.nodes + 16)?;
             let hub = start_hub(
                 &opts.hub_bin,
-                net,
+                net.dd.root(),
                 Some(&n.publish_url),
                 &["--unsafe-raw-publish"],
             )?;
@@ -176,7 +183,6 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
             (t, pid)
         }
     };
-    let mut publisher = Publisher::connect(net, &target).await?;
     let before = usage(measured)?;
     let mut row = Row {
         system: sys.label().into(),
@@ -227,13 +233,19 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
         }
     }
     row.ramp_secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "bench: {} of {} nodes subscribed in {:.1} s",
+        row.connected, opts.nodes, row.ramp_secs
+    );
     // Let the server settle, then read its memory with every node idle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle = usage(measured)?;
     row.idle_kib_per_conn =
         idle.rss_kib.saturating_sub(before.rss_kib) as f64 / row.connected.max(1) as f64;
 
-    // One job to everybody.
+    // One job to everybody. The operator connects now: an idle connection would
+    // have been closed by the hub during a long ramp.
+    let mut publisher = Publisher::connect(net, &target).await?;
     let t0 = Instant::now();
     publisher.publish(r#"{"bench":"fan-out"}"#).await?;
     let mut lat = Vec::with_capacity(row.connected);
@@ -251,6 +263,7 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
     row.p99_ms = pct(&lat, 0.99);
     row.max_ms = lat.last().copied().unwrap_or(f64::NAN);
     row.cpu_secs = after.cpu_secs - before.cpu_secs;
+    row.cpu_publish_secs = after.cpu_secs - idle.cpu_secs;
     row.peak_kib = after.hwm_kib;
     let _ = stop_tx.send(true);
     tasks.shutdown().await;
@@ -417,8 +430,8 @@ async fn catch_up(
 /// The table, Markdown, with ratios against the first row (the hub alone).
 pub fn table(rows: &[Row], catchup: usize) -> String {
     let mut out = format!(
-        "| system | nodes | subscribed | ramp s | received | p50 ms | p99 ms | max ms | server CPU s | peak RSS MiB | KiB/idle conn | catch-up {catchup} s |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| system | nodes | subscribed | ramp s | received | p50 ms | p99 ms | max ms | server CPU s | of which publish | peak RSS MiB | KiB/idle conn | catch-up {catchup} s |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     let base = rows.first();
     let r = |v: f64, b: Option<f64>| match b {
@@ -428,7 +441,7 @@ pub fn table(rows: &[Row], catchup: usize) -> String {
     for (i, row) in rows.iter().enumerate() {
         let b = if i == 0 { None } else { base };
         out.push_str(&format!(
-            "| {} | {} | {} | {:.2}{} | {} | {:.1}{} | {:.1}{} | {:.1}{} | {:.2}{} | {:.1}{} | {:.1}{} | {:.2}{} ({}/{}) |\n",
+            "| {} | {} | {} | {:.2}{} | {} | {:.1}{} | {:.1}{} | {:.1}{} | {:.2}{} | {:.2}{} | {:.1}{} | {:.1}{} | {:.2}{} ({}/{}) |\n",
             row.system,
             row.nodes,
             row.connected,
@@ -443,6 +456,8 @@ pub fn table(rows: &[Row], catchup: usize) -> String {
             r(row.max_ms, b.map(|b| b.max_ms)),
             row.cpu_secs,
             r(row.cpu_secs, b.map(|b| b.cpu_secs)),
+            row.cpu_publish_secs,
+            r(row.cpu_publish_secs, b.map(|b| b.cpu_publish_secs)),
             row.peak_kib as f64 / 1024.0,
             r(row.peak_kib as f64, b.map(|b| b.peak_kib as f64)),
             row.idle_kib_per_conn,

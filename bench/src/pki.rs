@@ -108,21 +108,28 @@ impl Network {
 
     /// A TLS client configuration presenting `who`'s certificate and trusting the network CA.
     pub fn client_tls(&self, who: &Creds) -> Result<Arc<ClientConfig>> {
-        let mut roots = RootCertStore::empty();
-        for c in CertificateDer::pem_file_iter(self.ca_file())? {
-            roots.add(c?)?;
-        }
-        let chain = CertificateDer::pem_slice_iter(who.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .context("node certificate PEM")?;
-        let key = PrivateKeyDer::from_pem_slice(who.key_pem.as_bytes()).context("node key PEM")?;
-        let cfg =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_client_auth_cert(chain, key)?;
-        Ok(Arc::new(cfg))
+        client_tls(&self.ca_file(), who)
     }
+}
+
+/// A TLS client configuration presenting `who`'s certificate and trusting the CA in `ca_file`.
+pub fn client_tls(ca_file: &Path, who: &Creds) -> Result<Arc<ClientConfig>> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca_file)
+        .with_context(|| format!("cannot read {}", ca_file.display()))?
+    {
+        roots.add(c?)?;
+    }
+    let chain = CertificateDer::pem_slice_iter(who.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("client certificate PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(who.key_pem.as_bytes()).context("client key PEM")?;
+    let cfg =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)?;
+    Ok(Arc::new(cfg))
 }
 
 /// The name every server under test presents (its certificate's IP SAN).

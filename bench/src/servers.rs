@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use vantage_hub::datadir::DataDir;
 
 /// The documented nginx configuration, a template (see its header).
 pub const NGINX_TEMPLATE: &str = include_str!("../../scale/nginx-nchan.conf");
@@ -28,11 +29,10 @@ pub struct Running {
 /// options (e.g. `--policy FILE`, `--unsafe-raw-publish`).
 pub fn start_hub(
     exe: &Path,
-    net: &Network,
+    root: &Path,
     nchan_pub: Option<&str>,
     extra: &[&str],
 ) -> Result<Running> {
-    let root = net.dd.root();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
     let log = root.join(format!("hub-{}.log", addr.port()));
     let mut cmd = Command::new(exe);
@@ -69,7 +69,7 @@ impl Nginx {
     /// Renders the template into `dir` and starts nginx in the foreground.
     /// `redis`: the URL of a Redis server for the channel store, or memory.
     pub fn start(
-        net: &Network,
+        dd: &DataDir,
         dir: &Path,
         redis: Option<&str>,
         connections: usize,
@@ -77,10 +77,10 @@ impl Nginx {
         std::fs::create_dir_all(dir.join("tmp"))?;
         let (sub, publ) = (free_port()?, free_port()?);
         let crl = dir.join("crl.pem");
-        std::fs::copy(net.dd.crl_pem(), &crl).context("copy the hub's CRL")?;
+        std::fs::copy(dd.crl_pem(), &crl).context("copy the hub's CRL")?;
         let store = match redis {
             Some(_) => "nchan_redis_pass vantage_redis;",
-            None => "nchan_use_redis off;",
+            None => "",
         };
         let conf = render(&[
             ("NCHAN_MODULE", NCHAN_MODULE),
@@ -88,10 +88,10 @@ impl Nginx {
             ("NOFILE", &(connections * 2 + 1024).to_string()),
             ("CONNECTIONS", &(connections + 1024).to_string()),
             ("PREFIX", &dir.display().to_string()),
-            ("CA", &net.ca_file().display().to_string()),
+            ("CA", &dd.ca_cert().display().to_string()),
             ("CRL", &crl.display().to_string()),
-            ("CERT", &net.dd.server_cert().display().to_string()),
-            ("KEY", &net.dd.server_key().display().to_string()),
+            ("CERT", &dd.server_cert().display().to_string()),
+            ("KEY", &dd.server_key().display().to_string()),
             ("STORE", store),
             ("REDIS_URL", redis.unwrap_or("redis://127.0.0.1:6379")),
             ("HOST", "127.0.0.1"),
@@ -125,9 +125,12 @@ impl Nginx {
         })
     }
 
-    /// Copies the hub's current CRL and reloads nginx (what a CRL refresh job does).
-    pub fn refresh_crl(&self, net: &Network) -> Result<()> {
-        std::fs::copy(net.dd.crl_pem(), &self.crl)?;
+    /// Installs a new CRL (PEM, as `GET /v1/crl?format=pem` returns it) and
+    /// reloads nginx: what `scale/refresh-crl.sh` does in production.
+    pub fn refresh_crl(&self, pem: &[u8]) -> Result<()> {
+        let tmp = self.crl.with_extension("new");
+        std::fs::write(&tmp, pem)?;
+        std::fs::rename(&tmp, &self.crl)?;
         self.run.server.signal(1)
     }
 }
@@ -205,4 +208,41 @@ pub fn start_mosquitto(net: &Network, dir: &Path) -> Result<Running> {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     wait_listening(&mut server, addr, &log)?;
     Ok(Running { server, log, addr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: &[(&str, &str)] = &[
+        ("NCHAN_MODULE", NCHAN_MODULE),
+        ("WORKERS", "1"),
+        ("NOFILE", "4096"),
+        ("CONNECTIONS", "1024"),
+        ("PREFIX", "/tmp/x"),
+        ("CA", "/tmp/x/ca.pem"),
+        ("CRL", "/tmp/x/crl.pem"),
+        ("CERT", "/tmp/x/server.pem"),
+        ("KEY", "/tmp/x/server.key"),
+        ("STORE", ""),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+        ("HOST", "127.0.0.1"),
+        ("SUB_PORT", "8443"),
+        ("PUB_PORT", "8081"),
+    ];
+
+    #[test]
+    fn template_renders_with_every_placeholder() {
+        let conf = render(ALL).unwrap();
+        assert!(conf.contains("ssl_verify_client on;"));
+        assert!(conf.contains("ssl_crl /tmp/x/crl.pem;"));
+        assert!(conf.contains("listen 127.0.0.1:8081;"));
+    }
+
+    #[test]
+    fn a_missing_placeholder_is_an_error() {
+        let some: Vec<_> = ALL.iter().filter(|(k, _)| *k != "CRL").copied().collect();
+        let e = render(&some).unwrap_err().to_string();
+        assert!(e.contains("@CRL@"), "{e}");
+    }
 }

@@ -176,6 +176,101 @@ mod tests {
         assert!(text.contains(&format!("data: {env}\n")), "{text}");
     }
 
+    fn wait(what: &str, f: impl Fn() -> bool) {
+        let t = std::time::Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(15), "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Accepts `n` requests; returns (request line, body) pairs in arrival order.
+    fn fake_nchan(n: usize) -> (String, std::thread::JoinHandle<Vec<(String, String)>>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/pub/", l.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            while got.len() < n {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    r.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                r.read_exact(&mut body).unwrap();
+                got.push((line.trim().to_string(), String::from_utf8(body).unwrap()));
+                w.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+                    .unwrap();
+            }
+            got
+        });
+        (url, h)
+    }
+
+    #[test]
+    fn publishes_each_channel_in_log_order() {
+        let (url, server) = fake_nchan(3);
+        let p = Publisher::start(&url).unwrap();
+        p.enqueue(
+            1,
+            1_343_000_000,
+            &["all".into(), "cc.DE".into()],
+            r#"{"a":1}"#,
+        );
+        p.enqueue(2, 1_343_000_001, &["node.n-1".into()], r#"{"a":2}"#);
+        let got = server.join().unwrap();
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "POST /pub/all HTTP/1.1",
+                "POST /pub/cc.DE HTTP/1.1",
+                "POST /pub/node.n-1 HTTP/1.1"
+            ]
+        );
+        assert_eq!(
+            got[1].1,
+            envelope_json(1, "cc.DE", 1_343_000_000, r#"{"a":1}"#)
+        );
+        wait("three published", || {
+            p.metrics.published.load(Ordering::Relaxed) == 3
+        });
+        assert_eq!(p.metrics.failed.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn an_unreachable_nchan_is_retried_then_counted() {
+        // A port nobody listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = Publisher::start(&format!("http://127.0.0.1:{port}/pub")).unwrap();
+        p.enqueue(7, 0, &["all".into()], "{}");
+        wait("the failure counted", || {
+            p.metrics.failed.load(Ordering::Relaxed) == 1
+        });
+        assert_eq!(
+            p.metrics.retries.load(Ordering::Relaxed),
+            u64::from(ATTEMPTS - 1)
+        );
+        assert_eq!(p.metrics.published.load(Ordering::Relaxed), 0);
+        assert!(p.metrics_text().contains("vantage_hub_nchan_failed 1\n"));
+    }
+
     #[test]
     fn refuses_a_url_that_is_not_http() {
         assert!(Publisher::start("ftp://127.0.0.1/pub").is_err());
