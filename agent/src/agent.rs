@@ -211,13 +211,23 @@ impl Agent {
     }
 
     async fn accept(self: &Arc<Self>, signed: SignedJob) {
-        let verdict = Verifier {
-            policy: &self.policy.current(),
-            attrs: &self.node.attrs,
-            allowed: &self.cfg.probes.allowed,
-            replay: &self.replay,
+        let check = |policy: &Policy| {
+            Verifier {
+                policy,
+                attrs: &self.node.attrs,
+                allowed: &self.cfg.probes.allowed,
+                replay: &self.replay,
+            }
+            .check(&signed, unix_now())
+        };
+        let mut verdict = check(&self.policy.current());
+        if let Err(reason) = &verdict
+            && self.policy.refresh_may_help(reason)
+        {
+            tracing::info!("{reason}: asking the hub for a newer approval policy");
+            self.refresh_policy().await;
+            verdict = check(&self.policy.current());
         }
-        .check(&signed, unix_now());
         match verdict {
             Err(reason) => {
                 let job_id = signed.job_id().unwrap_or("-").to_string();

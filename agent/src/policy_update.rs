@@ -10,9 +10,11 @@
 //! approvers who were already rotated out, cannot change who approves jobs.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
+use vantage_proto::job::Refusal;
 use vantage_proto::policy::{Policy, PolicyChangeError, SignedPolicy};
 
 /// File in the agent's data directory holding the verified successors, oldest first.
@@ -20,6 +22,9 @@ pub const CHAIN_FILE: &str = "policy-chain.json";
 
 /// Most bytes of a chain read from the hub or from disk.
 const MAX_CHAIN_BYTES: u64 = 1024 * 1024;
+
+/// Fewest seconds between policy fetches caused by refused jobs.
+const REFUSAL_FETCH_SECS: u64 = 30;
 
 /// `GET /v1/policy` body and the content of [`CHAIN_FILE`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -77,6 +82,7 @@ struct State {
 pub struct PolicyChain {
     path: PathBuf,
     state: RwLock<State>,
+    refusal_fetch: Mutex<Option<Instant>>,
 }
 
 /// What an offer from the hub changed.
@@ -140,7 +146,25 @@ impl PolicyChain {
                 current,
                 last_refusal: None,
             }),
+            refusal_fetch: Mutex::new(None),
         }
+    }
+
+    /// Whether a job refused for `reason` might pass under a newer policy
+    /// (other approvers, a lower threshold, more probes, higher limits) and a
+    /// fetch for that reason is due: nodes catch up with a rotation as soon as
+    /// the first job signed under it arrives, not only at the next heartbeat.
+    pub fn refresh_may_help(&self, reason: &Refusal) -> bool {
+        let may = matches!(
+            reason.code(),
+            "unknown-approver" | "too-few-approvals" | "probe-not-allowed" | "over-limit"
+        );
+        let mut last = self.refusal_fetch.lock().unwrap_or_else(|p| p.into_inner());
+        let due = last.is_none_or(|t| t.elapsed().as_secs() >= REFUSAL_FETCH_SECS);
+        if may && due {
+            *last = Some(Instant::now());
+        }
+        may && due
     }
 
     /// The newest verified policy: what jobs are checked against.
@@ -338,6 +362,22 @@ mod tests {
         assert_eq!(PolicyChain::open(shipped.clone(), d.path()).serial(), 2);
         std::fs::write(&p, b"{not json").unwrap();
         assert_eq!(PolicyChain::open(shipped, d.path()).serial(), 1);
+    }
+
+    #[test]
+    fn refusals_a_newer_policy_might_lift_trigger_one_fetch_per_interval() {
+        use vantage_proto::policy::ApprovalError;
+        let k = keys();
+        let d = tempfile::tempdir().unwrap();
+        let shipped = Policy::from_value(&value(1, &[&k[0], &k[1], &k[2]])).unwrap();
+        let chain = PolicyChain::open(shipped, d.path());
+        let few = Refusal::Approval(ApprovalError::TooFew { have: 1, need: 2 });
+        assert!(!chain.refresh_may_help(&Refusal::Replayed("j".into())));
+        assert!(chain.refresh_may_help(&few));
+        assert!(
+            !chain.refresh_may_help(&few),
+            "not again within the interval"
+        );
     }
 
     #[test]

@@ -122,6 +122,44 @@ fn a_node_takes_a_rotated_policy_and_runs_jobs_signed_under_it() {
     assert_eq!(hub.result(&op, "by-new-again", 20)["status"], "ok");
 }
 
+#[test]
+fn a_node_fetches_the_policy_when_a_job_signed_under_a_newer_one_arrives() {
+    let hub = Hub::start();
+    let op = hub.operator();
+    let mut agent = Agent::new(&hub, "", OWNER);
+    // No heartbeat (and so no periodic fetch) during the test.
+    let cfg = std::fs::read_to_string(agent.config_path()).unwrap();
+    std::fs::write(
+        agent.config_path(),
+        cfg.replace("heartbeat_secs = 5", "heartbeat_secs = 3600"),
+    )
+    .unwrap();
+    agent.start();
+    agent.subscribed(1);
+    let node = agent.node_id.clone();
+    wait_for("the start-up heartbeat", 20, || {
+        reported_serial(&op, &node) == Some(1)
+    });
+    // Let the fetch after connecting finish before the rotation.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    let next = signed_policy(&successor(&hub), &[&hub.keys[0], &hub.keys[1]]);
+    assert_eq!(op.post("/v1/policy", &next), (200, json!({"serial": 2})));
+    let job = tcp_to_hub(&hub, "first-under-2", &node);
+    let (s, r) = op.post("/v1/jobs", &signed_job(&job, &[&hub.keys[3], &erin()]));
+    assert_eq!(s, 201, "{r}");
+    let r = hub.result(&op, "first-under-2", 20);
+    assert_eq!(r["status"], "ok", "{r}");
+    assert!(
+        agent
+            .log()
+            .contains("asking the hub for a newer approval policy"),
+        "{}",
+        agent.log()
+    );
+    assert!(agent.data().join("policy-chain.json").exists());
+}
+
 /// A loopback HTTPS server with the hub's own certificate that answers every
 /// request with `body`; returns its port and a request counter.
 fn impostor(hub_data: &Path, body: String) -> (u16, Arc<AtomicUsize>) {
