@@ -290,8 +290,10 @@ pub async fn post_policy(hub: &Arc<Hub>, operator: &str, req: http::Request<Inco
                 json!({"serial": p.serial, "threshold": p.threshold,
                        "approvers": p.approvers.iter().map(|a| json!({"name": a.name, "key_id": a.key.key_id()})).collect::<Vec<_>>()}),
             );
+            // Not a possible job id (no ':'), so job audit trails never show it.
+            let subject = format!("policy:{}", p.serial);
             if let Err(e) = hub
-                .db(move |db| db.audit(now(), &op, "policy.rotate", "policy", &detail))
+                .db(move |db| db.audit(now(), &op, "policy.rotate", &subject, &detail))
                 .await
             {
                 tracing::error!("policy serial {} applied but not audited: {e}", p.serial);

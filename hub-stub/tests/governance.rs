@@ -105,7 +105,7 @@ fn rotation_needs_a_quorum_of_the_current_approvers_and_survives_restart() {
     let (s, e) = op.post("/v1/policy", &next);
     assert_eq!((s, e["code"].as_str()), (422, Some("not-newer")), "{e}");
     assert_eq!(
-        audit_actions(&hub, "policy"),
+        audit_actions(&hub, "policy:2"),
         [("ops".to_string(), "policy.rotate".to_string())]
     );
 
