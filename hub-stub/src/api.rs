@@ -680,6 +680,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         }
     };
     let target = job.probe.target();
+    let _counted = hub.policy.submissions.lock().await;
     let (jid, tg) = (job.id.clone(), target.clone());
     let (exists, recent) = hub
         .db(move |db| {

@@ -97,6 +97,9 @@ pub struct PolicyState {
     chain: Option<Mutex<Chain>>,
     current: ArcSwapOption<Policy>,
     reported: Mutex<HashMap<String, u64>>,
+    /// Held from a job's per-target count to its storage, so concurrent
+    /// submissions cannot both slip under the hourly limit.
+    pub submissions: tokio::sync::Mutex<()>,
 }
 
 impl PolicyState {
@@ -127,6 +130,7 @@ impl PolicyState {
                 chain: None,
                 current: ArcSwapOption::empty(),
                 reported: Mutex::new(HashMap::new()),
+                submissions: tokio::sync::Mutex::new(()),
             });
         };
         let w = walk(&shipped, &stored.chain);
@@ -154,6 +158,7 @@ impl PolicyState {
                 current,
             })),
             reported: Mutex::new(HashMap::new()),
+            submissions: tokio::sync::Mutex::new(()),
         })
     }
 
