@@ -8,4 +8,3 @@ test-cli: deps ## CLI tests: unit, property, and the real vantage-hub on loopbac
 	$(CARGO) build --locked -p vantage-hub -p vantage-agent
 	$(CARGO) test --locked -p vantage-cli
 
-TEST_TARGETS += test-cli

@@ -14,7 +14,8 @@ for f in scripts/deps.d/*.list; do
 done
 
 need_root() {
-  echo "error: missing $1; run as root: sudo make deps-$2   (or: sudo apt-get install -y $1)" >&2
+  echo "error: missing packages: $1" >&2
+  echo "run as root:  sudo bash scripts/deps.sh $2   (or: sudo apt-get install -y $1), then re-run make" >&2
   exit 1
 }
 
@@ -25,7 +26,7 @@ for group in "$@"; do
   done
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || need_root "${missing[*]}" "$1"
+  [ "$(id -u)" = 0 ] || need_root "${missing[*]}" "$*"
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -423,20 +423,19 @@ fn show_results(id: &str, json: bool, opts: &HubOpts) -> CliResult {
     }
     let items = list.as_array().cloned().unwrap_or_default();
     let index = results::node_index(&hub.get("/v1/nodes")?);
-    let targeted = hub
-        .get(&path)
-        .map(|s| watch::Target::from_status(&s).nodes.len())
-        .unwrap_or(0);
-    let answered: std::collections::BTreeSet<&str> = items
+    let targeted = watch::Target::from_status(&hub.get(&path)?).nodes;
+    let answered = items
         .iter()
         .filter_map(|r| r.get("node_id").and_then(Value::as_str))
-        .collect();
+        .filter(|n| targeted.contains(*n))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     print!("{}", results::render(&items, &index));
     say(format!(
         "{} result(s); {} of {} nodes answered",
         items.len(),
-        answered.len(),
-        targeted
+        answered,
+        targeted.len()
     ));
     Ok(())
 }

@@ -76,7 +76,7 @@ impl<'a, O: Write, E: Write> Progress<'a, O, E> {
     pub fn line(&self) -> String {
         format!(
             "{} of {} nodes answered",
-            self.answered.len(),
+            self.answered.intersection(&self.target.nodes).count(),
             self.target.nodes.len()
         )
     }
@@ -252,13 +252,16 @@ mod tests {
         };
         assert!(!feed(&mut d, b":ka\n\n", &mut p));
         assert!(!feed(&mut d, ev(1, "n-a").as_bytes(), &mut p));
-        assert!(!feed(&mut d, b"id: 2\ndata: {not json\n\n", &mut p));
-        let both = ev(3, "n-a") + &ev(4, "n-b");
+        // A node the job was not sent to does not count.
+        assert!(!feed(&mut d, ev(2, "n-x").as_bytes(), &mut p));
+        assert_eq!(p.line(), "1 of 2 nodes answered");
+        assert!(!feed(&mut d, b"id: 5\ndata: {not json\n\n", &mut p));
+        let both = ev(6, "n-a") + &ev(7, "n-b");
         let (first, second) = both.as_bytes().split_at(17);
         assert!(!feed(&mut d, first, &mut p));
         assert!(feed(&mut d, second, &mut p));
         assert_eq!(p.line(), "2 of 2 nodes answered");
-        assert_eq!(d.last_id(), Some("4"));
+        assert_eq!(d.last_id(), Some("7"));
         let err = String::from_utf8(err).unwrap();
         assert!(err.contains("1 of 2 nodes answered"), "{err}");
         assert!(err.contains("not JSON"), "{err}");

@@ -468,7 +468,29 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
                     ta.tags.clone()
                 },
             };
-            let node = issue_node(hub, &key, attrs, "token", &addr, Some(hash), None).await?;
+            let node = match issue_node(hub, &key, attrs, "token", &addr, Some(hash.clone()), None)
+                .await
+            {
+                Ok(n) => n,
+                Err(e) if e.status == StatusCode::CONFLICT => {
+                    // A concurrent request bound the token first: the same key gets that node.
+                    let fp = key.fingerprint.clone();
+                    let found = hub
+                        .db(move |db| {
+                            let Some(id) = db
+                                .token(&hash)?
+                                .filter(|r| r.used_fp.as_deref() == Some(fp.as_str()))
+                                .and_then(|r| r.node_id)
+                            else {
+                                return Ok(None);
+                            };
+                            db.node(&id)
+                        })
+                        .await?;
+                    found.ok_or(e)?
+                }
+                Err(e) => return Err(e),
+            };
             json_resp(StatusCode::OK, &issued_response(hub, &node))
         }
         None => {
@@ -583,6 +605,13 @@ async fn issue_node(
             Ok(ok)
         })
         .await?;
+    if !bound && via == "approved" {
+        // A concurrent poll of the same node issued it first.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this enrolment was just issued to a concurrent request; poll again",
+        ));
+    }
     if !bound {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -640,8 +669,12 @@ async fn subscription_channels(
             allowed.join(",")
         )));
     }
-    let mut out = wanted;
-    out.dedup();
+    let mut out: Vec<String> = Vec::with_capacity(wanted.len());
+    for c in wanted {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
     Ok(out)
 }
 
@@ -957,11 +990,30 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
     let Value::Object(map) = &s else {
         unreachable!("stats is an object")
     };
+    // Totals since start are counters; the rest describe the present.
+    const COUNTERS: [&str; 10] = [
+        "requests",
+        "rate_limited",
+        "connections_refused",
+        "jobs_accepted",
+        "jobs_refused",
+        "events_sent",
+        "results_stored",
+        "results_duplicate",
+        "enrolments",
+        "uptime_secs",
+    ];
     for (k, v) in map {
         if let Some(n) = v.as_u64() {
-            out.push_str(&format!(
-                "# TYPE vantage_hub_{k} gauge\nvantage_hub_{k} {n}\n"
-            ));
+            if COUNTERS.contains(&k.as_str()) {
+                out.push_str(&format!(
+                    "# TYPE vantage_hub_{k}_total counter\nvantage_hub_{k}_total {n}\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "# TYPE vantage_hub_{k} gauge\nvantage_hub_{k} {n}\n"
+                ));
+            }
         }
     }
     out.push_str("# TYPE vantage_hub_channel_subscribers gauge\n");
@@ -1008,4 +1060,35 @@ pub fn issue_operator(
         &json!({"serial": issued.serial}),
     )?;
     Ok((issued, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vantage_proto::envelope::Envelope;
+    use vantage_proto::sse::{Decoder, Frame};
+
+    #[test]
+    fn event_frames_carry_protocol_envelopes() {
+        let job =
+            json!({"job": {"v": 1, "id": "j1"}, "signatures": [{"key_id": "00", "sig": "AA=="}]});
+        let frame = event_frame(42, "cc.DE", 1_343_000_000, &job.to_string());
+        let mut dec = Decoder::new(1 << 16, 1 << 20);
+        let frames = dec.feed(&frame);
+        let [Ok(Frame::Event(ev))] = frames.as_slice() else {
+            panic!("one event expected: {frames:?}")
+        };
+        assert_eq!(ev.id.as_deref(), Some("42"));
+        let env = Envelope::from_json(&ev.data).unwrap();
+        assert_eq!((env.id, env.channel.as_str()), (42, "cc.DE"));
+        assert_eq!(env.time, "Sun, 22 Jul 2012 23:33:20 GMT");
+        assert_eq!(serde_json::to_value(&env.payload).unwrap(), job);
+    }
+
+    #[test]
+    fn node_status_words() {
+        assert_eq!(node_status(true, true), "revoked");
+        assert_eq!(node_status(false, true), "online");
+        assert_eq!(node_status(false, false), "offline");
+    }
 }

@@ -79,13 +79,13 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:8443", env = "VANTAGE_HUB_LISTEN")]
     listen: SocketAddr,
-    /// Base URL nodes use to reach the hub; default https://<first --name of init>:<port>.
+    /// Base URL nodes use to reach the hub; default https://NAME:PORT (NAME: the first --name given to init).
     #[arg(long, env = "VANTAGE_HUB_PUBLIC_URL")]
     public_url: Option<String>,
     /// Approval policy file (the image's /etc/vantage/policy.json); without it every job is refused.
     #[arg(long, env = "VANTAGE_HUB_POLICY")]
     policy: Option<PathBuf>,
-    /// TESTS ONLY: allow operators to publish unsigned payloads (POST /v1/publish/<channel>).
+    /// TESTS ONLY: allow operators to publish unsigned payloads (POST /v1/publish/CHANNEL).
     #[arg(long)]
     unsafe_raw_publish: bool,
     /// Seconds between keep-alive comments on event streams.

@@ -254,6 +254,8 @@ CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
 /// The database handle (one connection behind a mutex; call from blocking threads).
 pub struct Db {
     conn: Mutex<Connection>,
+    // A second connection for reads: WAL lets them proceed while a write waits for fsync.
+    read: Mutex<Connection>,
 }
 
 impl Db {
@@ -264,13 +266,21 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        let read = Connection::open(path)?;
+        read.busy_timeout(std::time::Duration::from_secs(10))?;
+        read.pragma_update(None, "query_only", "ON")?;
         Ok(Self {
             conn: Mutex::new(conn),
+            read: Mutex::new(read),
         })
     }
 
     fn c(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn r(&self) -> MutexGuard<'_, Connection> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads a metadata value.
@@ -319,7 +329,7 @@ impl Db {
 
     /// Audit entries about one subject, oldest first.
     pub fn audit_of(&self, subject: &str) -> Result<Vec<AuditEntry>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare(
             "SELECT time,actor,action,subject,detail FROM audit WHERE subject=?1 ORDER BY id",
         )?;
@@ -380,7 +390,7 @@ impl Db {
 
     /// Every token, oldest first.
     pub fn tokens(&self) -> Result<Vec<TokenSummary>> {
-        let c = self.c();
+        let c = self.r();
         let mut st =
             c.prepare("SELECT hash,attrs,created,expires,node_id FROM tokens ORDER BY created")?;
         let rows = st.query_map([], |r| {
@@ -444,7 +454,7 @@ impl Db {
 
     /// Revoked certificates that have not yet expired: (serial, revocation time).
     pub fn revoked_certs(&self, now: i64) -> Result<Vec<(String, i64)>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare("SELECT serial,revoked FROM certs WHERE revoked IS NOT NULL AND not_after > ?1 ORDER BY revoked")?;
         let rows = st.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -452,7 +462,7 @@ impl Db {
 
     /// A value that changes whenever a certificate is revoked.
     pub fn revocation_marker(&self) -> Result<(i64, i64)> {
-        Ok(self.c().query_row(
+        Ok(self.r().query_row(
             "SELECT count(*), coalesce(max(revoked),0) FROM certs WHERE revoked IS NOT NULL",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -486,7 +496,7 @@ impl Db {
 
     /// Enrols a node: records the node, its certificate, and binds the token or
     /// pending entry, in one transaction. Returns false (and changes nothing)
-    /// if the token was bound by another enrolment meanwhile.
+    /// if the token or pending entry was bound by another enrolment meanwhile.
     pub fn insert_node(
         &self,
         node: &NodeRow,
@@ -529,10 +539,13 @@ impl Db {
             }
         }
         if let Some(fp) = pending_fp {
-            tx.execute(
-                "UPDATE pending SET node_id=?2 WHERE fp=?1",
+            let n = tx.execute(
+                "UPDATE pending SET node_id=?2 WHERE fp=?1 AND node_id IS NULL",
                 params![fp, node.id],
             )?;
+            if n != 1 {
+                return Ok(false);
+            }
         }
         tx.commit()?;
         Ok(true)
@@ -586,7 +599,7 @@ impl Db {
 
     /// One node.
     pub fn node(&self, id: &str) -> Result<Option<NodeRow>> {
-        let c = self.c();
+        let c = self.r();
         let row = c
             .query_row(
                 &format!("SELECT {} FROM nodes WHERE id=?1", Self::NODE_COLS),
@@ -603,7 +616,7 @@ impl Db {
 
     /// Every node, by id.
     pub fn nodes(&self) -> Result<Vec<NodeRow>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare(&format!(
             "SELECT {} FROM nodes ORDER BY id",
             Self::NODE_COLS
@@ -679,7 +692,7 @@ impl Db {
     }
 
     fn pending_where(&self, cond: &str, arg: &str) -> Result<Vec<PendingRow>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare(&format!(
             "SELECT fp,declared,created,last_poll,address,approved,node_id FROM pending WHERE {cond} ORDER BY created"
         ))?;
@@ -712,7 +725,7 @@ impl Db {
 
     /// Pending enrolments not yet issued.
     pub fn pending_open_count(&self) -> Result<u64> {
-        Ok(self.c().query_row(
+        Ok(self.r().query_row(
             "SELECT count(*) FROM pending WHERE node_id IS NULL",
             [],
             |r| r.get::<_, i64>(0),
@@ -798,7 +811,7 @@ impl Db {
         channels: &[String],
         limit: usize,
     ) -> Result<Vec<LogEntry>> {
-        let c = self.c();
+        let c = self.r();
         let placeholders = vec!["?"; channels.len()].join(",");
         let sql = format!(
             "SELECT seq,job_id,time,channels,payload FROM joblog WHERE seq IN
@@ -900,7 +913,7 @@ impl Db {
 
     /// Per channel: entries held and the last sequence number.
     pub fn channel_counts(&self) -> Result<std::collections::HashMap<String, (u64, u64)>> {
-        let c = self.c();
+        let c = self.r();
         let mut st =
             c.prepare("SELECT channel, count(*), max(seq) FROM joblog_channels GROUP BY channel")?;
         let rows = st.query_map([], |r| {
@@ -966,7 +979,7 @@ impl Db {
 
     /// Jobs accepted against `target` since `since` (Unix seconds).
     pub fn jobs_for_target(&self, target: &str, since: i64) -> Result<u64> {
-        Ok(self.c().query_row(
+        Ok(self.r().query_row(
             "SELECT count(*) FROM jobs WHERE target=?1 AND submitted>=?2",
             params![target, since],
             |r| r.get::<_, i64>(0),
@@ -993,7 +1006,7 @@ impl Db {
 
     /// Results of a job after a row id, oldest first.
     pub fn results_of(&self, job_id: &str, after: i64, limit: usize) -> Result<Vec<ResultRow>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare(
             "SELECT id,body FROM results WHERE job_id=?1 AND id>?2 ORDER BY id LIMIT ?3",
         )?;
@@ -1008,7 +1021,7 @@ impl Db {
 
     /// Number of results of a job.
     pub fn result_count(&self, job_id: &str) -> Result<u64> {
-        Ok(self.c().query_row(
+        Ok(self.r().query_row(
             "SELECT count(*) FROM results WHERE job_id=?1",
             [job_id],
             |r| r.get::<_, i64>(0),

@@ -442,6 +442,8 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
         crate::datadir::write_atomic(f, addr.to_string().as_bytes(), 0o644)?;
     }
     tracing::info!(%addr, public_url = %hub.public_url(), "vantage-hub serving");
+    // Under systemd (Type=notify): ready once listening. Elsewhere a no-op.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     spawn_background(&hub);
     let slots = Arc::new(Semaphore::new(hub.cfg.max_connections));
     loop {

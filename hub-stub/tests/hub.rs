@@ -185,7 +185,7 @@ fn channels_catch_up_and_access_rules() {
         metrics
             .as_str()
             .unwrap()
-            .contains("vantage_hub_jobs_accepted 2")
+            .contains("vantage_hub_jobs_accepted_total 2")
     );
     drop(sub);
 
@@ -582,4 +582,134 @@ fn raw_publish_is_off_by_default() {
     let (s, e) = op.post("/v1/publish/all", &json!({}));
     assert_eq!(s, 404);
     assert!(e["error"].as_str().unwrap().contains("no endpoint"), "{e}");
+}
+
+#[test]
+fn backup_is_a_working_data_directory() {
+    let hub = Hub::start(&[]);
+    let n = hub.node("DE");
+    let out = hub.dir.path().join("backup");
+    let (ok, _, err) = hub.cli(&["backup", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = hub.cli(&["backup", "--out", out.to_str().unwrap()]);
+    assert!(!ok && err.contains("exists"), "{err}");
+    let listed = std::process::Command::new(BIN)
+        .args([
+            "--data-dir",
+            out.to_str().unwrap(),
+            "nodes",
+            "show",
+            &n.id,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v["cert_serial"].as_str().unwrap().len(), 32);
+    assert_eq!(read(&out.join("ca.key")), read(&hub.data().join("ca.key")));
+}
+
+#[test]
+fn concurrent_enrolments_with_one_token() {
+    let hub = Hub::start(&[]);
+    // The same key many times at once (retries racing): one node, one certificate.
+    let token = hub.token(&["--country", "DE"]);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let body = enrol_body(&key, Some(&token), "DE");
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| hub.anonymous().post("/v1/enrol", &body)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (s, v) in &answers {
+        assert_eq!(*s, 200, "{v}");
+        assert_eq!(v["certificate"], answers[0].1["certificate"]);
+    }
+    // Different keys at once: exactly one wins.
+    let token = hub.token(&["--country", "DE"]);
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                let token = token.clone();
+                let hub = &hub;
+                s.spawn(move || {
+                    let key = rcgen::KeyPair::generate().unwrap();
+                    hub.anonymous()
+                        .post("/v1/enrol", &enrol_body(&key, Some(&token), "DE"))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    for (s, v) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*s, 409);
+        assert!(v["error"].as_str().unwrap().contains("another key"), "{v}");
+    }
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_cut_off() {
+    let hub = Hub::start(&[
+        "--unsafe-raw-publish",
+        "--rate",
+        "1000",
+        "--burst",
+        "1000",
+        "--idle-timeout-secs",
+        "2",
+        "--keepalive-secs",
+        "60",
+    ]);
+    let op = hub.operator("alice");
+    let n = hub.node("DE");
+    // Open the stream, then do not read: the reader thread is only started
+    // after the hub had time to give up.
+    let resp = n
+        .client
+        .agent
+        .get(format!("{}/v1/sub/all", hub.url))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let blob = "x".repeat(60 * 1024);
+    let total = 160;
+    for i in 0..total {
+        let (s, r) = op.post("/v1/publish/all", &json!({"i": i, "pad": blob}));
+        assert_eq!(s, 201, "{r}");
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    // Far more than socket buffers hold was published; the hub closed the
+    // stream instead of buffering it, so reading now ends, early.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = resp.into_body().into_reader();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => all.extend_from_slice(&buf[..k]),
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&all).matches("\ndata: ").count());
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the stream stayed open: the hub kept the slow subscriber");
+    assert!(
+        got < total,
+        "received all {got} events: the hub kept buffering"
+    );
 }

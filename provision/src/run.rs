@@ -14,17 +14,18 @@ use std::time::Duration;
 use vantage_proto::enrol::EnrolRequest;
 
 use crate::cert::CertInfo;
-use crate::client::{self, ClientError, PinnedCa, Timeouts};
+use crate::client::{self, PinnedCa, Timeouts};
 use crate::clock;
 use crate::config::{self, Settings};
-use crate::csr::NodeKey;
+use crate::csr::{CsrError, NodeKey};
 use crate::enrol::{self, EnrolError, EnrolOutcome, Issued};
 use crate::fault;
 use crate::state::{DataDir, NodeState, atomic_write, sync_dir};
 use crate::status::{Reporter, Status};
 use crate::wifi;
 
-/// Name of the marker file on the boot partition that asks for a new identity.
+/// Name of the marker file on the boot partition that asks for a new
+/// identity (`vantage-reset.txt` counts too).
 pub const RESET_FILE: &str = "vantage-reset";
 
 /// Where the boot partition is mounted on a node.
@@ -143,29 +144,10 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
         apply_system_settings(opts, s);
     }
 
-    if let Some(node) = healthy_identity(&data) {
-        let mut note = None;
-        match &settings {
-            Ok(Some(s)) if s.token.is_some() => {
-                if let Err(e) = scrub_token(&opts.config) {
-                    log(&format!(
-                        "cannot remove the used token from vantage.toml: {e}"
-                    ));
-                }
-            }
-            Err(invalid) => {
-                note = Some(format!(
-                    "vantage.toml has problems (they only matter for Wi-Fi and the host name now):\n{invalid}"
-                ))
-            }
-            _ => {}
-        }
-        report(&enrolled(&node, note));
-        return Ok(Outcome::Enrolled {
-            node_id: node.node_id,
-            fresh: false,
-        });
-    }
+    let lost_identity = match healthy_identity(&data) {
+        Ok(node) => return Ok(already_enrolled(opts, &settings, node, &report)),
+        Err(why) => why,
+    };
 
     let settings = match settings {
         Ok(Some(s)) => s,
@@ -192,7 +174,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
         }
     };
 
-    let ca = match load_ca(&opts.ca) {
+    let ca = match PinnedCa::load(&opts.ca) {
         Ok(ca) => ca,
         Err(e) => {
             let f = Fatal::Broken(format!(
@@ -212,7 +194,19 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
             .map(|c| c.not_before),
     );
 
-    let key = match NodeKey::load_or_generate(&data) {
+    let key = match NodeKey::load_or_generate(&data).or_else(|e| match e {
+        // A damaged key is useless to anyone: replace it.
+        CsrError::Crypto(_) => {
+            log(&format!(
+                "{}: {e}; making a new key",
+                data.key_path().display()
+            ));
+            let key = NodeKey::generate()?;
+            data.write_key(&key.to_pem())?;
+            Ok((key, true))
+        }
+        other => Err(other),
+    }) {
         Ok((key, _)) => key,
         Err(e) => {
             let f = Fatal::Broken(format!("The node's key cannot be stored: {e}"));
@@ -228,6 +222,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
 
     Enrolment {
         opts,
+        lost_identity,
         settings: &settings,
         ca: &ca,
         floor,
@@ -240,6 +235,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
 
 struct Enrolment<'a> {
     opts: &'a Options,
+    lost_identity: Option<String>,
     settings: &'a Settings,
     ca: &'a PinnedCa,
     floor: i64,
@@ -252,9 +248,16 @@ impl Enrolment<'_> {
     fn run(&self) -> Result<Outcome, Fatal> {
         let hub = &self.settings.hub;
         let mut token = self.settings.token.clone();
-        let mut pending_why = "There is no token in vantage.toml, so the node asks the hub's \
-                               administrator to approve it."
-            .to_owned();
+        let mut pending_why = match &self.lost_identity {
+            Some(why) => format!(
+                "This node was enrolled, but its identity can no longer be used ({why}). \
+                 There is no (unused) token in vantage.toml, so the node asks the hub's \
+                 administrator to approve it again."
+            ),
+            None => "There is no token in vantage.toml, so the node asks the hub's \
+                     administrator to approve it."
+                .to_owned(),
+        };
         let mut delay = self.opts.retry_min;
         loop {
             let now = clock::now();
@@ -361,15 +364,46 @@ impl Enrolment<'_> {
     }
 }
 
+/// A healthy node: scrub a leftover token, tell the volunteer, done.
+fn already_enrolled(
+    opts: &Options,
+    settings: &Result<Option<Settings>, config::Invalid>,
+    node: NodeState,
+    report: &dyn Fn(&Status),
+) -> Outcome {
+    let mut note = None;
+    match settings {
+        Ok(Some(s)) if s.token.is_some() => {
+            if let Err(e) = scrub_token(&opts.config) {
+                log(&format!(
+                    "cannot remove the used token from vantage.toml: {e}"
+                ));
+            }
+        }
+        Err(invalid) => {
+            note = Some(format!(
+                "vantage.toml has problems (they only matter for Wi-Fi and the host name now):\n{invalid}"
+            ))
+        }
+        _ => {}
+    }
+    report(&enrolled(&node, note));
+    Outcome::Enrolled {
+        node_id: node.node_id,
+        fresh: false,
+    }
+}
+
 /// The stored identity if it is complete and usable: `node.json`, a
 /// certificate for the stored key, not expired (when the clock can tell).
-fn healthy_identity(data: &DataDir) -> Option<NodeState> {
+/// `Err(Some(why))` when there was an identity that is no longer usable.
+fn healthy_identity(data: &DataDir) -> Result<NodeState, Option<String>> {
     let node = match data.read_node() {
         Ok(Some(n)) => n,
-        Ok(None) => return None,
+        Ok(None) => return Err(None),
         Err(e) => {
             log(&format!("{e}; enrolling again"));
-            return None;
+            return Err(Some(e.to_string()));
         }
     };
     let check = || -> Result<(), String> {
@@ -396,26 +430,33 @@ fn healthy_identity(data: &DataDir) -> Option<NodeState> {
         Ok(())
     };
     match check() {
-        Ok(()) => Some(node),
+        Ok(()) => Ok(node),
         Err(why) => {
             log(&format!(
                 "stored identity not usable ({why}); enrolling again"
             ));
-            None
+            Err(Some(why))
         }
     }
 }
 
 fn reset_if_asked(opts: &Options, data: &DataDir) -> Result<(), String> {
-    let marker = opts.boot_dir.join(RESET_FILE);
-    if !marker.exists() {
+    // Windows' Notepad saves "vantage-reset" as "vantage-reset.txt"; take either.
+    let markers: Vec<PathBuf> = [RESET_FILE.to_owned(), format!("{RESET_FILE}.txt")]
+        .iter()
+        .map(|name| opts.boot_dir.join(name))
+        .filter(|p| p.exists())
+        .collect();
+    if markers.is_empty() {
         return Ok(());
     }
     log("vantage-reset found on the boot partition: wiping the node's identity and state");
     data.wipe_identity().map_err(|e| e.to_string())?;
     wipe_agent_state(data.root()).map_err(|e| format!("{}: {e}", data.root().display()))?;
-    std::fs::remove_file(&marker)
-        .map_err(|e| format!("cannot remove {}: {e}", marker.display()))?;
+    for marker in markers {
+        std::fs::remove_file(&marker)
+            .map_err(|e| format!("cannot remove {}: {e}", marker.display()))?;
+    }
     sync_dir(&opts.boot_dir).map_err(|e| format!("{}: {e}", opts.boot_dir.display()))?;
     fault::point("reset");
     Ok(())
@@ -478,10 +519,6 @@ fn scrub_token(path: &Path) -> std::io::Result<()> {
         log("the used token was removed from vantage.toml");
     }
     Ok(())
-}
-
-fn load_ca(path: &Path) -> Result<PinnedCa, ClientError> {
-    PinnedCa::load(path)
 }
 
 fn enrolled(node: &NodeState, note: Option<String>) -> Status {
@@ -643,13 +680,13 @@ mod tests {
         let opts = Options::new(&boot, data.root());
         reset_if_asked(&opts, &data).unwrap();
         assert!(data.key_path().exists(), "no marker, no wipe");
-        std::fs::write(boot.join(RESET_FILE), "").unwrap();
+        std::fs::write(boot.join("vantage-reset.txt"), "").unwrap();
         reset_if_asked(&opts, &data).unwrap();
         let left: Vec<_> = std::fs::read_dir(data.root())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["lost+found"]);
-        assert!(!boot.join(RESET_FILE).exists());
+        assert!(!boot.join("vantage-reset.txt").exists());
     }
 }

@@ -6,7 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use common::{Hub, Node, settings, stderr, wait_for};
+use std::process::Stdio;
+
+use common::{Hub, Node, Running, settings, stderr, wait_for};
 use vantage_provision::cert::CertInfo;
 use vantage_provision::fault;
 
@@ -34,6 +36,14 @@ fn enrols_with_token_scrubs_it_and_then_does_nothing() {
             .unwrap()
             .iter()
             .any(|c| c == "tag.fiber")
+    );
+    assert!(
+        n["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "ct.EU"),
+        "{n}"
     );
 
     // The token line is gone, every other line (comments included) kept.
@@ -100,7 +110,7 @@ fn pending_mode_waits_for_approval_then_enrols() {
     node.write_config(&settings(&hub.url, None));
 
     // As on a node: no --once, the process keeps polling until approved.
-    let mut child = node.command().spawn().unwrap();
+    let mut child = Running(node.command().stderr(Stdio::null()).spawn().unwrap());
     let fingerprint = wait_for(Duration::from_secs(60), || {
         let s = node.status();
         s.contains("WAITING FOR APPROVAL")
@@ -118,15 +128,13 @@ fn pending_mode_waits_for_approval_then_enrols() {
         node.status()
     );
     assert!(hub.nodes().is_empty());
-    assert!(child.try_wait().unwrap().is_none(), "still polling");
+    assert_eq!(hub.pending(), std::slice::from_ref(&fingerprint));
+    assert!(child.0.try_wait().unwrap().is_none(), "still polling");
 
     // The volunteer sends the fingerprint from the status file to the admin.
     hub.approve(&fingerprint);
-    let exit =
-        wait_for(Duration::from_secs(60), || child.try_wait().unwrap()).unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("not enrolled after approval: {}", node.status())
-        });
+    let exit = wait_for(Duration::from_secs(60), || child.0.try_wait().unwrap())
+        .unwrap_or_else(|| panic!("not enrolled after approval: {}", node.status()));
     assert_eq!(exit.code(), Some(0));
     let n = node.node_json().unwrap();
     let nodes = hub.nodes();
@@ -283,6 +291,15 @@ fn reset_marker_gives_a_new_identity() {
 
     std::fs::write(node.boot().join("vantage-reset"), "").unwrap();
     node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    // Power lost right after the wipe: the next boot enrols the new identity.
+    let out = node
+        .command()
+        .arg("--once")
+        .env(fault::ENV, "reset")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(6), "{}", stderr(&out));
+    assert!(node.node_json().is_none());
     let out = node.run_once();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let second = node.node_json().unwrap()["node_id"].clone();
@@ -417,4 +434,41 @@ fn renewal_over_mtls_replaces_the_certificate_for_the_same_node() {
     let empty = DataDir::new(node.dir.path().join("empty"));
     let err = renew_stored(&empty, &ca, Timeouts::default()).unwrap_err();
     assert!(err.to_string().contains("node.json is missing"), "{err}");
+}
+
+#[test]
+fn damaged_key_is_replaced_before_enrolling() {
+    let hub = Hub::start();
+    let node = Node::new(&hub.ca_path());
+    node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    std::fs::create_dir_all(node.data()).unwrap();
+    std::fs::write(node.data().join("key.pem"), "").unwrap();
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("making a new key"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(node.node_json().is_some());
+}
+
+#[test]
+fn expired_certificate_makes_the_node_ask_again() {
+    // Certificates that expire the moment they are issued.
+    let hub = Hub::start_with(&["--node-cert-days", "0"]);
+    let node = Node::new(&hub.ca_path());
+    node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    assert_eq!(node.run_once().status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let s = node.status();
+    assert!(s.contains("WAITING FOR APPROVAL"), "{s}");
+    assert!(
+        s.contains("identity can no longer be used (the certificate expired on"),
+        "{s}"
+    );
+    assert_eq!(hub.pending().len(), 1);
 }

@@ -88,11 +88,13 @@ impl Hub {
             addr_file.to_string_lossy().into(),
             "--policy".into(),
             policy.to_string_lossy().into(),
-            "--keepalive-secs".into(),
-            "1".into(),
-            "--revocation-poll-ms".into(),
-            "100".into(),
         ];
+        // Test defaults, unless the test sets them itself.
+        for (flag, value) in [("--keepalive-secs", "1"), ("--revocation-poll-ms", "100")] {
+            if !self.serve_args.iter().any(|a| a == flag) {
+                args.extend([flag.to_string(), value.to_string()]);
+            }
+        }
         args.extend(self.serve_args.iter().cloned());
         let child = Command::new(BIN)
             .args(&args)

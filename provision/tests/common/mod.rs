@@ -61,6 +61,11 @@ pub struct Hub {
 
 impl Hub {
     pub fn start() -> Hub {
+        Hub::start_with(&[])
+    }
+
+    /// A hub with extra `serve` options.
+    pub fn start_with(serve_args: &[&str]) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("hub");
         let out = Command::new(hub_bin())
@@ -90,6 +95,7 @@ impl Hub {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--addr-file")
             .arg(&addr_file)
+            .args(serve_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -149,14 +155,25 @@ impl Hub {
             .clone()
     }
 
-    /// Enrolled nodes (the registry also lists pending enrolments, which are not nodes yet).
+    /// Enrolled nodes (the registry also lists pending enrolments, without an id).
     pub fn nodes(&self) -> Vec<serde_json::Value> {
-        self.json(&["nodes", "list", "--json"])
-            .as_array()
+        let all = self.json(&["nodes", "list", "--json"]);
+        all.as_array()
             .unwrap()
             .iter()
-            .filter(|n| n["status"] != "pending")
+            .filter(|n| !n["id"].is_null())
             .cloned()
+            .collect()
+    }
+
+    /// Key fingerprints of enrolments waiting for approval.
+    pub fn pending(&self) -> Vec<String> {
+        let all = self.json(&["nodes", "list", "--json"]);
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["id"].is_null())
+            .map(|n| n["key_fingerprint"].as_str().unwrap().to_owned())
             .collect()
     }
 
@@ -252,6 +269,16 @@ impl Node {
     }
 }
 
+/// A process that is killed when the test ends, even by a failed assertion.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Polls `f` every 50 ms until it returns `Some` or `limit` passes.
 pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
@@ -280,6 +307,7 @@ pub fn settings(hub: &str, token: Option<&str>) -> String {
          hub = \"{hub}\"\n\
          {token}\
          country = \"DE\"   # Germany\n\
+         continent = \"EU\"\n\
          city = \"Berlin\"\n\
          tags = [\"fiber\"]\n\
          hostname = \"pi-kitchen\"\n"
