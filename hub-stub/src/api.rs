@@ -188,6 +188,7 @@ async fn route(
         (&Method::POST, ["v1", "heartbeat"]) => {
             let node = require_node(hub, caller).await?;
             let hb: Heartbeat = parse_json(&read_body(req, MAX_SMALL_BODY).await?)?;
+            hub.policy.note_reported(&node, hb.policy_serial);
             touch(hub, &node, peer, Some(hb.version)).await;
             Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
         }
@@ -199,6 +200,14 @@ async fn route(
             let text = serde_json::to_string(&gap).expect("serialises");
             hub.db(move |db| db.insert_gap(&node, now(), &text)).await?;
             Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+        }
+        (&Method::GET, ["v1", "policy"]) => {
+            require_known(hub, caller).await?;
+            Ok(crate::governance::get_policy(hub))
+        }
+        (&Method::POST, ["v1", "policy"]) => {
+            let op = require_operator(hub, caller).await?;
+            Ok(crate::governance::post_policy(hub, &op, req).await)
         }
         (&Method::POST, ["v1", "jobs"]) => {
             let op = require_operator(hub, caller).await?;
@@ -677,7 +686,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         hub.metrics.jobs_refused.fetch_add(1, Ordering::Relaxed);
         Err(e)
     };
-    let Some(policy) = &hub.policy else {
+    let Some(policy) = hub.policy.current() else {
         return refuse(
             hub,
             ApiError::new(
@@ -690,7 +699,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         Ok(s) => s,
         Err(e) => return refuse(hub, ApiError::bad(format!("not a signed job: {e}"))),
     };
-    let job = match signed.verify(policy, now() as u64) {
+    let job = match signed.verify(&policy, now() as u64) {
         Ok(j) => j,
         Err(r) => {
             return refuse(
@@ -704,6 +713,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         }
     };
     let target = job.probe.target();
+    let _counted = hub.policy.submissions.lock().await;
     let (jid, tg) = (job.id.clone(), target.clone());
     let (exists, recent) = hub
         .db(move |db| {
@@ -713,16 +723,21 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
             ))
         })
         .await?;
-    let per_hour = u64::from(policy.limits.max_jobs_per_target_per_hour);
+    let policy_rate = policy.limits.max_jobs_per_target_per_hour;
+    let per_hour = u64::from(
+        hub.cfg
+            .max_target_rate
+            .map_or(policy_rate, |r| r.min(policy_rate)),
+    );
     if recent >= per_hour {
         return refuse(
             hub,
             ApiError {
-                status: StatusCode::TOO_MANY_REQUESTS,
+                status: StatusCode::UNPROCESSABLE_ENTITY,
                 message: format!(
-                    "over limit: {recent} jobs against {target} in the last hour; the policy allows {per_hour}"
+                    "target rate: {target} already had {recent} accepted job(s) in the last hour and this hub allows {per_hour} per target and hour; wait, or measure another target"
                 ),
-                code: Some("over-limit"),
+                code: Some("target-rate"),
             },
         );
     }
@@ -789,9 +804,7 @@ async fn resolve(
     match limit {
         Some(limit) => {
             matching.retain(|n| online(hub, n));
-            // Most recently seen first: the likeliest to be there when the job arrives.
-            matching.sort_by_key(|n| std::cmp::Reverse(n.last_seen));
-            matching.truncate(limit as usize);
+            let matching = crate::spread::pick(matching, limit as usize);
             let nodes: Vec<String> = matching.iter().map(|n| n.id.clone()).collect();
             Ok((nodes.iter().map(|id| format!("node.{id}")).collect(), nodes))
         }
@@ -829,6 +842,7 @@ fn node_json(hub: &Hub, n: &NodeRow) -> Value {
     let mut v = serde_json::to_value(n).expect("serialises");
     v["status"] = json!(node_status(n.revoked.is_some(), online(hub, n)));
     v["channels"] = json!(node_attrs(&n.id, &n.attrs).channels());
+    v["policy_serial"] = json!(hub.policy.reported(&n.id));
     v
 }
 

@@ -134,6 +134,10 @@ pub struct ServeArgs {
     /// e.g. http://127.0.0.1:8081/pub (see scale/nginx-nchan.conf).
     #[arg(long, env = "VANTAGE_HUB_NCHAN_PUBLISH_URL")]
     nchan_publish_url: Option<String>,
+    /// Jobs accepted per target host and hour, when stricter than the policy's
+    /// max_jobs_per_target_per_hour (the policy's limit always applies).
+    #[arg(long)]
+    max_target_rate: Option<u32>,
 }
 
 /// `token` subcommands.
@@ -288,6 +292,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 header_timeout: Duration::from_secs(a.header_timeout_secs),
                 idle_timeout: Duration::from_secs(a.idle_timeout_secs),
                 addr_file: a.addr_file,
+                max_target_rate: a.max_target_rate,
             };
             let hub = Hub::new(dd, cfg)?;
             if let Some(url) = &a.nchan_publish_url {

@@ -73,6 +73,8 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// Where to write the bound address (for tests and scripts).
     pub addr_file: Option<std::path::PathBuf>,
+    /// Jobs per target host and hour, if stricter than the policy's limit.
+    pub max_target_rate: Option<u32>,
 }
 
 /// A job-log entry on its way to subscribers: one pre-encoded SSE frame per channel.
@@ -128,8 +130,8 @@ pub struct Hub {
     pub ca: Ca,
     /// The database.
     pub db: Arc<Db>,
-    /// Approval policy.
-    pub policy: Option<Policy>,
+    /// Approval policy: shipped, plus accepted successors.
+    pub policy: crate::governance::PolicyState,
     tls: ArcSwap<ServerConfig>,
     server_chain: Vec<CertificateDer<'static>>,
     server_key: PrivateKeyDer<'static>,
@@ -229,6 +231,7 @@ impl Hub {
     pub fn new(dd: DataDir, cfg: ServeConfig) -> Result<Arc<Self>> {
         let (ca, db) = dd.open()?;
         let policy = cfg.policy.as_deref().map(load_policy).transpose()?;
+        let policy = crate::governance::PolicyState::open(policy, dd.root())?;
         let server_chain = CertificateDer::pem_file_iter(dd.server_cert())
             .with_context(|| format!("cannot read {}", dd.server_cert().display()))?
             .collect::<Result<Vec<_>, _>>()
@@ -431,7 +434,7 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
             "UNSAFE: --unsafe-raw-publish is on; operators can put unsigned payloads on any channel. Never use this for a real network."
         );
     }
-    if hub.policy.is_none() {
+    if hub.policy.current().is_none() {
         tracing::warn!("no --policy given: POST /v1/jobs refuses every job");
     }
     println!("listening on {addr}");

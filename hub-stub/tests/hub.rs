@@ -526,8 +526,8 @@ fn per_target_hourly_limit_of_the_policy() {
         assert_eq!(s, 201, "{r}");
     }
     let (s, e) = op.post("/v1/jobs", &hub.job("t2", json!("everyone")));
-    assert_eq!(s, 429);
-    assert_eq!(e["code"], "over-limit");
+    assert_eq!(s, 422);
+    assert_eq!(e["code"], "target-rate");
     assert!(e["error"].as_str().unwrap().contains("example.com"), "{e}");
     // A job with `limit` goes to at most that many online nodes, on their own channels.
     let b = hub.node("DE");
