@@ -146,6 +146,12 @@ check "preset enables every vantage unit with an [Install] section" bash -c '
     grep -qx "enable $(basename "$u")" '"$OV"'/usr/lib/systemd/system-preset/50-vantage.preset || { echo "not enabled: $u"; exit 1; }
   done'
 
+agent=out/bin/aarch64-unknown-linux-musl/vantage-agent
+if [ -x "$agent" ]; then
+  check "the agent accepts the overlay's /etc/vantage/agent.toml" bash -c \
+    "qemu-aarch64-static '$agent' --config '$OV/etc/vantage/agent.toml' check-config 2>&1 | grep -q '^ok  *configuration'"
+fi
+
 echo "== systemd units (systemd $(systemd-analyze --version | sed -n '1s/systemd \([0-9]*\).*/\1/p'))"
 root=$work/root
 mkdir -p "$root/usr/lib/systemd" "$root/usr/bin" "$root/bin"

@@ -38,7 +38,9 @@ bash ci/fixtures/start.sh "$work/fixtures" >/dev/null
 
 hub() { "$hub_bin" --data-dir "$work/hub" "$@"; }
 hub init --network selftest --name 127.0.0.1 >/dev/null
-hub serve --listen 127.0.0.1:0 --addr-file "$work/hub.addr" >"$work/hub.log" 2>&1 &
+# The binary itself in the background (not the function, whose subshell would
+# leave the hub running when killed).
+"$hub_bin" --data-dir "$work/hub" serve --listen 127.0.0.1:0 --addr-file "$work/hub.addr" >"$work/hub.log" 2>&1 &
 hub_pid=$!
 for _ in $(seq 100); do [ -s "$work/hub.addr" ] && break; sleep 0.1; done
 [ -s "$work/hub.addr" ] || { echo "hub did not start:"; cat "$work/hub.log"; exit 1; }
