@@ -429,6 +429,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 std::fs::copy(&p, out.join(name))
                     .with_context(|| format!("cannot copy {}", p.display()))?;
             }
+            crate::governance::backup_chain(dd.root(), &out)?;
             println!(
                 "backup written to {} (it holds the CA key: keep it safe)",
                 out.display()

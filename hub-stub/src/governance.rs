@@ -213,6 +213,16 @@ impl PolicyState {
     }
 }
 
+/// Copies the stored chain (if any) from `data_dir` into the backup directory `out`.
+pub fn backup_chain(data_dir: &Path, out: &Path) -> Result<()> {
+    let from = data_dir.join(CHAIN_FILE);
+    match std::fs::read(&from) {
+        Ok(bytes) => write_atomic(&out.join(CHAIN_FILE), &bytes, 0o644),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => bail!("cannot copy {}: {e}", from.display()),
+    }
+}
+
 /// Why a successor was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {

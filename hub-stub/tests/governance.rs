@@ -124,6 +124,13 @@ fn rotation_needs_a_quorum_of_the_current_approvers_and_survives_restart() {
     let op = hub.operator("ops");
     assert_eq!(op.get("/v1/policy"), (200, json!({"chain": [next]})));
     check_jobs(&op, "2");
+    let backup = hub.dir.path().join("backup");
+    let (ok, _, err) = hub.cli(&["backup", "--out", backup.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        read(&backup.join("policy-chain.json")),
+        read(&hub.data().join("policy-chain.json"))
+    );
 
     // A chain file changed behind the hub's back is not applied.
     hub.kill9();
