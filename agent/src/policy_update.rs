@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use vantage_proto::job::Refusal;
-use vantage_proto::policy::{Policy, PolicyChangeError, SignedPolicy};
+use vantage_proto::policy::{ChainDoc, Policy, SignedPolicy, walk};
 
 /// File in the agent's data directory holding the verified successors, oldest first.
 pub const CHAIN_FILE: &str = "policy-chain.json";
@@ -25,52 +24,6 @@ const MAX_CHAIN_BYTES: u64 = 1024 * 1024;
 
 /// Fewest seconds between policy fetches caused by refused jobs.
 const REFUSAL_FETCH_SECS: u64 = 30;
-
-/// `GET /v1/policy` body and the content of [`CHAIN_FILE`].
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ChainDoc {
-    /// Successors of the shipped policy, in order.
-    pub chain: Vec<SignedPolicy>,
-}
-
-/// What came of offering successors to a policy.
-#[derive(Debug)]
-pub struct Walk {
-    /// Successors accepted, in order, with their parsed policies.
-    pub accepted: Vec<(SignedPolicy, Policy)>,
-    /// The first successor refused (its position in the offer) and why; the rest were not tried.
-    pub refused: Option<(usize, PolicyChangeError)>,
-}
-
-/// Applies `offered` on top of `base` in order. Entries with a serial not
-/// above the policy reached so far are history and skipped; every other one
-/// must be accepted by the policy before it, and the walk stops at the first
-/// that is not.
-pub fn walk(base: &Policy, offered: &[SignedPolicy]) -> Walk {
-    let mut current = base.clone();
-    let mut accepted = Vec::new();
-    for (i, next) in offered.iter().enumerate() {
-        if next.parse().is_ok_and(|p| p.serial <= current.serial) {
-            continue;
-        }
-        match current.accept_successor(next) {
-            Ok(p) => {
-                current = p.clone();
-                accepted.push((next.clone(), p));
-            }
-            Err(e) => {
-                return Walk {
-                    accepted,
-                    refused: Some((i, e)),
-                };
-            }
-        }
-    }
-    Walk {
-        accepted,
-        refused: None,
-    }
-}
 
 struct State {
     chain: Vec<SignedPolicy>,

@@ -15,76 +15,16 @@ use arc_swap::ArcSwapOption;
 use http::StatusCode;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use vantage_proto::policy::{Policy, PolicyChangeError, SignedPolicy};
+use vantage_proto::policy::{ChainDoc, Policy, PolicyChangeError, SignedPolicy, walk};
 
 /// File in the data directory holding the accepted successors, oldest first.
 pub const CHAIN_FILE: &str = "policy-chain.json";
 
 const MAX_POLICY_BODY: usize = 64 * 1024;
-
-/// The body of `GET /v1/policy` and the content of [`CHAIN_FILE`].
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChainDoc {
-    /// Successors of the shipped policy, in the order they were accepted.
-    pub chain: Vec<SignedPolicy>,
-}
-
-/// What came of offering successors to a policy.
-#[derive(Debug)]
-pub struct Walk {
-    /// Successors accepted, in order, with their parsed policies.
-    pub accepted: Vec<(SignedPolicy, Policy)>,
-    /// The first successor refused (its position in the offer) and why; the rest were not tried.
-    pub refused: Option<(usize, PolicyChangeError)>,
-}
-
-/// Applies `offered` on top of `base` in order. Entries with a serial not
-/// above the policy reached so far are history and skipped; every other one
-/// must be accepted by the policy before it, and the walk stops at the first
-/// that is not.
-pub fn walk(base: &Policy, offered: &[SignedPolicy]) -> Walk {
-    let mut current = base.clone();
-    let mut accepted = Vec::new();
-    for (i, next) in offered.iter().enumerate() {
-        if next.parse().is_ok_and(|p| p.serial <= current.serial) {
-            continue;
-        }
-        match current.accept_successor(next) {
-            Ok(p) => {
-                current = p.clone();
-                accepted.push((next.clone(), p));
-            }
-            Err(e) => {
-                return Walk {
-                    accepted,
-                    refused: Some((i, e)),
-                };
-            }
-        }
-    }
-    Walk {
-        accepted,
-        refused: None,
-    }
-}
-
-/// A stable short code for a refused successor (the CLI prints it).
-pub fn change_code(e: &PolicyChangeError) -> &'static str {
-    use vantage_proto::policy::ApprovalError;
-    match e {
-        PolicyChangeError::Invalid(_) => "invalid-policy",
-        PolicyChangeError::NotNewer { .. } => "not-newer",
-        PolicyChangeError::Approval(ApprovalError::Forged { .. }) => "forged-signature",
-        PolicyChangeError::Approval(ApprovalError::UnknownApprover { .. }) => "unknown-approver",
-        PolicyChangeError::Approval(ApprovalError::TooFew { .. }) => "too-few-approvals",
-    }
-}
 
 struct Chain {
     entries: Vec<SignedPolicy>,
@@ -322,7 +262,7 @@ pub async fn post_policy(hub: &Arc<Hub>, operator: &str, req: http::Request<Inco
                 format!(
                     "{e}; `vantage policy check --current CURRENT NEW` shows why before submitting"
                 ),
-                Some(change_code(&e)),
+                Some(e.code()),
             )
         }
         Err(e @ RotateError::NoPolicy) => {
@@ -379,7 +319,7 @@ mod tests {
         // Signed by the old approvers only: no longer enough.
         let three_old = signed(3, &[&k[4], &k[0]], &[&k[0], &k[1]]);
         let e = st.rotate(three_old).unwrap_err();
-        assert!(matches!(&e, RotateError::Refused(c) if change_code(c) == "unknown-approver"));
+        assert!(matches!(&e, RotateError::Refused(c) if c.code() == "unknown-approver"));
         let three = signed(3, &[&k[3], &k[4]], &[&k[2], &k[3]]);
         st.rotate(three).unwrap();
         let again = PolicyState::open(Some(shipped.clone()), d.path()).unwrap();
