@@ -1,5 +1,5 @@
 # vantage-hub: the master server (hub-stub/).
-.PHONY: hub test-hub hub-dev bench-hub
+.PHONY: hub test-hub hub-dev
 HUB_DEV_DIR ?= /tmp/vantage-hub-dev
 
 hub: deps ## build the hub (release): target/release/vantage-hub
@@ -12,7 +12,3 @@ hub-dev: deps ## run a throw-away hub on 127.0.0.1:8443 (data in /tmp/vantage-hu
 	@test -e $(HUB_DEV_DIR)/ca.key || $(CARGO) run -q -p vantage-hub -- --data-dir $(HUB_DEV_DIR) init --name localhost --name 127.0.0.1
 	@test -e $(HUB_DEV_DIR)/op/dev.crt || $(CARGO) run -q -p vantage-hub -- --data-dir $(HUB_DEV_DIR) operator issue dev --out $(HUB_DEV_DIR)/op
 	$(CARGO) run -q -p vantage-hub -- --data-dir $(HUB_DEV_DIR) serve --listen 127.0.0.1:8443
-
-
-bench-hub: deps ## fan-out benchmark: 2000 TLS SSE subscribers on one hub, delivery latency and memory (release build, then about 10 s)
-	$(CARGO) bench --locked -p vantage-hub --bench fanout -- 2000 20
