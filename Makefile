@@ -19,6 +19,7 @@ lint: deps ## rustfmt and clippy, warnings are errors
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 test-fast: deps ## unit, property and integration tests of the workspace (the quick loop)
+	@bash scripts/deps.sh base fixtures
 	$(CARGO) test --workspace --locked
 
 test: lint test-fast $(TEST_TARGETS) ## everything CI runs

@@ -14,7 +14,8 @@ for f in scripts/deps.d/*.list; do
 done
 
 need_root() {
-  echo "error: missing $1; run as root: sudo make deps-$2   (or: sudo apt-get install -y $1)" >&2
+  echo "error: missing packages: $1" >&2
+  echo "run as root:  sudo bash scripts/deps.sh $2   (or: sudo apt-get install -y $1), then re-run make" >&2
   exit 1
 }
 
@@ -25,16 +26,22 @@ for group in "$@"; do
   done
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || need_root "${missing[*]}" "$1"
+  [ "$(id -u)" = 0 ] || need_root "${missing[*]}" "$*"
   echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Wait for another apt run (unattended upgrades, a parallel make) instead of failing.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+if ! command -v rustup >/dev/null && [ -x "$HOME/.cargo/bin/rustup" ]; then
+  export PATH=$HOME/.cargo/bin:$PATH
+fi
 if ! command -v rustup >/dev/null; then
-  echo "error: rustup not found; install it from your distribution (apt-get install rustup) or rustup.rs, then re-run" >&2
-  exit 1
+  echo "deps: rustup not found; installing it from https://sh.rustup.rs (minimal profile)"
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none \
+    || { echo "error: could not install rustup; install it (https://rustup.rs), then re-run" >&2; exit 1; }
+  export PATH=$HOME/.cargo/bin:$PATH
 fi
 # rust-toolchain.toml pins the toolchain, its components and both ARM targets.
 toolchain=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)

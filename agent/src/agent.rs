@@ -35,7 +35,7 @@ pub struct Agent {
     ca: PinnedCa,
     identity: RwLock<ClientIdentity>,
     http: Mutex<Option<ureq::Agent>>,
-    policy: Policy,
+    policy: Arc<crate::policy_update::PolicyChain>,
     outbox: Mutex<Outbox>,
     replay: ReplaySet,
     probes: probe::Context,
@@ -80,6 +80,10 @@ impl Agent {
         let ca = PinnedCa::load(&cfg.ca).map_err(|e| anyhow!("{e}"))?;
         let identity = ClientIdentity::load(&data).map_err(|e| anyhow!("{e}"))?;
         let policy = load_policy(&cfg.policy)?;
+        let policy = Arc::new(crate::policy_update::PolicyChain::open(
+            policy,
+            &cfg.data_dir,
+        ));
         let outbox = Outbox::open(&cfg.data_dir.join("outbox"), cfg.outbox.max_results)
             .with_context(|| format!("cannot open the outbox in {}", cfg.data_dir.display()))?;
         let replay = ReplaySet::open(&cfg.data_dir.join("replay"))
@@ -207,13 +211,23 @@ impl Agent {
     }
 
     async fn accept(self: &Arc<Self>, signed: SignedJob) {
-        let verdict = Verifier {
-            policy: &self.policy,
-            attrs: &self.node.attrs,
-            allowed: &self.cfg.probes.allowed,
-            replay: &self.replay,
+        let check = |policy: &Policy| {
+            Verifier {
+                policy,
+                attrs: &self.node.attrs,
+                allowed: &self.cfg.probes.allowed,
+                replay: &self.replay,
+            }
+            .check(&signed, unix_now())
+        };
+        let mut verdict = check(&self.policy.current());
+        if let Err(reason) = &verdict
+            && self.policy.refresh_may_help(reason)
+        {
+            tracing::info!("{reason}: asking the hub for a newer approval policy");
+            self.refresh_policy().await;
+            verdict = check(&self.policy.current());
         }
-        .check(&signed, unix_now());
         match verdict {
             Err(reason) => {
                 let job_id = signed.job_id().unwrap_or("-").to_string();
@@ -381,7 +395,7 @@ impl Agent {
                 continue;
             };
             // Re-check the approvals: the policy file may have changed since.
-            let Ok(job) = signed.verify(&self.policy, now) else {
+            let Ok(job) = signed.verify(&self.policy.current(), now) else {
                 continue;
             };
             let Some(r) = job.repeat_secs.filter(|r| *r > 0) else {
@@ -470,8 +484,21 @@ impl Agent {
         }
     }
 
+    /// Takes what verifies of the hub's policy chain (see `policy_update`).
+    async fn refresh_policy(self: &Arc<Self>) {
+        let (chain, http, hub) = (
+            self.policy.clone(),
+            self.hub(),
+            self.node.endpoints.hub.clone(),
+        );
+        if let Err(e) = crate::policy_update::refresh(chain, http, hub).await {
+            self.set_error(e);
+        }
+    }
+
     async fn heartbeat(self: Arc<Self>) {
         loop {
+            self.refresh_policy().await;
             let (depth, dropped) = {
                 let o = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
                 (o.depth() as u64, o.dropped())
@@ -483,7 +510,7 @@ impl Agent {
                 outbox_depth: depth,
                 outbox_dropped: dropped,
                 last_error: st.cert_problem.or(st.last_error),
-                policy_serial: Some(self.policy.serial),
+                policy_serial: Some(self.policy.serial()),
             };
             let body = serde_json::to_vec(&hb).unwrap_or_default();
             match self.post(self.node.endpoints.heartbeat.clone(), body).await {
@@ -651,10 +678,12 @@ impl Agent {
         while let Some(ev) = rx.recv().await {
             match ev {
                 SubEvent::Connected(url) => {
-                    // Long-poll reconnects after every answer: log changes only.
+                    // Long-poll reconnects after every answer: act on changes only.
                     let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                     if !st.connected {
                         tracing::info!("subscribed: {url}");
+                        let me = self.clone();
+                        tokio::spawn(async move { me.refresh_policy().await });
                     }
                     st.connected = true;
                 }

@@ -11,6 +11,7 @@ pub mod durable;
 pub mod logging;
 pub mod outbox;
 pub mod owner;
+pub mod policy_update;
 pub mod probe;
 pub mod replay;
 pub mod selftest;

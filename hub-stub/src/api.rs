@@ -178,7 +178,7 @@ async fn route(
             let node = require_node(hub, caller).await?;
             let channels = subscription_channels(hub, &node, list).await?;
             touch(hub, &node, peer, None).await;
-            stream::subscribe(hub.clone(), node, caller_serial(caller), channels, &req).await
+            stream::subscribe(hub.clone(), node, caller_cert(caller), channels, &req).await
         }
         (&Method::POST, ["v1", "results"]) => {
             let node = require_node(hub, caller).await?;
@@ -188,6 +188,7 @@ async fn route(
         (&Method::POST, ["v1", "heartbeat"]) => {
             let node = require_node(hub, caller).await?;
             let hb: Heartbeat = parse_json(&read_body(req, MAX_SMALL_BODY).await?)?;
+            hub.policy.note_reported(&node, hb.policy_serial);
             touch(hub, &node, peer, Some(hb.version)).await;
             Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
         }
@@ -199,6 +200,14 @@ async fn route(
             let text = serde_json::to_string(&gap).expect("serialises");
             hub.db(move |db| db.insert_gap(&node, now(), &text)).await?;
             Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
+        }
+        (&Method::GET, ["v1", "policy"]) => {
+            require_known(hub, caller).await?;
+            Ok(crate::governance::get_policy(hub))
+        }
+        (&Method::POST, ["v1", "policy"]) => {
+            let op = require_operator(hub, caller).await?;
+            Ok(crate::governance::post_policy(hub, &op, req).await)
         }
         (&Method::POST, ["v1", "jobs"]) => {
             let op = require_operator(hub, caller).await?;
@@ -214,8 +223,16 @@ async fn route(
         }
         (&Method::GET, ["v1", "nodes"]) => {
             require_operator(hub, caller).await?;
-            let nodes = hub.db(|db| db.nodes()).await?;
-            let list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
+            let (nodes, pending) = hub
+                .db(|db| Ok((db.nodes()?, db.pending_by_prefix("")?)))
+                .await?;
+            let mut list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
+            list.extend(
+                pending
+                    .iter()
+                    .filter(|p| p.node_id.is_none())
+                    .map(pending_json),
+            );
             Ok(json_resp(StatusCode::OK, &list))
         }
         (&Method::GET, ["v1", "nodes", id]) => {
@@ -251,10 +268,12 @@ async fn route(
     }
 }
 
-fn caller_serial(c: &Caller) -> String {
+fn caller_cert(c: &Caller) -> (String, i64) {
     match c {
-        Caller::Known { serial, .. } => serial.clone(),
-        _ => String::new(),
+        Caller::Known {
+            serial, not_after, ..
+        } => (serial.clone(), *not_after),
+        _ => (String::new(), 0),
     }
 }
 
@@ -324,6 +343,10 @@ async fn require_operator(hub: &Arc<Hub>, caller: &Caller) -> Result<String, Api
 
 async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<String>) {
     let (node, addr) = (node.to_string(), peer.ip().to_string());
+    if version.is_none() {
+        lock(&hub.seen).insert(node, addr);
+        return;
+    }
     if let Err(e) = hub
         .db(move |db| db.touch_node(&node, now(), Some(&addr), version.as_deref()))
         .await
@@ -445,7 +468,29 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
                     ta.tags.clone()
                 },
             };
-            let node = issue_node(hub, &key, attrs, "token", &addr, Some(hash), None).await?;
+            let node = match issue_node(hub, &key, attrs, "token", &addr, Some(hash.clone()), None)
+                .await
+            {
+                Ok(n) => n,
+                Err(e) if e.status == StatusCode::CONFLICT => {
+                    // A concurrent request bound the token first: the same key gets that node.
+                    let fp = key.fingerprint.clone();
+                    let found = hub
+                        .db(move |db| {
+                            let Some(id) = db
+                                .token(&hash)?
+                                .filter(|r| r.used_fp.as_deref() == Some(fp.as_str()))
+                                .and_then(|r| r.node_id)
+                            else {
+                                return Ok(None);
+                            };
+                            db.node(&id)
+                        })
+                        .await?;
+                    found.ok_or(e)?
+                }
+                Err(e) => return Err(e),
+            };
             json_resp(StatusCode::OK, &issued_response(hub, &node))
         }
         None => {
@@ -465,9 +510,21 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
                 attrs.clone(),
                 addr.clone(),
             );
+            let max = hub.cfg.max_pending;
             let row = hub
-                .db(move |db| db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)))
-                .await?;
+                .db(move |db| {
+                    if db.pending(&fp)?.is_none() && db.pending_open_count()? >= max {
+                        return Ok(None);
+                    }
+                    db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)).map(Some)
+                })
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many enrolments are waiting for approval; ask the hub admin, or enrol with a token",
+                    )
+                })?;
             if let Some(id) = row.node_id {
                 let node = hub
                     .db(move |db| db.node(&id))
@@ -548,6 +605,13 @@ async fn issue_node(
             Ok(ok)
         })
         .await?;
+    if !bound && via == "approved" {
+        // A concurrent poll of the same node issued it first.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "this enrolment was just issued to a concurrent request; poll again",
+        ));
+    }
     if !bound {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -605,8 +669,12 @@ async fn subscription_channels(
             allowed.join(",")
         )));
     }
-    let mut out = wanted;
-    out.dedup();
+    let mut out: Vec<String> = Vec::with_capacity(wanted.len());
+    for c in wanted {
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
     Ok(out)
 }
 
@@ -618,7 +686,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         hub.metrics.jobs_refused.fetch_add(1, Ordering::Relaxed);
         Err(e)
     };
-    let Some(policy) = &hub.policy else {
+    let Some(policy) = hub.policy.current() else {
         return refuse(
             hub,
             ApiError::new(
@@ -631,7 +699,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         Ok(s) => s,
         Err(e) => return refuse(hub, ApiError::bad(format!("not a signed job: {e}"))),
     };
-    let job = match signed.verify(policy, now() as u64) {
+    let job = match signed.verify(&policy, now() as u64) {
         Ok(j) => j,
         Err(r) => {
             return refuse(
@@ -644,8 +712,36 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
             );
         }
     };
-    let jid = job.id.clone();
-    if hub.db(move |db| db.job(&jid)).await?.is_some() {
+    let target = job.probe.target();
+    let _counted = hub.policy.submissions.lock().await;
+    let (jid, tg) = (job.id.clone(), target.clone());
+    let (exists, recent) = hub
+        .db(move |db| {
+            Ok((
+                db.job(&jid)?.is_some(),
+                db.jobs_for_target(&tg, now() - 3600)?,
+            ))
+        })
+        .await?;
+    let policy_rate = policy.limits.max_jobs_per_target_per_hour;
+    let per_hour = u64::from(
+        hub.cfg
+            .max_target_rate
+            .map_or(policy_rate, |r| r.min(policy_rate)),
+    );
+    if recent >= per_hour {
+        return refuse(
+            hub,
+            ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: format!(
+                    "target rate: {target} already had {recent} accepted job(s) in the last hour and this hub allows {per_hour} per target and hour; wait, or measure another target"
+                ),
+                code: Some("target-rate"),
+            },
+        );
+    }
+    if exists {
         return refuse(
             hub,
             ApiError::new(
@@ -682,6 +778,7 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
         signers,
         channels: channels.clone(),
         nodes: nodes.clone(),
+        target,
     };
     let payload = serde_json::to_string(&signed).expect("serialises");
     let seq = hub.publish(channels.clone(), payload, Some(record)).await?;
@@ -707,9 +804,7 @@ async fn resolve(
     match limit {
         Some(limit) => {
             matching.retain(|n| online(hub, n));
-            // Most recently seen first: the likeliest to be there when the job arrives.
-            matching.sort_by_key(|n| std::cmp::Reverse(n.last_seen));
-            matching.truncate(limit as usize);
+            let matching = crate::spread::pick(matching, limit as usize);
             let nodes: Vec<String> = matching.iter().map(|n| n.id.clone()).collect();
             Ok((nodes.iter().map(|id| format!("node.{id}")).collect(), nodes))
         }
@@ -721,9 +816,17 @@ async fn resolve(
 }
 
 fn online(hub: &Hub, n: &NodeRow) -> bool {
-    hub.is_subscribed(&n.id)
+    hub.is_present(&n.id)
         || n.last_seen
             .is_some_and(|t| now() - t <= hub.cfg.online_window.as_secs() as i64)
+}
+
+/// A pending enrolment as a registry entry (status `pending`, no id yet).
+pub fn pending_json(p: &crate::db::PendingRow) -> Value {
+    json!({"id": null, "status": "pending", "key_fingerprint": p.fingerprint,
+           "country": p.declared.country, "continent": p.declared.continent,
+           "asn": p.declared.asn, "tags": p.declared.tags, "address": p.address,
+           "requested": p.created, "last_poll": p.last_poll, "approved": p.approved})
 }
 
 /// Status word of a node for the registry.
@@ -739,6 +842,7 @@ fn node_json(hub: &Hub, n: &NodeRow) -> Value {
     let mut v = serde_json::to_value(n).expect("serialises");
     v["status"] = json!(node_status(n.revoked.is_some(), online(hub, n)));
     v["channels"] = json!(node_attrs(&n.id, &n.attrs).channels());
+    v["policy_serial"] = json!(hub.policy.reported(&n.id));
     v
 }
 
@@ -886,11 +990,30 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
     let Value::Object(map) = &s else {
         unreachable!("stats is an object")
     };
+    // Totals since start are counters; the rest describe the present.
+    const COUNTERS: [&str; 10] = [
+        "requests",
+        "rate_limited",
+        "connections_refused",
+        "jobs_accepted",
+        "jobs_refused",
+        "events_sent",
+        "results_stored",
+        "results_duplicate",
+        "enrolments",
+        "uptime_secs",
+    ];
     for (k, v) in map {
         if let Some(n) = v.as_u64() {
-            out.push_str(&format!(
-                "# TYPE vantage_hub_{k} gauge\nvantage_hub_{k} {n}\n"
-            ));
+            if COUNTERS.contains(&k.as_str()) {
+                out.push_str(&format!(
+                    "# TYPE vantage_hub_{k}_total counter\nvantage_hub_{k}_total {n}\n"
+                ));
+            } else {
+                out.push_str(&format!(
+                    "# TYPE vantage_hub_{k} gauge\nvantage_hub_{k} {n}\n"
+                ));
+            }
         }
     }
     out.push_str("# TYPE vantage_hub_channel_subscribers gauge\n");
@@ -903,6 +1026,9 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
         out.push_str(&format!(
             "vantage_hub_channel_subscribers{{channel=\"{c}\"}} {n}\n"
         ));
+    }
+    if let Some(n) = hub.nchan.get() {
+        out.push_str(&n.metrics_text());
     }
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; version=0.0.4")
@@ -934,4 +1060,35 @@ pub fn issue_operator(
         &json!({"serial": issued.serial}),
     )?;
     Ok((issued, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vantage_proto::envelope::Envelope;
+    use vantage_proto::sse::{Decoder, Frame};
+
+    #[test]
+    fn event_frames_carry_protocol_envelopes() {
+        let job =
+            json!({"job": {"v": 1, "id": "j1"}, "signatures": [{"key_id": "00", "sig": "AA=="}]});
+        let frame = event_frame(42, "cc.DE", 1_343_000_000, &job.to_string());
+        let mut dec = Decoder::new(1 << 16, 1 << 20);
+        let frames = dec.feed(&frame);
+        let [Ok(Frame::Event(ev))] = frames.as_slice() else {
+            panic!("one event expected: {frames:?}")
+        };
+        assert_eq!(ev.id.as_deref(), Some("42"));
+        let env = Envelope::from_json(&ev.data).unwrap();
+        assert_eq!((env.id, env.channel.as_str()), (42, "cc.DE"));
+        assert_eq!(env.time, "Sun, 22 Jul 2012 23:33:20 GMT");
+        assert_eq!(serde_json::to_value(&env.payload).unwrap(), job);
+    }
+
+    #[test]
+    fn node_status_words() {
+        assert_eq!(node_status(true, true), "revoked");
+        assert_eq!(node_status(false, true), "online");
+        assert_eq!(node_status(false, false), "offline");
+    }
 }

@@ -1,6 +1,6 @@
 //! The `vantage-hub` command line: everything the operator of a hub does.
 
-use crate::api::{issue_operator, node_status};
+use crate::api::{issue_operator, node_status, pending_json};
 use crate::datadir::{DataDir, now, write_atomic, write_private};
 use crate::db::{Attrs, CertRole};
 use crate::server::{Hub, ServeConfig, serve};
@@ -79,13 +79,13 @@ pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:8443", env = "VANTAGE_HUB_LISTEN")]
     listen: SocketAddr,
-    /// Base URL nodes use to reach the hub; default https://<first --name of init>:<port>.
+    /// Base URL nodes use to reach the hub; default https://NAME:PORT (NAME: the first --name given to init).
     #[arg(long, env = "VANTAGE_HUB_PUBLIC_URL")]
     public_url: Option<String>,
     /// Approval policy file (the image's /etc/vantage/policy.json); without it every job is refused.
     #[arg(long, env = "VANTAGE_HUB_POLICY")]
     policy: Option<PathBuf>,
-    /// TESTS ONLY: allow operators to publish unsigned payloads (POST /v1/publish/<channel>).
+    /// TESTS ONLY: allow operators to publish unsigned payloads (POST /v1/publish/CHANNEL).
     #[arg(long)]
     unsafe_raw_publish: bool,
     /// Seconds between keep-alive comments on event streams.
@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// Node certificate lifetime in days.
     #[arg(long, default_value_t = 30)]
     node_cert_days: i64,
+    /// Enrolments without token waiting for approval, at most (more are refused).
+    #[arg(long, default_value_t = 10_000)]
+    max_pending: u64,
     /// A node counts as online this long after it was last seen (e.g. 5m).
     #[arg(long, default_value = "5m", value_parser = tokens::parse_duration)]
     online_window: i64,
@@ -127,6 +130,14 @@ pub struct ServeArgs {
     /// Write the bound address to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// Also publish every stored job to nginx + Nchan at this publisher base URL,
+    /// e.g. http://127.0.0.1:8081/pub (see scale/nginx-nchan.conf).
+    #[arg(long, env = "VANTAGE_HUB_NCHAN_PUBLISH_URL")]
+    nchan_publish_url: Option<String>,
+    /// Jobs accepted per target host and hour, when stricter than the policy's
+    /// max_jobs_per_target_per_hour (the policy's limit always applies).
+    #[arg(long)]
+    max_target_rate: Option<u32>,
 }
 
 /// `token` subcommands.
@@ -271,6 +282,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 retention_entries: a.retention_entries,
                 retention_age: Duration::from_secs(a.retention as u64),
                 node_cert_days: a.node_cert_days,
+                max_pending: a.max_pending,
                 online_window: Duration::from_secs(a.online_window as u64),
                 revocation_poll: Duration::from_millis(a.revocation_poll_ms.max(50)),
                 max_connections: a.max_connections,
@@ -280,8 +292,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 header_timeout: Duration::from_secs(a.header_timeout_secs),
                 idle_timeout: Duration::from_secs(a.idle_timeout_secs),
                 addr_file: a.addr_file,
+                max_target_rate: a.max_target_rate,
             };
             let hub = Hub::new(dd, cfg)?;
+            if let Some(url) = &a.nchan_publish_url {
+                let _ = hub.nchan.set(crate::nchan::Publisher::start(url)?);
+            }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -413,6 +429,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 std::fs::copy(&p, out.join(name))
                     .with_context(|| format!("cannot copy {}", p.display()))?;
             }
+            crate::governance::backup_chain(dd.root(), &out)?;
             println!(
                 "backup written to {} (it holds the CA key: keep it safe)",
                 out.display()
@@ -429,8 +446,13 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
     match cmd {
         NodesCmd::List { json } => {
             let list = db.nodes()?;
+            let pending: Vec<_> = db
+                .pending_by_prefix("")?
+                .into_iter()
+                .filter(|p| p.node_id.is_none())
+                .collect();
             if json {
-                let v: Vec<_> = list
+                let mut v: Vec<_> = list
                     .iter()
                     .map(|n| {
                         let mut v = serde_json::to_value(n).expect("serialises");
@@ -438,6 +460,7 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
                         v
                     })
                     .collect();
+                v.extend(pending.iter().map(pending_json));
                 print_json(&json!(v));
             } else {
                 for n in list {
@@ -448,6 +471,15 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
                         n.attrs.country,
                         n.attrs.continent.as_deref().unwrap_or("-"),
                         fmt_time(n.last_seen)
+                    );
+                }
+                for p in pending {
+                    println!(
+                        "{:14} pending  {:3} {:4} fingerprint {}",
+                        "-",
+                        p.declared.country,
+                        p.declared.continent.as_deref().unwrap_or("-"),
+                        p.fingerprint
                     );
                 }
             }

@@ -136,7 +136,12 @@ pub fn write_private(path: &Path, text: &str) -> Result<()> {
 
 /// Writes a file atomically (temp file, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    // Unique per process and call: the CLI and the running hub may write the same file.
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}.{n}", std::process::id()));
+    let tmp = path.with_file_name(name);
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create(true)

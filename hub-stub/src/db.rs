@@ -152,6 +152,8 @@ pub struct JobRecord {
     pub channels: Vec<String>,
     /// Nodes the selection resolved to at acceptance.
     pub nodes: Vec<String>,
+    /// The host the probe measures (for the per-target hourly limit).
+    pub target: String,
 }
 
 /// One audit entry.
@@ -234,7 +236,8 @@ CREATE TABLE IF NOT EXISTS joblog_channels(
 CREATE TABLE IF NOT EXISTS jobs(
   id TEXT PRIMARY KEY, seq INTEGER NOT NULL, signed_job TEXT NOT NULL, submitted INTEGER NOT NULL,
   submitter TEXT NOT NULL, proposer TEXT, signers TEXT NOT NULL, channels TEXT NOT NULL,
-  nodes TEXT NOT NULL);
+  nodes TEXT NOT NULL, target TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, submitted);
 CREATE TABLE IF NOT EXISTS results(
   id INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, node_id TEXT NOT NULL,
   seq INTEGER NOT NULL, received INTEGER NOT NULL, body TEXT NOT NULL,
@@ -251,6 +254,8 @@ CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
 /// The database handle (one connection behind a mutex; call from blocking threads).
 pub struct Db {
     conn: Mutex<Connection>,
+    // A second connection for reads: WAL lets them proceed while a write waits for fsync.
+    read: Mutex<Connection>,
 }
 
 impl Db {
@@ -261,13 +266,21 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        let read = Connection::open(path)?;
+        read.busy_timeout(std::time::Duration::from_secs(10))?;
+        read.pragma_update(None, "query_only", "ON")?;
         Ok(Self {
             conn: Mutex::new(conn),
+            read: Mutex::new(read),
         })
     }
 
     fn c(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn r(&self) -> MutexGuard<'_, Connection> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads a metadata value.
@@ -316,7 +329,7 @@ impl Db {
 
     /// Audit entries about one subject, oldest first.
     pub fn audit_of(&self, subject: &str) -> Result<Vec<AuditEntry>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare(
             "SELECT time,actor,action,subject,detail FROM audit WHERE subject=?1 ORDER BY id",
         )?;
@@ -377,7 +390,7 @@ impl Db {
 
     /// Every token, oldest first.
     pub fn tokens(&self) -> Result<Vec<TokenSummary>> {
-        let c = self.c();
+        let c = self.r();
         let mut st =
             c.prepare("SELECT hash,attrs,created,expires,node_id FROM tokens ORDER BY created")?;
         let rows = st.query_map([], |r| {
@@ -441,7 +454,7 @@ impl Db {
 
     /// Revoked certificates that have not yet expired: (serial, revocation time).
     pub fn revoked_certs(&self, now: i64) -> Result<Vec<(String, i64)>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare("SELECT serial,revoked FROM certs WHERE revoked IS NOT NULL AND not_after > ?1 ORDER BY revoked")?;
         let rows = st.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
@@ -449,7 +462,7 @@ impl Db {
 
     /// A value that changes whenever a certificate is revoked.
     pub fn revocation_marker(&self) -> Result<(i64, i64)> {
-        Ok(self.c().query_row(
+        Ok(self.r().query_row(
             "SELECT count(*), coalesce(max(revoked),0) FROM certs WHERE revoked IS NOT NULL",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -483,7 +496,7 @@ impl Db {
 
     /// Enrols a node: records the node, its certificate, and binds the token or
     /// pending entry, in one transaction. Returns false (and changes nothing)
-    /// if the token was bound by another enrolment meanwhile.
+    /// if the token or pending entry was bound by another enrolment meanwhile.
     pub fn insert_node(
         &self,
         node: &NodeRow,
@@ -526,10 +539,13 @@ impl Db {
             }
         }
         if let Some(fp) = pending_fp {
-            tx.execute(
-                "UPDATE pending SET node_id=?2 WHERE fp=?1",
+            let n = tx.execute(
+                "UPDATE pending SET node_id=?2 WHERE fp=?1 AND node_id IS NULL",
                 params![fp, node.id],
             )?;
+            if n != 1 {
+                return Ok(false);
+            }
         }
         tx.commit()?;
         Ok(true)
@@ -583,7 +599,7 @@ impl Db {
 
     /// One node.
     pub fn node(&self, id: &str) -> Result<Option<NodeRow>> {
-        let c = self.c();
+        let c = self.r();
         let row = c
             .query_row(
                 &format!("SELECT {} FROM nodes WHERE id=?1", Self::NODE_COLS),
@@ -600,7 +616,7 @@ impl Db {
 
     /// Every node, by id.
     pub fn nodes(&self) -> Result<Vec<NodeRow>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare(&format!(
             "SELECT {} FROM nodes ORDER BY id",
             Self::NODE_COLS
@@ -631,13 +647,15 @@ impl Db {
     }
 
     /// Records the time nodes with open subscriptions were last seen.
-    pub fn touch_nodes(&self, ids: &[String], now: i64) -> Result<()> {
+    pub fn touch_nodes(&self, seen: &[(String, Option<String>)], now: i64) -> Result<()> {
         let mut c = self.c();
         let tx = c.transaction()?;
         {
-            let mut st = tx.prepare("UPDATE nodes SET last_seen=?2 WHERE id=?1")?;
-            for id in ids {
-                st.execute(params![id, now])?;
+            let mut st = tx.prepare(
+                "UPDATE nodes SET last_seen=?2, address=coalesce(?3,address) WHERE id=?1",
+            )?;
+            for (id, addr) in seen {
+                st.execute(params![id, now, addr])?;
             }
         }
         tx.commit()?;
@@ -674,7 +692,7 @@ impl Db {
     }
 
     fn pending_where(&self, cond: &str, arg: &str) -> Result<Vec<PendingRow>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare(&format!(
             "SELECT fp,declared,created,last_poll,address,approved,node_id FROM pending WHERE {cond} ORDER BY created"
         ))?;
@@ -703,6 +721,15 @@ impl Db {
             });
         }
         Ok(out)
+    }
+
+    /// Pending enrolments not yet issued.
+    pub fn pending_open_count(&self) -> Result<u64> {
+        Ok(self.r().query_row(
+            "SELECT count(*) FROM pending WHERE node_id IS NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
     }
 
     /// Marks a pending enrolment approved.
@@ -746,8 +773,8 @@ impl Db {
         }
         if let Some(j) = job {
             tx.execute(
-                "INSERT INTO jobs(id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes)
-                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                "INSERT INTO jobs(id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes,target)
+                 VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
                 params![
                     j.id,
                     seq,
@@ -757,7 +784,8 @@ impl Db {
                     j.proposer,
                     serde_json::to_string(&j.signers)?,
                     serde_json::to_string(&j.channels)?,
-                    serde_json::to_string(&j.nodes)?
+                    serde_json::to_string(&j.nodes)?,
+                    j.target
                 ],
             )?;
             tx.execute(
@@ -783,7 +811,7 @@ impl Db {
         channels: &[String],
         limit: usize,
     ) -> Result<Vec<LogEntry>> {
-        let c = self.c();
+        let c = self.r();
         let placeholders = vec!["?"; channels.len()].join(",");
         let sql = format!(
             "SELECT seq,job_id,time,channels,payload FROM joblog WHERE seq IN
@@ -885,7 +913,7 @@ impl Db {
 
     /// Per channel: entries held and the last sequence number.
     pub fn channel_counts(&self) -> Result<std::collections::HashMap<String, (u64, u64)>> {
-        let c = self.c();
+        let c = self.r();
         let mut st =
             c.prepare("SELECT channel, count(*), max(seq) FROM joblog_channels GROUP BY channel")?;
         let rows = st.query_map([], |r| {
@@ -912,7 +940,7 @@ impl Db {
         let row = self
             .c()
             .query_row(
-                "SELECT id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes FROM jobs WHERE id=?1",
+                "SELECT id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes,target FROM jobs WHERE id=?1",
                 [id],
                 |r| {
                     Ok((
@@ -925,12 +953,13 @@ impl Db {
                         r.get::<_, String>(6)?,
                         r.get::<_, String>(7)?,
                         r.get::<_, String>(8)?,
+                        r.get::<_, String>(9)?,
                     ))
                 },
             )
             .optional()?;
         row.map(
-            |(id, seq, sj, submitted, submitter, proposer, signers, channels, nodes)| {
+            |(id, seq, sj, submitted, submitter, proposer, signers, channels, nodes, target)| {
                 Ok(JobRecord {
                     id,
                     seq: seq as u64,
@@ -941,10 +970,20 @@ impl Db {
                     signers: serde_json::from_str(&signers)?,
                     channels: serde_json::from_str(&channels)?,
                     nodes: serde_json::from_str(&nodes)?,
+                    target,
                 })
             },
         )
         .transpose()
+    }
+
+    /// Jobs accepted against `target` since `since` (Unix seconds).
+    pub fn jobs_for_target(&self, target: &str, since: i64) -> Result<u64> {
+        Ok(self.r().query_row(
+            "SELECT count(*) FROM jobs WHERE target=?1 AND submitted>=?2",
+            params![target, since],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
     }
 
     /// Stores a result once per (job, node, seq). Returns the new row id, or
@@ -967,7 +1006,7 @@ impl Db {
 
     /// Results of a job after a row id, oldest first.
     pub fn results_of(&self, job_id: &str, after: i64, limit: usize) -> Result<Vec<ResultRow>> {
-        let c = self.c();
+        let c = self.r();
         let mut st = c.prepare(
             "SELECT id,body FROM results WHERE job_id=?1 AND id>?2 ORDER BY id LIMIT ?3",
         )?;
@@ -982,7 +1021,7 @@ impl Db {
 
     /// Number of results of a job.
     pub fn result_count(&self, job_id: &str) -> Result<u64> {
-        Ok(self.c().query_row(
+        Ok(self.r().query_row(
             "SELECT count(*) FROM results WHERE job_id=?1",
             [job_id],
             |r| r.get::<_, i64>(0),

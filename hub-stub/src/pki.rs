@@ -357,6 +357,15 @@ mod tests {
         assert!(matches!(parse_csr("garbage"), Err(PkiError::BadCsr(_))));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn csr_and_cert_parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let pem = ::pem::encode(&::pem::Pem::new("CERTIFICATE REQUEST", bytes.clone()));
+            proptest::prop_assert!(parse_csr(&pem).is_err());
+            proptest::prop_assert!(cert_info(&bytes).is_err());
+        }
+    }
+
     #[test]
     fn ca_round_trips_and_signs_a_crl() {
         let ca = Ca::generate("test").unwrap();

@@ -51,6 +51,8 @@ pub struct ServeConfig {
     pub retention_entries: u64,
     /// Age after which job-log entries are dropped.
     pub retention_age: Duration,
+    /// Enrolments waiting for approval, at most.
+    pub max_pending: u64,
     /// Node certificate lifetime, days.
     pub node_cert_days: i64,
     /// A node counts as online this long after it was last seen.
@@ -71,6 +73,8 @@ pub struct ServeConfig {
     pub idle_timeout: Duration,
     /// Where to write the bound address (for tests and scripts).
     pub addr_file: Option<std::path::PathBuf>,
+    /// Jobs per target host and hour, if stricter than the policy's limit.
+    pub max_target_rate: Option<u32>,
 }
 
 /// A job-log entry on its way to subscribers: one pre-encoded SSE frame per channel.
@@ -126,8 +130,8 @@ pub struct Hub {
     pub ca: Ca,
     /// The database.
     pub db: Arc<Db>,
-    /// Approval policy.
-    pub policy: Option<Policy>,
+    /// Approval policy: shipped, plus accepted successors.
+    pub policy: crate::governance::PolicyState,
     tls: ArcSwap<ServerConfig>,
     server_chain: Vec<CertificateDer<'static>>,
     server_key: PrivateKeyDer<'static>,
@@ -147,6 +151,9 @@ pub struct Hub {
     pub pruned_through: AtomicU64,
     /// Open subscriptions per node.
     pub subscribed: Mutex<HashMap<String, usize>>,
+    /// Nodes seen since the last registry flush, with their address
+    /// (batched: one transaction every 30 s instead of one per request).
+    pub seen: Mutex<HashMap<String, String>>,
     /// Open subscriptions per channel.
     pub channel_subs: Mutex<HashMap<String, usize>>,
     /// Connection slots per identity.
@@ -157,6 +164,8 @@ pub struct Hub {
     pub metrics: Metrics,
     /// When the hub started.
     pub started: Instant,
+    /// Nchan publisher, when `--nchan-publish-url` is given (set once after `new`).
+    pub nchan: std::sync::OnceLock<Arc<crate::nchan::Publisher>>,
     public_url: std::sync::OnceLock<String>,
 }
 
@@ -222,6 +231,7 @@ impl Hub {
     pub fn new(dd: DataDir, cfg: ServeConfig) -> Result<Arc<Self>> {
         let (ca, db) = dd.open()?;
         let policy = cfg.policy.as_deref().map(load_policy).transpose()?;
+        let policy = crate::governance::PolicyState::open(policy, dd.root())?;
         let server_chain = CertificateDer::pem_file_iter(dd.server_cert())
             .with_context(|| format!("cannot read {}", dd.server_cert().display()))?
             .collect::<Result<Vec<_>, _>>()
@@ -253,10 +263,12 @@ impl Hub {
             pruned_through: AtomicU64::new(pruned),
             subscribed: Mutex::new(HashMap::new()),
             channel_subs: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             conns: Arc::new(ConnCounter::default()),
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
+            nchan: std::sync::OnceLock::new(),
             public_url: std::sync::OnceLock::new(),
             cfg,
         }))
@@ -301,6 +313,9 @@ impl Hub {
             .collect();
         // No receivers is fine: nobody is subscribed right now.
         let _ = self.log_tx.send(Arc::new(Published { seq, frames }));
+        if let Some(n) = self.nchan.get() {
+            n.enqueue(seq, t, &channels, &payload);
+        }
         Ok(seq)
     }
 
@@ -331,9 +346,9 @@ impl Hub {
         }
     }
 
-    /// Whether a node has a subscription open.
-    pub fn is_subscribed(&self, node: &str) -> bool {
-        lock(&self.subscribed).contains_key(node)
+    /// Whether a node has a subscription open or was seen since the last registry flush.
+    pub fn is_present(&self, node: &str) -> bool {
+        lock(&self.subscribed).contains_key(node) || lock(&self.seen).contains_key(node)
     }
 }
 
@@ -419,7 +434,7 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
             "UNSAFE: --unsafe-raw-publish is on; operators can put unsigned payloads on any channel. Never use this for a real network."
         );
     }
-    if hub.policy.is_none() {
+    if hub.policy.current().is_none() {
         tracing::warn!("no --policy given: POST /v1/jobs refuses every job");
     }
     println!("listening on {addr}");
@@ -427,6 +442,8 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
         crate::datadir::write_atomic(f, addr.to_string().as_bytes(), 0o644)?;
     }
     tracing::info!(%addr, public_url = %hub.public_url(), "vantage-hub serving");
+    // Under systemd (Type=notify): ready once listening. Elsewhere a no-op.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     spawn_background(&hub);
     let slots = Arc::new(Semaphore::new(hub.cfg.max_connections));
     loop {
@@ -601,8 +618,17 @@ fn spawn_background(hub: &Arc<Hub>) {
             if let Ok(p) = h.db(move |db| db.prune(keep, now() - age)).await {
                 h.pruned_through.store(p, Ordering::SeqCst);
             }
-            let ids: Vec<String> = lock(&h.subscribed).keys().cloned().collect();
-            if let Err(e) = h.db(move |db| db.touch_nodes(&ids, now())).await {
+            let mut seen: HashMap<String, Option<String>> = lock(&h.subscribed)
+                .keys()
+                .map(|k| (k.clone(), None))
+                .collect();
+            seen.extend(
+                std::mem::take(&mut *lock(&h.seen))
+                    .into_iter()
+                    .map(|(k, a)| (k, Some(a))),
+            );
+            let seen: Vec<_> = seen.into_iter().collect();
+            if let Err(e) = h.db(move |db| db.touch_nodes(&seen, now())).await {
                 tracing::warn!("registry update: {e}");
             }
             h.rates.sweep(Instant::now());

@@ -2,6 +2,7 @@
 //! the job log and explicit gap events, and operators following results.
 
 use crate::api::{Resp, event_frame, full, json_resp};
+use crate::datadir::now;
 use crate::server::{Hub, Published};
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode, header};
@@ -66,12 +67,14 @@ impl Cursor {
             .map(|(_, f)| f.clone())
     }
 
-    /// Everything after `pos` from the log, with a gap event first if retention dropped some.
+    /// The next batch after `pos` from the log, with a gap event first if retention
+    /// dropped some; true if there is more. Batches keep a far-behind subscriber
+    /// from loading the whole log into memory.
     async fn catch_up(
         &mut self,
         hub: &Arc<Hub>,
         requested: Option<&str>,
-    ) -> Result<Vec<Bytes>, crate::db::DbError> {
+    ) -> Result<(Vec<Bytes>, bool), crate::db::DbError> {
         let mut out = Vec::new();
         let pruned = hub.pruned_through.load(Ordering::SeqCst);
         if self.pos < pruned {
@@ -79,26 +82,27 @@ impl Cursor {
             out.push(gap_frame(&requested, pruned + 1, pruned));
             self.pos = pruned;
         }
-        loop {
-            let (after, ch) = (self.pos, self.channels.clone());
-            let entries = hub.db(move |db| db.log_after(after, &ch, BATCH)).await?;
-            let n = entries.len();
-            for e in entries {
-                let c = e
-                    .channels
-                    .iter()
-                    .find(|c| self.channels.contains(c))
-                    .cloned()
-                    .unwrap_or_default();
-                out.push(event_frame(e.seq, &c, e.time, &e.payload));
-                self.pos = e.seq;
-            }
-            if n < BATCH {
-                break;
-            }
+        let (after, ch) = (self.pos, self.channels.clone());
+        let entries = hub.db(move |db| db.log_after(after, &ch, BATCH)).await?;
+        let more = entries.len() == BATCH;
+        for e in entries {
+            let c = e
+                .channels
+                .iter()
+                .find(|c| self.channels.contains(c))
+                .cloned()
+                .unwrap_or_default();
+            out.push(event_frame(e.seq, &c, e.time, &e.payload));
+            self.pos = e.seq;
         }
-        Ok(out)
+        Ok((out, more))
     }
+}
+
+/// An `id:` line without data: moves the client's last event id without an event
+/// (WHATWG: the id is taken even when nothing is dispatched).
+fn position_frame(seq: u64) -> Bytes {
+    Bytes::from(format!("id: {seq}\n\n"))
 }
 
 /// A gap event: what lay between `requested` and `oldest` is lost.
@@ -120,7 +124,7 @@ fn gap_frame(requested: &str, oldest: u64, id: u64) -> Bytes {
 pub async fn subscribe(
     hub: Arc<Hub>,
     node: String,
-    serial: String,
+    (serial, not_after): (String, i64),
     channels: Vec<String>,
     req: &http::Request<hyper::body::Incoming>,
 ) -> Result<Resp, crate::api::ApiError> {
@@ -133,12 +137,17 @@ pub async fn subscribe(
         channels,
         pos: live,
     };
+    let poll = q.get("mode").map(String::as_str) == Some("poll");
+    let mut behind = false;
     let mut first = match last.as_deref().map(|s| (s, s.trim().parse::<u64>())) {
-        // A fresh subscriber starts at the live end.
-        None => Vec::new(),
+        // A fresh subscriber starts at the live end (and learns where that is).
+        None if poll => Vec::new(),
+        None => vec![position_frame(live)],
         Some((s, Ok(n))) if n <= live => {
             cur.pos = n;
-            cur.catch_up(&hub, Some(s)).await?
+            let (frames, more) = cur.catch_up(&hub, Some(s)).await?;
+            behind = more;
+            frames
         }
         // An id this log never issued (another hub, a restored database): we cannot
         // know what the client missed, so say so and continue from the live end.
@@ -148,7 +157,7 @@ pub async fn subscribe(
             live,
         )],
     };
-    if q.get("mode").map(String::as_str) == Some("poll") {
+    if poll {
         let timeout = q
             .get("timeout")
             .and_then(|t| t.parse::<u64>().ok())
@@ -157,6 +166,10 @@ pub async fn subscribe(
         let _sub = hub.subscribe(&node, &cur.channels);
         if first.is_empty() {
             first = poll_wait(&hub, &mut cur, rx, Duration::from_secs(timeout)).await?;
+        }
+        if first.is_empty() {
+            // Nothing for this subscriber: still move its position past what went by.
+            first.push(position_frame(cur.pos));
         }
         hub.metrics
             .events_sent
@@ -168,7 +181,7 @@ pub async fn subscribe(
     let guard = hub.subscribe(&node, &cur.channels);
     tokio::spawn(async move {
         let _guard = guard;
-        if let Err(e) = run_stream(&hub, &serial, cur, rx, first, tx).await {
+        if let Err(e) = run_stream(&hub, (&serial, not_after), cur, rx, (first, behind), tx).await {
             tracing::debug!(node, "stream ended: {e}");
         }
     });
@@ -186,7 +199,7 @@ async fn poll_wait(
         match tokio::time::timeout_at(deadline, rx.recv()).await {
             Err(_) | Ok(Err(RecvError::Closed)) => return Ok(Vec::new()),
             Ok(Err(RecvError::Lagged(_))) => {
-                let got = cur.catch_up(hub, None).await?;
+                let (got, _) = cur.catch_up(hub, None).await?;
                 if !got.is_empty() {
                     return Ok(got);
                 }
@@ -212,6 +225,8 @@ enum StreamEnd {
     Slow,
     #[error("certificate revoked")]
     Revoked,
+    #[error("certificate expired")]
+    Expired,
     #[error("{0}")]
     Db(#[from] crate::db::DbError),
 }
@@ -224,12 +239,30 @@ async fn send(hub: &Hub, tx: &mut Sender<Bytes>, b: Bytes) -> Result<(), StreamE
     }
 }
 
+/// Sends the log after the cursor, batch by batch, at the client's pace.
+async fn send_backlog(
+    hub: &Arc<Hub>,
+    tx: &mut Sender<Bytes>,
+    cur: &mut Cursor,
+) -> Result<(), StreamEnd> {
+    loop {
+        let (frames, more) = cur.catch_up(hub, None).await?;
+        for f in frames {
+            send(hub, tx, f).await?;
+            hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
 async fn run_stream(
     hub: &Arc<Hub>,
-    serial: &str,
+    (serial, not_after): (&str, i64),
     mut cur: Cursor,
     mut rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
-    first: Vec<Bytes>,
+    (first, behind): (Vec<Bytes>, bool),
     mut tx: Sender<Bytes>,
 ) -> Result<(), StreamEnd> {
     // Tell the client at once that the stream is open (and flush proxies).
@@ -238,11 +271,18 @@ async fn run_stream(
         send(hub, &mut tx, f).await?;
         hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
     }
+    if behind {
+        send_backlog(hub, &mut tx, &mut cur).await?;
+    }
     let mut ka = tokio::time::interval(hub.cfg.keepalive);
     ka.tick().await;
     let mut revoked = hub.revoked_tx.subscribe();
+    // The stream ends with the certificate; the node reconnects with its renewed one.
+    let expiry = tokio::time::sleep(Duration::from_secs((not_after - now()).max(0) as u64));
+    tokio::pin!(expiry);
     loop {
         tokio::select! {
+            _ = &mut expiry => return Err(StreamEnd::Expired),
             m = rx.recv() => match m {
                 Ok(p) => {
                     if p.seq <= cur.pos {
@@ -254,11 +294,7 @@ async fn run_stream(
                         hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(RecvError::Lagged(_)) => {
-                    for f in cur.catch_up(hub, None).await? {
-                        send(hub, &mut tx, f).await?;
-                    }
-                }
+                Err(RecvError::Lagged(_)) => send_backlog(hub, &mut tx, &mut cur).await?,
                 Err(RecvError::Closed) => return Ok(()),
             },
             _ = ka.tick() => send(hub, &mut tx, Bytes::from_static(KEEPALIVE.as_bytes())).await?,

@@ -80,6 +80,16 @@ fn enrolment_with_token_replay_pending_and_renewal() {
     assert!(ok && out.contains(fp), "{out}");
     let (s, _) = anon.post("/v1/enrol", &body);
     assert_eq!(s, 202, "still pending before approval");
+    let (_, out, _) = hub.cli(&["nodes", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["status"] == "pending" && n["key_fingerprint"] == fp),
+        "{listed}"
+    );
     let (ok, _, err) = hub.cli(&["nodes", "approve", &fp[..12]]);
     assert!(ok, "{err}");
     let (s, issued) = anon.post("/v1/enrol", &body);
@@ -175,7 +185,7 @@ fn channels_catch_up_and_access_rules() {
         metrics
             .as_str()
             .unwrap()
-            .contains("vantage_hub_jobs_accepted 2")
+            .contains("vantage_hub_jobs_accepted_total 2")
     );
     drop(sub);
 
@@ -192,12 +202,14 @@ fn channels_catch_up_and_access_rules() {
     let (s, body) = node.get(&format!("{path}?mode=poll&timeout=1&last_event_id={last}"));
     assert_eq!(s, 200);
     assert!(body.as_str().unwrap().contains("\"j3\""), "{body}");
-    let (s, body) = node.get(&format!(
-        "{path}?mode=poll&timeout=1&last_event_id={}",
-        e3.id.unwrap()
-    ));
+    let e3id = e3.id.unwrap();
+    let (s, body) = node.get(&format!("{path}?mode=poll&timeout=1&last_event_id={e3id}"));
     assert_eq!(s, 200);
-    assert_eq!(body, json!(""), "nothing new: empty body after the timeout");
+    assert_eq!(
+        body,
+        json!(format!("id: {e3id}\n\n")),
+        "nothing new: only the position, after the timeout"
+    );
 
     // A channel not assigned to the node.
     let (s, e) = node.sse("/v1/sub/all,cc.FR", None).err().unwrap();
@@ -437,4 +449,267 @@ fn job_acknowledged_before_kill_9_is_delivered_after_restart() {
     let e = sub.event();
     assert_eq!(envelope(&e)["payload"]["job"]["id"], "k2");
     assert_eq!(e.id.unwrap(), r["seq"].to_string());
+}
+
+#[test]
+fn limits_refuse_with_reasons() {
+    let hub = Hub::start(&[
+        "--rate",
+        "0.2",
+        "--burst",
+        "3",
+        "--max-conns-per-identity",
+        "1",
+        "--header-timeout-secs",
+        "1",
+    ]);
+    // Request rate per identity.
+    let op = hub.operator("rate");
+    for _ in 0..3 {
+        assert_eq!(op.get("/v1/stats").0, 200);
+    }
+    let (s, e) = op.get("/v1/stats");
+    assert_eq!(s, 429);
+    assert!(e["error"].as_str().unwrap().contains("request rate"), "{e}");
+
+    // Connections per identity: a second connection of the same operator while
+    // the first holds a stream open.
+    let out = hub.dir.path().join("conns");
+    let (ok, _, err) = hub.cli(&["operator", "issue", "conns", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let creds = (read(&out.join("conns.crt")), read(&out.join("conns.key")));
+    let first = Client::new(&hub.ca_pem(), Some((&creds.0, &creds.1)), &hub.url);
+    let _held = first.sse("/v1/jobs/none/results?follow=1", None).unwrap();
+    let second = Client::new(&hub.ca_pem(), Some((&creds.0, &creds.1)), &hub.url);
+    let (s, e) = second.get("/v1/stats");
+    assert_eq!(s, 429);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many connections"),
+        "{e}"
+    );
+
+    // Body size.
+    let n = hub.node("DE");
+    let big = json!({"job_id": "x", "node_id": n.id, "probe": "dns", "started_ms": 1, "duration_ms": 1,
+                     "status": "ok", "data": "a".repeat(70 * 1024), "seq": 0});
+    let (s, e) = n.client.post("/v1/results", &big);
+    assert_eq!(s, 413);
+    assert!(e["error"].as_str().unwrap().contains("byte limit"), "{e}");
+
+    // A client that connects and sends nothing is dropped after the header timeout.
+    use std::io::Read;
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", hub.port())).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let got = tcp.read(&mut buf);
+    assert!(matches!(got, Ok(0) | Err(_)), "{got:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn per_target_hourly_limit_of_the_policy() {
+    let limits = json!({"max_nodes": 10, "max_spread_secs": 60, "max_validity_secs": 86400,
+                        "min_repeat_secs": 60, "max_jobs_per_target_per_hour": 2});
+    let hub = Hub::start_with_limits(&[], Some(limits));
+    let op = hub.operator("alice");
+    hub.node("DE");
+    for i in 0..2 {
+        let (s, r) = op.post("/v1/jobs", &hub.job(&format!("t{i}"), json!("everyone")));
+        assert_eq!(s, 201, "{r}");
+    }
+    let (s, e) = op.post("/v1/jobs", &hub.job("t2", json!("everyone")));
+    assert_eq!(s, 422);
+    assert_eq!(e["code"], "target-rate");
+    assert!(e["error"].as_str().unwrap().contains("example.com"), "{e}");
+    // A job with `limit` goes to at most that many online nodes, on their own channels.
+    let b = hub.node("DE");
+    let hb = json!({"version": "0.1.0", "uptime_secs": 1, "outbox_depth": 0});
+    assert_eq!(b.client.post("/v1/heartbeat", &hb).0, 200);
+    let job = hub.job_with("t3", json!({"country": "DE"}), |j| {
+        j["probe"]["args"]["name"] = json!("example.net");
+        j["limit"] = json!(1);
+    });
+    let (s, r) = op.post("/v1/jobs", &job);
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(r["nodes"], json!([b.id]), "only the online node");
+    assert_eq!(r["channels"], json!([format!("node.{}", b.id)]));
+    let over = hub.job_with("t4", json!("everyone"), |j| {
+        j["probe"]["args"]["name"] = json!("example.org");
+        j["limit"] = json!(50);
+    });
+    let (s, e) = op.post("/v1/jobs", &over);
+    assert_eq!(s, 422);
+    assert_eq!(e["code"], "over-limit", "over the policy's max_nodes: {e}");
+}
+
+#[test]
+fn raw_publish_and_catch_up_across_batches_in_order() {
+    let hub = Hub::start(&["--unsafe-raw-publish", "--rate", "1000", "--burst", "1000"]);
+    let op = hub.operator("alice");
+    let n = hub.node("DE");
+    for i in 0..300 {
+        let (s, r) = op.post("/v1/publish/all", &json!({"anything": i}));
+        assert_eq!(s, 201, "{r}");
+    }
+    let (s, e) = n.client.post("/v1/publish/all", &json!({}));
+    assert_eq!(s, 403, "nodes cannot publish raw either: {e}");
+    let sub = n.client.sse("/v1/sub/all", Some("0")).unwrap();
+    for i in 0..300u64 {
+        let e = sub.event();
+        assert_eq!(e.id, Some((i + 1).to_string()));
+        let env = envelope(&e);
+        assert_eq!(env["payload"]["anything"], i);
+        assert_eq!(env["channel"], "all");
+    }
+    // Long-poll answers with one batch; the client continues from its last id.
+    let (s, body) = n.client.get("/v1/sub/all?mode=poll&last_event_id=0");
+    assert_eq!(s, 200);
+    assert_eq!(body.as_str().unwrap().matches("\ndata: ").count(), 256);
+}
+
+#[test]
+fn raw_publish_is_off_by_default() {
+    let hub = Hub::start(&[]);
+    let op = hub.operator("alice");
+    let (s, e) = op.post("/v1/publish/all", &json!({}));
+    assert_eq!(s, 404);
+    assert!(e["error"].as_str().unwrap().contains("no endpoint"), "{e}");
+}
+
+#[test]
+fn backup_is_a_working_data_directory() {
+    let hub = Hub::start(&[]);
+    let n = hub.node("DE");
+    let out = hub.dir.path().join("backup");
+    let (ok, _, err) = hub.cli(&["backup", "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = hub.cli(&["backup", "--out", out.to_str().unwrap()]);
+    assert!(!ok && err.contains("exists"), "{err}");
+    let listed = std::process::Command::new(BIN)
+        .args([
+            "--data-dir",
+            out.to_str().unwrap(),
+            "nodes",
+            "show",
+            &n.id,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v["cert_serial"].as_str().unwrap().len(), 32);
+    assert_eq!(read(&out.join("ca.key")), read(&hub.data().join("ca.key")));
+}
+
+#[test]
+fn concurrent_enrolments_with_one_token() {
+    let hub = Hub::start(&[]);
+    // The same key many times at once (retries racing): one node, one certificate.
+    let token = hub.token(&["--country", "DE"]);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let body = enrol_body(&key, Some(&token), "DE");
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| s.spawn(|| hub.anonymous().post("/v1/enrol", &body)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (s, v) in &answers {
+        assert_eq!(*s, 200, "{v}");
+        assert_eq!(v["certificate"], answers[0].1["certificate"]);
+    }
+    // Different keys at once: exactly one wins.
+    let token = hub.token(&["--country", "DE"]);
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                let token = token.clone();
+                let hub = &hub;
+                s.spawn(move || {
+                    let key = rcgen::KeyPair::generate().unwrap();
+                    hub.anonymous()
+                        .post("/v1/enrol", &enrol_body(&key, Some(&token), "DE"))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        answers.iter().filter(|(s, _)| *s == 200).count(),
+        1,
+        "{answers:?}"
+    );
+    for (s, v) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*s, 409);
+        assert!(v["error"].as_str().unwrap().contains("another key"), "{v}");
+    }
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_cut_off() {
+    let hub = Hub::start(&[
+        "--unsafe-raw-publish",
+        "--rate",
+        "1000",
+        "--burst",
+        "1000",
+        "--idle-timeout-secs",
+        "2",
+        "--keepalive-secs",
+        "60",
+    ]);
+    let op = hub.operator("alice");
+    let n = hub.node("DE");
+    // Open the stream, then do not read: the reader thread is only started
+    // after the hub had time to give up.
+    let resp = n
+        .client
+        .agent
+        .get(format!("{}/v1/sub/all", hub.url))
+        .call()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let blob = "x".repeat(60 * 1024);
+    let total = 160;
+    for i in 0..total {
+        let (s, r) = op.post("/v1/publish/all", &json!({"i": i, "pad": blob}));
+        assert_eq!(s, 201, "{r}");
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    // Far more than socket buffers hold was published; the hub closed the
+    // stream instead of buffering it, so reading now ends, early.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = resp.into_body().into_reader();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => all.extend_from_slice(&buf[..k]),
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&all).matches("\ndata: ").count());
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the stream stayed open: the hub kept the slow subscriber");
+    assert!(
+        got < total,
+        "received all {got} events: the hub kept buffering"
+    );
 }

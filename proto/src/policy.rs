@@ -248,6 +248,68 @@ pub enum PolicyChangeError {
     Approval(ApprovalError),
 }
 
+impl PolicyChangeError {
+    /// A stable short code (`invalid-policy`, `not-newer`, `forged-signature`,
+    /// `unknown-approver`, `too-few-approvals`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid-policy",
+            Self::NotNewer { .. } => "not-newer",
+            Self::Approval(ApprovalError::Forged { .. }) => "forged-signature",
+            Self::Approval(ApprovalError::UnknownApprover { .. }) => "unknown-approver",
+            Self::Approval(ApprovalError::TooFew { .. }) => "too-few-approvals",
+        }
+    }
+}
+
+/// The successors of a shipped policy, oldest first: the body of the hub's
+/// `GET /v1/policy` and the chain file hubs and nodes keep.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainDoc {
+    /// Successors of the shipped policy, in the order they were accepted.
+    pub chain: Vec<SignedPolicy>,
+}
+
+/// What came of offering successors to a policy.
+#[derive(Debug)]
+pub struct Walk {
+    /// Successors accepted, in order, with their parsed policies.
+    pub accepted: Vec<(SignedPolicy, Policy)>,
+    /// The first successor refused (its position in the offer) and why; the rest were not tried.
+    pub refused: Option<(usize, PolicyChangeError)>,
+}
+
+/// Applies `offered` on top of `base` in order. Entries with a serial not
+/// above the policy reached so far are history and skipped; every other one
+/// must be accepted by the policy before it, and the walk stops at the first
+/// that is not, so a chain that branches off an older policy is refused.
+pub fn walk(base: &Policy, offered: &[SignedPolicy]) -> Walk {
+    let mut current = base.clone();
+    let mut accepted = Vec::new();
+    for (i, next) in offered.iter().enumerate() {
+        if next.parse().is_ok_and(|p| p.serial <= current.serial) {
+            continue;
+        }
+        match current.accept_successor(next) {
+            Ok(p) => {
+                current = p.clone();
+                accepted.push((next.clone(), p));
+            }
+            Err(e) => {
+                return Walk {
+                    accepted,
+                    refused: Some((i, e)),
+                };
+            }
+        }
+    }
+    Walk {
+        accepted,
+        refused: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

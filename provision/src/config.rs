@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use vantage_proto::channel::{validate_country, validate_tag};
+use vantage_proto::channel::{CONTINENTS, validate_continent, validate_country, validate_tag};
 use vantage_proto::enrol::Declared;
 
 /// Name of the settings file on the boot partition.
@@ -22,6 +22,8 @@ pub struct Settings {
     pub token: Option<String>,
     /// ISO 3166-1 alpha-2 country code, upper case.
     pub country: String,
+    /// Continent code (`EU`, `SA`, ...), if the volunteer gave it.
+    pub continent: Option<String>,
     /// City, free text.
     pub city: Option<String>,
     /// Latitude and longitude in degrees.
@@ -60,6 +62,7 @@ impl Settings {
     pub fn declared(&self) -> Declared {
         Declared {
             country: self.country.clone(),
+            continent: self.continent.clone(),
             city: self.city.clone(),
             latitude: self.coordinates.map(|c| c.0),
             longitude: self.coordinates.map(|c| c.1),
@@ -101,6 +104,7 @@ const KEYS: &[&str] = &[
     "hub",
     "token",
     "country",
+    "continent",
     "city",
     "latitude",
     "longitude",
@@ -112,6 +116,8 @@ const WIFI_KEYS: &[&str] = &["country", "ssid", "passphrase"];
 
 /// Parses and checks the text of a settings file, collecting every problem.
 pub fn parse(text: &str) -> Result<Settings, Invalid> {
+    // Some Windows editors start a file with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Invalid {
         problems: vec![syntax_problem(text, &e)],
     })?;
@@ -155,6 +161,19 @@ pub fn parse(text: &str) -> Result<Settings, Invalid> {
             None
         }
     };
+    let continent = p.string(&table, "continent", "").and_then(|c| {
+        let up = c.trim().to_ascii_uppercase();
+        if validate_continent(&up).is_ok() {
+            Some(up)
+        } else {
+            p.add(format!(
+                "continent must be one of {} (Africa, Antarctica, Asia, Europe, North America, \
+                 Oceania, South America); {c:?} is not.",
+                CONTINENTS.join(", ")
+            ));
+            None
+        }
+    });
     let city = p.string(&table, "city", "").and_then(|c| {
         let c = c.trim().to_owned();
         if c.is_empty() {
@@ -202,6 +221,7 @@ pub fn parse(text: &str) -> Result<Settings, Invalid> {
             hub,
             token,
             country,
+            continent,
             city,
             coordinates,
             tags,
@@ -472,6 +492,7 @@ pub fn without_token(text: &str) -> Option<String> {
 
 fn is_token_line(trimmed: &str) -> bool {
     let key = trimmed
+        .trim_start_matches('\u{feff}')
         .split('=')
         .next()
         .map(|k| k.trim().trim_matches(['"', '\'']))
@@ -505,6 +526,7 @@ mod tests {
 hub = "https://hub.example.net:8443/"
 token = "tok-123"
 country = "de"
+continent = "eu"
 city = "Berlin"
 latitude = 52.52
 longitude = 13
@@ -520,6 +542,7 @@ passphrase = "correct horse"
         assert_eq!(s.hub, "https://hub.example.net:8443");
         assert_eq!(s.token.as_deref(), Some("tok-123"));
         assert_eq!(s.country, "DE");
+        assert_eq!(s.continent.as_deref(), Some("EU"));
         assert_eq!(s.coordinates, Some((52.52, 13.0)));
         assert_eq!(s.tags, ["fiber", "home"]);
         assert_eq!(s.hostname.as_deref(), Some("pi-kitchen"));
@@ -529,6 +552,11 @@ passphrase = "correct horse"
         let d = s.declared();
         assert_eq!(d.country, "DE");
         assert_eq!(d.longitude, Some(13.0));
+        assert_eq!(d.continent.as_deref(), Some("EU"));
+        assert!(
+            problems("hub = \"https://h\"\ncountry = \"DE\"\ncontinent = \"Europe\"\n")[0]
+                .starts_with("continent must be one of AF, AN")
+        );
     }
 
     #[test]
@@ -561,6 +589,15 @@ passphrase = "short"
         assert_eq!(p.len(), 1);
         assert!(p[0].contains("line 2"), "{}", p[0]);
         assert!(p[0].contains("double quotes"), "{}", p[0]);
+    }
+
+    #[test]
+    fn windows_files_are_fine() {
+        let text = "\u{feff}token = \"t\"\r\nhub = \"https://h\"\r\ncountry = \"FR\"\r\n";
+        let s = parse(text).unwrap();
+        assert_eq!((s.token.as_deref(), s.country.as_str()), (Some("t"), "FR"));
+        let clean = without_token(text).unwrap();
+        assert_eq!(clean, "hub = \"https://h\"\r\ncountry = \"FR\"\r\n");
     }
 
     #[test]

@@ -7,7 +7,10 @@ pub use vantage_proto::enrol::{
     Declared, Endpoints, EnrolRequest, EnrolResponse, EnrolStatus, RenewRequest,
 };
 
-use crate::state::NodeState;
+use crate::cert::CertInfo;
+use crate::client::{self, ClientIdentity, PinnedCa, Timeouts};
+use crate::csr::NodeKey;
+use crate::state::{DataDir, NodeState};
 
 /// The largest response body accepted from the hub.
 const MAX_BODY: u64 = 1 << 20;
@@ -57,16 +60,23 @@ pub enum EnrolError {
 }
 
 impl EnrolError {
-    /// True when trying again later may help (network, server errors,
-    /// rate limits); false when the hub refused the request itself.
-    pub fn is_transient(&self) -> bool {
+    /// The status and reason when the hub refused the request itself, so
+    /// that asking again the same way cannot help; `None` when trying again
+    /// later may help (network, server errors, rate limits).
+    pub fn permanent_refusal(&self) -> Option<(u16, &str)> {
         match self {
-            EnrolError::Transport(_) => true,
-            EnrolError::Refused { status, .. } => {
-                *status >= 500 || *status == 429 || *status == 408
+            EnrolError::Refused { status, message }
+                if !(*status >= 500 || *status == 429 || *status == 408) =>
+            {
+                Some((*status, message))
             }
-            EnrolError::BadResponse(_) => true,
+            _ => None,
         }
+    }
+
+    /// True when trying again later may help.
+    pub fn is_transient(&self) -> bool {
+        self.permanent_refusal().is_none()
     }
 }
 
@@ -104,6 +114,56 @@ pub fn renew(agent: &ureq::Agent, renew_url: &str, csr_pem: &str) -> Result<Issu
             "HTTP {s} with status {st:?}"
         ))),
     }
+}
+
+/// Why renewing the stored identity failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    /// The node has no usable identity to renew (not enrolled, damaged files).
+    #[error("no identity to renew: {0}")]
+    NoIdentity(String),
+    /// The hub could not be reached or refused.
+    #[error(transparent)]
+    Hub(#[from] EnrolError),
+    /// The new certificate could not be stored; the old one is still in place.
+    #[error("cannot store the renewed certificate: {0}")]
+    Store(String),
+}
+
+/// Renews the node's certificate for its current key (what the agent calls
+/// when a third of the lifetime is left): mTLS with the stored identity to
+/// the `renew` endpoint in `node.json`, then the new certificate, chain and
+/// `node.json` are stored atomically. The key never changes, so a crash at
+/// any point leaves a matching key and certificate.
+pub fn renew_stored(
+    data: &DataDir,
+    ca: &PinnedCa,
+    timeouts: Timeouts,
+) -> Result<Issued, RenewError> {
+    let no = |e: &dyn std::fmt::Display| RenewError::NoIdentity(e.to_string());
+    let node = data
+        .read_node()
+        .map_err(|e| no(&e))?
+        .ok_or_else(|| no(&"node.json is missing"))?;
+    let key_pem = data
+        .read_key()
+        .map_err(|e| no(&e))?
+        .ok_or_else(|| no(&"key.pem is missing"))?;
+    let key = NodeKey::from_pem(&key_pem).map_err(|e| no(&e))?;
+    let identity = ClientIdentity::load(data).map_err(|e| no(&e))?;
+    let csr = key.csr_pem(Some(&node.node_id)).map_err(|e| no(&e))?;
+    let agent = client::agent(ca, Some(&identity), timeouts);
+    let issued = renew(&agent, &node.endpoints.renew, &csr)?;
+    let cert = CertInfo::from_pem(&issued.cert_pem)
+        .map_err(|e| EnrolError::BadResponse(format!("renewed certificate: {e}")))?;
+    if cert.spki_der != key.public_key_der() {
+        return Err(
+            EnrolError::BadResponse("renewed certificate is for another key".into()).into(),
+        );
+    }
+    data.store_issued(&issued.node, &issued.cert_pem, &issued.chain_pem)
+        .map_err(|e| RenewError::Store(e.to_string()))?;
+    Ok(issued)
 }
 
 /// The URL of `path` (starting with `/`) on the hub whose base URL is `hub`.
@@ -164,6 +224,22 @@ fn issued(resp: EnrolResponse) -> Result<Issued, EnrolError> {
     let cert_pem = resp
         .certificate
         .ok_or_else(|| EnrolError::BadResponse("issued without a certificate".into()))?;
+    node.attrs
+        .validate()
+        .map_err(|e| EnrolError::BadResponse(format!("node attributes: {e}")))?;
+    if node.attrs.node_id != node.node_id {
+        return Err(EnrolError::BadResponse(
+            "attributes name another node".into(),
+        ));
+    }
+    let cert = CertInfo::from_pem(&cert_pem)
+        .map_err(|e| EnrolError::BadResponse(format!("certificate: {e}")))?;
+    if cert.node_id.as_deref() != Some(node.node_id.as_str()) {
+        return Err(EnrolError::BadResponse(format!(
+            "the certificate is not for node {}",
+            node.node_id
+        )));
+    }
     Ok(Issued {
         node,
         cert_pem,
@@ -196,6 +272,58 @@ mod tests {
             hub_url("https://h:8443", "/v1/enrol"),
             "https://h:8443/v1/enrol"
         );
+    }
+
+    fn response_for(cert_node: &str, node: &str) -> EnrolResponse {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            format!("vantage:node:{cert_node}").try_into().unwrap(),
+        )];
+        let cert = params.self_signed(&key).unwrap();
+        let attrs = vantage_proto::channel::NodeAttrs {
+            node_id: node.into(),
+            country: "DE".into(),
+            ..Default::default()
+        };
+        EnrolResponse {
+            status: EnrolStatus::Issued,
+            fingerprint: "00".into(),
+            node_id: Some(node.into()),
+            certificate: Some(cert.pem()),
+            chain: None,
+            channels: attrs.channels(),
+            attrs: Some(attrs),
+            endpoints: Some(Endpoints::for_hub("https://h:8443")),
+            message: None,
+        }
+    }
+
+    #[test]
+    fn issued_answers_are_checked() {
+        let ok = issued(response_for("n-0011223344", "n-0011223344")).unwrap();
+        assert_eq!(ok.node.node_id, "n-0011223344");
+        assert_eq!(ok.node.endpoints.renew, "https://h:8443/v1/renew");
+        let err = issued(response_for("n-9999999999", "n-0011223344")).unwrap_err();
+        assert!(
+            err.to_string().contains("not for node n-0011223344"),
+            "{err}"
+        );
+        let mut bad = response_for("n-0011223344", "n-0011223344");
+        bad.attrs.as_mut().unwrap().country = "Germany".into();
+        assert!(issued(bad).is_err());
+        let mut missing = response_for("n-0011223344", "n-0011223344");
+        missing.endpoints = None;
+        assert!(issued(missing).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn error_message_takes_any_body(body in proptest::prelude::any::<String>()) {
+            let m = error_message(&body);
+            proptest::prop_assert!(!m.is_empty() && m.chars().count() <= 300);
+            proptest::prop_assert!(!m.chars().any(char::is_control));
+        }
     }
 
     #[test]

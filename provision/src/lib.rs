@@ -6,8 +6,14 @@
 //! - [`csr`]: the node's P-256 key and its certificate signing requests.
 //! - [`enrol`]: `POST /v1/enrol` and `POST /v1/renew`.
 
+pub mod cert;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod csr;
 pub mod enrol;
+pub mod fault;
+pub mod run;
 pub mod state;
+pub mod status;
+pub mod wifi;

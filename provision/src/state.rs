@@ -244,13 +244,16 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
+        crate::fault::point(&format!("{}.tmp", name.to_string_lossy()));
         fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    crate::fault::point(&name.to_string_lossy());
+    Ok(())
 }
 
 /// Makes a rename or delete in `dir` durable. Some file systems (FAT) do not

@@ -36,12 +36,20 @@ impl Hub {
 
     /// Initialises a data directory and starts the hub with extra serve args.
     pub fn start(extra: &[&str]) -> Hub {
+        Self::start_with_limits(extra, None)
+    }
+
+    /// Like [`Hub::start`], with the policy's `limits` object given.
+    pub fn start_with_limits(extra: &[&str], limits: Option<Value>) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let keys = approver_keys();
-        let policy = json!({"policy": {"serial": 1, "network": "test", "threshold": 2,
+        let mut policy = json!({"policy": {"serial": 1, "network": "test", "threshold": 2,
             "approvers": keys.iter().enumerate().map(|(i, k)| json!({"name": format!("a{i}"), "key": k.public_key().to_base64()})).collect::<Vec<_>>(),
             "allowed_probes": ["dns", "http", "tls", "tcp", "ping", "traceroute"]},
             "signatures": []});
+        if let Some(l) = limits {
+            policy["policy"]["limits"] = l;
+        }
         std::fs::write(dir.path().join("policy.json"), policy.to_string()).unwrap();
         let mut hub = Hub {
             dir,
@@ -80,14 +88,20 @@ impl Hub {
             addr_file.to_string_lossy().into(),
             "--policy".into(),
             policy.to_string_lossy().into(),
-            "--keepalive-secs".into(),
-            "1".into(),
-            "--revocation-poll-ms".into(),
-            "100".into(),
         ];
+        // Test defaults, unless the test sets them itself.
+        for (flag, value) in [("--keepalive-secs", "1"), ("--revocation-poll-ms", "100")] {
+            if !self.serve_args.iter().any(|a| a == flag) {
+                args.extend([flag.to_string(), value.to_string()]);
+            }
+        }
         args.extend(self.serve_args.iter().cloned());
         let child = Command::new(BIN)
             .args(&args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "error".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -198,12 +212,19 @@ impl Hub {
 
     /// A job signed by two approvers.
     pub fn job(&self, id: &str, select: Value) -> Value {
+        self.job_with(id, select, |_| {})
+    }
+
+    /// A job changed by `f` before two approvers sign it.
+    pub fn job_with(&self, id: &str, select: Value, f: impl FnOnce(&mut Value)) -> Value {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
         let job = json!({"v": 1, "id": id, "probe": {"cmd": "dns", "args": {"name": "example.com"}},
             "select": select, "not_before": now - 10, "expires": now + 3600, "proposer": "alice"});
+        let mut job = job;
+        f(&mut job);
         let sigs: Vec<Value> = self.keys[..2]
             .iter()
             .map(|k| serde_json::to_value(k.sign_job(&job).unwrap()).unwrap())

@@ -1,0 +1,9 @@
+//! Scale-out harness for vantage: the fan-out benchmark (the hub alone, nginx +
+//! Nchan fed by the hub, Mosquitto) and the pieces the Nchan integration test
+//! shares with it (network PKI, server processes, TLS clients).
+pub mod client;
+pub mod fanout;
+pub mod mqtt;
+pub mod pki;
+pub mod procs;
+pub mod servers;

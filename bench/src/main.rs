@@ -1,0 +1,79 @@
+//! `vantage-bench fanout`: the fan-out benchmark (see the library).
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use vantage_bench::fanout::{Opts, System, run, table};
+
+#[derive(Parser)]
+#[command(version, about = "vantage fan-out benchmark (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the fan-out benchmark and print its table (Markdown).
+    Fanout {
+        /// Subscribed nodes, each its own TLS connection and certificate.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Jobs one node misses and catches up after reconnecting.
+        #[arg(long, default_value_t = 1000)]
+        catchup: usize,
+        /// Systems to run, comma-separated: hub, nchan, mosquitto.
+        #[arg(long, default_value = "hub,nchan,mosquitto", value_delimiter = ',')]
+        systems: Vec<String>,
+        /// Scratch directory (default: a new temporary directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// TLS handshakes in flight while connecting.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Longest wait for one phase, seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// The hub binary (build it with `cargo build --release -p vantage-hub`).
+        #[arg(long, default_value = "target/release/vantage-hub")]
+        hub_bin: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Fanout {
+            nodes,
+            catchup,
+            systems,
+            dir,
+            concurrency,
+            timeout,
+            hub_bin,
+        } => {
+            let tmp = tempfile::tempdir()?;
+            let opts = Opts {
+                nodes,
+                catchup,
+                systems: systems
+                    .iter()
+                    .map(|s| System::parse(s))
+                    .collect::<Result<_>>()?,
+                hub_bin,
+                dir: dir.unwrap_or_else(|| tmp.path().to_path_buf()),
+                concurrency,
+                timeout: Duration::from_secs(timeout),
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            let rows = rt.block_on(run(&opts))?;
+            println!("{}", table(&rows, catchup));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,556 @@
+#!/usr/bin/env python3
+"""make qemu-test: the life of a freshly flashed node, end to end.
+
+An emulated aarch64 machine carrying image/overlay and the static binaries of
+make agent boots against the real hub on host loopback and the loopback
+fixtures (ci/fixtures), inside QEMU's restricted user-mode network. Then the
+ARMv6 binaries run the enrol -> job -> results chain under qemu-arm-static
+-cpu arm1176. Each step is checked on the hub's API and on the guest (serial
+console, check channel), timed, and a failure prints the step, the reason, the
+serial console's tail and the hub log's tail.
+
+Usage: python3 ci/qemu/e2e.py [--part all|qemu|armv6] [--cache DIR] [--work DIR]
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import guest as guestmod  # noqa: E402
+import hub as hubmod  # noqa: E402
+import jobs  # noqa: E402
+import testsys  # noqa: E402
+
+REPO = HERE.parent.parent
+AARCH64 = "aarch64-unknown-linux-musl"
+ARMV6 = "arm-unknown-linux-musleabihf"
+COUNTRY = "DE"
+# The guest's view: the hub and the fixtures at fixed addresses of QEMU's user
+# network, each forwarded (guestfwd) to a port on host loopback.
+HUB_IP, DNS_IP, WWW_IP, GATEWAY = "10.0.2.100", "10.0.2.101", "10.0.2.102", "10.0.2.2"
+HUB_NAME = "hub.vq.test"
+HUB_URL = f"https://{HUB_NAME}:8443"
+FIXTURE_BODY = b"hello from the vantage fixture\n"
+
+
+class StepFailed(Exception):
+    """A check of a step did not hold."""
+
+
+def expect(cond, what):
+    """Fails the step with what when cond is false."""
+    if not cond:
+        raise StepFailed(what)
+
+
+def wait_for(fn, timeout, what, interval=1.0):
+    """Polls fn until it returns something truthy; returns that."""
+    deadline = time.monotonic() + timeout
+    last_err = None
+    while time.monotonic() < deadline:
+        try:
+            v = fn()
+            if v:
+                return v
+        except (hubmod.HubError, OSError) as e:
+            last_err = e
+        time.sleep(interval)
+    raise StepFailed(f"{what}: not within {timeout} s" + (f" (last error: {last_err})"
+                                                          if last_err else ""))
+
+
+class Run:
+    """Steps with timing; the record goes to the work dir as timings.json."""
+
+    def __init__(self, work):
+        self.work = work
+        self.timings = []
+        self.logs = {}
+        self.guest = None
+        self.hubs = []
+        self.t0 = time.monotonic()
+
+    def step(self, name, fn):
+        print(f"\n--- {name}", flush=True)
+        t = time.monotonic()
+        try:
+            extra = fn() or {}
+        except Exception as e:  # every failure ends the run with its context
+            dt = time.monotonic() - t
+            self.fail(name, e, dt)
+            raise SystemExit(1) from None
+        dt = time.monotonic() - t
+        self.timings.append({"step": name, "secs": round(dt, 1), **extra})
+        detail = "".join(f", {k} {v}" for k, v in extra.items())
+        print(f"ok   {name} ({dt:.1f} s{detail})", flush=True)
+
+    def fail(self, name, err, dt):
+        print(f"\nFAIL {name} after {dt:.1f} s: {err}", flush=True)
+        if not isinstance(err, (StepFailed, guestmod.GuestError, hubmod.HubError,
+                                testsys.BuildError)):
+            traceback.print_exc()
+        for label, path in self.logs.items():
+            p = Path(path)
+            if p.exists():
+                lines = p.read_text(errors="replace").splitlines()
+                n = 150 if label == "serial console" else 40
+                print(f"\n===== last {min(n, len(lines))} lines of the {label} ({p}) =====")
+                print("\n".join(lines[-n:]))
+        if self.guest and self.guest.proc.poll() is None:
+            for req in ("failed", "units"):
+                try:
+                    print(f"\n===== guest: {req} =====\n{self.guest.check(req, timeout=15)[1]}")
+                except guestmod.GuestError as e:
+                    print(f"\n===== guest: {req}: {e}")
+        print(f"\nqemu-test: FAILED at step '{name}'; everything is in {self.work}")
+
+    def summary(self):
+        total = time.monotonic() - self.t0
+        print("\nqemu-test timings:")
+        for t in self.timings:
+            extra = "".join(f"  {k}={v}" for k, v in t.items() if k not in ("step", "secs"))
+            print(f"  {t['secs']:7.1f} s  {t['step']}{extra}")
+        print(f"  {total:7.1f} s  total")
+        (self.work / "timings.json").write_text(json.dumps(
+            {"steps": self.timings, "total_secs": round(total, 1)}, indent=1))
+
+
+def sh(cmd, **kw):
+    """Runs a command, raising StepFailed with its output on failure."""
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if r.returncode != 0:
+        raise StepFailed(f"{' '.join(map(str, cmd))} failed ({r.returncode}):\n"
+                         f"{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    return r.stdout
+
+
+def start_fixtures(work):
+    """ci/fixtures on loopback, on free ports; returns their settings."""
+    d = work / "fixtures"
+    env = dict(os.environ, FIXTURE_ADDR="127.0.0.1",
+               DNS_PORT=str(guestmod.free_port()), HTTP_PORT=str(guestmod.free_port()),
+               HTTPS_PORT=str(guestmod.free_port()))
+    sh(["bash", str(REPO / "ci/fixtures/start.sh"), str(d)], env=env)
+    fx = {}
+    for line in (d / "fixtures.env").read_text().splitlines():
+        k, _, v = line.partition("=")
+        fx[k] = v
+    fx["ports"] = {k: int(env[k]) for k in ("DNS_PORT", "HTTP_PORT", "HTTPS_PORT")}
+    return fx
+
+
+def stop_fixtures(work):
+    subprocess.run(["bash", str(REPO / "ci/fixtures/stop.sh"), str(work / "fixtures")],
+                   capture_output=True)
+
+
+def job(job_id, probe, node_id, not_before=None, validity=1800):
+    """A one-shot job for one node."""
+    now = int(time.time())
+    return {"v": 1, "id": job_id, "probe": probe, "select": {"node": node_id},
+            "limit": None, "not_before": not_before or now - 60,
+            "expires": (not_before or now) + validity, "spread_secs": 0,
+            "repeat_secs": None, "proposer": "alice"}
+
+
+def one_result(hub, job_id, timeout, what):
+    """Waits for the job's result and returns it (exactly one)."""
+    res = wait_for(lambda: hub.results(job_id), timeout, f"result of {what} ({job_id})")
+    expect(len(res) == 1, f"{job_id}: {len(res)} results at the hub, expected exactly 1: {res}")
+    return res[0]
+
+
+def agent_config(trust_anchor_path):
+    """The test node's agent.toml: the image's defaults, plus the fixtures'
+    DNSSEC trust anchors and permission to probe the addresses of QEMU's user
+    network (private range 10.0.2.0/24, refused by default)."""
+    return (f'trust_anchor = "{trust_anchor_path}"\n'
+            "[owner]\nallow_special_addresses = true\n").encode()
+
+
+def qemu_part(run, args, cache, work, fx):
+    """The aarch64 guest: steps 1-7."""
+    log = work / "build.log"
+    run.logs["build log"] = log
+    st = {}
+
+    def assemble():
+        p = testsys.pieces(cache, log)
+        st["pieces"] = p
+        bins = Path(args.bin_dir) / AARCH64
+        for b in ("vantage-agent", "vantage-provision"):
+            expect((bins / b).is_file(), f"{bins / b} missing: run make agent")
+        approvers = [jobs.Approver(n, hashlib.sha256(f"vq-{n}".encode()).digest(), work)
+                     for n in ("alice", "bob", "carol")]
+        st["approvers"] = approvers
+        policy = jobs.make_policy(approvers, threshold=2)
+        (work / "policy.json").write_text(json.dumps(policy, indent=1))
+        hub = hubmod.Hub(args.hub_bin, work / "hub", work / "hub.log",
+                         [HUB_NAME, HUB_IP, "127.0.0.1"], work / "policy.json", public_url=HUB_URL)
+        run.hubs.append(hub)
+        run.logs["hub log"] = work / "hub.log"
+        hub.start()
+        st["hub"] = hub
+        token = hub.token(COUNTRY)
+        st["token"] = token
+        volunteer = (f'hub = "{HUB_URL}"\ntoken = "{token}"\ncountry = "{COUNTRY}"\n'
+                     'tags = ["qemu"]\n').encode()
+        ta = Path(fx["FIXTURE_TRUST_ANCHOR"]).read_bytes()
+        extra = {
+            "/etc/vantage/ca.pem": (Path(hub.ca).read_bytes(), 0o644),
+            "/etc/vantage/policy.json": ((work / "policy.json").read_bytes(), 0o644),
+            "/etc/vantage/provision.env": (f"VANTAGE_HUB_URL={HUB_URL}\n".encode(), 0o644),
+            "/etc/vantage/agent.toml": (agent_config("/etc/vantage/trust-anchors.key"), 0o644),
+            "/etc/vantage/trust-anchors.key": (ta, 0o644),
+            "/etc/hosts": (f"127.0.0.1 localhost\n{HUB_IP} {HUB_NAME}\n".encode(), 0o644),
+            "/usr/bin/vantage-agent": ((bins / "vantage-agent").read_bytes(), 0o755),
+            "/usr/bin/vantage-provision": ((bins / "vantage-provision").read_bytes(), 0o755),
+        }
+        overlays = [Path(args.overlay),
+                    REPO / "image/buildroot/board/vantage/rootfs-overlay/etc/systemd/network",
+                    HERE / "rootfs"]
+        expect(overlays[0].is_dir(), f"{args.overlay} missing")
+        # The board's network file lives below etc/systemd/network of its overlay.
+        net = work / "netoverlay/etc/systemd/network"
+        net.mkdir(parents=True, exist_ok=True)
+        for f in overlays[1].glob("*.network"):
+            shutil.copy(f, net)
+        overlays[1] = work / "netoverlay"
+        testsys.make_fat(work / "boot.img", {"vantage.toml": volunteer}, log)
+        testsys.make_root(work / "root.img", p["base"], p["kernel"], overlays, extra, log)
+        testsys.make_data(work / "data.img", log)
+        testsys.make_disk(work / "disk.img", work / "boot.img", work / "root.img",
+                          work / "data.img", log)
+        for f in ("boot.img", "root.img", "data.img"):
+            (work / f).unlink()
+        cached = ",".join(k for k, v in p["cached"].items() if v) or "none"
+        return {"cached": cached}
+
+    run.step("assemble the test system (kernel, initramfs, rootfs, disk, hub, fixtures)",
+             assemble)
+    hub = st["hub"]
+    ports = fx["ports"]
+
+    def boot():
+        g = guestmod.Guest(
+            st["pieces"]["kernel"] / "vmlinuz", st["pieces"]["initrd"], work / "disk.img",
+            work / "serial.log",
+            [(HUB_IP, 8443, hub.addr[1]), (DNS_IP, 53, ports["DNS_PORT"]),
+             (WWW_IP, 80, ports["HTTP_PORT"]), (WWW_IP, 443, ports["HTTPS_PORT"])])
+        run.guest = g
+        run.logs["serial console"] = work / "serial.log"
+        return g
+
+    def first_boot():
+        g = boot()
+        # The hub is watched while the guest boots, so the time to enrolment
+        # is when the hub first shows the node online.
+        def online():
+            g.alive("enrolment")
+            return [n for n in hub.nodes() if n.get("status") == "online"]
+        nodes = wait_for(online, 300, "node online at the hub", interval=0.5)
+        t_enrolled = g.uptime()
+        ready = g.wait_console(r"VQ-READY boot=(\S+)", 120, "multi-user (VQ-READY)")
+        t_ready = g.uptime()
+        expect(len(hub.nodes()) == 1, f"expected one node, hub has {hub.nodes()}")
+        n = nodes[0]
+        st["node"] = n["id"]
+        expect(json.dumps(n).find(f'"{COUNTRY}"') >= 0,
+               f"node {n['id']} lacks its declared country {COUNTRY}: {n}")
+        rc, status = g.check("status")
+        expect(rc == 0 and "enrolled" in status.lower(),
+               f"status file does not say enrolled:\n{status}")
+        rc, vol = g.check("volunteer")
+        expect(rc == 0 and st["token"] not in vol and "<present>" not in vol,
+               f"the token is still in vantage.toml on the boot partition:\n{vol}")
+        st["boot_id"] = ready.group(1)
+        return {"node": n["id"], "multi-user_s": round(t_ready, 1),
+                "boot_to_enrolled_s": round(t_enrolled, 1)}
+
+    run.step("1 first boot: enrol with the token, online with country, token gone, status",
+             first_boot)
+    node = st["node"]
+    alice, bob, carol = st["approvers"]
+
+    def approved_jobs():
+        probes = {
+            "dns-secure": ({"cmd": "dns", "args": {
+                "name": "www.secure.test", "qtype": "A", "resolver": f"{DNS_IP}:53",
+                "transport": "tcp", "dnssec": True, "nsid": True}},
+                lambda d: d.get("dnssec") == "secure"
+                and "192.0.2.10" in json.dumps(d.get("answers"))),
+            "dns-bogus": ({"cmd": "dns", "args": {
+                "name": "www.bogus.test", "qtype": "A", "resolver": f"{DNS_IP}:53",
+                "transport": "tcp", "dnssec": True}},
+                lambda d: d.get("dnssec") == "bogus"),
+            "http": ({"cmd": "http", "args": {"url": f"http://{WWW_IP}/",
+                                              "headers": ["x-fixture"]}},
+                     lambda d: d.get("status") == 200
+                     and d.get("body_sha256") == hashlib.sha256(FIXTURE_BODY).hexdigest()),
+            "tls": ({"cmd": "tls", "args": {"host": WWW_IP, "port": 443, "sni": "localhost"}},
+                    lambda d: "vantage fixture CA" in json.dumps(d.get("chain"))),
+            "tcp": ({"cmd": "tcp", "args": {"host": WWW_IP, "port": 80}},
+                    lambda d: d.get("peer") == f"{WWW_IP}:80"),
+            "ping": ({"cmd": "ping", "args": {"host": GATEWAY, "count": 2}},
+                     lambda d: d.get("received", 0) > 0),
+            "traceroute": ({"cmd": "traceroute", "args": {
+                "host": GATEWAY, "protocol": "icmp", "max_hops": 3}},
+                lambda d: GATEWAY in json.dumps(d.get("hops"))),
+        }
+        t = time.monotonic()
+        ids = {}
+        for name, (probe, _) in probes.items():
+            jid = f"vq-{name}-{int(time.time())}"
+            ids[name] = jid
+            hub.submit(jobs.signed_job(job(jid, probe, node), [alice, bob]))
+        first = None
+        for name, (_, ok) in probes.items():
+            r = one_result(hub, ids[name], 120, name)
+            first = first or round(time.monotonic() - t, 1)
+            expect(r.get("status") == "ok", f"{name}: status {r.get('status')}: {r}")
+            expect(r.get("node_id") == node, f"{name}: result from {r.get('node_id')}")
+            expect(ok(r.get("data") or {}), f"{name}: unexpected data: {json.dumps(r)}")
+        return {"job_to_first_result_s": first,
+                "jobs_to_all_results_s": round(time.monotonic() - t, 1)}
+
+    run.step("2 approved jobs: dns secure+bogus, http, tls, tcp, ping, traceroute",
+             approved_jobs)
+
+    def refused():
+        mallory = [jobs.Approver(n, hashlib.sha256(f"vq-{n}".encode()).digest(), work)
+                   for n in ("mallory", "trudy")]
+        forged_id = f"vq-forged-{int(time.time())}"
+        quorum_id = f"vq-underquorum-{int(time.time())}"
+        probe = {"cmd": "http", "args": {"url": f"http://{WWW_IP}/"}}
+        hub.publish_raw(f"node.{node}", jobs.signed_job(job(forged_id, probe, node), mallory))
+        hub.publish_raw(f"node.{node}", jobs.signed_job(job(quorum_id, probe, node), [alice]))
+        for jid in (forged_id, quorum_id):
+            r = one_result(hub, jid, 90, jid)
+            expect(r.get("status") == "refused", f"{jid}: expected refused, got {r}")
+            expect(not r.get("data"), f"{jid}: a refused job carries data: {r}")
+        rc, log = run.guest.check("agent-log")
+        for jid in (forged_id, quorum_id):
+            expect(f"refused job {jid}" in log, f"agent log does not say it refused {jid}")
+            expect(f"job {jid} run" not in log, f"agent ran {jid}:\n{log[-2000:]}")
+
+    run.step("3 forged and under-quorum jobs via raw publish: refused, nothing run", refused)
+
+    def health():
+        g = run.guest
+        rc, failed = g.check("failed")
+        expect(rc == 0 and not failed.strip(), f"systemctl --failed is not empty:\n{failed}")
+        rc, cycles = g.check("cycles")
+        expect(rc == 1 and not cycles.strip(), f"ordering cycles in the journal:\n{cycles}")
+        rc, log = g.check("agent-log")
+        expect(rc == 0 and "subscribed" in log, f"agent's log not in the journal:\n{log}")
+
+    run.step("4 no failed units, no ordering cycles, agent logs in the journal", health)
+
+    def reboot():
+        g = run.guest
+        g.poweroff()
+        down_id = f"vq-caughtup-{int(time.time())}"
+        hub.submit(jobs.signed_job(job(down_id, {"cmd": "tcp", "args": {
+            "host": WWW_IP, "port": 80}}, node), [alice, carol]))
+        g = boot()
+        m = g.wait_console(r"VQ-READY boot=(\S+)", 300, "multi-user after reboot")
+        expect(m.group(1) != st["boot_id"], "same boot id after reboot")
+        t = time.monotonic()
+        r = one_result(hub, down_id, 180, "job published while the node was down")
+        expect(r.get("status") == "ok", f"caught-up job: {r}")
+        nodes = hub.nodes()
+        expect(len(nodes) == 1 and nodes[0]["id"] == node,
+               f"a second enrolment happened: {nodes}")
+        rc, status = g.check("status")
+        expect("enrolled" in status.lower(), f"status after reboot:\n{status}")
+        rc, plog = g.check("provision-log")
+        expect(node in plog and "enrolling with" not in plog,
+               f"provisioning after reboot should only confirm {node}:\n{plog}")
+        return {"boot_to_caught_up_result_s": round(g.uptime(), 1),
+                "after_ready_s": round(time.monotonic() - t, 1)}
+
+    run.step("5 reboot: no second enrolment, job published while down is caught up", reboot)
+
+    def power_cut():
+        g = run.guest
+        delay = 25
+        jid = f"vq-outbox-{int(time.time())}"
+        hub.submit(jobs.signed_job(job(jid, {"cmd": "tcp", "args": {"host": WWW_IP, "port": 80}},
+                                       node, not_before=int(time.time()) + delay), [alice, bob]))
+        wait_for(lambda: f"accepted job {jid}" in g.check("agent-log")[1], 60,
+                 "node accepted the delayed job")
+        hub.stop()
+        wait_for(lambda: f"job {jid} run" in g.check("agent-log")[1], delay + 60,
+                 "node ran the job while the hub is down")
+        outbox = wait_for(lambda: g.check("outbox")[1].strip(), 30, "result in the outbox")
+        g.kill()
+        hub.start()
+        g = boot()
+        g.wait_console(r"VQ-READY", 300, "multi-user after the power cut")
+        r = one_result(hub, jid, 180, "result held in the outbox over the power cut")
+        expect(r.get("status") == "ok", f"outbox result: {r}")
+        wait_for(lambda: not g.check("outbox")[1].strip(), 60, "outbox emptied after delivery")
+        expect(len(hub.results(jid)) == 1, "the outbox result arrived more than once")
+        return {"outbox": len(outbox.splitlines())}
+
+    run.step("6 power cut with a result in the outbox: delivered after boot, exactly once",
+             power_cut)
+
+    def revoke():
+        g = run.guest
+        hub.revoke(node)
+        expect(any(n["id"] == node and n["status"] == "revoked" for n in hub.nodes()),
+               "hub does not list the node as revoked")
+
+        def says_revoked():
+            log = g.check("agent-log")[1]
+            status = g.check("agent-status")[1]
+            return "revoked" in log.lower() and "revoked" in status.lower()
+        wait_for(says_revoked, 120, "agent log and status saying the node is revoked",
+                 interval=3)
+        g.poweroff()
+        # The card as the volunteer's computer sees it afterwards.
+        disk = work / "disk.img"
+        files = testsys.fat_list(disk)
+        vol = testsys.fat_read(disk, "vantage.toml") or b""
+        status = testsys.fat_read(disk, "vantage-status.txt") or b""
+        expect(st["token"].encode() not in vol, f"token still on the boot partition: {vol!r}")
+        expect(b"vantage node:" in status, f"no status file on the boot partition: {status!r} "
+               f"(files: {files})")
+
+    run.step("7 revocation at the hub: node refused, its log and status say why; "
+             "the card afterwards", revoke)
+    hub.stop()
+
+
+def armv6_part(run, args, work, fx):
+    """ARMv6 binaries under qemu-arm-static -cpu arm1176: enrol -> job -> results."""
+    qemu = ["qemu-arm-static", "-cpu", "arm1176"]
+    bins = Path(args.bin_dir) / ARMV6
+    st = {}
+    d = work / "armv6"
+    d.mkdir(exist_ok=True)
+
+    def enrol():
+        for b in ("vantage-agent", "vantage-provision"):
+            expect((bins / b).is_file(), f"{bins / b} missing: run make agent")
+        approvers = [jobs.Approver(n, hashlib.sha256(f"vq6-{n}".encode()).digest(), d)
+                     for n in ("alice", "bob")]
+        (d / "policy.json").write_text(json.dumps(jobs.make_policy(approvers, 2)))
+        hub = hubmod.Hub(args.hub_bin, d / "hub", d / "hub.log", ["127.0.0.1"],
+                         d / "policy.json")
+        run.hubs.append(hub)
+        run.logs["ARMv6 hub log"] = d / "hub.log"
+        hub.start()
+        st.update(hub=hub, approvers=approvers)
+        url = f"https://127.0.0.1:{hub.addr[1]}"
+        (d / "boot").mkdir(exist_ok=True)
+        (d / "data").mkdir(exist_ok=True)
+        (d / "boot/vantage.toml").write_text(
+            f'hub = "{url}"\ntoken = "{hub.token(COUNTRY)}"\ncountry = "{COUNTRY}"\n')
+        t = time.monotonic()
+        sh(qemu + [str(bins / "vantage-provision"), "--once", "--boot-dir", str(d / "boot"),
+                   "--data-dir", str(d / "data"), "--ca", hub.ca,
+                   "--wpa-conf", str(d / "wpa.conf"), "--hostname-file", str(d / "hostname")])
+        t_enrol = time.monotonic() - t
+        (d / "agent.toml").write_text(
+            f'ca = "{hub.ca}"\npolicy = "{d / "policy.json"}"\n'
+            + agent_config(fx["FIXTURE_TRUST_ANCHOR"]).decode())
+        run.logs["ARMv6 agent log"] = d / "agent.log"
+        with open(d / "agent.log", "wb") as out:
+            st["agent"] = subprocess.Popen(
+                qemu + [str(bins / "vantage-agent"), "--config", str(d / "agent.toml"),
+                        "--data-dir", str(d / "data")],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        def online():
+            if st["agent"].poll() is not None:
+                raise StepFailed(f"the ARMv6 agent exited ({st['agent'].returncode})")
+            return [n for n in hub.nodes() if n.get("status") == "online"]
+        nodes = wait_for(online, 120, "ARMv6 node online")
+        st["node"] = nodes[0]["id"]
+        return {"enrol_s": round(t_enrol, 1), "node": st["node"]}
+
+    run.step("ARMv6 (arm1176): provisioning enrols with a token, agent online", enrol)
+
+    def job_results():
+        hub, (alice, bob), node = st["hub"], st["approvers"], st["node"]
+        dns_host, _, dns_port = fx["FIXTURE_DNS"].rpartition(":")
+        checks = {
+            "dns": ({"cmd": "dns", "args": {"name": "www.secure.test", "resolver":
+                                            f"{dns_host}:{dns_port}", "dnssec": True}},
+                    lambda dd: dd.get("dnssec") == "secure"),
+            "http": ({"cmd": "http", "args": {"url": fx["FIXTURE_HTTP_URL"]}},
+                     lambda dd: dd.get("status") == 200),
+        }
+        t = time.monotonic()
+        for name, (probe, _) in checks.items():
+            hub.submit(jobs.signed_job(job(f"vq6-{name}", probe, node), [alice, bob]))
+        for name, (_, ok) in checks.items():
+            r = one_result(hub, f"vq6-{name}", 90, f"ARMv6 {name}")
+            expect(r.get("status") == "ok" and ok(r.get("data") or {}),
+                   f"ARMv6 {name}: {json.dumps(r)}")
+        return {"job_to_results_s": round(time.monotonic() - t, 1)}
+
+    try:
+        run.step("ARMv6 (arm1176): signed jobs (dns with DNSSEC, http) -> results", job_results)
+    finally:
+        if "agent" in st:
+            st["agent"].terminate()
+            st["agent"].wait(10)
+        if "hub" in st:
+            st["hub"].stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=["all", "qemu", "armv6"], default="all")
+    ap.add_argument("--cache", default=os.environ.get("VQ_CACHE", REPO / "build/qemu-cache"))
+    ap.add_argument("--work", default=os.environ.get("VQ_WORK", REPO / "build/qemu-run"))
+    ap.add_argument("--bin-dir", default=REPO / "out/bin")
+    ap.add_argument("--hub-bin", default=REPO / "target/debug/vantage-hub")
+    ap.add_argument("--overlay", default=REPO / "image/overlay",
+                    help="root file system overlay of the image (default image/overlay)")
+    args = ap.parse_args()
+    # mkfs.*, sfdisk, depmod and update-binfmts live in sbin.
+    os.environ["PATH"] += ":/usr/local/sbin:/usr/sbin:/sbin"
+    work = Path(args.work).resolve()
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    run = Run(work)
+    fx = {}
+
+    def prepare():
+        n = jobs.self_check(REPO, work)
+        fx.update(start_fixtures(work))
+        return {"testvectors": n}
+
+    try:
+        run.step("check signing against proto/testvectors, start the fixtures", prepare)
+        if args.part in ("all", "armv6"):
+            armv6_part(run, args, work, fx)
+        if args.part in ("all", "qemu"):
+            qemu_part(run, args, Path(args.cache), work, fx)
+    finally:
+        if run.guest:
+            run.guest.kill()
+        for h in run.hubs:
+            h.stop()
+        stop_fixtures(work)
+    run.summary()
+    print("qemu-test: all steps passed")
+
+
+if __name__ == "__main__":
+    main()

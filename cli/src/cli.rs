@@ -1,0 +1,618 @@
+//! The command line: clap definitions and what each command does.
+
+use crate::error::{CliError, CliResult, EXIT_CODES_HELP};
+use crate::hub::{Hub, HubOpts};
+use crate::nodes::NodeFilter;
+use crate::policy::{Changes, LimitOpts};
+use crate::propose::ProbeCmd;
+use crate::{approve, files, nodes, policy, propose, results, timespec, watch};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use vantage_proto::sign::ApproverKey;
+
+/// vantage: propose, approve, submit and follow measurements on a vantage network.
+#[derive(Debug, Parser)]
+#[command(name = "vantage", version, after_help = EXIT_CODES_HELP)]
+#[command(about = "Operator and approver command line of a vantage network")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create an approver key pair: NAME.key (private, 0600) and NAME.pub.
+    Keygen {
+        /// Base name of the two files.
+        #[arg(long, value_name = "NAME", default_value = "approver")]
+        out: PathBuf,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write a job file for a measurement and show what it will run.
+    Propose {
+        #[command(subcommand)]
+        probe: ProbeCmd,
+    },
+    /// Show a job file in plain words and add your signature to it.
+    Sign {
+        /// The job file.
+        file: PathBuf,
+        /// Your approver key (from vantage keygen).
+        #[arg(long, env = "VANTAGE_APPROVER_KEY", value_name = "FILE")]
+        key: PathBuf,
+        /// Name the signers and the threshold from this policy.
+        #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Sign without asking.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Check a job file's signatures and limits against a policy, as hub and nodes will.
+    Check {
+        /// The job file.
+        file: PathBuf,
+        /// The approval policy.
+        #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
+        policy: PathBuf,
+    },
+    /// Send a signed job file to the hub.
+    Submit {
+        /// The job file.
+        file: PathBuf,
+        /// Print the hub's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+    /// A job's status at the hub: what it runs, where it went, its audit trail.
+    Status {
+        /// Job id.
+        job: String,
+        /// Print the hub's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+    /// A job's results as a table (--json for machines).
+    Results {
+        /// Job id.
+        job: String,
+        /// Print the results as a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+    /// Follow a job's results live until every node answered or it expired.
+    Watch {
+        /// Job id.
+        job: String,
+        /// Print each result as one JSON line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+    /// The hub's nodes, filtered.
+    Nodes {
+        #[command(flatten)]
+        filter: NodeFilter,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+    /// The approval policy: create, change, sign, check, submit.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// Write the network's first policy (serial 1, shipped in the image and read by the hub).
+    Init {
+        /// An approver: NAME=PUBKEYFILE (repeatable).
+        #[arg(long = "approver", value_name = "NAME=PUBKEYFILE", required = true)]
+        approvers: Vec<String>,
+        /// Approvals a job needs (k of n).
+        #[arg(long)]
+        threshold: u32,
+        /// Probe kinds the network runs: dns,http,tls,tcp,ping,traceroute or all.
+        #[arg(long, default_value = "all")]
+        allow: String,
+        /// The network's name.
+        #[arg(long, default_value = "vantage")]
+        network: String,
+        #[command(flatten)]
+        limits: LimitOpts,
+        /// Where to write it.
+        #[arg(long, default_value = "policy.json")]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write the successor of the current policy (serial + 1), unsigned.
+    Propose {
+        /// The current policy.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        #[command(flatten)]
+        changes: Changes,
+        /// Where to write it (default: policy-<serial>.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show a policy file in plain words and add your signature to it.
+    Sign {
+        /// The proposed policy.
+        file: PathBuf,
+        /// Your approver key.
+        #[arg(long, env = "VANTAGE_APPROVER_KEY", value_name = "FILE")]
+        key: PathBuf,
+        /// The current policy, to show what changes.
+        #[arg(long, value_name = "FILE")]
+        current: Option<PathBuf>,
+        /// Sign without asking.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Exit 0 if the current policy would accept the new one, else 1 and the reason.
+    Check {
+        /// The current policy.
+        #[arg(long, value_name = "FILE")]
+        current: PathBuf,
+        /// The proposed policy.
+        file: PathBuf,
+    },
+    /// Show a policy file in plain words.
+    Show {
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Send a signed successor policy to the hub (POST /v1/policy).
+    Submit {
+        /// The signed policy.
+        file: PathBuf,
+        /// Print the hub's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+}
+
+fn say(text: impl std::fmt::Display) {
+    println!("{text}");
+}
+
+fn print_json(v: &Value) {
+    say(serde_json::to_string_pretty(v).expect("JSON values serialise"));
+}
+
+fn job_path(id: &str) -> CliResult<String> {
+    vantage_proto::job::validate_job_id(id).map_err(|e| CliError::usage(e.to_string()))?;
+    Ok(format!("/v1/jobs/{id}"))
+}
+
+fn ask(yes: bool, question: &str) -> CliResult {
+    if yes
+        || approve::confirm(
+            question,
+            &mut std::io::stdin().lock(),
+            &mut std::io::stderr().lock(),
+        )?
+    {
+        Ok(())
+    } else {
+        Err(CliError::refused("not signed"))
+    }
+}
+
+fn keygen(out: &Path, force: bool) -> CliResult {
+    let (key, pem) = ApproverKey::generate().map_err(|e| CliError::local(e.to_string()))?;
+    let base = out.to_string_lossy();
+    let (priv_path, pub_path) = (
+        PathBuf::from(format!("{base}.key")),
+        PathBuf::from(format!("{base}.pub")),
+    );
+    if !force && pub_path.exists() {
+        return Err(CliError::local(format!(
+            "{} already exists; choose another --out or use --force",
+            pub_path.display()
+        )));
+    }
+    files::write_file(&priv_path, pem.as_bytes(), files::PRIVATE_MODE, force)?;
+    let public = key.public_key();
+    files::write_file(
+        &pub_path,
+        format!("{}\n", public.to_base64()).as_bytes(),
+        files::PUBLIC_MODE,
+        true,
+    )?;
+    say(format!(
+        "wrote {} (private, mode 0600; keep it secret) and {}\npublic key {}\nkey id {}\n\
+         give {} to whoever writes the policy: vantage policy init --approver NAME={} ...",
+        priv_path.display(),
+        pub_path.display(),
+        public.to_base64(),
+        public.key_id(),
+        pub_path.display(),
+        pub_path.display()
+    ));
+    Ok(())
+}
+
+fn propose_job(probe: &ProbeCmd) -> CliResult {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty());
+    let job = probe.build(timespec::now(), user)?;
+    let opts = probe.job_opts();
+    let loaded = opts.policy.as_deref().map(policy::load).transpose()?;
+    if let Some((_, p)) = &loaded {
+        job.check_limits(p)
+            .map_err(|r| CliError::refused(format!("the policy would refuse this job: {r}")))?;
+    }
+    let signed = propose::unsigned(&job);
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.job.json", job.id)));
+    files::write_file(
+        &out,
+        &files::to_pretty_json(&signed),
+        files::PUBLIC_MODE,
+        opts.force,
+    )?;
+    say(approve::show(
+        &signed,
+        &job,
+        loaded.as_ref().map(|(_, p)| p),
+    ));
+    say(format!(
+        "wrote {}\nnext: approvers run  vantage sign {} --key THEIR.key",
+        out.display(),
+        out.display()
+    ));
+    Ok(())
+}
+
+fn sign_job(file: &Path, key: &Path, policy_file: Option<&Path>, yes: bool) -> CliResult {
+    let (mut signed, job) = approve::load(file)?;
+    let key = files::load_approver_key(key)?;
+    let loaded = policy_file.map(policy::load).transpose()?;
+    let pol = loaded.as_ref().map(|(_, p)| p);
+    say(approve::show(&signed, &job, pol));
+    if let Some(p) = pol {
+        match p.approver(&key.public_key().key_id()) {
+            Some(a) => say(format!("you sign as {}", a.name)),
+            None => {
+                return Err(CliError::refused(format!(
+                    "your key {} is not an approver in {}; your signature would not count",
+                    key.public_key().key_id(),
+                    policy_file
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        if let Err(r) = job.check_limits(p) {
+            say(format!("warning: the policy will refuse this job: {r}"));
+        }
+    }
+    if job.expires <= timespec::now() {
+        say("warning: this job has already expired; the hub will refuse it");
+    }
+    ask(yes, "Sign this job?")?;
+    signed
+        .add_signature(&key)
+        .map_err(|e| CliError::local(format!("cannot sign: {e}")))?;
+    files::write_file(
+        file,
+        &files::to_pretty_json(&signed),
+        files::PUBLIC_MODE,
+        true,
+    )?;
+    say(format!(
+        "signed {} as key {}; it now has {} signature(s)",
+        file.display(),
+        key.public_key().key_id(),
+        signed.signatures.len()
+    ));
+    Ok(())
+}
+
+fn submit(file: &Path, json: bool, opts: &HubOpts) -> CliResult {
+    let (signed, job) = approve::load(file)?;
+    let hub = Hub::connect(opts, false)?;
+    let answer = hub.post(
+        "/v1/jobs",
+        &serde_json::to_value(&signed).expect("signed jobs serialise"),
+    )?;
+    if json {
+        print_json(&answer);
+        return Ok(());
+    }
+    let list = |k: &str| -> Vec<String> {
+        answer[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    };
+    let nodes = list("nodes");
+    say(format!(
+        "accepted: job {} (log seq {})\n  published on: {}\n  {} node(s): {}\nfollow it: vantage watch {}",
+        job.id,
+        answer["seq"],
+        list("channels").join(", "),
+        nodes.len(),
+        nodes.join(", "),
+        job.id
+    ));
+    Ok(())
+}
+
+fn status(id: &str, json: bool, opts: &HubOpts) -> CliResult {
+    let hub = Hub::connect(opts, false)?;
+    let v = hub.get(&job_path(id)?)?;
+    if json {
+        print_json(&v);
+        return Ok(());
+    }
+    let rec = &v["job"];
+    let describe = vantage_proto::job::Job::from_value(&rec["signed_job"]["job"])
+        .map(|j| j.describe())
+        .unwrap_or_else(|e| format!("job {id} (cannot read it: {e})"));
+    let strs = |x: &Value| -> String {
+        x.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = format!(
+        "{describe}\n  status: {}\n  results: {} from {} targeted node(s)\n  submitted {} by {}, approved by key(s) {}\n  published on: {}",
+        v["status"].as_str().unwrap_or("?"),
+        v["results"],
+        rec["nodes"].as_array().map_or(0, Vec::len),
+        rec["submitted"]
+            .as_u64()
+            .map(timespec::format_utc)
+            .unwrap_or_default(),
+        rec["submitter"].as_str().unwrap_or("?"),
+        strs(&rec["signers"]),
+        strs(&rec["channels"]),
+    );
+    for a in v["audit"].as_array().into_iter().flatten() {
+        s += &format!(
+            "\n  {} {} {} {}",
+            a["time"]
+                .as_u64()
+                .map(timespec::format_utc)
+                .unwrap_or_default(),
+            a["actor"].as_str().unwrap_or(""),
+            a["action"].as_str().unwrap_or(""),
+            a.get("detail").map(Value::to_string).unwrap_or_default()
+        );
+    }
+    say(s);
+    Ok(())
+}
+
+fn show_results(id: &str, json: bool, opts: &HubOpts) -> CliResult {
+    let hub = Hub::connect(opts, false)?;
+    let path = job_path(id)?;
+    let list = hub.get(&format!("{path}/results"))?;
+    if json {
+        print_json(&list);
+        return Ok(());
+    }
+    let items = list.as_array().cloned().unwrap_or_default();
+    let index = results::node_index(&hub.get("/v1/nodes")?);
+    let targeted = watch::Target::from_status(&hub.get(&path)?).nodes;
+    let answered = items
+        .iter()
+        .filter_map(|r| r.get("node_id").and_then(Value::as_str))
+        .filter(|n| targeted.contains(*n))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    print!("{}", results::render(&items, &index));
+    say(format!(
+        "{} result(s); {} of {} nodes answered",
+        items.len(),
+        answered,
+        targeted.len()
+    ));
+    Ok(())
+}
+
+fn show_nodes(filter: &NodeFilter, json: bool, opts: &HubOpts) -> CliResult {
+    let hub = Hub::connect(opts, false)?;
+    let list = filter.apply(&hub.get("/v1/nodes")?)?;
+    if json {
+        print_json(&Value::Array(list));
+    } else {
+        print!("{}", nodes::render(&list, timespec::now()));
+        say(format!("{} node(s)", list.len()));
+    }
+    Ok(())
+}
+
+fn policy_cmd(cmd: &PolicyCmd) -> CliResult {
+    match cmd {
+        PolicyCmd::Init {
+            approvers,
+            threshold,
+            allow,
+            network,
+            limits,
+            out,
+            force,
+        } => {
+            let approvers = approvers
+                .iter()
+                .map(|a| policy::parse_approver(a))
+                .collect::<CliResult<Vec<_>>>()?;
+            let signed = policy::init(
+                network,
+                approvers,
+                *threshold,
+                policy::parse_allow(allow)?,
+                limits,
+            )?;
+            files::write_file(
+                out,
+                &files::to_pretty_json(&signed),
+                files::PUBLIC_MODE,
+                *force,
+            )?;
+            say(policy::describe(&signed.parse().expect("just validated")));
+            say(format!(
+                "wrote {}: ship it in the image as /etc/vantage/policy.json and start the hub with it",
+                out.display()
+            ));
+        }
+        PolicyCmd::Propose {
+            from,
+            changes,
+            out,
+            force,
+        } => {
+            let (_, current) = policy::load(from)?;
+            let next = policy::propose(&current, changes)?;
+            let parsed = next.parse().expect("just validated");
+            let out = out
+                .clone()
+                .unwrap_or_else(|| policy::default_next_path(parsed.serial));
+            files::write_file(
+                &out,
+                &files::to_pretty_json(&next),
+                files::PUBLIC_MODE,
+                *force,
+            )?;
+            say(policy::describe(&parsed));
+            let diff = policy::diff(&current, &parsed);
+            say(format!(
+                "changes: {}",
+                if diff.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("\n  {}", diff.join("\n  "))
+                }
+            ));
+            say(format!(
+                "wrote {}\nnext: {} of the current approvers run  vantage policy sign {} --key THEIR.key",
+                out.display(),
+                current.threshold,
+                out.display()
+            ));
+        }
+        PolicyCmd::Sign {
+            file,
+            key,
+            current,
+            yes,
+        } => {
+            let (mut signed, next) = policy::load(file)?;
+            let key = files::load_approver_key(key)?;
+            say(policy::describe(&next));
+            if let Some(c) = current {
+                let (_, cur) = policy::load(c)?;
+                say(format!("changes from serial {}:", cur.serial));
+                for line in policy::diff(&cur, &next) {
+                    say(format!("  {line}"));
+                }
+                if cur.approver(&key.public_key().key_id()).is_none() {
+                    return Err(CliError::refused(format!(
+                        "your key {} is not an approver of the current policy; your signature would not count",
+                        key.public_key().key_id()
+                    )));
+                }
+            }
+            ask(*yes, "Sign this policy?")?;
+            policy::add_signature(&mut signed, &key)?;
+            files::write_file(
+                file,
+                &files::to_pretty_json(&signed),
+                files::PUBLIC_MODE,
+                true,
+            )?;
+            say(format!(
+                "signed {} as key {}; it now has {} signature(s)",
+                file.display(),
+                key.public_key().key_id(),
+                signed.signatures.len()
+            ));
+        }
+        PolicyCmd::Check { current, file } => {
+            let (_, cur) = policy::load(current)?;
+            let next: vantage_proto::policy::SignedPolicy = files::read_json(file, "policy file")?;
+            say(policy::check(&cur, &next)?);
+        }
+        PolicyCmd::Show { file } => {
+            let (signed, p) = policy::load(file)?;
+            say(policy::describe(&p));
+            say(format!("  signatures: {}", signed.signatures.len()));
+        }
+        PolicyCmd::Submit { file, json, hub } => {
+            let (signed, p) = policy::load(file)?;
+            let hub = Hub::connect(hub, false)?;
+            let answer = hub.post(
+                "/v1/policy",
+                &serde_json::to_value(&signed).expect("policies serialise"),
+            )?;
+            if *json {
+                print_json(&answer);
+            } else {
+                say(format!(
+                    "accepted: the hub now uses policy serial {}",
+                    p.serial
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one command line.
+pub fn run(cli: Cli) -> CliResult {
+    match &cli.command {
+        Command::Keygen { out, force } => keygen(out, *force),
+        Command::Propose { probe } => propose_job(probe),
+        Command::Sign {
+            file,
+            key,
+            policy,
+            yes,
+        } => sign_job(file, key, policy.as_deref(), *yes),
+        Command::Check { file, policy } => {
+            let (signed, _) = approve::load(file)?;
+            let (_, p) = policy::load(policy)?;
+            say(approve::check(&signed, &p, timespec::now())?);
+            Ok(())
+        }
+        Command::Submit { file, json, hub } => submit(file, *json, hub),
+        Command::Status { job, json, hub } => status(job, *json, hub),
+        Command::Results { job, json, hub } => show_results(job, *json, hub),
+        Command::Watch { job, json, hub } => {
+            job_path(job)?;
+            watch::run(hub, job, *json)
+        }
+        Command::Nodes { filter, json, hub } => show_nodes(filter, *json, hub),
+        Command::Policy(cmd) => policy_cmd(cmd),
+    }
+}

@@ -1,0 +1,287 @@
+//! `vantage watch`: follows a job's results live with a progress line.
+
+use crate::error::{CliError, CliResult};
+use crate::hub::{Hub, HubOpts};
+use crate::results::{self, NodeInfo};
+use crate::timespec;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::io::{IsTerminal as _, Read, Write};
+use vantage_proto::sse::{Decoder, Frame};
+
+/// How often to reconnect after the hub closed the stream before giving up.
+const MAX_RECONNECTS: u32 = 5;
+
+/// What the watcher knows about the job.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The nodes the hub sent the job to.
+    pub nodes: BTreeSet<String>,
+    /// When the job expires (Unix seconds).
+    pub expires: u64,
+    /// Whether nodes repeat the job (then watching lasts until expiry).
+    pub repeats: bool,
+}
+
+impl Target {
+    /// From `GET /v1/jobs/<id>`.
+    pub fn from_status(status: &Value) -> Self {
+        let rec = &status["job"];
+        let job = &rec["signed_job"]["job"];
+        Self {
+            nodes: rec["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect(),
+            expires: job["expires"].as_u64().unwrap_or(0),
+            repeats: job["repeat_secs"].as_u64().is_some(),
+        }
+    }
+}
+
+/// Tracks answers and prints rows and the progress line.
+pub struct Progress<'a, O: Write, E: Write> {
+    target: Target,
+    answered: BTreeSet<String>,
+    nodes: HashMap<String, NodeInfo>,
+    json: bool,
+    tty: bool,
+    out: &'a mut O,
+    err: &'a mut E,
+}
+
+impl<'a, O: Write, E: Write> Progress<'a, O, E> {
+    /// A tracker printing rows to `out` and progress to `err`.
+    pub fn new(
+        target: Target,
+        nodes: HashMap<String, NodeInfo>,
+        json: bool,
+        out: &'a mut O,
+        err: &'a mut E,
+    ) -> Self {
+        Self {
+            target,
+            answered: BTreeSet::new(),
+            nodes,
+            json,
+            tty: std::io::stderr().is_terminal(),
+            out,
+            err,
+        }
+    }
+
+    /// `n of m nodes answered`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} of {} nodes answered",
+            self.answered.intersection(&self.target.nodes).count(),
+            self.target.nodes.len()
+        )
+    }
+
+    fn progress(&mut self) {
+        let line = self.line();
+        if self.tty {
+            let _ = write!(self.err, "\r\x1b[K{line}");
+        } else {
+            let _ = writeln!(self.err, "{line}");
+        }
+        let _ = self.err.flush();
+    }
+
+    /// Prints the header (table mode) and the initial progress.
+    pub fn start(&mut self) {
+        if !self.json {
+            let _ = writeln!(self.out, "{}", fixed(&results::HEADERS.map(str::to_string)));
+        }
+        self.progress();
+    }
+
+    /// One result arrived.
+    pub fn result(&mut self, r: &Value) {
+        if self.tty {
+            let _ = write!(self.err, "\r\x1b[K");
+        }
+        if self.json {
+            let _ = writeln!(self.out, "{r}");
+        } else {
+            let _ = writeln!(self.out, "{}", fixed(&results::row(r, &self.nodes)));
+        }
+        let _ = self.out.flush();
+        if let Some(n) = r.get("node_id").and_then(Value::as_str) {
+            self.answered.insert(n.to_string());
+        }
+        self.progress();
+    }
+
+    /// Whether watching is over at `now`, and why.
+    pub fn done(&self, now: u64) -> Option<String> {
+        if now >= self.target.expires {
+            return Some(format!("job expired; {}", self.line()));
+        }
+        let all = !self.target.nodes.is_empty() && self.target.nodes.is_subset(&self.answered);
+        (all && !self.target.repeats).then(|| format!("done; {}", self.line()))
+    }
+
+    /// Ends the progress line.
+    pub fn finish(&mut self, why: &str) {
+        if self.tty {
+            let _ = write!(self.err, "\r\x1b[K");
+        }
+        let _ = writeln!(self.err, "{why}");
+    }
+}
+
+fn fixed(cells: &[String]) -> String {
+    let widths = [14, 7, 9, 10, 9];
+    let mut s = String::new();
+    for (i, c) in cells.iter().enumerate() {
+        let c: String = c
+            .chars()
+            .map(|x| if x.is_control() { '?' } else { x })
+            .collect();
+        match widths.get(i) {
+            Some(w) => s += &format!("{c:<w$} ", w = *w),
+            None => s += &c,
+        }
+    }
+    s.trim_end().to_string()
+}
+
+/// Feeds stream bytes to the decoder and the tracker; true when watching is over.
+pub fn feed<O: Write, E: Write>(
+    decoder: &mut Decoder,
+    bytes: &[u8],
+    p: &mut Progress<'_, O, E>,
+) -> bool {
+    for frame in decoder.feed(bytes) {
+        match frame {
+            Ok(Frame::Event(ev)) if ev.event.is_none() => match serde_json::from_str(&ev.data) {
+                Ok(r) => p.result(&r),
+                Err(e) => {
+                    let _ = writeln!(p.err, "\nskipping a result that is not JSON: {e}");
+                }
+            },
+            Ok(_) => {}
+            Err(e) => {
+                let _ = writeln!(p.err, "\n{e}");
+            }
+        }
+    }
+    p.done(timespec::now()).is_some()
+}
+
+/// Follows the job until every targeted node answered, it expires, or Ctrl-C.
+pub fn run(opts: &HubOpts, id: &str, json: bool) -> CliResult {
+    let hub = Hub::connect(opts, false)?;
+    let path = format!("/v1/jobs/{id}");
+    let target = Target::from_status(&hub.get(&path)?);
+    let nodes = results::node_index(&hub.get("/v1/nodes")?);
+    let stream_hub = Hub::connect(opts, true)?;
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let mut p = Progress::new(target, nodes, json, &mut out, &mut err);
+    p.start();
+    let mut decoder = Decoder::default();
+    let mut reconnects = 0;
+    loop {
+        if let Some(why) = p.done(timespec::now()) {
+            p.finish(&why);
+            return Ok(());
+        }
+        let mut url = format!("{path}/results?follow=1");
+        if let Some(last) = decoder.last_id() {
+            url += &format!("&last_event_id={last}");
+        }
+        let mut body = stream_hub.stream(&url)?;
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match body.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if feed(&mut decoder, &buf[..n], &mut p) {
+                        let why = p.done(timespec::now()).unwrap_or_default();
+                        p.finish(&why);
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    p.finish("");
+                    return Err(CliError::Unreachable(format!(
+                        "lost the results stream: {e}"
+                    )));
+                }
+            }
+        }
+        reconnects += 1;
+        if reconnects > MAX_RECONNECTS {
+            p.finish("");
+            return Err(CliError::Unreachable(
+                "the hub keeps closing the results stream".into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ends_when_every_targeted_node_answered() {
+        let status =
+            json!({"job": {"nodes": ["n-a", "n-b"], "signed_job": {"job": {"expires": u64::MAX}}}});
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut p = Progress::new(
+            Target::from_status(&status),
+            HashMap::new(),
+            false,
+            &mut out,
+            &mut err,
+        );
+        p.start();
+        let mut d = Decoder::default();
+        let ev = |id: u32, node: &str| {
+            format!(
+                "id: {id}\ndata: {}\n\n",
+                json!({"node_id": node, "status": "ok", "probe": "tcp", "data": {"connect_ms": 4}})
+            )
+        };
+        assert!(!feed(&mut d, b":ka\n\n", &mut p));
+        assert!(!feed(&mut d, ev(1, "n-a").as_bytes(), &mut p));
+        // A node the job was not sent to does not count.
+        assert!(!feed(&mut d, ev(2, "n-x").as_bytes(), &mut p));
+        assert_eq!(p.line(), "1 of 2 nodes answered");
+        assert!(!feed(&mut d, b"id: 5\ndata: {not json\n\n", &mut p));
+        let both = ev(6, "n-a") + &ev(7, "n-b");
+        let (first, second) = both.as_bytes().split_at(17);
+        assert!(!feed(&mut d, first, &mut p));
+        assert!(feed(&mut d, second, &mut p));
+        assert_eq!(p.line(), "2 of 2 nodes answered");
+        assert_eq!(d.last_id(), Some("7"));
+        let err = String::from_utf8(err).unwrap();
+        assert!(err.contains("1 of 2 nodes answered"), "{err}");
+        assert!(err.contains("not JSON"), "{err}");
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("connect 4 ms"), "{out}");
+    }
+
+    #[test]
+    fn repeated_jobs_run_until_expiry() {
+        let status = json!({"job": {"nodes": ["n-a"], "signed_job": {"job": {"expires": 100, "repeat_secs": 60}}}});
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut p = Progress::new(
+            Target::from_status(&status),
+            HashMap::new(),
+            true,
+            &mut out,
+            &mut err,
+        );
+        p.result(&json!({"node_id": "n-a"}));
+        assert_eq!(p.done(99), None);
+        assert!(p.done(100).unwrap().starts_with("job expired"));
+    }
+}

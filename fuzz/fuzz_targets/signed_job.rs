@@ -1,0 +1,37 @@
+//! The signed-job path a node runs on every message: envelope / signed job
+//! parsing, the canonical byte form, job validation and verification against
+//! a policy. Arbitrary bytes must give an error, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vantage_proto::canonical;
+use vantage_proto::envelope::Envelope;
+use vantage_proto::job::{Job, SignedJob};
+use vantage_proto::policy::{Approver, Limits, Policy};
+use vantage_proto::probe::ProbeKind;
+use vantage_proto::sign::ApproverKey;
+
+fuzz_target!(|data: &[u8]| {
+    let key = ApproverKey::from_seed(&[7; 32]).expect("fixed seed");
+    let policy = Policy {
+        serial: 1,
+        network: "fuzz".into(),
+        threshold: 1,
+        approvers: vec![Approver { name: "a".into(), key: key.public_key() }],
+        allowed_probes: ProbeKind::ALL.to_vec(),
+        limits: Limits::default(),
+    };
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(env) = Envelope::from_json(text) {
+            let _ = env.payload.verify(&policy, 1_800_000_000);
+        }
+    }
+    if let Ok(signed) = SignedJob::from_json(data) {
+        let _ = signed.verify(&policy, 1_800_000_000);
+        if let Ok(job) = Job::from_value(&signed.job) {
+            // A job that parses re-encodes to a value that parses to the same job.
+            assert_eq!(Job::from_value(&job.to_value()).expect("re-encoded job parses"), job);
+            let _ = canonical::job_signing_bytes(&job.to_value());
+        }
+    }
+});

@@ -1,0 +1,10 @@
+# vantage: the operator and approver CLI (cli/).
+.PHONY: cli test-cli
+
+cli: deps ## build the operator CLI (release): target/release/vantage
+	$(CARGO) build --release --locked -p vantage-cli
+
+test-cli: deps ## CLI tests: unit, property, and the real vantage-hub on loopback and a real vantage-agent, driven by the vantage binary (about 10 s after the build)
+	$(CARGO) build --locked -p vantage-hub -p vantage-agent
+	$(CARGO) test --locked -p vantage-cli
+

@@ -1,0 +1,28 @@
+# Raspberry Pi binaries and SD-card images (README "Images").
+.PHONY: agent agent-check image image-check deps-cross deps-image deps-buildroot
+
+CROSS ?= cargo
+BOARD ?=
+
+deps-cross: ## install the cross link drivers, QEMU user emulation and the Rust Pi targets
+	@bash scripts/deps.sh base cross
+
+deps-image: ## install what image-check needs (shellcheck, systemd-analyze, genimage)
+	@bash scripts/deps.sh image
+
+deps-buildroot: ## install Buildroot's host requirements (make image)
+	@bash scripts/deps.sh buildroot
+
+agent: ## static agent + provisioning binaries for both Pi targets in out/bin/<target>/ (CROSS=cross for cross-rs)
+	@CROSS=$(CROSS) bash scripts/cross/build.sh
+
+agent-check: agent ## checks of make agent's output: static, architecture, QEMU self-test on Pi CPUs, size budget
+	@bash scripts/cross/check.sh
+
+image: ## SD-card image (needs Internet): make image BOARD=rpi0w|rpi3|rpi4|rpi5 HUB_URL=https://... NETWORK_CA=ca.pem POLICY=policy.json
+	@BOARD=$(BOARD) HUB_URL=$(HUB_URL) NETWORK_CA=$(NETWORK_CA) POLICY=$(POLICY) bash image/build-image.sh
+
+image-check: deps-image agent ## validate the Buildroot tree and the overlay without Buildroot (paths, shellcheck, units, genimage)
+	@bash image/check-tree.sh
+
+TEST_TARGETS += agent-check image-check

@@ -1,0 +1,692 @@
+//! What `vantage-provision` does at every boot: honour a reset request,
+//! apply the volunteer's Wi-Fi and host name, and enrol the node unless it
+//! already has a healthy identity, telling the volunteer how it went.
+//!
+//! Every step is safe to repeat, and every file is replaced atomically, so a
+//! power cut at any point leaves a state the next boot finishes from: the key
+//! is stored before the first CSR leaves the node, the hub answers a repeated
+//! enrolment with the same key with the same certificate, `node.json` is
+//! written last, and the token is scrubbed only after that.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vantage_proto::enrol::EnrolRequest;
+
+use crate::cert::CertInfo;
+use crate::client::{self, PinnedCa, Timeouts};
+use crate::clock;
+use crate::config::{self, Settings};
+use crate::csr::{CsrError, NodeKey};
+use crate::enrol::{self, EnrolError, EnrolOutcome, Issued};
+use crate::fault;
+use crate::state::{DataDir, NodeState, atomic_write, sync_dir};
+use crate::status::{Reporter, Status};
+use crate::wifi;
+
+/// Name of the marker file on the boot partition that asks for a new
+/// identity (`vantage-reset.txt` counts too).
+pub const RESET_FILE: &str = "vantage-reset";
+
+/// Where the boot partition is mounted on a node.
+pub const DEFAULT_BOOT_DIR: &str = "/boot/firmware";
+
+/// Everything the run needs to know; the binary fills it from flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The boot partition (status file, reset marker).
+    pub boot_dir: PathBuf,
+    /// The volunteer's settings file.
+    pub config: PathBuf,
+    /// The data partition.
+    pub data_dir: PathBuf,
+    /// The pinned network CA.
+    pub ca: PathBuf,
+    /// The wpa_supplicant file to write, `None` to leave Wi-Fi alone.
+    pub wpa_conf: Option<PathBuf>,
+    /// The host name file to write, `None` to leave the host name alone.
+    pub hostname_file: Option<PathBuf>,
+    /// systemd-timesyncd's "synchronised" flag file.
+    pub timesync_flag: PathBuf,
+    /// Make one attempt and return [`Outcome::NotYet`] instead of waiting.
+    pub once: bool,
+    /// First delay between attempts.
+    pub retry_min: Duration,
+    /// Longest delay between attempts.
+    pub retry_max: Duration,
+}
+
+impl Options {
+    /// The node's standard paths, with the boot and data directories given.
+    pub fn new(boot_dir: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
+        let boot_dir = boot_dir.into();
+        Options {
+            config: boot_dir.join(config::FILE_NAME),
+            boot_dir,
+            data_dir: data_dir.into(),
+            ca: client::DEFAULT_CA_PATH.into(),
+            wpa_conf: Some(wifi::DEFAULT_WPA_CONF.into()),
+            hostname_file: Some("/etc/hostname".into()),
+            timesync_flag: clock::DEFAULT_TIMESYNC_FLAG.into(),
+            once: false,
+            retry_min: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How a run ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The node has a healthy identity.
+    Enrolled {
+        /// Its id.
+        node_id: String,
+        /// True when this run enrolled it.
+        fresh: bool,
+    },
+    /// Only with [`Options::once`]: not enrolled yet (waiting for approval,
+    /// the hub or the clock); run again later.
+    NotYet,
+}
+
+/// Why a run gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum Fatal {
+    /// The volunteer must change something (the status file says what).
+    #[error("{0}")]
+    NeedsVolunteer(String),
+    /// The node itself is broken (image, storage).
+    #[error("{0}")]
+    Broken(String),
+}
+
+impl Fatal {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Fatal::NeedsVolunteer(_) => 2,
+            Fatal::Broken(_) => 1,
+        }
+    }
+}
+
+/// Applies the Wi-Fi and host name settings only (for a unit that runs
+/// before the network comes up). Problems are reported, never fatal.
+pub fn apply_early(opts: &Options) {
+    match config::load(&opts.config) {
+        Ok(Some(s)) => apply_system_settings(opts, &s),
+        Ok(None) => log("no vantage.toml on the boot partition; nothing to apply"),
+        Err(invalid) => log(&format!("vantage.toml has problems: {invalid}")),
+    }
+}
+
+/// The whole boot-time job. See the module documentation.
+pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
+    let reporter = Reporter::new(&opts.boot_dir);
+    let data = DataDir::new(&opts.data_dir);
+    let report = |s: &Status| {
+        if let Err(e) = reporter.report(s) {
+            log(&format!("cannot write {}: {e}", reporter.path().display()));
+        }
+    };
+
+    if let Err(e) = reset_if_asked(opts, &data) {
+        let f = Fatal::Broken(e);
+        report(&problem(
+            &f.to_string(),
+            "Re-flash the SD card if this happens again.",
+        ));
+        return Err(f);
+    }
+    let settings = config::load(&opts.config);
+    if let Ok(Some(s)) = &settings {
+        apply_system_settings(opts, s);
+    }
+
+    let lost_identity = match healthy_identity(&data) {
+        Ok(node) => return Ok(already_enrolled(opts, &settings, node, &report)),
+        Err(why) => why,
+    };
+
+    let settings = match settings {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            let f = Fatal::NeedsVolunteer(format!(
+                "There is no {} on the boot partition, so the node does not know its hub.",
+                config::FILE_NAME
+            ));
+            report(&problem(
+                &f.to_string(),
+                "Put the card in your computer, copy vantage.toml.example to vantage.toml on the \
+                 boot partition, fill it in (at least hub and country), and start the node again.",
+            ));
+            return Err(f);
+        }
+        Err(invalid) => {
+            let f = Fatal::NeedsVolunteer(format!("vantage.toml has problems:\n{invalid}"));
+            report(&problem(
+                &f.to_string(),
+                "Put the card in your computer, correct vantage.toml as described above (the \
+                 file vantage.toml.example shows every setting), and start the node again.",
+            ));
+            return Err(f);
+        }
+    };
+
+    let ca = match PinnedCa::load(&opts.ca) {
+        Ok(ca) => ca,
+        Err(e) => {
+            let f = Fatal::Broken(format!(
+                "The network's CA certificate is missing or damaged: {e}"
+            ));
+            report(&problem(
+                &f.to_string(),
+                "The system image is damaged or incomplete: flash the SD card again with the \
+                 image of your network.",
+            ));
+            return Err(f);
+        }
+    };
+    let floor = clock::floor(
+        ca.ders()
+            .filter_map(|der| CertInfo::from_der(der).ok())
+            .map(|c| c.not_before),
+    );
+
+    let key = match NodeKey::load_or_generate(&data).or_else(|e| match e {
+        // A damaged key is useless to anyone: replace it.
+        CsrError::Crypto(_) => {
+            log(&format!(
+                "{}: {e}; making a new key",
+                data.key_path().display()
+            ));
+            let key = NodeKey::generate()?;
+            data.write_key(&key.to_pem())?;
+            Ok((key, true))
+        }
+        other => Err(other),
+    }) {
+        Ok((key, _)) => key,
+        Err(e) => {
+            let f = Fatal::Broken(format!("The node's key cannot be stored: {e}"));
+            report(&problem(
+                &f.to_string(),
+                "The SD card may be full, damaged or write-protected. Try another card, \
+                 flashed with the image of your network.",
+            ));
+            return Err(f);
+        }
+    };
+    log(&format!("key fingerprint {}", key.fingerprint()));
+
+    Enrolment {
+        opts,
+        lost_identity,
+        settings: &settings,
+        ca: &ca,
+        floor,
+        key: &key,
+        data: &data,
+        report: &report,
+    }
+    .run()
+}
+
+struct Enrolment<'a> {
+    opts: &'a Options,
+    lost_identity: Option<String>,
+    settings: &'a Settings,
+    ca: &'a PinnedCa,
+    floor: i64,
+    key: &'a NodeKey,
+    data: &'a DataDir,
+    report: &'a dyn Fn(&Status),
+}
+
+impl Enrolment<'_> {
+    fn run(&self) -> Result<Outcome, Fatal> {
+        let hub = &self.settings.hub;
+        let mut token = self.settings.token.clone();
+        let mut pending_why = match &self.lost_identity {
+            Some(why) => format!(
+                "This node was enrolled, but its identity can no longer be used ({why}). \
+                 There is no (unused) token in vantage.toml, so the node asks the hub's \
+                 administrator to approve it again."
+            ),
+            None => "There is no token in vantage.toml, so the node asks the hub's \
+                     administrator to approve it."
+                .to_owned(),
+        };
+        let mut delay = self.opts.retry_min;
+        loop {
+            let now = clock::now();
+            if now < self.floor {
+                (self.report)(&clock_status(now, &self.opts.timesync_flag));
+                if self.opts.once {
+                    return Ok(Outcome::NotYet);
+                }
+                std::thread::sleep(Duration::from_secs(2));
+                continue;
+            }
+
+            let csr = self
+                .key
+                .csr_pem(self.settings.hostname.as_deref())
+                .map_err(|e| Fatal::Broken(format!("cannot make a CSR: {e}")))?;
+            let req = EnrolRequest {
+                csr,
+                token: token.clone(),
+                declared: self.settings.declared(),
+                agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+            };
+            let agent = client::agent(self.ca, None, Timeouts::default());
+            log(&format!(
+                "enrolling with {hub} ({})",
+                if token.is_some() {
+                    "with token"
+                } else {
+                    "asking for approval"
+                }
+            ));
+            match enrol::enrol(&agent, hub, &req) {
+                Ok(EnrolOutcome::Issued(issued)) => return self.store(*issued),
+                Ok(EnrolOutcome::Pending {
+                    fingerprint,
+                    message,
+                }) => {
+                    (self.report)(&Status::Pending {
+                        fingerprint,
+                        hub: hub.clone(),
+                        why: pending_why.clone(),
+                        hub_says: message,
+                    });
+                }
+                Err(e) => match e.permanent_refusal() {
+                    Some((status, message)) => {
+                        if token.take().is_some() {
+                            log(&format!("token refused (HTTP {status}): {message}"));
+                            pending_why = format!(
+                                "The hub did not accept the token in vantage.toml ({message}), \
+                                 so the node asks the hub's administrator to approve it instead."
+                            );
+                            continue;
+                        }
+                        let f = Fatal::NeedsVolunteer(format!(
+                            "The hub {hub} refused to enrol this node: {message}"
+                        ));
+                        (self.report)(&problem(
+                            &f.to_string(),
+                            "Check the settings in vantage.toml, or ask the hub's administrator \
+                             what is wrong, then start the node again.",
+                        ));
+                        return Err(f);
+                    }
+                    None => {
+                        let clock_wrong = clock::now() < self.floor;
+                        (self.report)(&unreachable_status(hub, &e, clock_wrong));
+                    }
+                },
+            }
+            if self.opts.once {
+                return Ok(Outcome::NotYet);
+            }
+            log(&format!("next attempt in {} s", delay.as_secs()));
+            std::thread::sleep(jitter(delay));
+            delay = (delay * 2).min(self.opts.retry_max);
+        }
+    }
+
+    fn store(&self, issued: Issued) -> Result<Outcome, Fatal> {
+        fault::point("issued");
+        let cert = CertInfo::from_pem(&issued.cert_pem)
+            .map_err(|e| Fatal::Broken(format!("the hub sent an unreadable certificate: {e}")))?;
+        if cert.spki_der != self.key.public_key_der() {
+            return Err(Fatal::Broken(
+                "the hub sent a certificate for another key; not storing it".into(),
+            ));
+        }
+        self.data
+            .store_issued(&issued.node, &issued.cert_pem, &issued.chain_pem)
+            .map_err(|e| Fatal::Broken(format!("cannot store the node's certificate: {e}")))?;
+        if self.settings.token.is_some()
+            && let Err(e) = scrub_token(&self.opts.config)
+        {
+            log(&format!(
+                "cannot remove the used token from vantage.toml: {e}"
+            ));
+        }
+        (self.report)(&enrolled(&issued.node, None));
+        Ok(Outcome::Enrolled {
+            node_id: issued.node.node_id,
+            fresh: true,
+        })
+    }
+}
+
+/// A healthy node: scrub a leftover token, tell the volunteer, done.
+fn already_enrolled(
+    opts: &Options,
+    settings: &Result<Option<Settings>, config::Invalid>,
+    node: NodeState,
+    report: &dyn Fn(&Status),
+) -> Outcome {
+    let mut note = None;
+    match settings {
+        Ok(Some(s)) if s.token.is_some() => {
+            if let Err(e) = scrub_token(&opts.config) {
+                log(&format!(
+                    "cannot remove the used token from vantage.toml: {e}"
+                ));
+            }
+        }
+        Err(invalid) => {
+            note = Some(format!(
+                "vantage.toml has problems (they only matter for Wi-Fi and the host name now):\n{invalid}"
+            ))
+        }
+        _ => {}
+    }
+    report(&enrolled(&node, note));
+    Outcome::Enrolled {
+        node_id: node.node_id,
+        fresh: false,
+    }
+}
+
+/// The stored identity if it is complete and usable: `node.json`, a
+/// certificate for the stored key, not expired (when the clock can tell).
+/// `Err(Some(why))` when there was an identity that is no longer usable.
+fn healthy_identity(data: &DataDir) -> Result<NodeState, Option<String>> {
+    let node = match data.read_node() {
+        Ok(Some(n)) => n,
+        Ok(None) => return Err(None),
+        Err(e) => {
+            log(&format!("{e}; enrolling again"));
+            return Err(Some(e.to_string()));
+        }
+    };
+    let check = || -> Result<(), String> {
+        let key = data
+            .read_key()
+            .map_err(|e| e.to_string())?
+            .ok_or("key.pem is missing")?;
+        let key = NodeKey::from_pem(&key).map_err(|e| format!("key.pem: {e}"))?;
+        let cert = data
+            .read_cert()
+            .map_err(|e| e.to_string())?
+            .ok_or("cert.pem is missing")?;
+        let cert = CertInfo::from_pem(&cert).map_err(|e| format!("cert.pem: {e}"))?;
+        if cert.spki_der != key.public_key_der() {
+            return Err("cert.pem does not belong to key.pem".into());
+        }
+        let now = clock::now();
+        if now >= clock::build_time() && now > cert.not_after {
+            return Err(format!(
+                "the certificate expired on {}",
+                clock::human(cert.not_after)
+            ));
+        }
+        Ok(())
+    };
+    match check() {
+        Ok(()) => Ok(node),
+        Err(why) => {
+            log(&format!(
+                "stored identity not usable ({why}); enrolling again"
+            ));
+            Err(Some(why))
+        }
+    }
+}
+
+fn reset_if_asked(opts: &Options, data: &DataDir) -> Result<(), String> {
+    // Windows' Notepad saves "vantage-reset" as "vantage-reset.txt"; take either.
+    let markers: Vec<PathBuf> = [RESET_FILE.to_owned(), format!("{RESET_FILE}.txt")]
+        .iter()
+        .map(|name| opts.boot_dir.join(name))
+        .filter(|p| p.exists())
+        .collect();
+    if markers.is_empty() {
+        return Ok(());
+    }
+    log("vantage-reset found on the boot partition: wiping the node's identity and state");
+    data.wipe_identity().map_err(|e| e.to_string())?;
+    wipe_agent_state(data.root()).map_err(|e| format!("{}: {e}", data.root().display()))?;
+    for marker in markers {
+        std::fs::remove_file(&marker)
+            .map_err(|e| format!("cannot remove {}: {e}", marker.display()))?;
+    }
+    sync_dir(&opts.boot_dir).map_err(|e| format!("{}: {e}", opts.boot_dir.display()))?;
+    fault::point("reset");
+    Ok(())
+}
+
+/// Removes what the agent kept for the old identity (last event id, replay
+/// cache, outbox): it would be sent under the new identity otherwise.
+fn wipe_agent_state(root: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name() == "lost+found" {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    sync_dir(root)
+}
+
+fn apply_system_settings(opts: &Options, s: &Settings) {
+    if let (Some(path), Some(w)) = (&opts.wpa_conf, &s.wifi) {
+        match wifi::apply(path, w) {
+            Ok(true) => log(&format!(
+                "Wi-Fi settings for {:?} written to {}",
+                w.ssid,
+                path.display()
+            )),
+            Ok(false) => {}
+            Err(e) => log(&format!("cannot write {}: {e}", path.display())),
+        }
+    }
+    if let (Some(path), Some(name)) = (&opts.hostname_file, &s.hostname) {
+        let want = format!("{name}\n");
+        if std::fs::read_to_string(path).ok().as_deref() != Some(want.as_str()) {
+            let written = path
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| atomic_write(path, want.as_bytes(), 0o644));
+            match written {
+                Ok(()) => log(&format!("host name {name} written to {}", path.display())),
+                Err(e) => log(&format!("cannot write {}: {e}", path.display())),
+            }
+        }
+    }
+}
+
+/// Rewrites the settings file without its `token` line.
+fn scrub_token(path: &Path) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    if let Some(clean) = config::without_token(&text) {
+        atomic_write(path, clean.as_bytes(), 0o644)?;
+        log("the used token was removed from vantage.toml");
+    }
+    Ok(())
+}
+
+fn enrolled(node: &NodeState, note: Option<String>) -> Status {
+    Status::Enrolled {
+        node_id: node.node_id.clone(),
+        hub: node.endpoints.hub.clone(),
+        country: node.attrs.country.clone(),
+        channels: node.channels.clone(),
+        note,
+    }
+}
+
+fn problem(what: &str, todo: &str) -> Status {
+    Status::Problem {
+        what: what.to_owned(),
+        todo: todo.to_owned(),
+    }
+}
+
+fn clock_status(now: i64, timesync_flag: &Path) -> Status {
+    let synced = if clock::synchronised(timesync_flag) {
+        " (the time service reports success, yet the clock is still wrong)"
+    } else {
+        ""
+    };
+    Status::Waiting {
+        what: format!(
+            "The node's clock says {}, which cannot be right{synced}. A Raspberry Pi has no \
+             battery-backed clock; the node waits until it has the time from the network \
+             before it enrols, because secure connections need the right time.",
+            clock::human(now)
+        ),
+        todo: "make sure the node is connected to the Internet (cable, or the [wifi] settings \
+               in vantage.toml) and that your network lets it reach time servers (NTP, UDP \
+               port 123)."
+            .to_owned(),
+    }
+}
+
+fn unreachable_status(hub: &str, e: &EnrolError, clock_wrong: bool) -> Status {
+    let (what, todo) = match e {
+        EnrolError::Transport(t) => describe_transport(hub, t, clock_wrong),
+        EnrolError::Refused { status, message } => (
+            format!("The hub {hub} is having trouble (HTTP {status}: {message})."),
+            "nothing to do on the node; tell the hub's administrator.".to_owned(),
+        ),
+        EnrolError::BadResponse(m) => (
+            format!("The hub {hub} gave an answer the node does not understand ({m})."),
+            "the node may need a newer image; ask the hub's administrator.".to_owned(),
+        ),
+    };
+    Status::Waiting { what, todo }
+}
+
+fn describe_transport(hub: &str, e: &ureq::Error, clock_wrong: bool) -> (String, String) {
+    let network = "check that the node is connected (network cable, or the [wifi] settings in \
+                   vantage.toml) and that hub = \"...\" in vantage.toml is exactly what the \
+                   administrator gave you."
+        .to_owned();
+    if let Some(tls) = rustls_error(e) {
+        use rustls::CertificateError as C;
+        return match tls {
+            rustls::Error::InvalidCertificate(
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. },
+            ) => (
+                format!(
+                    "The secure connection to {hub} failed because the dates do not match: \
+                     either the node's clock is wrong (it says {}) or the hub's certificate \
+                     has expired.{}",
+                    clock::human(clock::now()),
+                    if clock_wrong {
+                        " The clock is certainly wrong."
+                    } else {
+                        ""
+                    }
+                ),
+                "make sure the node can reach time servers (NTP, UDP port 123); if the clock \
+                 is right, tell the hub's administrator that the hub's certificate expired."
+                    .to_owned(),
+            ),
+            rustls::Error::InvalidCertificate(_) => (
+                format!(
+                    "The server at {hub} is not your network's hub: its certificate is not \
+                     signed by the network's authority built into this image ({tls})."
+                ),
+                "check hub = \"...\" in vantage.toml, and that you flashed the image of the \
+                 same network; a network that intercepts secure connections (some hotel or \
+                 company networks) also causes this."
+                    .to_owned(),
+            ),
+            other => (
+                format!("The secure connection to {hub} failed: {other}."),
+                network,
+            ),
+        };
+    }
+    let what = match e {
+        ureq::Error::HostNotFound => format!("The hub's name in {hub} could not be found (DNS)."),
+        ureq::Error::Timeout(_) => format!("The hub {hub} did not answer in time."),
+        ureq::Error::ConnectionFailed => format!("The node could not connect to {hub}."),
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("The node could not connect to {hub} (connection refused).")
+        }
+        other => format!("The hub {hub} could not be reached: {other}."),
+    };
+    (what, network)
+}
+
+fn rustls_error(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 1];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    // 80% to 120% of the delay, so many nodes behind one outage do not return in step.
+    d * (80 + u32::from(b[0]) * 40 / 255) / 100
+}
+
+fn log(msg: &str) {
+    eprintln!("vantage-provision: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_a_fifth() {
+        for _ in 0..50 {
+            let j = jitter(Duration::from_secs(100));
+            assert!(
+                j >= Duration::from_secs(80) && j <= Duration::from_secs(120),
+                "{j:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reset_wipes_identity_and_agent_state_but_not_lost_and_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path().join("boot");
+        let data = DataDir::new(dir.path().join("data"));
+        std::fs::create_dir_all(&boot).unwrap();
+        std::fs::create_dir_all(data.root().join("outbox")).unwrap();
+        std::fs::create_dir_all(data.root().join("lost+found")).unwrap();
+        std::fs::write(data.root().join("outbox/1.json"), "{}").unwrap();
+        data.write_key("KEY").unwrap();
+        let opts = Options::new(&boot, data.root());
+        reset_if_asked(&opts, &data).unwrap();
+        assert!(data.key_path().exists(), "no marker, no wipe");
+        std::fs::write(boot.join("vantage-reset.txt"), "").unwrap();
+        reset_if_asked(&opts, &data).unwrap();
+        let left: Vec<_> = std::fs::read_dir(data.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["lost+found"]);
+        assert!(!boot.join("vantage-reset.txt").exists());
+    }
+}
