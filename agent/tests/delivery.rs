@@ -79,31 +79,3 @@ fn outbox_survives_sigkill() {
     assert_eq!(agent.log().matches("accepted job").count(), 2);
     assert!(!agent.log().contains("replayed"));
 }
-
-#[test]
-fn gap_events_are_reported_to_the_hub() {
-    let hub = Hub::start_with(&["--keepalive-secs", "1", "--retention-entries", "1"]);
-    let op = hub.operator();
-    let mut agent = Agent::new(&hub, "", "[owner]\nallow_special_addresses = true\n");
-    agent.start();
-    agent.subscribed(1);
-    let job = hub.job(
-        "before-gap",
-        &agent.node_id,
-        json!({"cmd": "tcp", "args": {"host": "127.0.0.1", "port": hub.port}}),
-    );
-    hub.submit(&op, &job);
-    hub.result(&op, "before-gap", 20);
-    agent.kill9();
-    // While the node is away the hub keeps only the newest log entry.
-    for i in 0..3 {
-        hub.raw(&op, "cc.FR", &json!({"filler": i}));
-    }
-    agent.start();
-    agent.wait_log("the hub lost messages after", 1, 20);
-    wait_for("the hub to log the gap report", 20, || {
-        std::fs::read_to_string(hub.dir.path().join("hub.log"))
-            .unwrap_or_default()
-            .contains("node reports a gap")
-    });
-}
