@@ -695,6 +695,11 @@ impl Agent {
                     self.set_error(format!("subscription: {why}"));
                 }
                 SubEvent::Message { id, data } => self.handle_message(id, data).await,
+                SubEvent::Position(id) => {
+                    if let Err(e) = crate::durable::write(&self.last_id_path(), id.as_bytes()) {
+                        self.set_error(format!("cannot persist the last event id: {e}"));
+                    }
+                }
                 SubEvent::Gap { id, gap } => {
                     tracing::warn!(
                         "the hub lost messages after {} (oldest held: {})",

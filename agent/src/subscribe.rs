@@ -30,6 +30,9 @@ pub enum SubEvent {
         /// The gap.
         gap: GapEvent,
     },
+    /// The server moved the stream's position (an `id:` without an event, as
+    /// the hub does for a fresh subscriber); persist it like a handled event's id.
+    Position(String),
     /// Connected (HTTP 200) to the given URL.
     Connected(String),
     /// The connection ended or failed, with why.
@@ -186,6 +189,15 @@ impl Subscription {
                     }
                     Ok(Frame::Comment(_)) => {}
                     Err(e) => tracing::warn!("event stream: {e}"),
+                }
+            }
+            let position = decoder.last_id().map(str::to_string);
+            if position.is_some() && position != self.last_id {
+                self.last_id = position.clone();
+                if let Some(p) = position
+                    && tx.blocking_send(SubEvent::Position(p)).is_err()
+                {
+                    return Ok(());
                 }
             }
         }
