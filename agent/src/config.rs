@@ -45,7 +45,8 @@ pub struct Config {
     /// The pinned network CA (PEM).
     #[serde(default = "default_ca")]
     pub ca: PathBuf,
-    /// The approval policy file (approver keys and threshold); never taken from the hub.
+    /// The shipped approval policy (approver keys and threshold). The hub only offers
+    /// successors, which the agent accepts when a quorum of the current approvers signed them.
     #[serde(default = "default_policy")]
     pub policy: PathBuf,
     /// DNSSEC trust anchors (DNSKEY records in zone-file form); default: the root's, built in.
