@@ -79,3 +79,40 @@ fn outbox_survives_sigkill() {
     assert_eq!(agent.log().matches("accepted job").count(), 2);
     assert!(!agent.log().contains("replayed"));
 }
+
+#[test]
+fn a_gap_older_than_the_hubs_retention_is_reported() {
+    let hub = Hub::start_with(&["--keepalive-secs", "1", "--retention-entries", "2"]);
+    let mut agent = Agent::new(&hub, "", "[owner]\nallow_special_addresses = true\n");
+    agent.start();
+    agent.subscribed(1);
+    let op = hub.operator();
+    let ping = json!({"cmd": "ping", "args": {"host": "127.0.0.1", "count": 1}});
+    // A job the agent sees, so its persisted position is that job's sequence number.
+    hub.submit(&op, &hub.job("seen", &agent.node_id, ping.clone()));
+    agent.wait_log("accepted job", 1, 20);
+    agent.kill9();
+    // Four jobs while it is away; the hub keeps only the last two.
+    for i in 0..4 {
+        hub.submit(
+            &op,
+            &hub.job(&format!("missed-{i}"), &agent.node_id, ping.clone()),
+        );
+    }
+    agent.start();
+    agent.wait_log("the hub lost messages after", 1, 30);
+    wait_for("the gap report at the hub", 30, || {
+        hub.log().contains("node reports a gap")
+    });
+    // What the hub still held is caught up; what it lost is not run.
+    agent.wait_log("accepted job", 3, 30);
+    let log = agent.log();
+    assert!(
+        log.contains("missed-2") && log.contains("missed-3"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("missed-0") && !log.contains("missed-1"),
+        "{log}"
+    );
+}

@@ -101,6 +101,11 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// What the hub logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("hub.log")).unwrap_or_default()
+    }
+
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("hub")
     }
@@ -165,13 +170,9 @@ impl Hub {
             .arg(&addr_file)
             .arg("--policy")
             .arg(self.policy_path())
-            .args([
-                "--keepalive-secs",
-                "1",
-                "--unsafe-raw-publish",
-                "--public-url",
-            ])
+            .args(["--unsafe-raw-publish", "--public-url"])
             .arg(format!("https://localhost:{port}"))
+            .args(&self.serve_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
