@@ -7,18 +7,20 @@ use crate::server::{Hub, Published};
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use http_body_util::channel::{Channel, Sender};
+use hyper::body::{Body, Frame};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use vantage_proto::node::GapEvent;
 use vantage_proto::sse::{Event, KEEPALIVE};
 
 const BATCH: usize = 256;
-/// Frames buffered per stream; a client that does not read blocks its own task, not memory.
-const STREAM_BUFFER: usize = 16;
 const MAX_POLL_SECS: u64 = 60;
 
 fn query(req: &http::Request<hyper::body::Incoming>) -> HashMap<String, String> {
@@ -177,15 +179,87 @@ pub async fn subscribe(
         let body: Vec<u8> = first.concat();
         return Ok(sse_response(full(body)));
     }
-    let (tx, body) = Channel::<Bytes>::new(STREAM_BUFFER);
     let guard = hub.subscribe(&node, &cur.channels);
-    tokio::spawn(async move {
+    let body = StreamBody::new(|tx| async move {
         let _guard = guard;
         if let Err(e) = run_stream(&hub, (&serial, not_after), cur, rx, (first, behind), tx).await {
             tracing::debug!(node, "stream ended: {e}");
         }
     });
     Ok(sse_response(body.boxed()))
+}
+
+/// Where a stream's producer hands its next frame to the response body.
+#[derive(Clone)]
+struct Out(Arc<Mutex<Option<Bytes>>>);
+
+impl Out {
+    /// Hands over one frame and waits until the body has taken it.
+    async fn send(&self, b: Bytes) {
+        *self.0.lock().expect("frame slot") = Some(b);
+        std::future::poll_fn(|_| {
+            // No waker needed: the body takes the frame and polls the producer
+            // again when hyper asks for the next one.
+            if self.0.lock().expect("frame slot").is_some() {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+    }
+}
+
+/// An event-stream response body that runs its producer when hyper asks for the
+/// next frame: no task and no channel per subscriber, and the producer goes
+/// away with the connection. A reader that stops reading stops hyper from
+/// asking; the connection's idle check then closes it.
+struct StreamBody {
+    out: Out,
+    /// In a mutex only so the body is `Sync`; it is never locked (`get_mut`).
+    run: Option<Mutex<Pin<Box<dyn Future<Output = ()> + Send>>>>,
+}
+
+impl StreamBody {
+    fn new<F, Fut>(producer: F) -> Self
+    where
+        F: FnOnce(Out) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let out = Out(Arc::new(Mutex::new(None)));
+        let run: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(producer(out.clone()));
+        Self {
+            out,
+            run: Some(Mutex::new(run)),
+        }
+    }
+}
+
+impl Body for StreamBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let Some(run) = this.run.as_mut()
+            && run
+                .get_mut()
+                .expect("producer")
+                .as_mut()
+                .poll(cx)
+                .is_ready()
+        {
+            this.run = None;
+        }
+        match this.out.0.lock().expect("frame slot").take() {
+            Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
+            None if this.run.is_none() => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
 }
 
 async fn poll_wait(
@@ -219,10 +293,6 @@ async fn poll_wait(
 
 #[derive(Debug, thiserror::Error)]
 enum StreamEnd {
-    #[error("client gone")]
-    Gone,
-    #[error("client too slow")]
-    Slow,
     #[error("certificate revoked")]
     Revoked,
     #[error("certificate expired")]
@@ -231,24 +301,12 @@ enum StreamEnd {
     Db(#[from] crate::db::DbError),
 }
 
-async fn send(hub: &Hub, tx: &mut Sender<Bytes>, b: Bytes) -> Result<(), StreamEnd> {
-    match tokio::time::timeout(hub.cfg.idle_timeout, tx.send_data(b)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(StreamEnd::Gone),
-        Err(_) => Err(StreamEnd::Slow),
-    }
-}
-
 /// Sends the log after the cursor, batch by batch, at the client's pace.
-async fn send_backlog(
-    hub: &Arc<Hub>,
-    tx: &mut Sender<Bytes>,
-    cur: &mut Cursor,
-) -> Result<(), StreamEnd> {
+async fn send_backlog(hub: &Arc<Hub>, tx: &Out, cur: &mut Cursor) -> Result<(), StreamEnd> {
     loop {
         let (frames, more) = cur.catch_up(hub, None).await?;
         for f in frames {
-            send(hub, tx, f).await?;
+            tx.send(f).await;
             hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
         }
         if !more {
@@ -263,16 +321,16 @@ async fn run_stream(
     mut cur: Cursor,
     mut rx: tokio::sync::broadcast::Receiver<Arc<Published>>,
     (first, behind): (Vec<Bytes>, bool),
-    mut tx: Sender<Bytes>,
+    tx: Out,
 ) -> Result<(), StreamEnd> {
     // Tell the client at once that the stream is open (and flush proxies).
-    send(hub, &mut tx, Bytes::from_static(KEEPALIVE.as_bytes())).await?;
+    tx.send(Bytes::from_static(KEEPALIVE.as_bytes())).await;
     for f in first {
-        send(hub, &mut tx, f).await?;
+        tx.send(f).await;
         hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
     }
     if behind {
-        send_backlog(hub, &mut tx, &mut cur).await?;
+        send_backlog(hub, &tx, &mut cur).await?;
     }
     let mut ka = tokio::time::interval(hub.cfg.keepalive);
     ka.tick().await;
@@ -290,14 +348,14 @@ async fn run_stream(
                     }
                     cur.pos = p.seq;
                     if let Some(f) = cur.pick(&p) {
-                        send(hub, &mut tx, f).await?;
+                        tx.send(f).await;
                         hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Err(RecvError::Lagged(_)) => send_backlog(hub, &mut tx, &mut cur).await?,
+                Err(RecvError::Lagged(_)) => send_backlog(hub, &tx, &mut cur).await?,
                 Err(RecvError::Closed) => return Ok(()),
             },
-            _ = ka.tick() => send(hub, &mut tx, Bytes::from_static(KEEPALIVE.as_bytes())).await?,
+            _ = ka.tick() => tx.send(Bytes::from_static(KEEPALIVE.as_bytes())).await,
             c = revoked.changed() => {
                 if c.is_err() {
                     return Ok(());
@@ -341,10 +399,9 @@ pub async fn job_results(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let mut rx = hub.results_tx.subscribe();
-    let (mut tx, body) = Channel::<Bytes>::new(STREAM_BUFFER);
-    tokio::spawn(async move {
+    let body = StreamBody::new(|tx| async move {
         let result: Result<(), StreamEnd> = async {
-            send(&hub, &mut tx, Bytes::from_static(KEEPALIVE.as_bytes())).await?;
+            tx.send(Bytes::from_static(KEEPALIVE.as_bytes())).await;
             let mut ka = tokio::time::interval(hub.cfg.keepalive);
             ka.tick().await;
             let mut backlog = true;
@@ -357,7 +414,7 @@ pub async fn job_results(
                         let n = rows.len();
                         for r in rows {
                             after = r.id;
-                            send(&hub, &mut tx, result_frame(r.id, &r.body)).await?;
+                            tx.send(result_frame(r.id, &r.body)).await;
                         }
                         if n < BATCH {
                             break;
@@ -368,13 +425,13 @@ pub async fn job_results(
                     m = rx.recv() => match m {
                         Ok(ev) if ev.job_id == job_id && ev.id > after => {
                             after = ev.id;
-                            send(&hub, &mut tx, result_frame(ev.id, &ev.body)).await?;
+                            tx.send(result_frame(ev.id, &ev.body)).await;
                         }
                         Ok(_) => {}
                         Err(RecvError::Lagged(_)) => backlog = true,
                         Err(RecvError::Closed) => return Ok(()),
                     },
-                    _ = ka.tick() => send(&hub, &mut tx, Bytes::from_static(KEEPALIVE.as_bytes())).await?,
+                    _ = ka.tick() => tx.send(Bytes::from_static(KEEPALIVE.as_bytes())).await,
                 }
             }
         }
