@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore, mpsc};
 use vantage_proto::envelope::Envelope;
 use vantage_proto::job::{Job, Refusal, SignedJob};
-use vantage_proto::node::{GapReport, Heartbeat};
+use vantage_proto::node::{GapEvent, GapReport, Heartbeat};
 use vantage_proto::policy::{Policy, SignedPolicy};
 use vantage_proto::result::{MAX_RESULT_BYTES, ProbeResult, Status};
 use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
@@ -23,6 +23,7 @@ use crate::config::{Config, MessageForm};
 use crate::outbox::Outbox;
 use crate::owner::{OwnerPolicy, RateCap};
 use crate::probe::{self, ProbeError};
+use crate::reconcile::HubSeq;
 use crate::replay::{Record, ReplaySet};
 use crate::subscribe::{SubEvent, Subscription, backoff};
 use crate::verify::Verifier;
@@ -38,6 +39,7 @@ pub struct Agent {
     policy: Arc<crate::policy_update::PolicyChain>,
     outbox: Mutex<Outbox>,
     replay: ReplaySet,
+    hub_seq: HubSeq,
     probes: probe::Context,
     rate: Mutex<RateCap>,
     slots: Semaphore,
@@ -101,6 +103,7 @@ impl Agent {
             policy,
             outbox: Mutex::new(outbox),
             replay,
+            hub_seq: HubSeq::open(cfg.data_dir.join("hub-seq")),
             probes,
             outbox_changed: Notify::new(),
             state: Mutex::new(RunState::default()),
@@ -191,22 +194,36 @@ impl Agent {
     // ---- orders -------------------------------------------------------
 
     async fn handle_message(self: &Arc<Self>, id: Option<String>, data: String) {
-        let signed = match self.cfg.subscribe.message {
-            MessageForm::Envelope => Envelope::from_json(&data).map(|e| e.payload),
-            MessageForm::SignedJob => SignedJob::from_json(data.as_bytes()),
+        self.handle_order(self.cfg.subscribe.message, &id, &data)
+            .await;
+        if let Some(id) = id
+            && let Err(e) = crate::durable::write(&self.last_id_path(), id.as_bytes())
+        {
+            self.set_error(format!("cannot persist the last event id: {e}"));
+        }
+    }
+
+    /// Verifies and schedules one order; an envelope's hub sequence number is
+    /// remembered once it is handled (see `reconcile`).
+    async fn handle_order(self: &Arc<Self>, form: MessageForm, id: &Option<String>, data: &str) {
+        let signed = match form {
+            MessageForm::Envelope => Envelope::from_json(data).map(|e| (Some(e.id), e.payload)),
+            MessageForm::SignedJob => SignedJob::from_json(data.as_bytes()).map(|j| (None, j)),
         };
         match signed {
-            Ok(signed) => self.accept(signed).await,
+            Ok((seq, signed)) => {
+                self.accept(signed).await;
+                if let Some(seq) = seq
+                    && let Err(e) = self.hub_seq.advance(seq)
+                {
+                    self.set_error(format!("cannot persist the hub sequence number: {e}"));
+                }
+            }
             Err(e) => {
                 let reason = Refusal::Invalid(e);
                 tracing::warn!("refused an unreadable message {id:?}: {reason}");
                 self.record(refused_result(&self.node.node_id, "-", None, &reason));
             }
-        }
-        if let Some(id) = id
-            && let Err(e) = crate::durable::write(&self.last_id_path(), id.as_bytes())
-        {
-            self.set_error(format!("cannot persist the last event id: {e}"));
         }
     }
 
@@ -679,13 +696,19 @@ impl Agent {
             match ev {
                 SubEvent::Connected(url) => {
                     // Long-poll reconnects after every answer: act on changes only.
-                    let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                    if !st.connected {
+                    let fresh = {
+                        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                        !std::mem::replace(&mut st.connected, true)
+                    };
+                    if fresh {
                         tracing::info!("subscribed: {url}");
                         let me = self.clone();
                         tokio::spawn(async move { me.refresh_policy().await });
+                        // Not the hub's own stream: ask the hub what that one cannot tell.
+                        if self.cfg.subscribe.url.is_some() {
+                            self.reconcile().await;
+                        }
                     }
-                    st.connected = true;
                 }
                 SubEvent::Lost(why) => {
                     self.state
@@ -701,23 +724,91 @@ impl Agent {
                     }
                 }
                 SubEvent::Gap { id, gap } => {
-                    tracing::warn!(
-                        "the hub lost messages after {} (oldest held: {})",
-                        gap.requested,
-                        gap.oldest
-                    );
-                    let me = self.clone();
-                    let report = GapReport {
-                        requested: gap.requested.clone(),
-                        oldest: Some(gap.oldest),
-                        detail: None,
-                    };
-                    tokio::spawn(async move { me.report_gap(report).await });
+                    self.gap(gap);
                     if let Some(id) = id {
                         let _ = crate::durable::write(&self.last_id_path(), id.as_bytes());
                     }
                 }
             }
+        }
+    }
+
+    /// Logs a gap the server reported and reports it to the hub in the background.
+    fn gap(self: &Arc<Self>, gap: GapEvent) {
+        tracing::warn!(
+            "the hub lost messages after {} (oldest held: {})",
+            gap.requested,
+            gap.oldest
+        );
+        let me = self.clone();
+        let report = GapReport {
+            requested: gap.requested,
+            oldest: Some(gap.oldest),
+            detail: None,
+        };
+        tokio::spawn(async move { me.report_gap(report).await });
+    }
+
+    /// Asks the hub, by long-poll from the highest hub sequence number handled,
+    /// for what the stream from elsewhere (Nchan) may have skipped: jobs go
+    /// through the normal checks (the replay set drops duplicates), a gap is
+    /// reported. Batch by batch until the hub has nothing more.
+    async fn reconcile(self: &Arc<Self>) {
+        let url = crate::reconcile::poll_url(&vantage_proto::enrol::Endpoints::subscribe_url(
+            &self.node.endpoints.subscribe,
+            &self.node.channels,
+        ));
+        loop {
+            let (agent, url2, after) = (self.hub(), url.clone(), self.hub_seq.get());
+            let fetched =
+                tokio::task::spawn_blocking(move || crate::reconcile::fetch(&agent, &url2, after))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r);
+            let events = match fetched {
+                Ok(ev) => ev,
+                Err(e) => {
+                    self.set_error(format!(
+                        "catching up from the hub: {e}; will retry on the next reconnect"
+                    ));
+                    return;
+                }
+            };
+            let mut jobs = 0usize;
+            for ev in events {
+                match ev {
+                    SubEvent::Message { id, data } => {
+                        jobs += 1;
+                        self.handle_order(MessageForm::Envelope, &id, &data).await;
+                        // Also past an unreadable envelope, so the next batch moves on.
+                        if let Some(seq) = id.and_then(|i| i.parse().ok())
+                            && let Err(e) = self.hub_seq.advance(seq)
+                        {
+                            self.set_error(format!("cannot persist the hub sequence number: {e}"));
+                        }
+                    }
+                    SubEvent::Gap { id, gap } => {
+                        self.gap(gap);
+                        if let Some(seq) = id.and_then(|i| i.parse().ok())
+                            && let Err(e) = self.hub_seq.set(seq)
+                        {
+                            self.set_error(format!("cannot persist the hub sequence number: {e}"));
+                        }
+                    }
+                    SubEvent::Position(p) => {
+                        if let Ok(seq) = p.parse()
+                            && let Err(e) = self.hub_seq.advance(seq)
+                        {
+                            self.set_error(format!("cannot persist the hub sequence number: {e}"));
+                        }
+                    }
+                    SubEvent::Connected(_) | SubEvent::Lost(_) => {}
+                }
+            }
+            if jobs == 0 || self.hub_seq.get() == after {
+                return;
+            }
+            tracing::info!("caught up {jobs} message(s) from the hub");
         }
     }
 

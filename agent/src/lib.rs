@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod owner;
 pub mod policy_update;
 pub mod probe;
+pub mod reconcile;
 pub mod replay;
 pub mod selftest;
 pub mod subscribe;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use vantage_proto::node::GapEvent;
-use vantage_proto::sse::{Decoder, Frame};
+use vantage_proto::sse::{Decoder, Event, Frame};
 
 use crate::config::{Subscribe, SubscribeMode};
 
@@ -165,24 +165,11 @@ impl Subscription {
             for frame in decoder.feed(&buf[..n]) {
                 match frame {
                     Ok(Frame::Event(ev)) => {
-                        let out = if ev.event.as_deref() == Some("gap") {
-                            match serde_json::from_str::<GapEvent>(&ev.data) {
-                                Ok(gap) => SubEvent::Gap {
-                                    id: ev.id.clone(),
-                                    gap,
-                                },
-                                Err(e) => {
-                                    tracing::warn!("unreadable gap event {:?}: {e}", ev.data);
-                                    continue;
-                                }
-                            }
-                        } else {
-                            SubEvent::Message {
-                                id: ev.id.clone(),
-                                data: ev.data,
-                            }
+                        let id = ev.id.clone();
+                        let Some(out) = frame_event(ev) else {
+                            continue;
                         };
-                        self.last_id = ev.id.or(self.last_id.take());
+                        self.last_id = id.or(self.last_id.take());
                         if tx.blocking_send(out).is_err() {
                             return Ok(());
                         }
@@ -201,6 +188,24 @@ impl Subscription {
                 }
             }
         }
+    }
+}
+
+/// A message or a gap event from a decoded event (none for an unreadable gap event).
+pub fn frame_event(ev: Event) -> Option<SubEvent> {
+    if ev.event.as_deref() == Some("gap") {
+        match serde_json::from_str::<GapEvent>(&ev.data) {
+            Ok(gap) => Some(SubEvent::Gap { id: ev.id, gap }),
+            Err(e) => {
+                tracing::warn!("unreadable gap event {:?}: {e}", ev.data);
+                None
+            }
+        }
+    } else {
+        Some(SubEvent::Message {
+            id: ev.id,
+            data: ev.data,
+        })
     }
 }
 

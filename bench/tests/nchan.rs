@@ -452,3 +452,127 @@ async fn agent_and_hub_through_nginx_nchan_redis() {
     agent.wait_log("HTTP 400", 1, 30);
     drop((hub, nginx, nginx2, redis));
 }
+
+/// Nchan cannot tell a node what it missed: an id it no longer holds resumes
+/// silently. The agent therefore asks the hub once after every (re)connect,
+/// from the highest hub sequence number it handled. A fresh nginx (channels in
+/// memory) stands in for a buffer the node's outage outran; the hub keeps only
+/// two log entries, so a longer outage is a gap the node must report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs nginx and libnginx-mod-nchan: run with make test-nchan"]
+async fn agent_on_nchan_catches_up_from_the_hub_and_reports_a_gap() {
+    let (hub_bin, agent_bin) = binaries();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("hub");
+    hub_cli(
+        &hub_bin,
+        &data,
+        &["init", "--network", "test", "--name", "127.0.0.1"],
+    );
+    let dd = DataDir::new(&data);
+    let keys: Vec<ApproverKey> = (1..=3u8)
+        .map(|i| ApproverKey::from_seed(&[i; 32]).unwrap())
+        .collect();
+    let policy_path = tmp.path().join("policy.json");
+    let policy = json!({"policy": {"serial": 1, "network": "test", "threshold": 2,
+        "approvers": keys.iter().enumerate().map(|(i, k)| json!({"name": format!("a{i}"), "key": k.public_key().to_base64()})).collect::<Vec<_>>(),
+        "allowed_probes": ["tcp"]},
+        "signatures": []});
+    std::fs::write(&policy_path, policy.to_string()).unwrap();
+    let nginx = Nginx::start(&dd, &tmp.path().join("nginx"), None, 64).unwrap();
+    let hub = start_hub(
+        &hub_bin,
+        &data,
+        Some(&nginx.publish_url),
+        &[
+            "--policy",
+            policy_path.to_str().unwrap(),
+            "--retention-entries",
+            "2",
+        ],
+    )
+    .unwrap();
+    let hub_url = format!("https://127.0.0.1:{}", hub.addr.port());
+    let a_dir = tmp.path().join("a");
+    let a = enrol_node(&hub_bin, &data, &hub_url, &a_dir);
+    let config = tmp.path().join("agent.toml");
+    let write_config = |sub_port: u16| {
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {a_dir:?}\nca = {:?}\npolicy = {policy_path:?}\nheartbeat_secs = 5\n\
+                 [subscribe]\nurl = \"https://127.0.0.1:{sub_port}/sub/{{channels}}\"\n\
+                 min_backoff_secs = 1\nmax_backoff_secs = 2\n\
+                 [owner]\nallow_special_addresses = true\n",
+                dd.ca_cert(),
+            ),
+        )
+        .unwrap()
+    };
+    write_config(nginx.run.addr.port());
+    let mut agent = Agent {
+        child: None,
+        log: tmp.path().join("agent.log"),
+        config: config.clone(),
+        bin: agent_bin,
+    };
+    agent.start();
+    agent.wait_log("subscribed:", 1, 30);
+
+    let op_dir = tmp.path().join("op");
+    hub_cli(
+        &hub_bin,
+        &data,
+        &[
+            "operator",
+            "issue",
+            "ops",
+            "--out",
+            op_dir.to_str().unwrap(),
+        ],
+    );
+    let op_creds = Creds {
+        name: "ops".into(),
+        cert_pem: std::fs::read_to_string(op_dir.join("ops.crt")).unwrap(),
+        key_pem: std::fs::read_to_string(op_dir.join("ops.key")).unwrap(),
+    };
+    let mut op = Poster::connect(client_tls(&dd.ca_cert(), &op_creds).unwrap(), hub.addr)
+        .await
+        .unwrap();
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = target.local_addr().unwrap().port();
+    let submit = |id: &str| signed(&keys, &tcp_job(id, &a, port)).to_string();
+
+    // Through Nchan as usual.
+    op.post("/v1/jobs", submit("j-gap-1")).await.unwrap();
+    assert_eq!(wait_result(&mut op, "j-gap-1", 30).await["status"], "ok");
+
+    // Missed while down, and not in the Nchan the node comes back to: the hub has it.
+    agent.stop();
+    op.post("/v1/jobs", submit("j-gap-2")).await.unwrap();
+    let nginx2 = Nginx::start(&dd, &tmp.path().join("nginx2"), None, 64).unwrap();
+    write_config(nginx2.run.addr.port());
+    agent.start();
+    agent.wait_log("subscribed:", 2, 30);
+    assert_eq!(wait_result(&mut op, "j-gap-2", 30).await["status"], "ok");
+    agent.wait_log("caught up 1 message(s) from the hub", 1, 10);
+
+    // Down for longer than the hub's retention: what the hub still holds runs,
+    // the rest is reported as a gap, never silently skipped.
+    agent.stop();
+    for id in ["j-gap-3", "j-gap-4", "j-gap-5", "j-gap-6"] {
+        op.post("/v1/jobs", submit(id)).await.unwrap();
+    }
+    agent.start();
+    agent.wait_log("subscribed:", 3, 30);
+    for id in ["j-gap-5", "j-gap-6"] {
+        assert_eq!(wait_result(&mut op, id, 30).await["status"], "ok");
+    }
+    wait_for("the hub to log the node's gap report", 30, || {
+        std::fs::read_to_string(&hub.log)
+            .unwrap_or_default()
+            .contains("node reports a gap")
+    });
+    assert!(results(&mut op, "j-gap-3").await.is_empty());
+    drop((hub, nginx, nginx2));
+}
