@@ -318,18 +318,7 @@ fn sign_job(file: &Path, key: &Path, policy_file: Option<&Path>, yes: bool) -> C
     signed
         .add_signature(&key)
         .map_err(|e| CliError::local(format!("cannot sign: {e}")))?;
-    files::write_file(
-        file,
-        &files::to_pretty_json(&signed),
-        files::PUBLIC_MODE,
-        true,
-    )?;
-    say(format!(
-        "signed {} as key {}; it now has {} signature(s)",
-        file.display(),
-        key.public_key().key_id(),
-        signed.signatures.len()
-    ));
+    save_signed(file, &signed, &key, signed.signatures.len())?;
     Ok(())
 }
 
@@ -545,18 +534,7 @@ fn policy_cmd(cmd: &PolicyCmd) -> CliResult {
             }
             ask(*yes, "Sign this policy?")?;
             policy::add_signature(&mut signed, &key)?;
-            files::write_file(
-                file,
-                &files::to_pretty_json(&signed),
-                files::PUBLIC_MODE,
-                true,
-            )?;
-            say(format!(
-                "signed {} as key {}; it now has {} signature(s)",
-                file.display(),
-                key.public_key().key_id(),
-                signed.signatures.len()
-            ));
+            save_signed(file, &signed, &key, signed.signatures.len())?;
         }
         PolicyCmd::Check { current, file } => {
             let (_, cur) = policy::load(current)?;
@@ -615,4 +593,25 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Nodes { filter, json, hub } => show_nodes(filter, *json, hub),
         Command::Policy(cmd) => policy_cmd(cmd),
     }
+}
+
+/// Writes a job or policy file after a signature was added, and says so.
+fn save_signed(
+    file: &std::path::Path,
+    signed: &impl serde::Serialize,
+    key: &vantage_proto::sign::ApproverKey,
+    signatures: usize,
+) -> Result<(), CliError> {
+    files::write_file(
+        file,
+        &files::to_pretty_json(signed),
+        files::PUBLIC_MODE,
+        true,
+    )?;
+    say(format!(
+        "signed {} as key {}; it now has {signatures} signature(s)",
+        file.display(),
+        key.public_key().key_id(),
+    ));
+    Ok(())
 }
