@@ -3,6 +3,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
+# scripts/deps.sh installs rustup into ~/.cargo/bin on a fresh machine; its
+# PATH change dies with that script, so every recipe gets the directory here
+# and the first `make demo` or `make test` runs to the end in one go.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 TEST_TARGETS :=
 
 include $(sort $(wildcard mk/*.mk))

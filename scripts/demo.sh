@@ -11,6 +11,8 @@ top=$(pwd)
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 bash scripts/deps.sh base fixtures
+# deps.sh may just have installed rustup; its PATH change ended with it.
+PATH=$HOME/.cargo/bin:$PATH
 say "Building the binaries (first run: a few minutes)"
 cargo build --locked --bins -p vantage-hub -p vantage-agent -p vantage-provision -p vantage-cli
 bin=$top/target/debug
@@ -102,7 +104,12 @@ run_job() { # FILE-STEM then propose arguments
   vantage sign "$work/$stem.job.json" --key "$work/approvers/bob.key" --yes >/dev/null
   vantage check "$work/$stem.job.json" --policy "$work/policy.json"
   local id
-  id=$(vantage submit "$work/$stem.job.json" | tee /dev/stderr | sed -n 's/.*job \([A-Za-z0-9._-]*\).*/\1/p' | head -n 1)
+  # Not `tee /dev/stderr`: that reopens stderr, and when it is a file
+  # (`make demo > log 2>&1`) the reopening truncates everything before it.
+  local out
+  out=$(vantage submit "$work/$stem.job.json")
+  printf '%s\n' "$out"
+  id=$(printf '%s\n' "$out" | sed -n 's/.*job \([A-Za-z0-9._-]*\).*/\1/p' | head -n 1)
   say "Results of $id"
   timeout 60 vantage watch "$id"
   vantage results "$id"
