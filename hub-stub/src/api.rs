@@ -223,16 +223,9 @@ async fn route(
         }
         (&Method::GET, ["v1", "nodes"]) => {
             require_operator(hub, caller).await?;
-            let (nodes, pending) = hub
-                .db(|db| Ok((db.nodes()?, db.pending_by_prefix("")?)))
-                .await?;
+            let (nodes, pending) = hub.db(|db| Ok((db.nodes()?, db.pending_open()?))).await?;
             let mut list: Vec<Value> = nodes.iter().map(|n| node_json(hub, n)).collect();
-            list.extend(
-                pending
-                    .iter()
-                    .filter(|p| p.node_id.is_none())
-                    .map(pending_json),
-            );
+            list.extend(pending.iter().map(pending_json));
             Ok(json_resp(StatusCode::OK, &list))
         }
         (&Method::GET, ["v1", "nodes", id]) => {
@@ -958,7 +951,7 @@ async fn channels(hub: &Arc<Hub>) -> ApiResult {
 
 async fn stats(hub: &Arc<Hub>) -> Result<Value, ApiError> {
     let (nodes, pending, log_len) = hub
-        .db(|db| Ok((db.nodes()?, db.pending_by_prefix("")?, db.log_len()?)))
+        .db(|db| Ok((db.nodes()?, db.pending_open()?, db.log_len()?)))
         .await?;
     let on = nodes
         .iter()
@@ -972,7 +965,7 @@ async fn stats(hub: &Arc<Hub>) -> Result<Value, ApiError> {
         "subscriptions": lock(&hub.subscribed).values().sum::<usize>(),
         "subscribed_nodes": lock(&hub.subscribed).len(),
         "nodes": nodes.len(), "nodes_online": on, "nodes_revoked": revoked,
-        "pending": pending.iter().filter(|p| p.node_id.is_none()).count(),
+        "pending": pending.len(),
         "log_entries": log_len, "last_seq": hub.last_seq.load(Ordering::SeqCst),
         "pruned_through": hub.pruned_through.load(Ordering::SeqCst),
         "requests": g(&m.requests), "rate_limited": g(&m.rate_limited),

@@ -446,11 +446,7 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
     match cmd {
         NodesCmd::List { json } => {
             let list = db.nodes()?;
-            let pending: Vec<_> = db
-                .pending_by_prefix("")?
-                .into_iter()
-                .filter(|p| p.node_id.is_none())
-                .collect();
+            let pending = db.pending_open()?;
             if json {
                 let mut v: Vec<_> = list
                     .iter()
@@ -508,11 +504,7 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
             }
         }
         NodesCmd::Pending { json } => {
-            let list: Vec<_> = db
-                .pending_by_prefix("")?
-                .into_iter()
-                .filter(|p| p.node_id.is_none())
-                .collect();
+            let list = db.pending_open()?;
             if json {
                 print_json(&serde_json::to_value(&list)?);
             } else {

@@ -537,6 +537,13 @@ impl Db {
             if n != 1 {
                 return Ok(false);
             }
+            // The key may have waited for approval before (after a refused
+            // token, say). That entry can no longer become a node: approving
+            // it would only leave "approved, waiting for the node" forever.
+            tx.execute(
+                "DELETE FROM pending WHERE fp=?1 AND node_id IS NULL",
+                params![node.key_fingerprint],
+            )?;
         }
         if let Some(fp) = pending_fp {
             let n = tx.execute(
@@ -683,20 +690,20 @@ impl Db {
 
     /// One pending enrolment.
     pub fn pending(&self, fp: &str) -> Result<Option<PendingRow>> {
-        Ok(self.pending_where("fp=?1", fp)?.pop())
+        Ok(self.pending_where("fp=?1", [fp])?.pop())
     }
 
     /// Pending enrolments whose fingerprint starts with `prefix` (all of them for "").
     pub fn pending_by_prefix(&self, prefix: &str) -> Result<Vec<PendingRow>> {
-        self.pending_where("substr(fp,1,length(?1))=?1", prefix)
+        self.pending_where("substr(fp,1,length(?1))=?1", [prefix])
     }
 
-    fn pending_where(&self, cond: &str, arg: &str) -> Result<Vec<PendingRow>> {
+    fn pending_where(&self, cond: &str, args: impl rusqlite::Params) -> Result<Vec<PendingRow>> {
         let c = self.r();
         let mut st = c.prepare(&format!(
             "SELECT fp,declared,created,last_poll,address,approved,node_id FROM pending WHERE {cond} ORDER BY created"
         ))?;
-        let rows = st.query_map([arg], |r| {
+        let rows = st.query_map(args, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -721,6 +728,13 @@ impl Db {
             });
         }
         Ok(out)
+    }
+
+    /// Pending enrolments not issued yet, what `nodes pending` lists. (A
+    /// key that is already a node's may be among them: a node whose
+    /// certificate expired asks for approval again with the same key.)
+    pub fn pending_open(&self) -> Result<Vec<PendingRow>> {
+        self.pending_where("node_id IS NULL", [])
     }
 
     /// Pending enrolments not yet issued.
@@ -1085,6 +1099,53 @@ mod tests {
         // pruning never moves backwards and never reuses sequence numbers
         assert_eq!(db.prune(100, 0).unwrap(), 3);
         assert_eq!(db.append(9, &a, "{}", None).unwrap(), 6);
+    }
+
+    fn node_row(id: &str, fp: &str) -> NodeRow {
+        NodeRow {
+            id: id.into(),
+            attrs: Attrs {
+                country: "DE".into(),
+                ..Attrs::default()
+            },
+            key_fingerprint: fp.into(),
+            cert_pem: String::new(),
+            cert_serial: format!("serial-{id}"),
+            cert_not_after: 100,
+            enrolled: 1,
+            enrolled_via: "token".into(),
+            revoked: None,
+            last_seen: None,
+            agent_version: None,
+            address: None,
+        }
+    }
+
+    #[test]
+    fn a_token_enrolment_supersedes_the_keys_pending_entry() {
+        let (_d, db) = db();
+        let attrs = Attrs {
+            country: "DE".into(),
+            ..Attrs::default()
+        };
+        // A refused token made the node wait for approval; the admin approves.
+        db.upsert_pending("fp-a", "csr", &attrs, 1, None).unwrap();
+        db.upsert_pending("fp-b", "csr", &attrs, 1, None).unwrap();
+        db.approve_pending("fp-a", 2).unwrap();
+        // Then the volunteer puts a good token in, and the same key enrols with it.
+        db.insert_token("tok", &attrs, 1, 1000).unwrap();
+        assert!(
+            db.insert_node(&node_row("n-1", "fp-a"), Some("tok"), None)
+                .unwrap()
+        );
+        assert_eq!(db.pending("fp-a").unwrap().map(|p| p.fingerprint), None);
+        let open: Vec<_> = db
+            .pending_open()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.fingerprint)
+            .collect();
+        assert_eq!(open, ["fp-b"]);
     }
 
     #[test]

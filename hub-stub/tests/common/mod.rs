@@ -111,8 +111,9 @@ impl Hub {
         loop {
             if let Ok(a) = std::fs::read_to_string(&addr_file) {
                 let port = a.trim().rsplit(':').next().unwrap().to_string();
-                // The server certificate names "localhost"; connect by name, resolving to loopback.
-                self.url = format!("https://localhost:{port}");
+                // The certificate names 127.0.0.1 too; connecting by address
+                // works on machines without /etc/hosts, where "localhost" does not resolve.
+                self.url = format!("https://127.0.0.1:{port}");
                 break;
             }
             assert!(t.elapsed() < Duration::from_secs(20), "hub did not start");
