@@ -4,11 +4,17 @@
 
 use std::path::Path;
 
-use vantage_proto::channel::{CONTINENTS, validate_continent, validate_country, validate_tag};
+use vantage_proto::channel::{CONTINENTS, validate_continent, validate_tag};
 use vantage_proto::enrol::Declared;
+
+use crate::country;
 
 /// Name of the settings file on the boot partition.
 pub const FILE_NAME: &str = "vantage.toml";
+
+/// The settings file as Windows saves it when Explorer hides known file
+/// endings: the volunteer sees "vantage.toml", the disk has ".txt" on it.
+pub const TXT_FILE_NAME: &str = "vantage.toml.txt";
 
 /// The most tags a volunteer may declare.
 pub const MAX_TAGS: usize = 16;
@@ -43,7 +49,8 @@ pub struct Wifi {
     pub country: String,
     /// Network name.
     pub ssid: String,
-    /// WPA passphrase (8 to 63 characters); `None` for an open network.
+    /// WPA passphrase (8 to 63 printable ASCII characters) or the 256-bit
+    /// key itself as 64 hexadecimal digits; `None` for an open network.
     pub passphrase: Option<String>,
 }
 
@@ -84,19 +91,83 @@ pub struct Invalid {
 /// Reads and checks the settings file. `Ok(None)` when there is no file.
 pub fn load(path: &Path) -> Result<Option<Settings>, Invalid> {
     match std::fs::read(path) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => parse(&text).map(Some),
-            Err(_) => Err(Invalid {
-                problems: vec![format!(
-                    "{FILE_NAME} is not a plain text file (UTF-8). Save it again as plain text, \
-                     for example with Notepad or TextEdit in plain-text mode."
-                )],
-            }),
-        },
+        Ok(bytes) => decode(&bytes)
+            .map_err(|p| Invalid { problems: vec![p] })
+            .and_then(|text| parse(&text))
+            .map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Invalid {
             problems: vec![format!("{FILE_NAME} could not be read: {e}.")],
         }),
+    }
+}
+
+/// Where the settings file is: `preferred` if it exists; otherwise, when
+/// `preferred` is the usual `vantage.toml`, a `vantage.toml.txt` beside it.
+/// The note tells the volunteer which file was read when it is not the usual
+/// one, or which one was ignored.
+pub fn locate(preferred: &Path) -> (std::path::PathBuf, Option<String>) {
+    let usual = preferred.file_name().is_some_and(|n| n == FILE_NAME);
+    let txt = preferred.with_file_name(TXT_FILE_NAME);
+    if !usual || !txt.exists() {
+        return (preferred.to_owned(), None);
+    }
+    if preferred.exists() {
+        let note = format!(
+            "There are two settings files, {FILE_NAME} and {TXT_FILE_NAME}; the node reads              {FILE_NAME} and ignores {TXT_FILE_NAME}. Delete the one you do not mean, so that \
+             your changes are not made to the wrong file."
+        );
+        return (preferred.to_owned(), Some(note));
+    }
+    let note = format!(
+        "The settings were read from {TXT_FILE_NAME} (Windows hides the ending .txt, so it \
+         shows as {FILE_NAME}); that works, there is nothing to change."
+    );
+    (txt, Some(note))
+}
+
+/// The text of the file, or a sentence on how to save it as plain UTF-8
+/// text when it is something else (what editors save by default).
+fn decode(bytes: &[u8]) -> Result<String, String> {
+    let save_as = "Open it in a plain text editor (Notepad on Windows, TextEdit on a Mac) and \
+                   save it again as plain text with the encoding UTF-8.";
+    if bytes.starts_with(&[0xff, 0xfe])
+        || bytes.starts_with(&[0xfe, 0xff])
+        || bytes.iter().take(200).filter(|b| **b == 0).count() > 2
+    {
+        return Err(format!(
+            "{FILE_NAME} was saved as UTF-16 (Windows Notepad calls it \"Unicode\"), which the \
+             node cannot read. In Notepad choose File > Save As, set Encoding to UTF-8, and \
+             save it under the same name."
+        ));
+    }
+    if bytes.starts_with(b"{\\rtf") {
+        return Err(format!(
+            "{FILE_NAME} was saved as rich text (RTF, what TextEdit on a Mac saves by \
+             default), not as plain text. In TextEdit choose Format > Make Plain Text, then \
+             save it again under the same name (answer \"Use .toml\" if asked)."
+        ));
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Err(format!(
+            "{FILE_NAME} is a word-processor document (Word, Pages or LibreOffice), not a plain \
+             text file. {save_as}"
+        ));
+    }
+    match String::from_utf8(bytes.to_vec()) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let line = bytes[..e.utf8_error().valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1;
+            Err(format!(
+                "{FILE_NAME} is not a plain UTF-8 text file: line {line} has a character saved \
+                 in an older encoding (Windows \"ANSI\" or Mac Roman, often a letter with an \
+                 accent). {save_as}"
+            ))
+        }
     }
 }
 
@@ -118,8 +189,8 @@ const WIFI_KEYS: &[&str] = &["country", "ssid", "passphrase"];
 pub fn parse(text: &str) -> Result<Settings, Invalid> {
     // Some Windows editors start a file with a byte-order mark.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| Invalid {
-        problems: vec![syntax_problem(text, &e)],
+    let table: toml::Table = text.parse().map_err(|_| Invalid {
+        problems: syntax_problems(text),
     })?;
     let mut p = Problems::default();
 
@@ -302,15 +373,22 @@ impl Problems {
 
     fn country(&mut self, c: &str, key: &str) -> Option<String> {
         let up = c.trim().to_ascii_uppercase();
-        if validate_country(&up).is_ok() {
-            Some(up)
-        } else {
-            self.add(format!(
+        if country::is_assigned(&up) {
+            return Some(up);
+        }
+        self.add(match country::hint(&up) {
+            Some(hint) => format!("{key} = {c:?} is not a country code: {hint}."),
+            None if up.len() == 2 && up.bytes().all(|b| b.is_ascii_uppercase()) => format!(
+                "{key} = {c:?} is not a country code in ISO 3166 (the list every network uses). \
+                 Write the two-letter code of the country the node is in, for example \"DE\" \
+                 for Germany or \"BR\" for Brazil."
+            ),
+            None => format!(
                 "{key} must be the two-letter code of a country (ISO 3166), for example \"DE\" \
                  for Germany or \"BR\" for Brazil; {c:?} is not."
-            ));
-            None
-        }
+            ),
+        });
+        None
     }
 
     fn tags(&mut self, t: &toml::Table) -> Vec<String> {
@@ -386,11 +464,25 @@ impl Problems {
         };
         let ssid = match self.string(w, "ssid", "wifi.") {
             Some(s) if !s.is_empty() && s.len() <= 32 => Some(s),
-            Some(_) => {
-                self.add(
-                    "wifi.ssid must be the name of your wireless network, 1 to 32 characters."
-                        .into(),
-                );
+            Some(s) if s.is_empty() => {
+                self.add("wifi.ssid is empty: write the name of your wireless network.".into());
+                None
+            }
+            Some(s) => {
+                // Wi-Fi limits the name to 32 bytes, not characters.
+                let (chars, bytes) = (s.chars().count(), s.len());
+                let why = if chars == bytes {
+                    String::new()
+                } else {
+                    format!(
+                        " ({chars} characters, but letters with accents and other non-English \
+                         characters take two to four bytes each)"
+                    )
+                };
+                self.add(format!(
+                    "wifi.ssid can be at most 32 bytes long (a rule of Wi-Fi); {s:?} has \
+                     {bytes}{why}. Copy the network's name exactly as your router shows it."
+                ));
                 None
             }
             None => {
@@ -401,15 +493,27 @@ impl Problems {
             }
         };
         let passphrase = self.string(w, "passphrase", "wifi.").and_then(|p| {
-            let len = p.len();
-            let ok =
-                p.is_ascii() && !p.chars().any(|c| c.is_ascii_control()) && (8..=63).contains(&len);
-            if ok {
+            if is_raw_psk(&p) {
+                return Some(p);
+            }
+            let len = p.chars().count();
+            // WPA defines a passphrase as 8 to 63 characters from ASCII 32 to 126.
+            if let Some(at) = p.chars().position(|c| !(' '..='~').contains(&c)) {
+                self.add(format!(
+                    "wifi.passphrase may only use printable ASCII characters: English letters \
+                     without accents, digits, spaces and the punctuation of a US keyboard. \
+                     This is a rule of WPA; character number {} of the password is not one of \
+                     them. Check that the password was copied exactly, or give the network's \
+                     key as 64 hexadecimal digits instead (many routers show it).",
+                    at + 1
+                ));
+                None
+            } else if (8..=63).contains(&len) {
                 Some(p)
             } else {
                 self.add(format!(
                     "wifi.passphrase must be the network's password, 8 to 63 characters \
-                     without accents or special letters (it has {len})."
+                     long (it has {len}), or the network's key as 64 hexadecimal digits."
                 ));
                 None
             }
@@ -456,17 +560,83 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-fn syntax_problem(text: &str, e: &toml::de::Error) -> String {
-    let line = e
-        .span()
-        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-    let what = e.message();
-    let hint = "Each setting is one line like  name = \"value\"  with the value in double \
-                quotes (numbers and lists without quotes); lines starting with # are comments.";
-    match line {
-        Some(l) => format!("{FILE_NAME} cannot be read at line {l}: {what}. {hint}"),
-        None => format!("{FILE_NAME} cannot be read: {what}. {hint}"),
+/// The most syntax errors reported from one file; beyond that the file is
+/// probably not a settings file at all.
+const MAX_SYNTAX_ERRORS: usize = 20;
+
+/// Every syntax error in the file, one per line. The parser stops at the
+/// first, so each line found broken is blanked and the rest parsed again:
+/// the volunteer fixes all of them with one trip of the card to the PC.
+fn syntax_problems(text: &str) -> Vec<String> {
+    let original: Vec<&str> = text.split('\n').collect();
+    let mut lines: Vec<String> = original.iter().map(|l| (*l).to_owned()).collect();
+    let mut out = Vec::new();
+    let mut curly = false;
+    while out.len() < MAX_SYNTAX_ERRORS {
+        let joined = lines.join("\n");
+        let Err(e) = joined.parse::<toml::Table>() else {
+            break;
+        };
+        let what = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+        let what = what.trim_end_matches('.');
+        let Some(span) = e.span() else {
+            out.push(format!("{FILE_NAME} cannot be read: {what}."));
+            break;
+        };
+        let at = span.start.min(joined.len());
+        let idx = joined[..at].matches('\n').count();
+        let idx = idx.min(lines.len() - 1);
+        let shown: String = original[idx]
+            .trim()
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(60)
+            .collect();
+        let quotes = has_curly_quotes(original[idx]);
+        curly |= quotes;
+        let hint = if quotes {
+            " It has typographic quotes (\u{201c} \u{201d} or \u{2018} \u{2019}), as word \
+             processors and phone keyboards write them: use straight double quotes \" instead."
+        } else {
+            ""
+        };
+        out.push(format!(
+            "{FILE_NAME} cannot be read at line {} ({shown}): {what}.{hint}",
+            idx + 1
+        ));
+        if lines[idx].trim().is_empty() {
+            // The error is not on a line of its own (an unclosed bracket or
+            // string further up); blanking more would only invent errors.
+            break;
+        }
+        lines[idx].clear();
     }
+    if out.is_empty() {
+        // The parser refused the whole file but no single line: say so.
+        out.push(format!("{FILE_NAME} cannot be read."));
+    }
+    out.push(format!(
+        "Each setting is one line like  name = \"value\"  with the value in straight double \
+         quotes{} (numbers and lists without quotes); lines starting with # are comments.",
+        if curly {
+            " (\", not \u{201c} or \u{201d})"
+        } else {
+            ""
+        }
+    ));
+    out
+}
+
+fn has_curly_quotes(line: &str) -> bool {
+    line.contains([
+        '\u{201c}', '\u{201d}', '\u{201e}', '\u{2018}', '\u{2019}', '\u{201a}', '\u{00ab}',
+        '\u{00bb}',
+    ])
+}
+
+/// True for a WPA key given as 64 hexadecimal digits instead of a passphrase.
+pub fn is_raw_psk(p: &str) -> bool {
+    p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The text of a settings file with its top-level `token = ...` line removed
@@ -586,9 +756,91 @@ passphrase = "short"
     #[test]
     fn syntax_errors_name_the_line() {
         let p = problems("hub = \"https://h\"\ncountry = DE\n");
-        assert_eq!(p.len(), 1);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p[0].contains("line 2 (country = DE)"), "{}", p[0]);
+        assert!(p[1].contains("double quotes"), "{}", p[1]);
+    }
+
+    #[test]
+    fn every_syntax_error_is_reported_at_once() {
+        let p = problems(
+            "hub = \"https://h\"\ncountry = DE\ncity = \"Berlin\"\ntags = [fiber]\nhostname = \"x\"\n",
+        );
+        let all = p.join("\n");
+        assert!(all.contains("line 2"), "{all}");
+        assert!(all.contains("line 4"), "{all}");
+        assert_eq!(p.len(), 3, "{all}");
+    }
+
+    #[test]
+    fn curly_quotes_get_their_own_hint() {
+        let p = problems("hub = \"https://h\"\ncountry = \u{201c}DE\u{201d}\n");
         assert!(p[0].contains("line 2"), "{}", p[0]);
-        assert!(p[0].contains("double quotes"), "{}", p[0]);
+        assert!(p[0].contains("typographic quotes"), "{}", p[0]);
+    }
+
+    #[test]
+    fn files_that_are_not_plain_utf8_say_how_to_save_them() {
+        let utf16: Vec<u8> = [0xff, 0xfe]
+            .into_iter()
+            .chain(
+                "country = \"DE\"\n"
+                    .encode_utf16()
+                    .flat_map(u16::to_le_bytes),
+            )
+            .collect();
+        assert!(decode(&utf16).unwrap_err().contains("UTF-16"));
+        let rtf = b"{\\rtf1\\ansi country = \"DE\"}";
+        assert!(decode(rtf).unwrap_err().contains("Make Plain Text"));
+        let latin1 = b"hub = \"https://h\"\ncity = \"K\xf6ln\"\n";
+        let e = decode(latin1).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("UTF-8"), "{e}");
+        assert_eq!(decode("\u{feff}x".as_bytes()).unwrap(), "\u{feff}x");
+    }
+
+    #[test]
+    fn country_codes_are_checked_against_iso_3166() {
+        let base = "hub = \"https://h\"\ncountry = ";
+        let p = problems(&format!("{base}\"UK\"\n"));
+        assert!(p[0].contains("\"GB\""), "{p:?}");
+        let p = problems(&format!("{base}\"el\"\n"));
+        assert!(p[0].contains("\"GR\""), "{p:?}");
+        let p = problems(&format!("{base}\"EN\"\n"));
+        assert!(p[0].contains("English language"), "{p:?}");
+        let p = problems(&format!("{base}\"XK\"\n"));
+        assert!(p[0].contains("not a country code in ISO 3166"), "{p:?}");
+        let p = problems(&format!(
+            "{base}\"GB\"\n[wifi]\ncountry = \"UK\"\nssid = \"x\"\n"
+        ));
+        assert!(p[0].starts_with("wifi.country = \"UK\""), "{p:?}");
+        assert_eq!(parse(&format!("{base}\"gb\"\n")).unwrap().country, "GB");
+    }
+
+    #[test]
+    fn wifi_lengths_are_counted_as_the_messages_say() {
+        let wifi = |ssid: &str, pass: &str| {
+            parse(&format!(
+                "hub = \"https://h\"\ncountry = \"DE\"\n[wifi]\ncountry = \"DE\"\nssid = \"{ssid}\"\npassphrase = \"{pass}\"\n"
+            ))
+        };
+        let psk = "0123456789abcdef".repeat(4);
+        assert_eq!(
+            wifi("Home", &psk).unwrap().wifi.unwrap().passphrase,
+            Some(psk.clone())
+        );
+        let p = wifi("Home", &format!("{psk}0")).unwrap_err().problems;
+        assert!(p[0].contains("(it has 65)"), "{p:?}");
+        let p = wifi("Home", "k\u{e4}se").unwrap_err().problems;
+        assert!(
+            p[0].contains("printable ASCII") && p[0].contains("number 2"),
+            "{p:?}"
+        );
+        let p = wifi("Home", "1234567").unwrap_err().problems;
+        assert!(p[0].contains("(it has 7)"), "{p:?}");
+        // 16 characters, 32 bytes: the most a network name may have.
+        assert!(wifi(&"\u{e9}".repeat(16), "12345678").is_ok());
+        let p = wifi(&"\u{e9}".repeat(17), "12345678").unwrap_err().problems;
+        assert!(p[0].contains("has 34 (17 characters"), "{p:?}");
     }
 
     #[test]

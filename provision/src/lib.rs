@@ -10,6 +10,7 @@ pub mod cert;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod country;
 pub mod csr;
 pub mod enrol;
 pub mod fault;

@@ -114,7 +114,11 @@ impl Fatal {
 /// Applies the Wi-Fi and host name settings only (for a unit that runs
 /// before the network comes up). Problems are reported, never fatal.
 pub fn apply_early(opts: &Options) {
-    match config::load(&opts.config) {
+    let (path, note) = config::locate(&opts.config);
+    if let Some(n) = note {
+        log(&n);
+    }
+    match config::load(&path) {
         Ok(Some(s)) => apply_system_settings(opts, &s),
         Ok(None) => log("no vantage.toml on the boot partition; nothing to apply"),
         Err(invalid) => log(&format!("vantage.toml has problems: {invalid}")),
@@ -139,13 +143,17 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
         ));
         return Err(f);
     }
-    let settings = config::load(&opts.config);
+    let (config_path, name_note) = config::locate(&opts.config);
+    if let Some(n) = name_note {
+        reporter.note(n);
+    }
+    let settings = config::load(&config_path);
     if let Ok(Some(s)) = &settings {
         apply_system_settings(opts, s);
     }
 
     let lost_identity = match healthy_identity(&data) {
-        Ok(node) => return Ok(already_enrolled(opts, &settings, node, &report)),
+        Ok(node) => return Ok(already_enrolled(&config_path, &settings, node, &report)),
         Err(why) => why,
     };
 
@@ -222,6 +230,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
 
     Enrolment {
         opts,
+        config: &config_path,
         lost_identity,
         settings: &settings,
         ca: &ca,
@@ -235,6 +244,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
 
 struct Enrolment<'a> {
     opts: &'a Options,
+    config: &'a Path,
     lost_identity: Option<String>,
     settings: &'a Settings,
     ca: &'a PinnedCa,
@@ -350,13 +360,16 @@ impl Enrolment<'_> {
             .store_issued(&issued.node, &issued.cert_pem, &issued.chain_pem)
             .map_err(|e| Fatal::Broken(format!("cannot store the node's certificate: {e}")))?;
         if self.settings.token.is_some()
-            && let Err(e) = scrub_token(&self.opts.config)
+            && let Err(e) = scrub_token(self.config)
         {
             log(&format!(
                 "cannot remove the used token from vantage.toml: {e}"
             ));
         }
-        (self.report)(&enrolled(&issued.node, None));
+        (self.report)(&enrolled(
+            &issued.node,
+            disagreement(self.settings, &issued.node),
+        ));
         Ok(Outcome::Enrolled {
             node_id: issued.node.node_id,
             fresh: true,
@@ -364,21 +377,25 @@ impl Enrolment<'_> {
     }
 }
 
-/// A healthy node: scrub a leftover token, tell the volunteer, done.
+/// A healthy node: scrub a leftover token, tell the volunteer (including
+/// where vantage.toml and the enrolled attributes disagree), done.
 fn already_enrolled(
-    opts: &Options,
+    config_path: &Path,
     settings: &Result<Option<Settings>, config::Invalid>,
     node: NodeState,
     report: &dyn Fn(&Status),
 ) -> Outcome {
     let mut note = None;
     match settings {
-        Ok(Some(s)) if s.token.is_some() => {
-            if let Err(e) = scrub_token(&opts.config) {
+        Ok(Some(s)) => {
+            if s.token.is_some()
+                && let Err(e) = scrub_token(config_path)
+            {
                 log(&format!(
                     "cannot remove the used token from vantage.toml: {e}"
                 ));
             }
+            note = disagreement(s, &node);
         }
         Err(invalid) => {
             note = Some(format!(
@@ -392,6 +409,59 @@ fn already_enrolled(
         node_id: node.node_id,
         fresh: false,
     }
+}
+
+/// Where vantage.toml says something else than what the node is enrolled
+/// with, in words: the values in force, the file's values that are not, and
+/// why. `None` when they agree. Without this a corrected file (`UK` to
+/// `GB`, say) would change nothing at the next boot and say nothing either.
+pub fn disagreement(s: &Settings, node: &NodeState) -> Option<String> {
+    let a = &node.attrs;
+    let mut not_applied = Vec::new();
+    // Not the hub: the hub states its own address (its public URL), which
+    // may rightly be written differently from the volunteer's (a name
+    // instead of an address, an explicit :443).
+    if s.country != a.country {
+        not_applied.push(format!("country = \"{}\"", s.country));
+    }
+    if let Some(ct) = &s.continent
+        && a.continent.as_ref() != Some(ct)
+    {
+        not_applied.push(format!("continent = \"{ct}\""));
+    }
+    let mut file_tags = s.tags.clone();
+    let mut node_tags = a.tags.clone();
+    file_tags.sort();
+    node_tags.sort();
+    if file_tags != node_tags {
+        not_applied.push(format!("tags = [{}]", quoted(&s.tags)));
+    }
+    if not_applied.is_empty() {
+        return None;
+    }
+    let in_force = format!(
+        "country {}, continent {}, tags [{}]",
+        a.country,
+        a.continent.as_deref().unwrap_or("(none)"),
+        quoted(&a.tags)
+    );
+    Some(format!(
+        "vantage.toml and this node's enrolment disagree. In force (as the hub enrolled the \
+         node, from its token or the administrator's approval): {in_force}. Not applied from \
+         vantage.toml: {}. A node's country, continent and tags are fixed when it enrols, so \
+         that jobs for a country reach only nodes the administrator accepted there. To change \
+         them, ask the hub's administrator; or, to enrol again with the file's values, put an \
+         empty file named vantage-reset on the boot partition (the node gets a new id, and \
+         needs a new token or approval). Or change vantage.toml back to the values in force.",
+        not_applied.join("; ")
+    ))
+}
+
+fn quoted(tags: &[String]) -> String {
+    tags.iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The stored identity if it is complete and usable: `node.json`, a
@@ -579,44 +649,12 @@ fn describe_transport(hub: &str, e: &ureq::Error, clock_wrong: bool) -> (String,
                    administrator gave you."
         .to_owned();
     if let Some(tls) = rustls_error(e) {
-        use rustls::CertificateError as C;
-        return match tls {
-            rustls::Error::InvalidCertificate(
-                C::Expired
-                | C::ExpiredContext { .. }
-                | C::NotValidYet
-                | C::NotValidYetContext { .. },
-            ) => (
-                format!(
-                    "The secure connection to {hub} failed because the dates do not match: \
-                     either the node's clock is wrong (it says {}) or the hub's certificate \
-                     has expired.{}",
-                    clock::human(clock::now()),
-                    if clock_wrong {
-                        " The clock is certainly wrong."
-                    } else {
-                        ""
-                    }
-                ),
-                "make sure the node can reach time servers (NTP, UDP port 123); if the clock \
-                 is right, tell the hub's administrator that the hub's certificate expired."
-                    .to_owned(),
-            ),
-            rustls::Error::InvalidCertificate(_) => (
-                format!(
-                    "The server at {hub} is not your network's hub: its certificate is not \
-                     signed by the network's authority built into this image ({tls})."
-                ),
-                "check hub = \"...\" in vantage.toml, and that you flashed the image of the \
-                 same network; a network that intercepts secure connections (some hotel or \
-                 company networks) also causes this."
-                    .to_owned(),
-            ),
-            other => (
-                format!("The secure connection to {hub} failed: {other}."),
+        return describe_tls(hub, tls, clock_wrong).unwrap_or_else(|| {
+            (
+                format!("The secure connection to {hub} failed: {tls}."),
                 network,
-            ),
-        };
+            )
+        });
     }
     let what = match e {
         ureq::Error::HostNotFound => format!("The hub's name in {hub} could not be found (DNS)."),
@@ -628,6 +666,121 @@ fn describe_transport(hub: &str, e: &ureq::Error, clock_wrong: bool) -> (String,
         other => format!("The hub {hub} could not be reached: {other}."),
     };
     (what, network)
+}
+
+/// What a certificate failure means for the volunteer: the wrong network
+/// (another CA), the wrong name for the right hub, an expired hub
+/// certificate, or the node's clock. `None` for failures that are not about
+/// the hub's certificate.
+fn describe_tls(hub: &str, tls: &rustls::Error, clock_wrong: bool) -> Option<(String, String)> {
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(cert) = tls else {
+        return None;
+    };
+    let now = clock::human(clock::now());
+    let ntp = "make sure the node is connected and can reach time servers (NTP, UDP port 123); \
+               the node sets its clock from them by itself.";
+    let clock_note = if clock_wrong {
+        " The node's clock is certainly wrong."
+    } else {
+        ""
+    };
+    Some(match cert {
+        C::NotValidYet | C::NotValidYetContext { .. } => {
+            let from = match cert {
+                C::NotValidYetContext { not_before, .. } => format!(
+                    " The certificate is valid from {}.",
+                    clock::human(unix(*not_before))
+                ),
+                _ => String::new(),
+            };
+            (
+                format!(
+                    "The secure connection to {hub} failed because the node's clock is behind: \
+                     it says {now}, before the hub's certificate became valid.{from}{clock_note}"
+                ),
+                ntp.to_owned(),
+            )
+        }
+        C::Expired | C::ExpiredContext { .. } if clock_wrong => (
+            format!(
+                "The secure connection to {hub} failed because the dates do not match: the \
+                 node's clock says {now}, which cannot be right."
+            ),
+            ntp.to_owned(),
+        ),
+        C::Expired | C::ExpiredContext { .. } => {
+            let when = match cert {
+                C::ExpiredContext { not_after, .. } => {
+                    format!(" on {}", clock::human(unix(*not_after)))
+                }
+                _ => String::new(),
+            };
+            (
+                format!(
+                    "The hub's certificate expired{when} (the node's clock says {now}), so the \
+                     node cannot trust {hub}."
+                ),
+                "tell the hub's administrator that the hub's certificate has expired \
+                 (vantage-hub server-cert makes a new one). If the node's clock is far ahead \
+                 instead, check that it can reach time servers (NTP, UDP port 123)."
+                    .to_owned(),
+            )
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            let host = host_of(hub);
+            let names = match cert {
+                C::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
+                    format!(" It is made out for: {}.", presented.join(", "))
+                }
+                _ => String::new(),
+            };
+            (
+                format!(
+                    "The server at {hub} has a certificate from your network's authority, but \
+                     not for the name {host}.{names}"
+                ),
+                format!(
+                    "write the hub's address in vantage.toml exactly as the administrator gave \
+                     it (hub = \"https://NAME:PORT\", with one of the names above); or ask the \
+                     administrator to add {host} to the hub's certificate \
+                     (vantage-hub server-cert --name {host} ...)."
+                ),
+            )
+        }
+        C::Revoked => (
+            format!("The hub's certificate at {hub} has been revoked by your network."),
+            "tell the hub's administrator; nothing to change on the node.".to_owned(),
+        ),
+        C::UnknownIssuer | C::BadSignature => (
+            format!(
+                "The server at {hub} is not your network's hub: its certificate is not \
+                 signed by the network's authority built into this image."
+            ),
+            "check hub = \"...\" in vantage.toml, and that you flashed the image of the \
+             same network; a network that intercepts secure connections (some hotel or \
+             company networks) also causes this."
+                .to_owned(),
+        ),
+        other => (
+            format!("The hub's certificate at {hub} is not acceptable: {other}."),
+            "tell the hub's administrator this message.".to_owned(),
+        ),
+    })
+}
+
+fn unix(t: rustls::pki_types::UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The host part of a hub URL (`https://host:port/...`), for messages.
+fn host_of(hub: &str) -> &str {
+    let rest = hub.strip_prefix("https://").unwrap_or(hub);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
 }
 
 fn rustls_error(e: &ureq::Error) -> Option<&rustls::Error> {
@@ -665,6 +818,57 @@ mod tests {
                 "{j:?}"
             );
         }
+    }
+
+    #[test]
+    fn tls_failures_are_named_by_their_cause() {
+        use rustls::CertificateError as C;
+        use rustls::pki_types::UnixTime;
+        let hub = "https://hub.example.net:8443";
+        let what = |e: C, clock_wrong: bool| {
+            let (w, todo) =
+                describe_tls(hub, &rustls::Error::InvalidCertificate(e), clock_wrong).unwrap();
+            format!("{w} / {todo}")
+        };
+        let t = |s| UnixTime::since_unix_epoch(Duration::from_secs(s));
+        let expired = what(
+            C::ExpiredContext {
+                time: t(1_800_000_000),
+                not_after: t(1_764_013_200),
+            },
+            false,
+        );
+        assert!(
+            expired.contains("hub's certificate expired on 2025-11-24 19:40 UTC"),
+            "{expired}"
+        );
+        assert!(what(C::Expired, true).contains("which cannot be right"));
+        let early = what(
+            C::NotValidYetContext {
+                time: t(0),
+                not_before: t(1_764_013_200),
+            },
+            true,
+        );
+        assert!(
+            early.contains("clock is behind") && early.contains("NTP"),
+            "{early}"
+        );
+        let foreign = what(C::UnknownIssuer, false);
+        assert!(foreign.contains("not your network's hub"), "{foreign}");
+        let name = what(C::NotValidForName, false);
+        assert!(
+            name.contains("not for the name hub.example.net") && !name.contains("not your network"),
+            "{name}"
+        );
+        assert!(describe_tls(hub, &rustls::Error::HandshakeNotComplete, false).is_none());
+    }
+
+    #[test]
+    fn host_of_hub_urls() {
+        assert_eq!(host_of("https://hub.example.net:8443/x"), "hub.example.net");
+        assert_eq!(host_of("https://127.0.0.1"), "127.0.0.1");
+        assert_eq!(host_of("https://[::1]:8443"), "::1");
     }
 
     #[test]

@@ -129,6 +129,7 @@ impl Status {
 pub struct Reporter {
     path: PathBuf,
     last: RefCell<Option<Status>>,
+    notes: RefCell<Vec<String>>,
 }
 
 impl Reporter {
@@ -137,7 +138,14 @@ impl Reporter {
         Reporter {
             path: boot_dir.join(FILE_NAME),
             last: RefCell::new(None),
+            notes: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Adds a remark shown under every status from now on (how the settings
+    /// file was found, say), whatever the outcome of the run.
+    pub fn note(&self, note: String) {
+        self.notes.borrow_mut().push(note);
     }
 
     /// The status file.
@@ -148,7 +156,10 @@ impl Reporter {
     /// Tells the volunteer. The file is only rewritten when its text
     /// changes, and a status is logged only when it differs from the last.
     pub fn report(&self, status: &Status) -> io::Result<()> {
-        let text = status.render(clock::now());
+        let mut text = status.render(clock::now());
+        for n in self.notes.borrow().iter() {
+            text.push_str(&format!("\nPlease note: {n}\n"));
+        }
         // The journal gets each status once, not once per retry.
         if self.last.replace(Some(status.clone())).as_ref() != Some(status) {
             for line in text.lines().filter(|l| !l.is_empty()) {
@@ -189,6 +200,13 @@ mod tests {
         assert_eq!(
             std::fs::metadata(r.path()).unwrap().modified().unwrap(),
             mtime
+        );
+        r.note("read from vantage.toml.txt".into());
+        r.report(&s).unwrap();
+        let text = std::fs::read_to_string(r.path()).unwrap();
+        assert!(
+            text.ends_with("\r\nPlease note: read from vantage.toml.txt\r\n"),
+            "{text}"
         );
     }
 

@@ -11,8 +11,9 @@ use crate::state::atomic_write;
 pub const DEFAULT_WPA_CONF: &str = "/etc/wpa_supplicant/wpa_supplicant-wlan0.conf";
 
 /// The configuration text. The network name is written in hex and the
-/// passphrase as its derived 256-bit key, so no character in either can
-/// break the file's syntax, and the passphrase itself is not stored.
+/// passphrase as its derived 256-bit key (or the key itself when the
+/// volunteer gave 64 hex digits), so no character in either can break the
+/// file's syntax, and the passphrase itself is not stored.
 pub fn render(w: &Wifi) -> String {
     let mut s = format!(
         "# Written by vantage-provision from vantage.toml on the boot partition.\n\
@@ -30,7 +31,12 @@ pub fn render(w: &Wifi) -> String {
     match &w.passphrase {
         Some(p) => {
             s.push_str("\tkey_mgmt=WPA-PSK\n");
-            s.push_str(&format!("\tpsk={}\n", hex(&psk(&w.ssid, p))));
+            let key = if crate::config::is_raw_psk(p) {
+                p.to_ascii_lowercase()
+            } else {
+                hex(&psk(&w.ssid, p))
+            };
+            s.push_str(&format!("\tpsk={key}\n"));
         }
         None => s.push_str("\tkey_mgmt=NONE\n"),
     }
@@ -102,6 +108,18 @@ mod tests {
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
+        );
+        // A key given as 64 hex digits is the key: used as it is, not hashed.
+        let key = "F42C6FC52DF0EBEF9EBB4B90B38A5F902E83FE1B135A70E23AED762E9710A12E";
+        let raw = Wifi {
+            passphrase: Some(key.into()),
+            ..w.clone()
+        };
+        assert!(apply(&path, &raw).unwrap());
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains(&format!("\tpsk={}\n", key.to_ascii_lowercase()))
         );
         let open = Wifi {
             passphrase: None,

@@ -256,6 +256,89 @@ fn unreachable_hub_and_foreign_ca_are_reported_and_retried() {
 }
 
 #[test]
+fn a_hub_name_missing_from_its_certificate_is_named_as_such() {
+    // The right network (same CA), but the hub's certificate is only for
+    // hub.example.net while the volunteer wrote its IP address.
+    let hub = Hub::start_as("hub.example.net", &[]);
+    let node = Node::new(&hub.ca_path());
+    node.write_config(&settings(&hub.url, None));
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let s = node.status();
+    assert!(
+        s.contains("from your network's authority, but not for the name 127.0.0.1"),
+        "{s}"
+    );
+    assert!(s.contains("hub.example.net"), "{s}");
+    assert!(!s.contains("not your network's hub"), "{s}");
+}
+
+#[test]
+fn a_file_that_disagrees_with_the_enrolment_says_which_values_are_in_force() {
+    let hub = Hub::start();
+    let node = Node::new(&hub.ca_path());
+    node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    assert_eq!(node.run_once().status.code(), Some(0));
+    let s = node.status();
+    assert!(!s.contains("disagree"), "{s}");
+
+    // The volunteer corrects (or changes) the file and restarts the node.
+    node.write_config(
+        &settings(&hub.url, None)
+            .replace("country = \"DE\"", "country = \"FR\"")
+            .replace("[\"fiber\"]", "[\"fiber\", \"home\"]"),
+    );
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = node.status().replace("\r\n", "\n");
+    assert!(s.starts_with("vantage node: ENROLLED"), "{s}");
+    for phrase in [
+        "vantage.toml and this node's enrolment disagree",
+        "In force (as the hub enrolled the node, from its token or the administrator's approval): country DE, continent EU, tags [\"fiber\"]",
+        "Not applied from vantage.toml: country = \"FR\"; tags = [\"fiber\", \"home\"]",
+        "ask the hub's administrator",
+    ] {
+        assert!(s.contains(phrase), "missing {phrase:?} in:\n{s}");
+    }
+    assert_eq!(node.node_json().unwrap()["attrs"]["country"], "DE");
+
+    // Back to the enrolled values: nothing to say any more.
+    node.write_config(&settings(&hub.url, None));
+    assert_eq!(node.run_once().status.code(), Some(0));
+    assert!(!node.status().contains("disagree"), "{}", node.status());
+}
+
+#[test]
+fn a_good_token_after_a_refused_one_leaves_nothing_pending() {
+    let hub = Hub::start();
+    let node = Node::new(&hub.ca_path());
+    node.write_config(&settings(&hub.url, Some("vt1.not-a-real-token")));
+    assert_eq!(node.run_once().status.code(), Some(75));
+    let pending = hub.pending();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the refused token made it wait for approval"
+    );
+
+    node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(hub.pending().is_empty(), "{:?}", hub.pending());
+    assert_eq!(hub.nodes().len(), 1);
+    let listed = hub.cli(&["nodes", "pending", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+    // Approving the old fingerprint is refused instead of making a dead row.
+    let out = std::process::Command::new(common::hub_bin())
+        .arg("--data-dir")
+        .arg(hub.dir.path().join("hub"))
+        .args(["nodes", "approve", &pending[0]])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn wrong_clock_is_named_as_the_problem() {
     // A CA whose validity starts next year: to this node the clock is wrong.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();

@@ -66,12 +66,18 @@ impl Hub {
 
     /// A hub with extra `serve` options.
     pub fn start_with(serve_args: &[&str]) -> Hub {
+        Hub::start_as("127.0.0.1", serve_args)
+    }
+
+    /// A hub whose server certificate names only `name` (it still listens,
+    /// and [`Hub::url`] points, at 127.0.0.1).
+    pub fn start_as(name: &str, serve_args: &[&str]) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("hub");
         let out = Command::new(hub_bin())
             .arg("--data-dir")
             .arg(&data)
-            .args(["init", "--name", "127.0.0.1"])
+            .args(["init", "--name", name])
             .output()
             .unwrap();
         assert!(
