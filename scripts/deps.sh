@@ -34,6 +34,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The agent's and the CLI's tests reach their test hub as https://localhost:PORT
+# (the name in its certificate). A minimal root (debootstrap, some containers)
+# may have no /etc/hosts, and then that name does not resolve.
+if [[ " $* " == *" fixtures "* ]] && ! getent hosts localhost >/dev/null; then
+  [ "$(id -u)" = 0 ] || {
+    echo "error: the name localhost does not resolve; the tests need it (add '127.0.0.1 localhost' to /etc/hosts as root)" >&2
+    exit 1
+  }
+  echo "deps: localhost does not resolve; adding it to /etc/hosts"
+  printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >>/etc/hosts
+fi
+
 if ! command -v rustup >/dev/null && [ -x "$HOME/.cargo/bin/rustup" ]; then
   export PATH=$HOME/.cargo/bin:$PATH
 fi
