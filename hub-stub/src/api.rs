@@ -18,7 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use vantage_proto::channel::{self, NodeAttrs};
-use vantage_proto::enrol::{Endpoints, EnrolRequest, EnrolResponse, EnrolStatus, RenewRequest};
+use vantage_proto::enrol::{
+    AttrsChange, AttrsRequest, AttrsResponse, Endpoints, EnrolRequest, EnrolResponse, EnrolStatus,
+    RenewRequest,
+};
 use vantage_proto::identity::Role;
 use vantage_proto::job::SignedJob;
 use vantage_proto::node::{GapReport, Heartbeat};
@@ -173,6 +176,10 @@ async fn route(
         (&Method::POST, ["v1", "renew"]) => {
             let node = require_node(hub, caller).await?;
             renew(hub, &node, req).await
+        }
+        (&Method::POST, ["v1", "attrs"]) => {
+            let node = require_node(hub, caller).await?;
+            update_attrs(hub, &node, req).await
         }
         (&Method::GET, ["v1", "sub", list]) => {
             let node = require_node(hub, caller).await?;
@@ -639,6 +646,76 @@ async fn renew(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming>) -> A
         .await?
         .ok_or_else(|| ApiError::not_found("node not in the registry"))?;
     Ok(json_resp(StatusCode::OK, &issued_response(hub, &node)))
+}
+
+/// A node's settings file says something new: its tags are taken at once; a
+/// new country or continent waits for the administrator's approval
+/// (`vantage-hub nodes approve <node id>`) and is made at the node's first
+/// request after that, so its running agent never holds channels the hub
+/// no longer grants.
+async fn update_attrs(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming>) -> ApiResult {
+    let body = read_body(req, MAX_SMALL_BODY).await?;
+    let d = parse_json::<AttrsRequest>(&body)?.declared;
+    let id = node_id.to_string();
+    let found = hub
+        .db(move |db| {
+            let Some(node) = db.node(&id)? else {
+                return Ok(None);
+            };
+            let continent = d.continent.clone().or_else(|| node.attrs.continent.clone());
+            let wanted = Attrs {
+                country: d.country.clone(),
+                continent: continent.clone(),
+                asn: node.attrs.asn,
+                tags: d.tags.clone(),
+            };
+            if let Err(e) = node_attrs(&id, &wanted).validate() {
+                return Ok(Some(Err(e.to_string())));
+            }
+            let mut attrs = Attrs {
+                tags: d.tags,
+                ..node.attrs.clone()
+            };
+            let mut waiting = None;
+            if wanted.country == node.attrs.country && wanted.continent == node.attrs.continent {
+                db.drop_attr_change(&id)?;
+            } else {
+                let row = db.request_attr_change(&id, &d.country, continent.as_deref(), now())?;
+                if row.approved.is_some() {
+                    attrs.country = row.country;
+                    attrs.continent = row.continent;
+                    db.drop_attr_change(&id)?;
+                } else {
+                    waiting = Some(AttrsChange {
+                        country: row.country,
+                        continent: row.continent,
+                    });
+                }
+            }
+            if attrs != node.attrs {
+                db.set_node_attrs(&id, &attrs)?;
+                db.audit(
+                    now(),
+                    &id,
+                    "node.attrs",
+                    &id,
+                    &json!({"from": node.attrs, "to": attrs}),
+                )?;
+            }
+            Ok(Some(Ok((attrs, waiting))))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("node not in the registry"))?;
+    let (attrs, waiting) = found.map_err(|e| ApiError::bad(format!("declared attributes: {e}")))?;
+    let attrs = node_attrs(node_id, &attrs);
+    Ok(json_resp(
+        StatusCode::OK,
+        &AttrsResponse {
+            channels: attrs.channels(),
+            attrs,
+            waiting,
+        },
+    ))
 }
 
 // ---- subscriptions ----

@@ -195,9 +195,10 @@ pub enum NodesCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Approve a pending enrolment by its key fingerprint (a unique prefix of 8+ characters will do).
+    /// Approve a pending enrolment by its key fingerprint (a unique prefix of 8+ characters will do),
+    /// or a node's change of country or continent by its node id (n-...).
     Approve {
-        /// Fingerprint as the node shows it.
+        /// Fingerprint as the node shows it, or the id of a node that asked for a change.
         fingerprint: String,
     },
     /// Revoke a node: its certificates go on the CRL and the hub refuses it at once.
@@ -508,6 +509,22 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
             if json {
                 print_json(&serde_json::to_value(&list)?);
             } else {
+                for c in db.attr_changes()? {
+                    let now_in = db.node(&c.node_id)?.map(|n| n.attrs).unwrap_or_default();
+                    println!(
+                        "{}  asks for country {} continent {} (now {} {})  {}",
+                        c.node_id,
+                        c.country,
+                        c.continent.as_deref().unwrap_or("-"),
+                        now_in.country,
+                        now_in.continent.as_deref().unwrap_or("-"),
+                        if c.approved.is_some() {
+                            "approved, made at the node's next start"
+                        } else {
+                            "pending: vantage-hub nodes approve <node id>"
+                        }
+                    );
+                }
                 for p in list {
                     println!(
                         "{}  {} {}  from {}  {}",
@@ -523,6 +540,25 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
                     );
                 }
             }
+        }
+        NodesCmd::Approve { fingerprint } if fingerprint.trim().starts_with("n-") => {
+            let id = fingerprint.trim();
+            let Some(change) = db.attr_change(id)? else {
+                bail!("node {id} has asked for no change; `vantage-hub nodes pending` lists them");
+            };
+            db.approve_attr_change(id, now())?;
+            db.audit(
+                now(),
+                "cli",
+                "attrs.approve",
+                id,
+                &json!({"country": change.country, "continent": change.continent}),
+            )?;
+            println!(
+                "approved country {} continent {} for {id}; the node makes the change at its next start",
+                change.country,
+                change.continent.as_deref().unwrap_or("-")
+            );
         }
         NodesCmd::Approve { fingerprint } => {
             let fp = fingerprint.trim().to_ascii_lowercase().replace(':', "");

@@ -116,6 +116,22 @@ pub struct PendingRow {
     pub node_id: Option<String>,
 }
 
+/// A node's request to change its country or continent (`POST /v1/attrs`),
+/// which takes the administrator's approval.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttrChangeRow {
+    /// The node.
+    pub node_id: String,
+    /// The country asked for.
+    pub country: String,
+    /// The continent asked for.
+    pub continent: Option<String>,
+    /// Request time (last one), Unix seconds.
+    pub requested: i64,
+    /// Approval time; the change is made at the node's next request.
+    pub approved: Option<i64>,
+}
+
 /// One entry of the job log, as stored.
 #[derive(Debug, Clone)]
 pub struct LogEntry {
@@ -224,6 +240,9 @@ CREATE TABLE IF NOT EXISTS nodes(
 CREATE TABLE IF NOT EXISTS pending(
   fp TEXT PRIMARY KEY, csr TEXT NOT NULL, declared TEXT NOT NULL, created INTEGER NOT NULL,
   last_poll INTEGER NOT NULL, address TEXT, approved INTEGER, node_id TEXT);
+CREATE TABLE IF NOT EXISTS attr_changes(
+  node_id TEXT PRIMARY KEY, country TEXT NOT NULL, continent TEXT, requested INTEGER NOT NULL,
+  approved INTEGER);
 CREATE TABLE IF NOT EXISTS certs(
   serial TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, not_after INTEGER NOT NULL,
   issued INTEGER NOT NULL, revoked INTEGER);
@@ -666,6 +685,82 @@ impl Db {
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Replaces a node's attributes.
+    pub fn set_node_attrs(&self, id: &str, attrs: &Attrs) -> Result<()> {
+        self.c().execute(
+            "UPDATE nodes SET attrs=?2 WHERE id=?1",
+            params![id, serde_json::to_string(attrs)?],
+        )?;
+        Ok(())
+    }
+
+    // ---- attribute changes waiting for approval ----
+
+    /// Records a node's request to change country or continent. Asking for
+    /// other values than before withdraws an approval of the old ones.
+    pub fn request_attr_change(
+        &self,
+        node_id: &str,
+        country: &str,
+        continent: Option<&str>,
+        now: i64,
+    ) -> Result<AttrChangeRow> {
+        self.c().execute(
+            "INSERT INTO attr_changes(node_id,country,continent,requested) VALUES(?1,?2,?3,?4)
+             ON CONFLICT(node_id) DO UPDATE SET requested=?4,
+               approved=CASE WHEN country=?2 AND continent IS ?3 THEN approved ELSE NULL END,
+               country=?2, continent=?3",
+            params![node_id, country, continent, now],
+        )?;
+        Ok(self.attr_change(node_id)?.expect("row just written"))
+    }
+
+    /// A node's change request, if any.
+    pub fn attr_change(&self, node_id: &str) -> Result<Option<AttrChangeRow>> {
+        Ok(self.attr_changes_where("node_id=?1", [node_id])?.pop())
+    }
+
+    /// Every change request, oldest first.
+    pub fn attr_changes(&self) -> Result<Vec<AttrChangeRow>> {
+        self.attr_changes_where("1", [])
+    }
+
+    fn attr_changes_where(
+        &self,
+        cond: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<AttrChangeRow>> {
+        let c = self.r();
+        let mut st = c.prepare(&format!(
+            "SELECT node_id,country,continent,requested,approved FROM attr_changes WHERE {cond} ORDER BY requested"
+        ))?;
+        let rows = st.query_map(args, |r| {
+            Ok(AttrChangeRow {
+                node_id: r.get(0)?,
+                country: r.get(1)?,
+                continent: r.get(2)?,
+                requested: r.get(3)?,
+                approved: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Approves a node's change request; false when there is none.
+    pub fn approve_attr_change(&self, node_id: &str, now: i64) -> Result<bool> {
+        Ok(self.c().execute(
+            "UPDATE attr_changes SET approved=coalesce(approved,?2) WHERE node_id=?1",
+            params![node_id, now],
+        )? == 1)
+    }
+
+    /// Forgets a node's change request (made, or no longer asked for).
+    pub fn drop_attr_change(&self, node_id: &str) -> Result<()> {
+        self.c()
+            .execute("DELETE FROM attr_changes WHERE node_id=?1", [node_id])?;
         Ok(())
     }
 
@@ -1146,6 +1241,28 @@ mod tests {
             .map(|p| p.fingerprint)
             .collect();
         assert_eq!(open, ["fp-b"]);
+    }
+
+    #[test]
+    fn a_changed_request_withdraws_the_approval_of_the_old_one() {
+        let (_d, db) = db();
+        assert!(
+            !db.approve_attr_change("n-1", 1).unwrap(),
+            "nothing to approve"
+        );
+        db.request_attr_change("n-1", "GB", Some("EU"), 1).unwrap();
+        assert!(db.approve_attr_change("n-1", 2).unwrap());
+        // Asked again for the same: still approved.
+        let row = db.request_attr_change("n-1", "GB", Some("EU"), 3).unwrap();
+        assert_eq!((row.approved, row.requested), (Some(2), 3));
+        // Asked for something else: the admin must look again.
+        let row = db.request_attr_change("n-1", "IE", Some("EU"), 4).unwrap();
+        assert_eq!((row.country.as_str(), row.approved), ("IE", None));
+        let row = db.request_attr_change("n-1", "IE", None, 5).unwrap();
+        assert_eq!((row.continent, row.approved), (None, None));
+        assert_eq!(db.attr_changes().unwrap().len(), 1);
+        db.drop_attr_change("n-1").unwrap();
+        assert!(db.attr_change("n-1").unwrap().is_none());
     }
 
     #[test]

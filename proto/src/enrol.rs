@@ -57,6 +57,40 @@ pub struct RenewRequest {
     pub csr: String,
 }
 
+/// `POST /v1/attrs` body (over mTLS): what the node's settings file declares
+/// now, sent when it differs from the attributes the node is enrolled with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttrsRequest {
+    /// The declared attributes, as at enrolment.
+    pub declared: Declared,
+}
+
+/// A change of country or continent the node asked for, waiting for the
+/// hub administrator's approval (tags change at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttrsChange {
+    /// The country asked for.
+    pub country: String,
+    /// The continent asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continent: Option<String>,
+}
+
+/// Answer to `POST /v1/attrs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttrsResponse {
+    /// The attributes in force after the request.
+    pub attrs: NodeAttrs,
+    /// The channels the node subscribes to with them.
+    pub channels: Vec<String>,
+    /// The change still waiting for approval, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<AttrsChange>,
+}
+
 /// Outcome of an enrolment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

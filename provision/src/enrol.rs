@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 pub use vantage_proto::enrol::{
-    Declared, Endpoints, EnrolRequest, EnrolResponse, EnrolStatus, RenewRequest,
+    AttrsChange, AttrsRequest, AttrsResponse, Declared, Endpoints, EnrolRequest, EnrolResponse,
+    EnrolStatus, RenewRequest,
 };
 
 use crate::cert::CertInfo;
@@ -87,7 +88,7 @@ pub fn enrol(
     hub: &str,
     req: &EnrolRequest,
 ) -> Result<EnrolOutcome, EnrolError> {
-    let (status, resp) = post(agent, &hub_url(hub, "/v1/enrol"), req)?;
+    let (status, resp): (u16, EnrolResponse) = post(agent, &hub_url(hub, "/v1/enrol"), req)?;
     match (status, resp.status) {
         (200, EnrolStatus::Issued) => issued(resp).map(|i| EnrolOutcome::Issued(Box::new(i))),
         (202, EnrolStatus::Pending) => Ok(EnrolOutcome::Pending {
@@ -107,7 +108,7 @@ pub fn renew(agent: &ureq::Agent, renew_url: &str, csr_pem: &str) -> Result<Issu
     let req = RenewRequest {
         csr: csr_pem.to_owned(),
     };
-    let (status, resp) = post(agent, renew_url, &req)?;
+    let (status, resp): (u16, EnrolResponse) = post(agent, renew_url, &req)?;
     match (status, resp.status) {
         (200, EnrolStatus::Issued) => issued(resp),
         (s, st) => Err(EnrolError::BadResponse(format!(
@@ -166,16 +167,31 @@ pub fn renew_stored(
     Ok(issued)
 }
 
+/// Sends `POST /v1/attrs`: the attributes the settings file declares now.
+/// `agent` must present the node's certificate. The answer holds the
+/// attributes in force afterwards and what waits for the admin's approval.
+pub fn update_attrs(
+    agent: &ureq::Agent,
+    hub: &str,
+    declared: &Declared,
+) -> Result<AttrsResponse, EnrolError> {
+    let req = AttrsRequest {
+        declared: declared.clone(),
+    };
+    let (_, resp) = post(agent, &hub_url(hub, "/v1/attrs"), &req)?;
+    Ok(resp)
+}
+
 /// The URL of `path` (starting with `/`) on the hub whose base URL is `hub`.
 pub fn hub_url(hub: &str, path: &str) -> String {
     format!("{}{}", hub.trim_end_matches('/'), path)
 }
 
-fn post<T: Serialize>(
+fn post<T: Serialize, R: serde::de::DeserializeOwned>(
     agent: &ureq::Agent,
     url: &str,
     body: &T,
-) -> Result<(u16, EnrolResponse), EnrolError> {
+) -> Result<(u16, R), EnrolError> {
     let body = serde_json::to_vec(body).expect("request serialises");
     let mut resp = agent
         .post(url)

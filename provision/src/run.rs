@@ -14,11 +14,11 @@ use std::time::Duration;
 use vantage_proto::enrol::EnrolRequest;
 
 use crate::cert::CertInfo;
-use crate::client::{self, PinnedCa, Timeouts};
+use crate::client::{self, ClientIdentity, PinnedCa, Timeouts};
 use crate::clock;
 use crate::config::{self, Settings};
 use crate::csr::{CsrError, NodeKey};
-use crate::enrol::{self, EnrolError, EnrolOutcome, Issued};
+use crate::enrol::{self, AttrsChange, AttrsResponse, EnrolError, EnrolOutcome, Issued};
 use crate::fault;
 use crate::state::{DataDir, NodeState, atomic_write, sync_dir};
 use crate::status::{Reporter, Status};
@@ -153,7 +153,16 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
     }
 
     let lost_identity = match healthy_identity(&data) {
-        Ok(node) => return Ok(already_enrolled(&config_path, &settings, node, &report)),
+        Ok(node) => {
+            return Ok(already_enrolled(
+                opts,
+                &data,
+                &config_path,
+                &settings,
+                node,
+                &report,
+            ));
+        }
         Err(why) => why,
     };
 
@@ -368,7 +377,7 @@ impl Enrolment<'_> {
         }
         (self.report)(&enrolled(
             &issued.node,
-            disagreement(self.settings, &issued.node),
+            disagreement(self.settings, &issued.node, None),
         ));
         Ok(Outcome::Enrolled {
             node_id: issued.node.node_id,
@@ -377,12 +386,15 @@ impl Enrolment<'_> {
     }
 }
 
-/// A healthy node: scrub a leftover token, tell the volunteer (including
-/// where vantage.toml and the enrolled attributes disagree), done.
+/// A healthy node: scrub a leftover token; when vantage.toml declares other
+/// attributes than the node is enrolled with, ask the hub for them; tell
+/// the volunteer what is in force and what is not; done.
 fn already_enrolled(
+    opts: &Options,
+    data: &DataDir,
     config_path: &Path,
     settings: &Result<Option<Settings>, config::Invalid>,
-    node: NodeState,
+    mut node: NodeState,
     report: &dyn Fn(&Status),
 ) -> Outcome {
     let mut note = None;
@@ -395,7 +407,30 @@ fn already_enrolled(
                     "cannot remove the used token from vantage.toml: {e}"
                 ));
             }
-            note = disagreement(s, &node);
+            let mut asked = None;
+            if disagreement(s, &node, None).is_some() {
+                let answer = ask_hub_for_attrs(opts, data, &node, s).map(|resp| {
+                    let updated = NodeState {
+                        attrs: resp.attrs,
+                        channels: resp.channels,
+                        ..node.clone()
+                    };
+                    if updated != node {
+                        match data.write_node(&updated) {
+                            Ok(()) => node = updated,
+                            Err(e) => log(&format!("cannot store the new attributes: {e}")),
+                        }
+                    }
+                    resp.waiting
+                });
+                if let Err(e) = &answer {
+                    log(&format!(
+                        "cannot ask the hub for the file's attributes: {e}"
+                    ));
+                }
+                asked = Some(answer);
+            }
+            note = disagreement(s, &node, asked.as_ref());
         }
         Err(invalid) => {
             note = Some(format!(
@@ -411,11 +446,39 @@ fn already_enrolled(
     }
 }
 
+/// `POST /v1/attrs` with the file's attributes, over mTLS with the node's
+/// identity. Short timeouts: the node works without the answer.
+fn ask_hub_for_attrs(
+    opts: &Options,
+    data: &DataDir,
+    node: &NodeState,
+    s: &Settings,
+) -> Result<AttrsResponse, String> {
+    let ca = PinnedCa::load(&opts.ca).map_err(|e| e.to_string())?;
+    let identity = ClientIdentity::load(data).map_err(|e| e.to_string())?;
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(10),
+        call: Some(Duration::from_secs(20)),
+    };
+    let agent = client::agent(&ca, Some(&identity), timeouts);
+    let resp = enrol::update_attrs(&agent, &node.endpoints.hub, &s.declared())
+        .map_err(|e| e.to_string())?;
+    if resp.attrs.node_id != node.node_id || resp.attrs.validate().is_err() {
+        return Err("the hub's answer names another node or invalid attributes".into());
+    }
+    Ok(resp)
+}
+
 /// Where vantage.toml says something else than what the node is enrolled
 /// with, in words: the values in force, the file's values that are not, and
-/// why. `None` when they agree. Without this a corrected file (`UK` to
-/// `GB`, say) would change nothing at the next boot and say nothing either.
-pub fn disagreement(s: &Settings, node: &NodeState) -> Option<String> {
+/// why (`asked`: what the hub answered when asked for them). `None` when
+/// they agree. Without this a corrected file (`UK` to `GB`, say) would
+/// change nothing at the next boot and say nothing either.
+pub fn disagreement(
+    s: &Settings,
+    node: &NodeState,
+    asked: Option<&Result<Option<AttrsChange>, String>>,
+) -> Option<String> {
     let a = &node.attrs;
     let mut not_applied = Vec::new();
     // Not the hub: the hub states its own address (its public URL), which
@@ -445,14 +508,32 @@ pub fn disagreement(s: &Settings, node: &NodeState) -> Option<String> {
         a.continent.as_deref().unwrap_or("(none)"),
         quoted(&a.tags)
     );
+    let why = match asked {
+        Some(Ok(Some(change))) => format!(
+            "The hub's administrator has been asked to approve country = \"{}\"{}: a node's \
+             country and continent change only with their approval (they run: vantage-hub \
+             nodes approve {}). The node takes the new values at its first start after that.",
+            change.country,
+            change
+                .continent
+                .as_ref()
+                .map(|c| format!(", continent = \"{c}\""))
+                .unwrap_or_default(),
+            node.node_id
+        ),
+        Some(Err(e)) => format!(
+            "The node could not ask the hub for the file's values ({e}); it asks again at its \
+             next start. Tags change at once; a new country or continent needs the hub \
+             administrator's approval."
+        ),
+        _ => "The hub did not take them: ask the hub's administrator; or, to enrol again with \
+              the file's values, put an empty file named vantage-reset on the boot partition \
+              (the node gets a new id, and needs a new token or approval)."
+            .to_owned(),
+    };
     Some(format!(
-        "vantage.toml and this node's enrolment disagree. In force (as the hub enrolled the \
-         node, from its token or the administrator's approval): {in_force}. Not applied from \
-         vantage.toml: {}. A node's country, continent and tags are fixed when it enrols, so \
-         that jobs for a country reach only nodes the administrator accepted there. To change \
-         them, ask the hub's administrator; or, to enrol again with the file's values, put an \
-         empty file named vantage-reset on the boot partition (the node gets a new id, and \
-         needs a new token or approval). Or change vantage.toml back to the values in force.",
+        "vantage.toml and this node's enrolment disagree. In force: {in_force}. Not applied \
+         (yet) from vantage.toml: {}. {why} Or change vantage.toml back to the values in force.",
         not_applied.join("; ")
     ))
 }

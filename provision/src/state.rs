@@ -131,6 +131,11 @@ impl DataDir {
         ] {
             atomic_write(&path, bytes, 0o644).map_err(|e| StateError::io(&path, e))?;
         }
+        self.write_node(node)
+    }
+
+    /// Replaces `node.json` alone (new attributes and channels from the hub).
+    pub fn write_node(&self, node: &NodeState) -> Result<(), StateError> {
         let path = self.node_path();
         let mut json = serde_json::to_vec_pretty(node).expect("NodeState serialises");
         json.push(b'\n');

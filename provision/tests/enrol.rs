@@ -274,15 +274,18 @@ fn a_hub_name_missing_from_its_certificate_is_named_as_such() {
 }
 
 #[test]
-fn a_file_that_disagrees_with_the_enrolment_says_which_values_are_in_force() {
-    let hub = Hub::start();
+fn a_changed_file_updates_tags_and_asks_the_admin_for_a_new_country() {
+    let mut hub = Hub::start();
     let node = Node::new(&hub.ca_path());
     node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
     assert_eq!(node.run_once().status.code(), Some(0));
-    let s = node.status();
-    assert!(!s.contains("disagree"), "{s}");
+    assert!(!node.status().contains("disagree"), "{}", node.status());
+    let id = node.node_json().unwrap()["node_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
-    // The volunteer corrects (or changes) the file and restarts the node.
+    // The volunteer corrects the file (say UK to GB) and restarts the node.
     node.write_config(
         &settings(&hub.url, None)
             .replace("country = \"DE\"", "country = \"FR\"")
@@ -294,18 +297,59 @@ fn a_file_that_disagrees_with_the_enrolment_says_which_values_are_in_force() {
     assert!(s.starts_with("vantage node: ENROLLED"), "{s}");
     for phrase in [
         "vantage.toml and this node's enrolment disagree",
-        "In force (as the hub enrolled the node, from its token or the administrator's approval): country DE, continent EU, tags [\"fiber\"]",
-        "Not applied from vantage.toml: country = \"FR\"; tags = [\"fiber\", \"home\"]",
-        "ask the hub's administrator",
+        "In force: country DE, continent EU, tags [\"fiber\", \"home\"]",
+        "Not applied (yet) from vantage.toml: country = \"FR\".",
+        "approve country = \"FR\", continent = \"EU\"",
+        &format!("vantage-hub nodes approve {id}"),
     ] {
         assert!(s.contains(phrase), "missing {phrase:?} in:\n{s}");
     }
-    assert_eq!(node.node_json().unwrap()["attrs"]["country"], "DE");
+    // Tags are taken at once, and the node's channels with them.
+    let n = node.node_json().unwrap();
+    assert_eq!(n["attrs"]["country"], "DE");
+    assert!(
+        n["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "tag.home"),
+        "{n}"
+    );
+    let pending = String::from_utf8(hub.cli(&["nodes", "pending"]).stdout).unwrap();
+    assert!(
+        pending.contains(&format!("{id}  asks for country FR")),
+        "{pending}"
+    );
 
-    // Back to the enrolled values: nothing to say any more.
+    // The admin approves; the next start makes the change.
+    hub.cli(&["nodes", "approve", &id]);
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!node.status().contains("disagree"), "{}", node.status());
+    let n = node.node_json().unwrap();
+    assert_eq!(n["attrs"]["country"], "FR");
+    assert!(
+        n["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "cc.FR"),
+        "{n}"
+    );
+    let listed = hub.nodes();
+    assert_eq!(listed[0]["country"], "FR");
+
+    // Back to DE with the hub down: nothing changes, and the status says why.
+    hub.stop();
     node.write_config(&settings(&hub.url, None));
     assert_eq!(node.run_once().status.code(), Some(0));
-    assert!(!node.status().contains("disagree"), "{}", node.status());
+    let s = node.status().replace("\r\n", "\n");
+    assert!(
+        s.contains("Not applied (yet) from vantage.toml: country = \"DE\"; tags = [\"fiber\"]"),
+        "{s}"
+    );
+    assert!(s.contains("could not ask the hub"), "{s}");
+    assert_eq!(node.node_json().unwrap()["attrs"]["country"], "FR");
 }
 
 #[test]
