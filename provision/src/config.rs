@@ -844,6 +844,25 @@ passphrase = "short"
     }
 
     #[test]
+    fn a_txt_ending_is_found_and_the_usual_name_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let usual = dir.path().join(FILE_NAME);
+        let txt = dir.path().join(TXT_FILE_NAME);
+        assert_eq!(locate(&usual), (usual.clone(), None));
+        std::fs::write(&txt, "").unwrap();
+        let (path, note) = locate(&usual);
+        assert_eq!(path, txt);
+        assert!(note.unwrap().contains("read from vantage.toml.txt"));
+        std::fs::write(&usual, "").unwrap();
+        let (path, note) = locate(&usual);
+        assert_eq!(path, usual);
+        assert!(note.unwrap().contains("ignores vantage.toml.txt"));
+        // A file named on the command line is taken as it is.
+        let other = dir.path().join("other.toml");
+        assert_eq!(locate(&other), (other.clone(), None));
+    }
+
+    #[test]
     fn windows_files_are_fine() {
         let text = "\u{feff}token = \"t\"\r\nhub = \"https://h\"\r\ncountry = \"FR\"\r\n";
         let s = parse(text).unwrap();
