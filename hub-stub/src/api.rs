@@ -504,6 +504,7 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
             node_attrs("n-0", &attrs)
                 .validate()
                 .map_err(|e| ApiError::bad(format!("declared attributes: {e}")))?;
+            assigned_country(&attrs.country)?;
             let (fp, csr, a2, ad) = (
                 key.fingerprint.clone(),
                 er.csr.clone(),
@@ -656,6 +657,7 @@ async fn renew(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming>) -> A
 async fn update_attrs(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming>) -> ApiResult {
     let body = read_body(req, MAX_SMALL_BODY).await?;
     let d = parse_json::<AttrsRequest>(&body)?.declared;
+    assigned_country(&d.country)?;
     let id = node_id.to_string();
     let found = hub
         .db(move |db| {
@@ -716,6 +718,20 @@ async fn update_attrs(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming
             waiting,
         },
     ))
+}
+
+/// Refuses a declared country that is not an ISO 3166-1 code: a node on
+/// `cc.UK` would never get a job for the United Kingdom (`cc.GB`).
+fn assigned_country(cc: &str) -> Result<(), ApiError> {
+    if vantage_proto::country::is_assigned(cc) {
+        return Ok(());
+    }
+    let hint = vantage_proto::country::hint(cc)
+        .map(|h| format!(": {h}"))
+        .unwrap_or_default();
+    Err(ApiError::bad(format!(
+        "declared country {cc:?} is not an ISO 3166-1 country code{hint}"
+    )))
 }
 
 // ---- subscriptions ----

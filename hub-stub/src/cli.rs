@@ -313,6 +313,12 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
         }) => {
             validate_country(&country)?;
+            if !vantage_proto::country::is_assigned(&country) {
+                let hint = vantage_proto::country::hint(&country)
+                    .map(|h| format!(": {h}"))
+                    .unwrap_or_default();
+                bail!("{country} is not an ISO 3166-1 country code{hint}");
+            }
             if let Some(c) = &continent {
                 validate_continent(c)?;
             }

@@ -10,6 +10,7 @@
 
 pub mod canonical;
 pub mod channel;
+pub mod country;
 pub mod enrol;
 pub mod envelope;
 pub mod error;

@@ -7,7 +7,7 @@ use std::path::Path;
 use vantage_proto::channel::{CONTINENTS, validate_continent, validate_tag};
 use vantage_proto::enrol::Declared;
 
-use crate::country;
+use vantage_proto::country;
 
 /// Name of the settings file on the boot partition.
 pub const FILE_NAME: &str = "vantage.toml";

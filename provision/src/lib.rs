@@ -10,7 +10,6 @@ pub mod cert;
 pub mod client;
 pub mod clock;
 pub mod config;
-pub mod country;
 pub mod csr;
 pub mod enrol;
 pub mod fault;

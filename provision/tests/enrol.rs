@@ -599,3 +599,41 @@ fn expired_certificate_makes_the_node_ask_again() {
     );
     assert_eq!(hub.pending().len(), 1);
 }
+
+#[test]
+fn the_hub_refuses_a_country_that_is_not_iso_3166() {
+    use vantage_provision::client::{self, PinnedCa, Timeouts};
+    use vantage_provision::csr::NodeKey;
+    use vantage_provision::enrol::{self, Declared, EnrolRequest};
+
+    // What a node with an older image declares: provisioning refuses "UK"
+    // now, the hub must too, or the node would sit on cc.UK forever.
+    let hub = Hub::start();
+    let ca = PinnedCa::load(&hub.ca_path()).unwrap();
+    let key = NodeKey::generate().unwrap();
+    let req = EnrolRequest {
+        csr: key.csr_pem(None).unwrap(),
+        token: None,
+        declared: Declared {
+            country: "UK".into(),
+            ..Declared::default()
+        },
+        agent_version: None,
+    };
+    let agent = client::agent(&ca, None, Timeouts::default());
+    let err = enrol::enrol(&agent, &hub.url, &req).unwrap_err();
+    let (status, message) = err.permanent_refusal().expect("refused, not failed");
+    assert_eq!(status, 400);
+    assert!(message.contains("\"GB\""), "{message}");
+    assert!(hub.pending().is_empty());
+
+    // Nor does the admin's token make a node UK.
+    let out = std::process::Command::new(common::hub_bin())
+        .arg("--data-dir")
+        .arg(hub.dir.path().join("hub"))
+        .args(["token", "create", "--country", "UK"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("\"GB\""), "{}", stderr(&out));
+}

@@ -1,9 +1,11 @@
 //! ISO 3166-1 alpha-2 country codes, and the codes people write instead.
 //!
-//! The hub only checks a code's shape, so a plausible-looking `UK` would put
-//! a node on the channel `cc.UK`, which no job for the United Kingdom
-//! (`cc.GB`) reaches. The volunteer is the one person who can fix that
-//! cheaply, at the time they write the file, so the check is done here.
+//! [`crate::channel::validate_country`] only checks a code's shape, so a
+//! plausible-looking `UK` would put a node on the channel `cc.UK`, which no
+//! job for the United Kingdom (`cc.GB`) reaches. Provisioning checks the
+//! volunteer's file against this table (the volunteer is the one person who
+//! can fix it cheaply, while writing it), and the hub checks what nodes
+//! declare and what tokens say.
 
 /// Every officially assigned ISO 3166-1 alpha-2 code (249), sorted, as in
 /// Debian's iso-codes (`/usr/share/iso-codes/json/iso_3166-1.json`).
