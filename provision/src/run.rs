@@ -526,9 +526,14 @@ pub fn disagreement(
              next start. Tags change at once; a new country or continent needs the hub \
              administrator's approval."
         ),
-        _ => "The hub did not take them: ask the hub's administrator; or, to enrol again with \
-              the file's values, put an empty file named vantage-reset on the boot partition \
-              (the node gets a new id, and needs a new token or approval)."
+        None => "At enrolment the token's values win over the file's. The node asks the hub for \
+                 the file's values at its next start: new tags are taken at once, a new \
+                 country or continent needs the hub administrator's approval."
+            .to_owned(),
+        Some(Ok(None)) => "The hub did not take them: ask the hub's administrator; or, to \
+                           enrol again with the file's values, put an empty file named \
+                           vantage-reset on the boot partition (the node gets a new id, and \
+                           needs a new token or approval)."
             .to_owned(),
     };
     Some(format!(

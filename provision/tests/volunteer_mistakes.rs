@@ -60,6 +60,19 @@ const CASES: &[Case] = &[
         after: After::WithoutToken,
     },
     Case {
+        name: "the token says DE, the file FR",
+        file: "vantage.toml",
+        input: Input::Text("hub = \"{hub}\"\ntoken = \"{token}\"\ncountry = \"FR\"\n"),
+        exit: 0,
+        status: &[
+            "ENROLLED",
+            "In force: country DE",
+            "Not applied (yet) from vantage.toml: country = \"FR\"",
+            "the token's values win",
+        ],
+        after: After::WithoutToken,
+    },
+    Case {
         name: "UK is not ISO 3166",
         file: "vantage.toml",
         input: Input::Text("hub = \"{hub}\"\ncountry = \"UK\"\n"),
