@@ -22,7 +22,8 @@ struct Cli {
     /// The boot partition: vantage.toml, vantage-status.txt, vantage-reset.
     #[arg(long, env = "VANTAGE_BOOT_DIR", default_value = run::DEFAULT_BOOT_DIR)]
     boot_dir: PathBuf,
-    /// The volunteer's settings file [default: BOOT_DIR/vantage.toml].
+    /// The volunteer's settings file [default: BOOT_DIR/vantage.toml, or
+    /// BOOT_DIR/vantage.toml.txt when only that one is there].
     #[arg(long, env = "VANTAGE_CONFIG")]
     config: Option<PathBuf>,
     /// The data partition: key, certificates, node.json.
