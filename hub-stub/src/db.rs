@@ -285,6 +285,14 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        // Entries an older hub left behind when a waiting key enrolled with a
+        // token later (insert_node drops them now). A key that waits again
+        // after its node's certificate expired waits since after the enrolment.
+        conn.execute(
+            "DELETE FROM pending WHERE node_id IS NULL AND EXISTS
+               (SELECT 1 FROM nodes WHERE key_fp=pending.fp AND via='token' AND enrolled>=pending.created)",
+            [],
+        )?;
         let read = Connection::open(path)?;
         read.busy_timeout(std::time::Duration::from_secs(10))?;
         read.pragma_update(None, "query_only", "ON")?;
@@ -1218,7 +1226,7 @@ mod tests {
 
     #[test]
     fn a_token_enrolment_supersedes_the_keys_pending_entry() {
-        let (_d, db) = db();
+        let (d, db) = db();
         let attrs = Attrs {
             country: "DE".into(),
             ..Attrs::default()
@@ -1241,6 +1249,29 @@ mod tests {
             .map(|p| p.fingerprint)
             .collect();
         assert_eq!(open, ["fp-b"]);
+
+        // What an older hub left: a waiting entry older than the key's token
+        // enrolment goes when the database is opened; one newer (the node's
+        // certificate expired, it asks again) stays.
+        db.c()
+            .execute_batch(
+                "INSERT INTO pending(fp,csr,declared,created,last_poll) VALUES('fp-old','c','{\"country\":\"DE\"}',1,1);
+                 INSERT INTO pending(fp,csr,declared,created,last_poll) VALUES('fp-again','c','{\"country\":\"DE\"}',9,9);
+                 INSERT INTO nodes(id,attrs,key_fp,cert_pem,cert_serial,cert_not_after,enrolled,via)
+                   VALUES('n-2','{\"country\":\"DE\"}','fp-old','','s2',100,5,'token'),
+                         ('n-3','{\"country\":\"DE\"}','fp-again','','s3',100,5,'token');",
+            )
+            .unwrap();
+        let path = d.path().join("hub.db");
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        let open: Vec<_> = db
+            .pending_open()
+            .unwrap()
+            .into_iter()
+            .map(|p| p.fingerprint)
+            .collect();
+        assert_eq!(open, ["fp-b", "fp-again"]);
     }
 
     #[test]
