@@ -114,7 +114,8 @@ pub fn locate(preferred: &Path) -> (std::path::PathBuf, Option<String>) {
     }
     if preferred.exists() {
         let note = format!(
-            "There are two settings files, {FILE_NAME} and {TXT_FILE_NAME}; the node reads              {FILE_NAME} and ignores {TXT_FILE_NAME}. Delete the one you do not mean, so that \
+            "There are two settings files, {FILE_NAME} and {TXT_FILE_NAME}; the node reads \
+             {FILE_NAME} and ignores {TXT_FILE_NAME}. Delete the one you do not mean, so that \
              your changes are not made to the wrong file."
         );
         return (preferred.to_owned(), Some(note));
@@ -856,7 +857,11 @@ passphrase = "short"
         std::fs::write(&usual, "").unwrap();
         let (path, note) = locate(&usual);
         assert_eq!(path, usual);
-        assert!(note.unwrap().contains("ignores vantage.toml.txt"));
+        let note = note.unwrap();
+        assert!(
+            note.contains("reads vantage.toml and ignores vantage.toml.txt"),
+            "{note}"
+        );
         // A file named on the command line is taken as it is.
         let other = dir.path().join("other.toml");
         assert_eq!(locate(&other), (other.clone(), None));
