@@ -66,6 +66,10 @@ const QUESTIONS: &[(&str, &str)] = &[
     ("txt.badsig.vtest", "TXT"),
     ("www.expired.vtest", "A"),
     ("www.badds.vtest", "A"),
+    ("www.future.vtest", "A"),
+    ("www.nosig.vtest", "A"),
+    ("nx.nonsec.vtest", "A"),
+    ("www.nonsec.vtest", "TXT"),
     // Large answers and large DNSKEY RRsets.
     ("big.big.vtest", "TXT"),
     ("www.bigkey.vtest", "A"),
@@ -417,12 +421,12 @@ fn agent_verdicts_equal_delv_and_unbound() {
         ));
     }
     println!(
-        "\n{:<30} {:<13} {:<13} {:<22} {:<13} {:<13} transport",
+        "\n{:<30} {:<13} {:<13} {:<24} {:<13} {:<13} transport",
         "question", "delv", "agent", "agent reason", "unbound", "agent/unbound"
     );
     for (q, rd, vd, reason, ru, vu, tr) in &rows {
         let mark = if rd == vd && ru == vu { " " } else { "!" };
-        println!("{q:<30} {rd:<13} {vd:<13} {reason:<22} {ru:<13} {vu:<13} {tr} {mark}");
+        println!("{q:<30} {rd:<13} {vd:<13} {reason:<24} {ru:<13} {vu:<13} {tr} {mark}");
     }
     let (ma, mp, md, mu) = (
         median(t_agent),
@@ -447,6 +451,11 @@ fn agent_verdicts_equal_delv_and_unbound() {
         ..Owner::default()
     });
     let ctx_zone = Context::new(owner, Some(Path::new(w.get("ANCHOR_ECDSA_KSK")))).unwrap();
+    let owner = OwnerPolicy::new(&Owner {
+        allow_special_addresses: true,
+        ..Owner::default()
+    });
+    let ctx_zone_ds = Context::new(owner, Some(Path::new(w.get("ANCHOR_ECDSA_DS")))).unwrap();
     for (name, qtype, want, reason) in [
         ("www.ecdsa.vtest", "A", "secure", "validated"),
         ("nx.ecdsa.vtest", "A", "secure", "validated"),
@@ -454,11 +463,15 @@ fn agent_verdicts_equal_delv_and_unbound() {
         ("www.rsa.vtest", "A", "insecure", "no-trust-anchor"),
         ("www.badsig.vtest", "A", "insecure", "no-trust-anchor"),
     ] {
-        for server in [w.get("AUTH"), w.get("UNBOUND")] {
-            let (d, _) = agent(&rt, &ctx_zone, server, name, qtype);
+        for (server, ctx) in [
+            (w.get("AUTH"), &ctx_zone),
+            (w.get("UNBOUND"), &ctx_zone),
+            (w.get("AUTH"), &ctx_zone_ds),
+        ] {
+            let (d, _) = agent(&rt, ctx, server, name, qtype);
             if d["dnssec"]["verdict"] != want || d["dnssec"]["reason"] != reason {
                 failures.push(format!(
-                    "{name} {qtype} via {server} with the ecdsa.vtest KSK as the only anchor: want {want} ({reason}), got {}",
+                    "{name} {qtype} via {server} with ecdsa.vtest's KSK or DS as the only anchor: want {want} ({reason}), got {}",
                     d["dnssec"]
                 ));
             }
