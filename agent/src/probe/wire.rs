@@ -149,7 +149,8 @@ impl Wire {
         let (response, used) = if self.tcp_only {
             (self.tcp(&bytes, id).await?, Used::Tcp)
         } else {
-            let r = self.udp(&bytes, id).await?;
+            let question = key.as_ref().map(|(n, t, ..)| (n.clone(), *t));
+            let r = self.udp(&bytes, id, question).await?;
             if r.metadata.truncation {
                 (self.tcp(&bytes, id).await?, Used::Tcp)
             } else {
@@ -165,7 +166,12 @@ impl Wire {
         Ok((response, used))
     }
 
-    async fn udp(&self, query: &[u8], id: u16) -> Result<DnsResponse, WireError> {
+    async fn udp(
+        &self,
+        query: &[u8],
+        id: u16,
+        question: Option<(Name, RecordType)>,
+    ) -> Result<DnsResponse, WireError> {
         let server = self.server;
         let io = |e: io::Error| WireError::from_io(server, false, &e);
         let local: SocketAddr = if server.is_ipv4() {
@@ -205,12 +211,20 @@ impl Wire {
                 Ok(Err(e)) => return Err(io(e)),
                 Ok(Ok(n)) => {
                     // Anything but the answer to this query (a late answer, a
-                    // stray datagram) is ignored, as a resolver would.
+                    // stray or spoofed datagram) is ignored, as a resolver would.
                     if n < 2 || u16::from_be_bytes([buf[0], buf[1]]) != id {
                         continue;
                     }
-                    return DnsResponse::from_buffer(buf[..n].to_vec())
-                        .map_err(|e| WireError::Malformed(server, e.to_string()));
+                    let r = DnsResponse::from_buffer(buf[..n].to_vec())
+                        .map_err(|e| WireError::Malformed(server, e.to_string()))?;
+                    let echoed = r
+                        .queries
+                        .first()
+                        .map(|q| (q.name().to_lowercase(), q.query_type()));
+                    if question.is_some() && echoed != question {
+                        continue;
+                    }
+                    return Ok(r);
                 }
             }
         }
@@ -355,6 +369,31 @@ mod tests {
             }
         });
         addr
+    }
+
+    #[tokio::test]
+    async fn a_datagram_for_another_question_is_ignored() {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server = udp.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let (n, peer) = udp.recv_from(&mut buf).await.unwrap();
+            let right = Message::from_vec(&buf[..n]).unwrap();
+            // Same id, another question first (a spoofing attempt), then the answer.
+            let mut wrong = right.clone();
+            wrong.queries.clear();
+            wrong.add_query(Query::query(
+                Name::from_ascii("other.").unwrap(),
+                RecordType::A,
+            ));
+            for mut m in [wrong, right] {
+                m.metadata.message_type = MessageType::Response;
+                udp.send_to(&m.to_vec().unwrap(), peer).await.unwrap();
+            }
+        });
+        let w = Wire::new(server, false, Duration::from_secs(2), false);
+        let (r, _) = w.exchange(query()).await.unwrap();
+        assert_eq!(r.queries[0].name(), &Name::from_ascii("example.").unwrap());
     }
 
     #[tokio::test]
