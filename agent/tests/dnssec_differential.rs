@@ -82,6 +82,8 @@ const QUESTIONS: &[(&str, &str)] = &[
     // Unsupported algorithm, NSEC3 iterations over the limit.
     ("www.unkalg.vtest", "A"),
     ("nx.iter.vtest", "A"),
+    ("nx.iter600.vtest", "A"),
+    ("www.iter600.vtest", "TXT"),
 ];
 
 struct World {
