@@ -446,6 +446,23 @@ fn agent_verdicts_equal_delv_and_unbound() {
     );
     assert!(QUESTIONS.len() >= 40);
 
+    // An algorithm delv and unbound implement and hickory does not: the
+    // references say secure, the agent must say insecure with the reason
+    // (RFC 4035 §5.2), never bogus.
+    for server in [w.get("AUTH"), w.get("UNBOUND")] {
+        for (name, qtype) in [("www.ed448.vtest", "A"), ("nx.ed448.vtest", "A")] {
+            let (d, _) = agent(&rt, &ctx, server, name, qtype);
+            if d["dnssec"]["verdict"] != "insecure"
+                || d["dnssec"]["reason"] != "unsupported-algorithm"
+            {
+                failures.push(format!(
+                    "{name} {qtype} via {server} (ED448): want insecure (unsupported-algorithm), got {}",
+                    d["dnssec"]
+                ));
+            }
+        }
+    }
+
     // A non-root anchor holding only a zone's KSK: the zone and what it
     // signs validate, names outside it are insecure, not bogus.
     let owner = OwnerPolicy::new(&Owner {
