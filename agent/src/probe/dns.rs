@@ -4,10 +4,9 @@
 //! are for the network only.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use std::pin::Pin;
 
 use futures_util::{Stream, StreamExt};
 use hickory_resolver::net::NetError;
