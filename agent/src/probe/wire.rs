@@ -337,6 +337,29 @@ mod tests {
         assert!(!e.is_timeout());
     }
 
+    #[tokio::test]
+    async fn a_tcp_connect_that_hangs_is_a_timeout() {
+        // A listener that never accepts, its queue full: Linux drops
+        // further SYNs, so the next connect hangs as to a black hole.
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = sock.listen(0).unwrap();
+        let server = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(server)).await
+            {
+                Ok(Ok(s)) => held.push(s),
+                _ => break,
+            }
+        }
+        let w = Wire::new(server, true, Duration::from_millis(300), false);
+        let e = w.exchange(query()).await.unwrap_err();
+        assert_eq!(e.code(), "connect-timeout", "{e}");
+        assert!(e.is_timeout());
+        drop(listener);
+    }
+
     /// A loopback server answering every UDP query truncated and every TCP
     /// query in full, on the same port.
     async fn truncating_server() -> SocketAddr {
