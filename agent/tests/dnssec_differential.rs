@@ -142,6 +142,20 @@ impl Drop for World {
     }
 }
 
+/// A port free for both TCP and UDP on `ip`.
+fn free_port(ip: &str) -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if std::net::UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// delv's verdict, asking the authoritative server with the world's anchor.
 fn delv(w: &World, name: &str, qtype: &str) -> (String, Duration) {
     let t = Instant::now();
