@@ -100,10 +100,13 @@ impl World {
             Err(_) => {
                 let dir =
                     std::env::temp_dir().join(format!("vantage-dnssec-{}", std::process::id()));
+                // Free ports, so that two runs (two worktrees) do not collide.
                 let out = Command::new("bash")
                     .arg(root.join("ci/fixtures/dnssec-world.sh"))
                     .arg("start")
                     .arg(&dir)
+                    .env("AUTH_PORT", free_port("127.53.0.1").to_string())
+                    .env("UNBOUND_PORT", free_port("127.54.0.1").to_string())
                     .output()
                     .expect("run dnssec-world.sh");
                 assert!(
