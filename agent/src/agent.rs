@@ -347,6 +347,16 @@ impl Agent {
             }
             Err(ProbeError::Timeout(why)) => (Status::Timeout, Some(why), None, Value::Null),
             Err(ProbeError::Failed(why)) => (Status::Error, Some(why), None, Value::Null),
+            Err(ProbeError::Net(e)) => (
+                if e.is_timeout() {
+                    Status::Timeout
+                } else {
+                    Status::Error
+                },
+                Some(e.to_string()),
+                Some(e.code().to_string()),
+                Value::Null,
+            ),
         };
         tracing::info!(
             "job {} run {seq}: {:?}{}",

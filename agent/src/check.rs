@@ -50,8 +50,15 @@ pub fn main(cli: &Cli) -> ExitCode {
     );
     if let Some(ta) = &cfg.trust_anchor {
         report(
-            hickory_resolver::proto::dnssec::TrustAnchors::from_file(ta)
-                .map(|_| format!("DNSSEC trust anchors {} load", ta.display()))
+            crate::probe::anchors::Anchors::load(ta)
+                .map(|a| {
+                    let zones: Vec<String> = a.zones().iter().map(|z| z.to_string()).collect();
+                    format!(
+                        "DNSSEC trust anchors {} load (zones: {})",
+                        ta.display(),
+                        zones.join(" ")
+                    )
+                })
                 .map_err(|e| {
                     format!(
                         "trust anchor file {}: {e} (setting: trust_anchor)",

@@ -85,12 +85,20 @@ fn probe_once(cli: &Cli, json: &str) -> ExitCode {
             match crate::probe::run(&probe, &ctx, limit).await {
                 Ok(data) => serde_json::json!({"status": "ok", "data": data}),
                 Err(e) => {
-                    let status = match e {
-                        crate::probe::ProbeError::Refused(_) => "refused",
-                        crate::probe::ProbeError::Timeout(_) => "timeout",
-                        crate::probe::ProbeError::Failed(_) => "error",
+                    let (status, code) = match &e {
+                        crate::probe::ProbeError::Refused(_) => ("refused", None),
+                        crate::probe::ProbeError::Timeout(_) => ("timeout", None),
+                        crate::probe::ProbeError::Failed(_) => ("error", None),
+                        crate::probe::ProbeError::Net(n) if n.is_timeout() => {
+                            ("timeout", Some(n.code()))
+                        }
+                        crate::probe::ProbeError::Net(n) => ("error", Some(n.code())),
                     };
-                    serde_json::json!({"status": status, "reason": e.to_string()})
+                    let mut v = serde_json::json!({"status": status, "reason": e.to_string()});
+                    if let Some(code) = code {
+                        v["code"] = code.into();
+                    }
+                    v
                 }
             }
         }))

@@ -74,7 +74,10 @@ fn every_probe_kind_reports_through_the_hub() {
     };
 
     let d = r("dns-secure");
-    assert_eq!(d["dnssec"], "secure", "{d}");
+    assert_eq!(d["dnssec"]["verdict"], "secure", "{d}");
+    assert_eq!(d["dnssec"]["reason"], "validated", "{d}");
+    assert_eq!(d["transport"], "udp", "{d}");
+    assert!(d["query_ms"].as_f64().is_some(), "{d}");
     assert_eq!(d["rcode"], "NOERROR");
     assert_eq!(d["nsid"]["text"], "vantage-fixture");
     assert!(
@@ -86,7 +89,10 @@ fn every_probe_kind_reports_through_the_hub() {
         "{d}"
     );
     let d = r("dns-bogus");
-    assert_eq!(d["dnssec"], "bogus", "{d}");
+    assert_eq!(d["dnssec"]["verdict"], "bogus", "{d}");
+    assert_eq!(d["dnssec"]["reason"], "signature-invalid", "{d}");
+    assert_eq!(d["rcode"], "NOERROR", "{d}");
+    assert!(!d["answers"].as_array().unwrap().is_empty(), "{d}");
     let d = r("dns-tcp-aaaa");
     assert_eq!(d["transport"], "tcp");
     assert!(

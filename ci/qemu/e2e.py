@@ -287,12 +287,13 @@ def qemu_part(run, args, cache, work, fx):
             "dns-secure": ({"cmd": "dns", "args": {
                 "name": "www.secure.test", "qtype": "A", "resolver": f"{DNS_IP}:53",
                 "transport": "tcp", "dnssec": True, "nsid": True}},
-                lambda d: d.get("dnssec") == "secure"
+                lambda d: (d.get("dnssec") or {}).get("verdict") == "secure"
                 and "192.0.2.10" in json.dumps(d.get("answers"))),
             "dns-bogus": ({"cmd": "dns", "args": {
                 "name": "www.bogus.test", "qtype": "A", "resolver": f"{DNS_IP}:53",
                 "transport": "tcp", "dnssec": True}},
-                lambda d: d.get("dnssec") == "bogus"),
+                lambda d: (d.get("dnssec") or {}).get("verdict") == "bogus"
+                and d.get("rcode") == "NOERROR"),
             "http": ({"cmd": "http", "args": {"url": f"http://{WWW_IP}/",
                                               "headers": ["x-fixture"]}},
                      lambda d: d.get("status") == 200
@@ -489,7 +490,7 @@ def armv6_part(run, args, work, fx):
         checks = {
             "dns": ({"cmd": "dns", "args": {"name": "www.secure.test", "resolver":
                                             f"{dns_host}:{dns_port}", "dnssec": True}},
-                    lambda dd: dd.get("dnssec") == "secure"),
+                    lambda dd: (dd.get("dnssec") or {}).get("verdict") == "secure"),
             "http": ({"cmd": "http", "args": {"url": fx["FIXTURE_HTTP_URL"]}},
                      lambda dd: dd.get("status") == 200),
         }

@@ -69,14 +69,23 @@ pub fn figures(probe: Option<&str>, data: &Value) -> String {
         return String::new();
     }
     let parts = match probe {
-        Some("dns") => labelled(
-            data,
-            &[
-                ("rcode ", "rcode", ""),
-                ("answers ", "answers", ""),
-                ("dnssec ", "dnssec", ""),
-            ],
-        ),
+        Some("dns") => {
+            let mut v = labelled(
+                data,
+                &[("rcode ", "rcode", ""), ("answers ", "answers", "")],
+            );
+            // The agent reports {"verdict", "reason", "detail"}; older agents a bare string.
+            match &data["dnssec"] {
+                Value::String(s) => v.push(format!("dnssec {s}")),
+                Value::Object(o) => v.push(format!(
+                    "dnssec {} ({})",
+                    o.get("verdict").and_then(Value::as_str).unwrap_or("?"),
+                    o.get("reason").and_then(Value::as_str).unwrap_or("?")
+                )),
+                _ => {}
+            }
+            v
+        }
         Some("http") => labelled(data, &[("HTTP ", "status", ""), ("", "total_ms", " ms")]),
         Some("tls") => {
             let mut v = labelled(data, &[("", "version", "")]);
@@ -188,6 +197,13 @@ mod tests {
                 json!({"rcode": "NOERROR", "answers": [{}, {}], "dnssec": "secure"})
             ),
             "rcode NOERROR, answers 2, dnssec secure"
+        );
+        assert_eq!(
+            f(
+                "dns",
+                json!({"rcode": "NOERROR", "answers": [{}], "dnssec": {"verdict": "bogus", "reason": "signature-expired", "detail": "x"}})
+            ),
+            "rcode NOERROR, answers 1, dnssec bogus (signature-expired)"
         );
         assert_eq!(
             f("http", json!({"status": 200, "total_ms": 35})),

@@ -41,7 +41,8 @@ pub struct ProbeResult {
     /// Why, for `error`, `timeout` and `refused`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Stable short code of a refusal (`forged-signature`, `expired`, ...).
+    /// Stable short code of a refusal (`forged-signature`, `expired`, ...), or
+    /// of a `dns` probe's network failure (`port-unreachable`, `no-answer`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// Probe-specific data.

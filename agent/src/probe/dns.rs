@@ -1,19 +1,19 @@
 //! The `dns` probe: one query to the system's or a given resolver over UDP,
-//! TCP, DNS-over-TLS or DNS-over-HTTPS, with NSID and an optional DNSSEC verdict.
+//! TCP, DNS-over-TLS or DNS-over-HTTPS, with NSID and an optional DNSSEC verdict
+//! (`validate`). A verdict is data of an `ok` result; `error` and `timeout`
+//! are for the network only.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
+use hickory_resolver::net::NetError;
 use hickory_resolver::net::client::Client;
-use hickory_resolver::net::dnssec::DnssecDnsHandle;
 use hickory_resolver::net::h2::HttpsClientStream;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::net::tcp::TcpClientStream;
-use hickory_resolver::net::udp::UdpClientStream;
 use hickory_resolver::net::{DnsHandle, tls::tls_client_connect};
-use hickory_resolver::proto::dnssec::Proof;
 use hickory_resolver::proto::op::{
     DnsRequest, DnsRequestOptions, DnsResponse, Edns, Message, Query,
 };
@@ -22,6 +22,8 @@ use hickory_resolver::proto::rr::{Name, Record, RecordType};
 use serde_json::{Value, json};
 use vantage_proto::probe::{DnsArgs, DnsTransport, QType};
 
+use super::validate;
+use super::wire::{Used, Wire};
 use super::{Context, ProbeError};
 
 /// Runs a `dns` probe.
@@ -46,30 +48,93 @@ pub async fn run(a: &DnsArgs, ctx: &Context) -> Result<Value, ProbeError> {
         .map_err(|e| ProbeError::Failed(format!("bad query name {:?}: {e}", a.name)))?;
     name.set_fqdn(true);
     let qtype = record_type(a.qtype);
+    let msg = question(&name, qtype, a)?;
     let started = Instant::now();
-    let client = tokio::time::timeout(timeout, connect(a, server, timeout))
-        .await
-        .map_err(|_| ProbeError::Timeout(format!("connecting to resolver {server}")))??;
-    let response = if a.dnssec {
-        let handle = DnssecDnsHandle::with_trust_anchor(client, ctx.trust_anchors.clone());
-        query(&handle, &name, qtype, a, timeout).await
-    } else {
-        query(&client, &name, qtype, a, timeout).await
+    let (upstream, response, transport) = match a.transport {
+        DnsTransport::Udp | DnsTransport::Tcp => {
+            let wire = Wire::new(server, a.transport == DnsTransport::Tcp, timeout, a.dnssec);
+            let (response, used) = wire.exchange(msg).await.map_err(ProbeError::Net)?;
+            let transport = match used {
+                Used::Udp => DnsTransport::Udp,
+                Used::Tcp => DnsTransport::Tcp,
+            };
+            (Upstream::Wire(wire), response, transport)
+        }
+        DnsTransport::Tls | DnsTransport::Https => {
+            let client = tokio::time::timeout(timeout, connect(a, server, timeout))
+                .await
+                .map_err(|_| ProbeError::Timeout(format!("connecting to resolver {server}")))??;
+            let upstream = Upstream::Client(client, a.dnssec);
+            let response = query(&upstream, msg, a, timeout).await?;
+            (upstream, response, a.transport)
+        }
     };
-    let mut response = response?;
-    let mut transport = a.transport;
-    if a.transport == DnsTransport::Udp && response.metadata.truncation {
-        let tcp = tcp_client(server, timeout).await?;
-        response = if a.dnssec {
-            let handle = DnssecDnsHandle::with_trust_anchor(tcp, ctx.trust_anchors.clone());
-            query(&handle, &name, qtype, a, timeout).await?
-        } else {
-            query(&tcp, &name, qtype, a, timeout).await?
-        };
-        transport = DnsTransport::Tcp;
-    }
     let query_ms = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(describe(&response, server, transport, a, query_ms))
+    let mut out = describe(&response, server, transport, a, query_ms);
+    if a.dnssec {
+        let t = Instant::now();
+        let verdict =
+            validate::validate(&response, &name, qtype, &upstream, &ctx.anchors, timeout).await;
+        out["dnssec"] = serde_json::to_value(&verdict).unwrap_or(Value::Null);
+        out["validation_ms"] = json!(super::ms(t.elapsed()));
+    }
+    Ok(out)
+}
+
+/// The probe's question: RD set, EDNS with a 1232-byte payload (the DNS
+/// flag day 2020 value), DO when asked for or when validating, NSID if asked.
+fn question(name: &Name, qtype: RecordType, a: &DnsArgs) -> Result<Message, ProbeError> {
+    let mut msg = Message::query();
+    msg.add_query(Query::query(name.clone(), qtype));
+    msg.metadata.recursion_desired = true;
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    edns.set_dnssec_ok(a.dnssec_ok || a.dnssec);
+    if a.nsid {
+        let empty = NSIDPayload::new(Vec::new()).map_err(|e| fail("NSID", e))?;
+        edns.options_mut().insert(EdnsOption::NSID(empty));
+    }
+    msg.set_edns(edns);
+    Ok(msg)
+}
+
+/// Where the probe's queries go: the probe's own UDP/TCP path, or a hickory
+/// client for DNS over TLS and HTTPS. The validator fetches through it too.
+#[derive(Clone)]
+pub enum Upstream {
+    /// UDP (TCP on truncation) or TCP.
+    Wire(Wire),
+    /// DoT or DoH; the flag sets CD on every query (validating ourselves).
+    Client(Client<TokioRuntimeProvider>, bool),
+}
+
+impl DnsHandle for Upstream {
+    type Response = Pin<Box<dyn Stream<Item = Result<DnsResponse, NetError>> + Send>>;
+    type Runtime = TokioRuntimeProvider;
+
+    fn send(&self, mut request: DnsRequest) -> Self::Response {
+        match self {
+            Upstream::Wire(w) => w.send(request),
+            Upstream::Client(c, cd) => {
+                // The probe validates itself: a validating resolver must hand
+                // over bogus data rather than answer SERVFAIL.
+                request.metadata.checking_disabled = *cd;
+                Box::pin(c.send(request))
+            }
+        }
+    }
+}
+
+impl Upstream {
+    /// One unvalidated query with DO set, for the anchors and the diagnosis;
+    /// `None` when it fails (the validator reports that failure itself).
+    pub async fn fetch(&self, name: &Name, rtype: RecordType) -> Option<DnsResponse> {
+        let mut options = DnsRequestOptions::default();
+        options.edns_set_dnssec_ok = true;
+        options.edns_payload_len = 1232;
+        let mut s = self.lookup(Query::query(name.clone(), rtype), options);
+        s.next().await.and_then(Result::ok)
+    }
 }
 
 fn server_address(a: &DnsArgs) -> Result<SocketAddr, ProbeError> {
@@ -103,18 +168,6 @@ fn server_address(a: &DnsArgs) -> Result<SocketAddr, ProbeError> {
         })
 }
 
-async fn tcp_client(
-    server: SocketAddr,
-    timeout: Duration,
-) -> Result<Client<TokioRuntimeProvider>, ProbeError> {
-    let provider = TokioRuntimeProvider::new();
-    let (fut, handle) = TcpClientStream::new(server, None, Some(timeout), provider);
-    let stream = fut.await.map_err(|e| fail("TCP connect", e))?;
-    let (client, bg) = Client::<TokioRuntimeProvider>::with_timeout(stream, handle, timeout);
-    tokio::spawn(bg);
-    Ok(client)
-}
-
 async fn connect(
     a: &DnsArgs,
     server: SocketAddr,
@@ -122,15 +175,9 @@ async fn connect(
 ) -> Result<Client<TokioRuntimeProvider>, ProbeError> {
     let provider = TokioRuntimeProvider::new();
     match a.transport {
-        DnsTransport::Udp => {
-            let stream = UdpClientStream::builder(server, provider)
-                .with_timeout(Some(timeout))
-                .build();
-            let (client, bg) = Client::<TokioRuntimeProvider>::from_sender(stream);
-            tokio::spawn(bg);
-            Ok(client)
-        }
-        DnsTransport::Tcp => tcp_client(server, timeout).await,
+        DnsTransport::Udp | DnsTransport::Tcp => Err(ProbeError::Failed(
+            "UDP and TCP go through the probe's own path".into(),
+        )),
         DnsTransport::Tls => {
             let name = tls_name(a, server);
             let server_name = rustls::pki_types::ServerName::try_from(name.clone())
@@ -171,39 +218,27 @@ fn tls_name(a: &DnsArgs, server: SocketAddr) -> String {
         .unwrap_or_else(|| server.ip().to_string())
 }
 
-async fn query<H: DnsHandle>(
-    handle: &H,
-    name: &Name,
-    qtype: RecordType,
+async fn query(
+    upstream: &Upstream,
+    msg: Message,
     a: &DnsArgs,
     timeout: Duration,
 ) -> Result<DnsResponse, ProbeError> {
-    let mut msg = Message::query();
-    msg.add_query(Query::query(name.clone(), qtype));
-    msg.metadata.recursion_desired = true;
-    let mut edns = Edns::new();
-    edns.set_max_payload(1232);
-    edns.set_dnssec_ok(a.dnssec_ok || a.dnssec);
-    if a.nsid {
-        let empty = NSIDPayload::new(Vec::new()).map_err(|e| fail("NSID", e))?;
-        edns.options_mut().insert(EdnsOption::NSID(empty));
-    }
-    msg.set_edns(edns);
     let mut options = DnsRequestOptions::default();
     options.edns_set_dnssec_ok = a.dnssec_ok || a.dnssec;
-    let mut responses = handle.send(DnsRequest::new(msg, options));
+    let mut responses = upstream.send(DnsRequest::new(msg, options));
     match tokio::time::timeout(timeout, responses.next()).await {
         Err(_) => Err(ProbeError::Timeout(format!(
-            "no answer within {} ms",
+            "no-answer: no answer within {} ms",
             a.timeout_ms
         ))),
         Ok(None) => Err(ProbeError::Failed(
-            "the resolver closed without answering".into(),
+            "connection-closed: the resolver closed without answering".into(),
         )),
         Ok(Some(Err(e))) => {
             let text = e.to_string();
-            if text.contains("timed out") || text.contains("timeout") {
-                Err(ProbeError::Timeout(text))
+            if matches!(e, NetError::Timeout) || text.contains("timed out") {
+                Err(ProbeError::Timeout(format!("no-answer: {text}")))
             } else {
                 Err(ProbeError::Failed(text))
             }
@@ -245,29 +280,6 @@ fn record_json(r: &Record) -> Value {
     })
 }
 
-/// The DNSSEC verdict of a validated response: every record in the answer
-/// (or, for a negative answer, the authority section) must be secure for
-/// `secure`; one bogus record makes the whole answer `bogus`.
-pub fn verdict(records: &[Record]) -> &'static str {
-    let relevant: Vec<Proof> = records
-        .iter()
-        .filter(|r| r.record_type() != RecordType::RRSIG)
-        .map(|r| r.proof)
-        .collect();
-    if relevant.is_empty() {
-        return "indeterminate";
-    }
-    if relevant.contains(&Proof::Bogus) {
-        "bogus"
-    } else if relevant.iter().all(|p| *p == Proof::Secure) {
-        "secure"
-    } else if relevant.contains(&Proof::Indeterminate) {
-        "indeterminate"
-    } else {
-        "insecure"
-    }
-}
-
 fn describe(
     r: &DnsResponse,
     server: SocketAddr,
@@ -306,35 +318,32 @@ fn describe(
             None => Value::Null,
         };
     }
-    if a.dnssec {
-        let section = if r.answers.is_empty() {
-            &r.authorities
-        } else {
-            &r.answers
-        };
-        out["dnssec"] = json!(verdict(section));
+    let ede = extended_errors(r);
+    if !ede.is_empty() {
+        out["ede"] = Value::Array(ede);
     }
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hickory_resolver::proto::rr::RData;
-    use hickory_resolver::proto::rr::rdata::A;
-
-    fn rec(p: Proof) -> Record {
-        let mut r = Record::from_rdata(Name::root(), 60, RData::A(A::new(192, 0, 2, 1)));
-        r.proof = p;
-        r
-    }
-
-    #[test]
-    fn verdicts() {
-        assert_eq!(verdict(&[rec(Proof::Secure), rec(Proof::Secure)]), "secure");
-        assert_eq!(verdict(&[rec(Proof::Secure), rec(Proof::Bogus)]), "bogus");
-        assert_eq!(verdict(&[rec(Proof::Insecure)]), "insecure");
-        assert_eq!(verdict(&[rec(Proof::Indeterminate)]), "indeterminate");
-        assert_eq!(verdict(&[]), "indeterminate");
-    }
+/// The extended DNS errors (RFC 8914) of a response: a validating
+/// resolver's reason for SERVFAIL, or a note on an answer.
+fn extended_errors(r: &DnsResponse) -> Vec<Value> {
+    let Some(edns) = r.edns.as_ref() else {
+        return Vec::new();
+    };
+    edns.options()
+        .options
+        .iter()
+        .filter_map(|(code, opt)| match (code, opt) {
+            (EdnsCode::Unknown(15), EdnsOption::Unknown(_, data)) if data.len() >= 2 => {
+                let info = u16::from_be_bytes([data[0], data[1]]);
+                Some(json!({
+                    "code": info,
+                    "name": validate::ede_name(info),
+                    "text": String::from_utf8_lossy(&data[2..]),
+                }))
+            }
+            _ => None,
+        })
+        .collect()
 }

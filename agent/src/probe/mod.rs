@@ -1,12 +1,15 @@
 //! The probes. Each takes its validated arguments from `vantage_proto::probe`
 //! and returns the result's `data`, or why it could not.
 
+pub mod anchors;
 pub mod dns;
 pub mod http;
 pub mod ping;
 pub mod tcp;
 pub mod tls;
 pub mod trace;
+pub mod validate;
+pub mod wire;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -14,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::dnssec::TrustAnchors;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use vantage_proto::probe::{AddressFamily, Probe};
@@ -33,6 +35,10 @@ pub enum ProbeError {
     /// The measurement failed (the failure is the finding).
     #[error("{0}")]
     Failed(String),
+    /// A DNS server could not be reached or did not answer; the failure
+    /// carries its stable code (`port-unreachable`, `no-answer`, ...).
+    #[error("{0}")]
+    Net(wire::WireError),
 }
 
 impl ProbeError {
@@ -48,20 +54,20 @@ pub struct Context {
     /// The owner's address and name policy.
     pub owner: OwnerPolicy,
     /// Trust anchors for DNSSEC validation.
-    pub trust_anchors: Arc<TrustAnchors>,
+    pub anchors: Arc<anchors::Anchors>,
 }
 
 impl Context {
     /// Builds the probe context; `trust_anchor` replaces the built-in root anchors.
     pub fn new(owner: OwnerPolicy, trust_anchor: Option<&Path>) -> anyhow::Result<Context> {
-        let trust_anchors = match trust_anchor {
-            Some(p) => Arc::new(TrustAnchors::from_file(p).map_err(|e| {
+        let anchors = match trust_anchor {
+            Some(p) => Arc::new(anchors::Anchors::load(p).map_err(|e| {
                 anyhow::anyhow!(
-                    "trust anchor file {}: {e}; it must hold DNSKEY records in zone-file form",
+                    "trust anchor file {}: {e}; it must hold DNSKEY or DS records in zone-file form",
                     p.display()
                 )
             })?),
-            None => Arc::new(TrustAnchors::default()),
+            None => Arc::new(anchors::Anchors::default()),
         };
         // A node without /etc/resolv.conf can still run probes on IP literals.
         let resolver = TokioResolver::builder_tokio()
@@ -70,7 +76,7 @@ impl Context {
         Ok(Context {
             resolver,
             owner,
-            trust_anchors,
+            anchors,
         })
     }
 }
