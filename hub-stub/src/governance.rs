@@ -217,13 +217,17 @@ pub async fn post_policy(hub: &Arc<Hub>, operator: &str, req: http::Request<Inco
             );
         }
     };
-    let next: SignedPolicy = match serde_json::from_slice(&body) {
+    // Signed text: a duplicate object key anywhere is refused (SignedPolicy::from_json).
+    let next = match std::str::from_utf8(&body)
+        .map_err(|e| vantage_proto::ProtoError::Malformed(e.to_string()))
+        .and_then(SignedPolicy::from_json)
+    {
         Ok(p) => p,
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!("not a signed policy ({{\"policy\": ..., \"signatures\": [...]}}): {e}"),
-                None,
+                Some(e.code()),
             );
         }
     };

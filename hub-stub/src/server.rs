@@ -116,6 +116,8 @@ pub struct Metrics {
     pub results_stored: AtomicU64,
     /// Duplicate results ignored.
     pub results_duplicate: AtomicU64,
+    /// Results refused (unknown job, node not selected, run not scheduled).
+    pub results_refused: AtomicU64,
     /// Enrolments issued.
     pub enrolments: AtomicU64,
 }
@@ -154,6 +156,9 @@ pub struct Hub {
     /// Nodes seen since the last registry flush, with their address
     /// (batched: one transaction every 30 s instead of one per request).
     pub seen: Mutex<HashMap<String, String>>,
+    /// What each node said about itself in its last heartbeat since the hub
+    /// started (kept in memory: it is replaced every few minutes anyway).
+    pub health: Mutex<HashMap<String, NodeHealth>>,
     /// Open subscriptions per channel.
     pub channel_subs: Mutex<HashMap<String, usize>>,
     /// Connection slots per identity.
@@ -167,6 +172,71 @@ pub struct Hub {
     /// Nchan publisher, when `--nchan-publish-url` is given (set once after `new`).
     pub nchan: std::sync::OnceLock<Arc<crate::nchan::Publisher>>,
     public_url: std::sync::OnceLock<String>,
+}
+
+/// A node's own report from its last heartbeat, shown in the registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeHealth {
+    /// When the heartbeat arrived (Unix seconds).
+    pub reported: i64,
+    /// The agent's last error, on one line and bounded.
+    pub last_error: Option<String>,
+    /// Results waiting in the node's outbox.
+    pub outbox_depth: u64,
+    /// Results the node dropped.
+    pub outbox_dropped: u64,
+    /// The last summary of stream data the node refused (kept until a newer one).
+    pub refused: Option<vantage_proto::node::RefusalSummary>,
+    /// Stream data the node refused since the hub started, per code.
+    pub refused_totals: std::collections::BTreeMap<String, u64>,
+}
+
+/// Longest `last_error` the registry keeps, in characters.
+pub const MAX_LAST_ERROR: usize = 512;
+
+impl NodeHealth {
+    /// From a heartbeat: the error text made one line and cut to [`MAX_LAST_ERROR`]
+    /// characters, so a node cannot grow the registry or break its display.
+    pub fn from_heartbeat(
+        hb: &vantage_proto::node::Heartbeat,
+        now: i64,
+        previous: Option<&NodeHealth>,
+    ) -> Self {
+        let last_error = hb.last_error.as_deref().map(|e| {
+            let flat: String = e
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+            if flat.chars().count() > MAX_LAST_ERROR {
+                let mut cut: String = flat.chars().take(MAX_LAST_ERROR - 1).collect();
+                cut.push('…');
+                cut
+            } else {
+                flat
+            }
+        });
+        Self {
+            reported: now,
+            last_error,
+            outbox_depth: hb.outbox_depth,
+            outbox_dropped: hb.outbox_dropped,
+            refused: hb
+                .refused
+                .clone()
+                .or_else(|| previous.and_then(|p| p.refused.clone())),
+            refused_totals: {
+                let mut t = previous
+                    .map(|p| p.refused_totals.clone())
+                    .unwrap_or_default();
+                for (code, n) in hb.refused.iter().flat_map(|r| &r.counts) {
+                    let c = t.entry(code.clone()).or_insert(0);
+                    *c = c.saturating_add(*n);
+                }
+                t
+            },
+        }
+    }
 }
 
 /// Who is calling, from the verified client certificate only.
@@ -264,6 +334,7 @@ impl Hub {
             subscribed: Mutex::new(HashMap::new()),
             channel_subs: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
             conns: Arc::new(ConnCounter::default()),
             rates,
             metrics: Metrics::default(),
