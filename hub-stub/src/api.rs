@@ -101,7 +101,8 @@ pub fn json_resp(status: StatusCode, v: &impl serde::Serialize) -> Resp {
         .expect("static response parts")
 }
 
-fn error_resp(e: ApiError) -> Resp {
+/// The JSON body of a refusal: `{"error", "code"}`.
+pub fn error_resp(e: ApiError) -> Resp {
     let mut v = json!({"error": e.message});
     if let Some(c) = e.code {
         v["code"] = json!(c);
@@ -187,7 +188,7 @@ async fn route(
         }
         (&Method::POST, ["v1", "heartbeat"]) => {
             let node = require_node(hub, caller).await?;
-            let hb: Heartbeat = parse_json(&read_body(req, MAX_SMALL_BODY).await?)?;
+            let hb: Heartbeat = parse_json(&read_body(hub, req, MAX_SMALL_BODY).await?)?;
             hub.policy.note_reported(&node, hb.policy_serial);
             if let Some(r) = &hb.refused {
                 // One line per heartbeat, however much junk the node's stream carried.
@@ -204,7 +205,7 @@ async fn route(
         }
         (&Method::POST, ["v1", "gap"]) => {
             let node = require_node(hub, caller).await?;
-            let body = read_body(req, MAX_SMALL_BODY).await?;
+            let body = read_body(hub, req, MAX_SMALL_BODY).await?;
             let gap: GapReport = parse_json(&body)?;
             tracing::warn!(node = %node, requested = %gap.requested, oldest = ?gap.oldest, "node reports a gap");
             let text = serde_json::to_string(&gap).expect("serialises");
@@ -365,8 +366,26 @@ async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<Str
     }
 }
 
-async fn read_body(req: http::Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(req.into_body(), max).collect().await {
+/// The request body, at most `max` bytes, within the header timeout: a body
+/// sent a byte every few seconds keeps the idle check happy, so without a
+/// deadline of its own it could hold a connection (and a slot) for ever.
+pub async fn read_body(
+    hub: &Arc<Hub>,
+    req: http::Request<Incoming>,
+    max: usize,
+) -> Result<Bytes, ApiError> {
+    let deadline = hub.cfg.header_timeout;
+    let collected = tokio::time::timeout(deadline, Limited::new(req.into_body(), max).collect())
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!(
+                "the request body did not arrive within {} s; send it at once",
+                deadline.as_secs()
+            ),
+            code: Some("request-timeout"),
+        })?;
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -430,7 +449,7 @@ fn new_node_id() -> Result<String, ApiError> {
 }
 
 async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -> ApiResult {
-    let body = read_body(req, MAX_SMALL_BODY).await?;
+    let body = read_body(hub, req, MAX_SMALL_BODY).await?;
     let er: EnrolRequest = parse_json(&body)?;
     let key = pki::parse_csr(&er.csr)?;
     let addr = peer.ip().to_string();
@@ -522,12 +541,7 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
             );
             let max = hub.cfg.max_pending;
             let row = hub
-                .db(move |db| {
-                    if db.pending(&fp)?.is_none() && db.pending_open_count()? >= max {
-                        return Ok(None);
-                    }
-                    db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)).map(Some)
-                })
+                .db(move |db| db.upsert_pending_capped(&fp, &csr, &a2, t, Some(&ad), max))
                 .await?
                 .ok_or_else(|| {
                     ApiError::new(
@@ -634,7 +648,7 @@ async fn issue_node(
 }
 
 async fn renew(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming>) -> ApiResult {
-    let body = read_body(req, MAX_SMALL_BODY).await?;
+    let body = read_body(hub, req, MAX_SMALL_BODY).await?;
     let rr: RenewRequest = parse_json(&body)?;
     let key = pki::parse_csr(&rr.csr)?;
     let issued = hub.ca.issue_node(node_id, &key, hub.cfg.node_cert_days)?;
@@ -691,7 +705,7 @@ async fn subscription_channels(
 // ---- jobs ----
 
 async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>) -> ApiResult {
-    let body = read_body(req, MAX_JOB_BODY).await?;
+    let body = read_body(hub, req, MAX_JOB_BODY).await?;
     let refuse = |hub: &Arc<Hub>, e: ApiError| {
         hub.metrics.jobs_refused.fetch_add(1, Ordering::Relaxed);
         Err(e)
@@ -899,7 +913,7 @@ async fn raw_publish(
     req: http::Request<Incoming>,
 ) -> ApiResult {
     channel::validate_channel(ch).map_err(|e| ApiError::bad(e.to_string()))?;
-    let body = read_body(req, MAX_JOB_BODY).await?;
+    let body = read_body(hub, req, MAX_JOB_BODY).await?;
     let v: Value = parse_json(&body)?;
     let payload = serde_json::to_string(&v).expect("serialises");
     let seq = hub.publish(vec![ch.to_string()], payload, None).await?;
@@ -921,7 +935,7 @@ async fn raw_publish(
 // ---- results ----
 
 async fn results(hub: &Arc<Hub>, node: &str, req: http::Request<Incoming>) -> ApiResult {
-    let body = read_body(req, MAX_RESULT_BYTES).await?;
+    let body = read_body(hub, req, MAX_RESULT_BYTES).await?;
     let r =
         ProbeResult::from_json(&body).map_err(|e| ApiError::bad(format!("not a result: {e}")))?;
     if r.node_id != node {

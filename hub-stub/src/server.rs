@@ -5,7 +5,7 @@
 use crate::api;
 use crate::datadir::{DataDir, now};
 use crate::db::{Db, JobRecord};
-use crate::limits::{ConnCounter, RateLimiter};
+use crate::limits::{ConnCounter, LogThrottle, RateLimiter};
 use crate::pki::{Ca, cert_info};
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
@@ -165,6 +165,8 @@ pub struct Hub {
     pub conns: Arc<ConnCounter>,
     /// Request rate per identity.
     pub rates: RateLimiter,
+    /// Log lines about refused connections and failed handshakes.
+    pub refusal_log: LogThrottle,
     /// Counters.
     pub metrics: Metrics,
     /// When the hub started.
@@ -336,6 +338,7 @@ impl Hub {
             seen: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             conns: Arc::new(ConnCounter::default()),
+            refusal_log: LogThrottle::new(Duration::from_secs(10)),
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
@@ -529,6 +532,9 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "connection refused: --max-connections ({}) reached", hub.cfg.max_connections);
+            }
             continue;
         };
         let hub = hub.clone();
@@ -554,7 +560,9 @@ async fn connection(hub: Arc<Hub>, tcp: tokio::net::TcpStream, peer: SocketAddr)
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, "TLS handshake refused: {e}");
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::info!(%peer, left_out, "TLS handshake refused: {e}");
+            }
             return Ok(());
         }
         Err(_) => bail!("TLS handshake timed out"),

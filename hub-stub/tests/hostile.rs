@@ -114,3 +114,49 @@ fn results_only_for_jobs_runs_and_nodes_that_exist() {
     let (_, all) = op.get("/v1/jobs/once/results");
     assert_eq!(all.as_array().unwrap().len(), 1);
 }
+
+/// A body that arrives one byte a second, and counts what was taken.
+struct Trickle {
+    left: usize,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        self.left -= 1;
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        buf[0] = b' ';
+        Ok(1)
+    }
+}
+
+#[test]
+fn a_trickled_request_body_has_a_deadline() {
+    let hub = Hub::start(&["--header-timeout-secs", "2"]);
+    let client = hub.anonymous();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut body = Trickle {
+        left: 10,
+        sent: sent.clone(),
+    };
+    let r = client
+        .agent
+        .post(format!("{}/v1/enrol", client.base))
+        .header("content-type", "application/json")
+        .send(ureq::SendBody::from_reader(&mut body));
+    // Cut off after about 2 of the 10 bytes: a 408, or the connection closed
+    // under the sender. Without a deadline all 10 arrive and the hub answers 400.
+    match r {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            assert_eq!(status, 408, "{text}");
+            assert!(text.contains("request-timeout"), "{text}");
+        }
+        Err(e) => assert!(sent.load(std::sync::atomic::Ordering::SeqCst) < 10, "{e}"),
+    }
+}
