@@ -63,6 +63,10 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Open connections per node or operator (per address for callers without a certificate).
     pub max_conns_per_identity: usize,
+    /// Connections per source address whose TLS handshake has not finished,
+    /// counted from `accept`: connections that never start TLS cannot fill
+    /// `max_connections` from one address.
+    pub max_handshakes_per_address: usize,
     /// Requests a second per identity, sustained.
     pub rate: f64,
     /// Request burst per identity.
@@ -167,6 +171,8 @@ pub struct Hub {
     pub rates: RateLimiter,
     /// Log lines about refused connections and failed handshakes.
     pub refusal_log: LogThrottle,
+    /// Connections per source address still before the end of their TLS handshake.
+    pub handshakes: Arc<ConnCounter>,
     /// Counters.
     pub metrics: Metrics,
     /// When the hub started.
@@ -339,6 +345,7 @@ impl Hub {
             health: Mutex::new(HashMap::new()),
             conns: Arc::new(ConnCounter::default()),
             refusal_log: LogThrottle::new(Duration::from_secs(10)),
+            handshakes: Arc::new(ConnCounter::default()),
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
@@ -530,6 +537,18 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
                 continue;
             }
         };
+        // Counted before any byte is read, so silence costs the sender its own
+        // address's slots first; released when the handshake ends.
+        let Some(handshake) = hub.handshakes.acquire(
+            &format!("addr:{}", peer.ip()),
+            hub.cfg.max_handshakes_per_address,
+        ) else {
+            hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "connection refused: --max-handshakes-per-address ({}) reached", hub.cfg.max_handshakes_per_address);
+            }
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
             if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
@@ -540,14 +559,19 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
         let hub = hub.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = connection(hub, tcp, peer).await {
+            if let Err(e) = connection(hub, tcp, peer, handshake).await {
                 tracing::debug!(%peer, "connection: {e:#}");
             }
         });
     }
 }
 
-async fn connection(hub: Arc<Hub>, tcp: tokio::net::TcpStream, peer: SocketAddr) -> Result<()> {
+async fn connection(
+    hub: Arc<Hub>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    handshake: crate::limits::ConnGuard,
+) -> Result<()> {
     tcp.set_nodelay(true)?;
     let activity = Arc::new(AtomicU64::new(0));
     let tracked = Tracked {
@@ -567,6 +591,7 @@ async fn connection(hub: Arc<Hub>, tcp: tokio::net::TcpStream, peer: SocketAddr)
         }
         Err(_) => bail!("TLS handshake timed out"),
     };
+    drop(handshake);
     let caller = Caller::from_certs(tls.get_ref().1.peer_certificates());
     let key = caller.limit_key(&peer);
     let guard = hub.conns.acquire(&key, hub.cfg.max_conns_per_identity);

@@ -160,3 +160,59 @@ fn a_trickled_request_body_has_a_deadline() {
         Err(e) => assert!(sent.load(std::sync::atomic::Ordering::SeqCst) < 10, "{e}"),
     }
 }
+
+/// A TCP connection to the hub from another loopback address, sending nothing.
+fn silent_from(src: &str, port: u16) -> std::net::TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(async {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{src}:0").parse().unwrap()).unwrap();
+        sock.connect(format!("127.0.0.1:{port}").parse().unwrap())
+            .await
+            .unwrap()
+    });
+    let s = s.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s
+}
+
+#[test]
+fn silent_connections_are_limited_per_address_before_tls() {
+    use std::io::Read;
+    let hub = Hub::start(&[
+        "--max-handshakes-per-address",
+        "3",
+        "--header-timeout-secs",
+        "30",
+    ]);
+    let op = hub.operator("alice");
+    let held: Vec<_> = (0..3)
+        .map(|_| silent_from("127.0.0.2", hub.port()))
+        .collect();
+    // The fourth from the same address is closed at once, not held for the
+    // 30 s the handshake may take.
+    let mut extra = silent_from("127.0.0.2", hub.port());
+    extra
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let n = extra.read(&mut buf).map_err(|e| e.kind());
+    assert!(
+        matches!(n, Ok(0)) || matches!(n, Err(std::io::ErrorKind::ConnectionReset)),
+        "{n:?}"
+    );
+    // Other addresses, and the operator's requests, are not affected.
+    let (s, _) = op.get("/v1/stats");
+    assert_eq!(s, 200);
+    let _other = silent_from("127.0.0.3", hub.port());
+    let (s, stats) = op.get("/v1/stats");
+    assert_eq!(s, 200);
+    assert!(
+        stats["connections_refused"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    drop(held);
+}
