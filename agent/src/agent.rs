@@ -519,7 +519,7 @@ impl Agent {
                         // The hub will never take this result; keeping it would block the rest.
                         self.set_error(format!(
                             "the hub rejected a result (HTTP {status}: {}); dropped it",
-                            body.trim()
+                            crate::logging::one_line(&body)
                         ));
                         let _ = self
                             .outbox
@@ -530,7 +530,7 @@ impl Agent {
                     Ok((status, body)) => {
                         self.set_error(format!(
                             "the hub could not store a result (HTTP {status}: {}); will retry",
-                            body.trim()
+                            crate::logging::one_line(&body)
                         ));
                         failed = true;
                         break;
@@ -599,7 +599,9 @@ impl Agent {
                             .reported(&r);
                     }
                 }
-                Ok((s, b)) => tracing::warn!("heartbeat: HTTP {s}: {}", b.trim()),
+                Ok((s, b)) => {
+                    tracing::warn!("heartbeat: HTTP {s}: {}", crate::logging::one_line(&b))
+                }
                 Err(e) => tracing::warn!("heartbeat: {e}"),
             }
             tokio::time::sleep(Duration::from_secs(self.cfg.heartbeat_secs)).await;
@@ -614,7 +616,9 @@ impl Agent {
                 .await
             {
                 Ok((200..=299, _)) => return,
-                Ok((s, b)) => tracing::warn!("gap report: HTTP {s}: {}", b.trim()),
+                Ok((s, b)) => {
+                    tracing::warn!("gap report: HTTP {s}: {}", crate::logging::one_line(&b))
+                }
                 Err(e) => tracing::warn!("gap report: {e}"),
             }
             tokio::time::sleep(backoff(
@@ -734,6 +738,7 @@ impl Agent {
             url: self.subscribe_url(),
             cfg: self.cfg.subscribe.clone(),
             last_id,
+            connected: false,
             agent: Box::new(move |read_timeout| {
                 let id = me
                     .identity

@@ -52,6 +52,8 @@ pub struct Subscription {
     pub last_id: Option<String>,
     /// Makes the agent for each connection.
     pub agent: AgentFactory,
+    /// The last connection attempt got HTTP 200 (resets the backoff).
+    pub connected: bool,
 }
 
 /// The delay before reconnect attempt `attempt` (0-based): doubling from
@@ -85,7 +87,10 @@ impl Subscription {
             if tx.blocking_send(SubEvent::Lost(reason)).is_err() {
                 return;
             }
-            if started.elapsed() > Duration::from_secs(60) {
+            // A connection the server took (HTTP 200) starts the backoff over:
+            // after a hub restart the node is back within the minimum delay,
+            // not after a delay that grew while the hub was away.
+            if std::mem::take(&mut self.connected) || started.elapsed() > Duration::from_secs(60) {
                 attempt = 0;
             }
             let delay = backoff(
@@ -137,8 +142,12 @@ impl Subscription {
                 .into_reader()
                 .take(2048)
                 .read_to_string(&mut body);
-            return Err(format!("{url} answered HTTP {status}: {}", body.trim()));
+            return Err(format!(
+                "{url} answered HTTP {status}: {}",
+                crate::logging::one_line(&body)
+            ));
         }
+        self.connected = true;
         if tx.blocking_send(SubEvent::Connected(url.clone())).is_err() {
             return Ok(());
         }

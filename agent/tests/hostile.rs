@@ -178,3 +178,22 @@ fn junk_is_counted_and_reported_never_queued_ahead_of_real_results() {
     let lines = agent.log().matches("refused an unreadable message").count();
     assert!((2..=4).contains(&lines), "{lines} lines: {}", agent.log());
 }
+
+#[test]
+fn a_connection_the_server_took_resets_the_backoff() {
+    let hub = Hub::start();
+    // Takes every connection, then closes it (as a restarting hub or proxy might).
+    let server = Hostile::start(&hub, vec![b":ka\n\n".to_vec()]);
+    let mut agent = Agent::new(
+        &hub,
+        "",
+        &format!(
+            "keepalive_timeout_secs = 5\nmin_backoff_secs = 1\nmax_backoff_secs = 60\nurl = \"{}\"\n",
+            server.url()
+        ),
+    );
+    agent.start();
+    // Growing delays (1, 2, 4, 8 s ...) would allow about five connections in
+    // 15 s; starting over after each accepted one, one a second or so.
+    wait_for("eight connections", 15, || server.requests().len() >= 8);
+}
