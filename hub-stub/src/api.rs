@@ -190,15 +190,16 @@ async fn route(
             let node = require_node(hub, caller).await?;
             let hb: Heartbeat = parse_json(&read_body(hub, req, MAX_SMALL_BODY).await?)?;
             hub.policy.note_reported(&node, hb.policy_serial);
-            if let Some(r) = &hb.refused {
+            let h = {
+                let mut health = lock(&hub.health);
+                let h = crate::server::NodeHealth::from_heartbeat(&hb, now(), health.get(&node));
+                health.insert(node.clone(), h.clone());
+                h
+            };
+            if let Some(r) = hb.refused.as_ref().and(h.refused.as_ref()) {
                 // One line per heartbeat, however much junk the node's stream carried.
                 tracing::warn!(node = %node, total = r.total(), counts = ?r.counts,
                     sample = r.sample.as_deref().unwrap_or(""), "node refused stream data");
-            }
-            {
-                let mut health = lock(&hub.health);
-                let h = crate::server::NodeHealth::from_heartbeat(&hb, now(), health.get(&node));
-                health.insert(node.clone(), h);
             }
             touch(hub, &node, peer, Some(hb.version)).await;
             Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
@@ -1221,7 +1222,16 @@ mod tests {
             outbox_depth: 3,
             ..Heartbeat::default()
         };
+        let mut hb = hb;
+        hb.refused = Some(vantage_proto::node::RefusalSummary {
+            sample: Some("unreadable message: a\nb\r\u{1b}[2J".into()),
+            ..Default::default()
+        });
         let h = crate::server::NodeHealth::from_heartbeat(&hb, 7, None);
+        assert_eq!(
+            h.refused.unwrap().sample.unwrap(),
+            "unreadable message: a b [2J"
+        );
         let e = h.last_error.unwrap();
         assert!(e.starts_with("HTTP 502: <html> <body>xx"), "{e}");
         assert_eq!(e.chars().count(), crate::server::MAX_LAST_ERROR);

@@ -210,29 +210,18 @@ impl NodeHealth {
         now: i64,
         previous: Option<&NodeHealth>,
     ) -> Self {
-        let last_error = hb.last_error.as_deref().map(|e| {
-            let flat: String = e
-                .chars()
-                .map(|c| if c.is_control() { ' ' } else { c })
-                .collect();
-            let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
-            if flat.chars().count() > MAX_LAST_ERROR {
-                let mut cut: String = flat.chars().take(MAX_LAST_ERROR - 1).collect();
-                cut.push('…');
-                cut
-            } else {
-                flat
-            }
+        let last_error = hb.last_error.as_deref().map(one_line);
+        // The sample quotes stream data: made one line like the error text.
+        let refused = hb.refused.clone().map(|mut r| {
+            r.sample = r.sample.as_deref().map(one_line);
+            r
         });
         Self {
             reported: now,
             last_error,
             outbox_depth: hb.outbox_depth,
             outbox_dropped: hb.outbox_dropped,
-            refused: hb
-                .refused
-                .clone()
-                .or_else(|| previous.and_then(|p| p.refused.clone())),
+            refused: refused.or_else(|| previous.and_then(|p| p.refused.clone())),
             refused_totals: {
                 let mut t = previous
                     .map(|p| p.refused_totals.clone())
@@ -244,6 +233,22 @@ impl NodeHealth {
                 t
             },
         }
+    }
+}
+
+/// Text from a node as one line of at most [`MAX_LAST_ERROR`] characters.
+fn one_line(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > MAX_LAST_ERROR {
+        let mut cut: String = flat.chars().take(MAX_LAST_ERROR - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        flat
     }
 }
 
