@@ -26,6 +26,7 @@ use crate::probe::{self, ProbeError};
 use crate::reconcile::HubSeq;
 use crate::replay::{Record, ReplaySet};
 use crate::subscribe::{SubEvent, Subscription, backoff};
+use crate::tally::Tally;
 use crate::verify::Verifier;
 
 /// Everything the agent's tasks share.
@@ -44,6 +45,7 @@ pub struct Agent {
     rate: Mutex<RateCap>,
     slots: Semaphore,
     outbox_changed: Notify,
+    tally: Mutex<Tally>,
     state: Mutex<RunState>,
     started: Instant,
 }
@@ -106,6 +108,7 @@ impl Agent {
             hub_seq: HubSeq::open(cfg.data_dir.join("hub-seq")),
             probes,
             outbox_changed: Notify::new(),
+            tally: Mutex::new(Tally::default()),
             state: Mutex::new(RunState::default()),
             started: Instant::now(),
             cfg,
@@ -212,22 +215,37 @@ impl Agent {
         };
         match signed {
             Ok((seq, signed)) => {
-                self.accept(signed).await;
-                if let Some(seq) = seq
+                // Only an envelope around a quorum-signed job moves the position:
+                // a made-up one with a huge id would otherwise make the hub
+                // answer the next catch-up with a gap and skip real jobs.
+                if self.accept(signed).await
+                    && let Some(seq) = seq
                     && let Err(e) = self.hub_seq.advance(seq)
                 {
                     self.set_error(format!("cannot persist the hub sequence number: {e}"));
                 }
             }
             Err(e) => {
+                // Keyed by what was wrong (malformed, not-canonical, ...), not just "invalid".
+                let code = e.code();
                 let reason = Refusal::Invalid(e);
-                tracing::warn!("refused an unreadable message {id:?}: {reason}");
-                self.record(refused_result(&self.node.node_id, "-", None, &reason));
+                let first = self.tally(code, || {
+                    format!("unreadable message, event id {id:?}: {reason}: {data:.200}")
+                });
+                if first {
+                    tracing::warn!(
+                        "refused an unreadable message {id:?}: {reason} ({code}); more like it are counted and reported with the next heartbeat"
+                    );
+                } else {
+                    tracing::debug!("refused an unreadable message {id:?}: {reason}");
+                }
             }
         }
     }
 
-    async fn accept(self: &Arc<Self>, signed: SignedJob) {
+    /// Checks and schedules a job; true if a quorum of approvers signed it
+    /// (whether or not it runs here).
+    async fn accept(self: &Arc<Self>, signed: SignedJob) -> bool {
         let check = |policy: &Policy| {
             Verifier {
                 policy,
@@ -249,8 +267,22 @@ impl Agent {
             Err(reason) => {
                 let job_id = signed.job_id().unwrap_or("-").to_string();
                 let kind = Job::from_value(&signed.job).ok().map(|j| j.probe.kind());
-                tracing::warn!("refused job {job_id}: {reason} ({})", reason.code());
-                self.record(refused_result(&self.node.node_id, &job_id, kind, &reason));
+                let code = reason.code();
+                // Without a quorum's signatures anyone may have made it up, and a
+                // replay is a copy of a job already reported: counted, not queued.
+                if !reason.is_authentic() || matches!(reason, Refusal::Replayed(_)) {
+                    if self.tally(code, || format!("job {job_id}: {reason}")) {
+                        tracing::warn!(
+                            "refused job {job_id}: {reason} ({code}); more like it are counted and reported with the next heartbeat"
+                        );
+                    } else {
+                        tracing::debug!("refused job {job_id}: {reason} ({code})");
+                    }
+                } else {
+                    tracing::warn!("refused job {job_id}: {reason} ({code})");
+                    self.record(refused_result(&self.node.node_id, &job_id, kind, &reason));
+                }
+                reason.is_authentic()
             }
             Ok(job) => {
                 let record = Record {
@@ -263,11 +295,12 @@ impl Agent {
                         "cannot record job {} in the replay set: {e}",
                         job.id
                     ));
-                    return;
+                    return true;
                 }
                 tracing::info!("accepted job {}: {}", job.id, job.describe());
                 let me = self.clone();
                 tokio::spawn(async move { me.schedule(job, 0, None).await });
+                true
             }
         }
     }
@@ -381,6 +414,15 @@ impl Agent {
         });
     }
 
+    /// Counts a refusal of stream data; true if it is the first of its code
+    /// in this reporting interval.
+    fn tally(&self, code: &str, describe: impl FnOnce() -> String) -> bool {
+        self.tally
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(code, unix_ms(), describe)
+    }
+
     /// Writes a result durably to the outbox and wakes the sender.
     fn record(&self, mut result: ProbeResult) {
         let cap = self.cfg.probes.max_result_bytes.min(MAX_RESULT_BYTES);
@@ -393,11 +435,18 @@ impl Agent {
             ));
             bytes = serde_json::to_vec(&result).unwrap_or_default();
         }
-        let pushed = self
-            .outbox
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(&bytes);
+        let (pushed, dropped, total) = {
+            let mut o = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+            let before = o.dropped();
+            let pushed = o.push(&bytes);
+            (pushed, o.dropped() - before, o.dropped())
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                "the outbox is full ({} results): dropped the oldest {dropped} undelivered result(s) ({total} dropped in all)",
+                self.cfg.outbox.max_results
+            );
+        }
         match pushed {
             Ok(_) => self.outbox_changed.notify_one(),
             Err(e) => self.set_error(format!(
@@ -480,18 +529,18 @@ impl Agent {
                         // The hub will never take this result; keeping it would block the rest.
                         self.set_error(format!(
                             "the hub rejected a result (HTTP {status}: {}); dropped it",
-                            body.trim()
+                            crate::logging::one_line(&body)
                         ));
                         let _ = self
                             .outbox
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .ack(entry.seq);
+                            .reject(entry.seq);
                     }
                     Ok((status, body)) => {
                         self.set_error(format!(
                             "the hub could not store a result (HTTP {status}: {}); will retry",
-                            body.trim()
+                            crate::logging::one_line(&body)
                         ));
                         failed = true;
                         break;
@@ -531,6 +580,11 @@ impl Agent {
                 (o.depth() as u64, o.dropped())
             };
             let st = self.state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let refused = self
+                .tally
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .summary(unix_ms());
             let hb = Heartbeat {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 uptime_secs: self.started.elapsed().as_secs(),
@@ -538,11 +592,26 @@ impl Agent {
                 outbox_dropped: dropped,
                 last_error: st.cert_problem.or(st.last_error),
                 policy_serial: Some(self.policy.serial()),
+                refused: refused.clone(),
             };
             let body = serde_json::to_vec(&hb).unwrap_or_default();
             match self.post(self.node.endpoints.heartbeat.clone(), body).await {
-                Ok((200..=299, _)) => {}
-                Ok((s, b)) => tracing::warn!("heartbeat: HTTP {s}: {}", b.trim()),
+                Ok((200..=299, _)) => {
+                    if let Some(r) = refused {
+                        tracing::info!(
+                            "reported {} refused stream message(s) to the hub: {:?}",
+                            r.total(),
+                            r.counts
+                        );
+                        self.tally
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .reported(&r);
+                    }
+                }
+                Ok((s, b)) => {
+                    tracing::warn!("heartbeat: HTTP {s}: {}", crate::logging::one_line(&b))
+                }
                 Err(e) => tracing::warn!("heartbeat: {e}"),
             }
             tokio::time::sleep(Duration::from_secs(self.cfg.heartbeat_secs)).await;
@@ -557,7 +626,9 @@ impl Agent {
                 .await
             {
                 Ok((200..=299, _)) => return,
-                Ok((s, b)) => tracing::warn!("gap report: HTTP {s}: {}", b.trim()),
+                Ok((s, b)) => {
+                    tracing::warn!("gap report: HTTP {s}: {}", crate::logging::one_line(&b))
+                }
                 Err(e) => tracing::warn!("gap report: {e}"),
             }
             tokio::time::sleep(backoff(
@@ -642,6 +713,7 @@ impl Agent {
         let csr = key
             .csr_pem(Some(&self.node.node_id))
             .map_err(|e| anyhow!("{e}"))?;
+        let spki = key.public_key_der();
         let agent = self.hub();
         let url = self.node.endpoints.renew.clone();
         let issued = tokio::task::spawn_blocking(move || {
@@ -649,6 +721,9 @@ impl Agent {
         })
         .await?
         .map_err(|e| anyhow!("{e}"))?;
+        certs::certifies_key(&issued.cert_pem, &spki).map_err(|e| {
+            anyhow!("the hub's renewal answer was refused ({e}); keeping the current certificate")
+        })?;
         self.data
             .store_issued(&issued.node, &issued.cert_pem, &issued.chain_pem)
             .map_err(|e| anyhow!("{e}"))?;
@@ -667,15 +742,13 @@ impl Agent {
 
     fn start_subscription(self: &Arc<Self>) -> mpsc::Receiver<SubEvent> {
         let (tx, rx) = mpsc::channel(64);
-        let last_id = std::fs::read_to_string(self.last_id_path())
-            .ok()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty());
+        let last_id = crate::subscribe::read_last_id(&self.last_id_path());
         let me = self.clone();
         let sub = Subscription {
             url: self.subscribe_url(),
             cfg: self.cfg.subscribe.clone(),
             last_id,
+            connected: false,
             agent: Box::new(move |read_timeout| {
                 let id = me
                     .identity

@@ -17,4 +17,5 @@ pub mod reconcile;
 pub mod replay;
 pub mod selftest;
 pub mod subscribe;
+pub mod tally;
 pub mod verify;

@@ -73,11 +73,7 @@ impl Outbox {
         while self.queue.len() >= self.max {
             if let Some(old) = self.queue.pop_front() {
                 durable::remove(&self.path(old))?;
-                self.dropped += 1;
-                durable::write(
-                    &self.dir.join(DROPPED_FILE),
-                    self.dropped.to_string().as_bytes(),
-                )?;
+                self.count_dropped(1)?;
             }
         }
         let seq = self.next;
@@ -105,6 +101,20 @@ impl Outbox {
         durable::remove(&self.path(seq))?;
         self.queue.retain(|&s| s != seq);
         Ok(())
+    }
+
+    /// Deletes a result the hub refused for good, counting it as dropped.
+    pub fn reject(&mut self, seq: u64) -> io::Result<()> {
+        self.ack(seq)?;
+        self.count_dropped(1)
+    }
+
+    fn count_dropped(&mut self, n: u64) -> io::Result<()> {
+        self.dropped += n;
+        durable::write(
+            &self.dir.join(DROPPED_FILE),
+            self.dropped.to_string().as_bytes(),
+        )
     }
 
     /// Results waiting.
@@ -152,6 +162,17 @@ mod tests {
         assert_eq!(got, vec![b"3".to_vec(), b"4".to_vec()]);
         drop(o);
         assert_eq!(Outbox::open(d.path(), 2).unwrap().dropped(), 2);
+    }
+
+    #[test]
+    fn rejected_results_are_counted_as_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = Outbox::open(d.path(), 5).unwrap();
+        let a = o.push(b"a").unwrap();
+        o.reject(a).unwrap();
+        assert_eq!((o.depth(), o.dropped()), (0, 1));
+        drop(o);
+        assert_eq!(Outbox::open(d.path(), 5).unwrap().dropped(), 1);
     }
 
     #[test]

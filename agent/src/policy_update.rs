@@ -47,6 +47,16 @@ pub struct Outcome {
     pub refused: Option<String>,
 }
 
+/// A chain document's entries; signed text, so a duplicate object key
+/// anywhere refuses the whole document (as the hub would refuse it).
+fn parse_chain(text: &str) -> Result<Vec<SignedPolicy>, String> {
+    vantage_proto::canonical::check_no_duplicate_keys(text.as_bytes())
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str::<ChainDoc>(text)
+        .map(|d| d.chain)
+        .map_err(|e| e.to_string())
+}
+
 impl PolicyChain {
     /// The shipped policy with the stored chain of `data_dir` verified on top.
     /// A stored entry that does not verify is reported and dropped with
@@ -54,8 +64,8 @@ impl PolicyChain {
     pub fn open(shipped: Policy, data_dir: &Path) -> Self {
         let path = data_dir.join(CHAIN_FILE);
         let stored = match read_limited(&path) {
-            Ok(Some(text)) => match serde_json::from_str::<ChainDoc>(&text) {
-                Ok(doc) => doc.chain,
+            Ok(Some(text)) => match parse_chain(&text) {
+                Ok(chain) => chain,
                 Err(e) => {
                     tracing::error!(
                         "{} is not a policy chain ({e}); using the shipped policy serial {} until the hub offers a verified chain",
@@ -222,9 +232,7 @@ pub fn fetch(http: &ureq::Agent, hub_base: &str) -> Result<Vec<SignedPolicy>, St
         .limit(MAX_CHAIN_BYTES)
         .read_to_string()
         .map_err(|e| format!("GET {url}: {e}"))?;
-    serde_json::from_str::<ChainDoc>(&text)
-        .map(|d| d.chain)
-        .map_err(|e| format!("GET {url}: not a policy chain: {e}"))
+    parse_chain(&text).map_err(|e| format!("GET {url}: not a policy chain: {e}"))
 }
 
 /// Fetches the hub's chain and takes what verifies. Returns the refusal or

@@ -76,7 +76,10 @@ pub fn fetch(agent: &ureq::Agent, url: &str, after: Option<u64>) -> Result<Vec<S
     if status != 200 {
         let mut body = String::new();
         let _ = reader.take(2048).read_to_string(&mut body);
-        return Err(format!("{url} answered HTTP {status}: {}", body.trim()));
+        return Err(format!(
+            "{url} answered HTTP {status}: {}",
+            crate::logging::one_line(&body)
+        ));
     }
     let mut decoder = Decoder::default();
     let mut out = Vec::new();

@@ -52,6 +52,8 @@ pub struct Subscription {
     pub last_id: Option<String>,
     /// Makes the agent for each connection.
     pub agent: AgentFactory,
+    /// The last connection attempt got HTTP 200 (resets the backoff).
+    pub connected: bool,
 }
 
 /// The delay before reconnect attempt `attempt` (0-based): doubling from
@@ -85,7 +87,10 @@ impl Subscription {
             if tx.blocking_send(SubEvent::Lost(reason)).is_err() {
                 return;
             }
-            if started.elapsed() > Duration::from_secs(60) {
+            // A connection the server took (HTTP 200) starts the backoff over:
+            // after a hub restart the node is back within the minimum delay,
+            // not after a delay that grew while the hub was away.
+            if std::mem::take(&mut self.connected) || started.elapsed() > Duration::from_secs(60) {
                 attempt = 0;
             }
             let delay = backoff(
@@ -137,8 +142,12 @@ impl Subscription {
                 .into_reader()
                 .take(2048)
                 .read_to_string(&mut body);
-            return Err(format!("{url} answered HTTP {status}: {}", body.trim()));
+            return Err(format!(
+                "{url} answered HTTP {status}: {}",
+                crate::logging::one_line(&body)
+            ));
         }
+        self.connected = true;
         if tx.blocking_send(SubEvent::Connected(url.clone())).is_err() {
             return Ok(());
         }
@@ -175,7 +184,7 @@ impl Subscription {
                         }
                     }
                     Ok(Frame::Comment(_)) => {}
-                    Err(e) => tracing::warn!("event stream: {e}"),
+                    Err(e) => tracing::warn!("event stream from {url}: {e}"),
                 }
             }
             let position = decoder.last_id().map(str::to_string);
@@ -189,6 +198,30 @@ impl Subscription {
             }
         }
     }
+}
+
+/// The persisted last event id, if there is one that can be sent back as
+/// `Last-Event-ID`. An unusable one (written by an older agent that stored ids
+/// unchecked) would make every reconnect fail before a byte is sent, so it is
+/// dropped with a log line and the node resumes as a fresh subscriber.
+pub fn read_last_id(path: &std::path::Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let id = text.trim_matches(['\n', '\r']);
+    if id.is_empty() {
+        return None;
+    }
+    if !vantage_proto::sse::valid_event_id(id) {
+        tracing::warn!(
+            "ignoring the stored last event id in {} ({} bytes, not at most {} bytes of visible ASCII): \
+             it cannot be sent as Last-Event-ID; resuming as a fresh subscriber",
+            path.display(),
+            bytes.len(),
+            vantage_proto::sse::MAX_EVENT_ID
+        );
+        return None;
+    }
+    Some(id.to_string())
 }
 
 /// A message or a gap event from a decoded event (none for an unreadable gap event).
@@ -223,6 +256,21 @@ fn is_timeout(e: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusable_stored_ids_are_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("last-event-id");
+        assert_eq!(read_last_id(&p), None);
+        for bad in ["a\u{1}b".to_string(), "7".repeat(200 * 1024), "x y".into()] {
+            std::fs::write(&p, &bad).unwrap();
+            assert_eq!(read_last_id(&p), None, "{bad:.20}");
+        }
+        std::fs::write(&p, "1543512360:0\n").unwrap();
+        assert_eq!(read_last_id(&p).as_deref(), Some("1543512360:0"));
+        std::fs::write(&p, "").unwrap();
+        assert_eq!(read_last_id(&p), None);
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_and_caps() {

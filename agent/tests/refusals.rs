@@ -1,8 +1,10 @@
-//! Orders the agent must refuse, each with a `refused` result and its reason
-//! stored at the hub: forged signature, too few approvals, unknown approver,
-//! expired, replayed, not targeted, kind not allowed, private target under the
-//! default owner policy. Payloads that the hub itself would refuse are put on
-//! the node's channel with the hub's test-only raw publish.
+//! Orders the agent must refuse: forged signature, too few approvals, unknown
+//! approver, expired, replayed, not targeted, kind not allowed, private target
+//! under the default owner policy. Refusals of jobs the hub accepted are
+//! `refused` results with their reason; refusals of what anyone could have
+//! sent are counted and reported with the heartbeat. Payloads that the hub
+//! itself would refuse are put on the node's channel with the hub's test-only
+//! raw publish.
 
 mod common;
 
@@ -74,16 +76,8 @@ fn refused_orders_are_reported_with_reasons() {
         ),
     );
 
+    // Refusals of jobs the hub accepted are results, with the reason and code.
     for (id, code, words) in [
-        ("forged", "forged-signature", "signature"),
-        ("too-few", "too-few-approvals", "2"),
-        (
-            "unknown",
-            "unknown-approver",
-            &hub.keys[3].public_key().key_id()[..],
-        ),
-        ("expired", "expired", "expired"),
-        ("elsewhere", "not-targeted", "not targeted"),
         ("no-ping", "kind-not-allowed", "ping"),
         ("loopback", "owner-policy", "loopback"),
         ("private-resolver", "owner-policy", "private"),
@@ -98,6 +92,34 @@ fn refused_orders_are_reported_with_reasons() {
         );
         assert_eq!(r["node_id"], json!(node));
     }
+    // Refusals of jobs without a quorum's signatures: anyone could have sent
+    // them, so they are counted and reported with the heartbeat, not queued.
+    // Quorum-signed jobs the hub never accepted are refused as results, which
+    // the hub does not take (unknown-job): logged at the node.
+    let unknown_key = hub.keys[3].public_key().key_id();
+    for (id, words) in [
+        ("forged", vec!["(forged-signature)"]),
+        ("too-few", vec!["(too-few-approvals)"]),
+        ("unknown", vec!["(unknown-approver)", &unknown_key[..]]),
+        ("expired", vec!["(expired)"]),
+        ("elsewhere", vec!["not targeted"]),
+    ] {
+        agent.wait_log(&format!("refused job {id}:"), 1, 20);
+        let log = agent.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("refused job {id}:")))
+            .unwrap();
+        for w in words {
+            assert!(line.contains(w), "{id}: {line:?} lacks {w:?}");
+        }
+        assert!(hub.results(&op, id).is_empty(), "{id}");
+    }
+    common::wait_for("the refusal counts at the hub", 20, || {
+        let (_, n) = op.get(&format!("/v1/nodes/{node}"));
+        n["refused_totals"]
+            == json!({"forged-signature": 1, "too-few-approvals": 1, "unknown-approver": 1})
+    });
 
     // Replay: a job that passed verification once is refused when it comes
     // again. (Its first run is stopped by the owner's policy: with the default
@@ -108,19 +130,17 @@ fn refused_orders_are_reported_with_reasons() {
         json!({"cmd": "tcp", "args": {"host": "127.0.0.1", "port": hub.port}}),
     );
     let signed = hub.sign(&job, &[0, 1]);
-    hub.raw(&op, &channel, &signed);
+    let (status, v) = op.post("/v1/jobs", &signed);
+    assert_eq!(status, 201, "{v}");
     let first = hub.result(&op, "once", 20);
     assert_eq!(first["code"], "owner-policy", "{first}");
     hub.raw(&op, &channel, &signed);
     agent.wait_log("refused job once: replayed", 1, 20);
-    common::wait_for("the replay refusal to reach the hub", 10, || {
-        agent.outbox_depth() == 0
+    common::wait_for("the replay to be counted at the hub", 20, || {
+        let (_, n) = op.get(&format!("/v1/nodes/{node}"));
+        n["refused_totals"]["replayed"] == 1
     });
     let all = hub.results(&op, "once");
-    assert_eq!(
-        all.len(),
-        1,
-        "the hub keeps one result per job and run: {all:?}"
-    );
+    assert_eq!(all.len(), 1, "one result per job and run: {all:?}");
     assert_eq!(all[0], first);
 }

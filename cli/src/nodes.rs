@@ -141,6 +141,7 @@ pub fn render(nodes: &[Value], now: u64) -> String {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string(),
+                last_error(n),
             ]
         })
         .collect();
@@ -154,9 +155,26 @@ pub fn render(nodes: &[Value], now: u64) -> String {
             "status",
             "last seen",
             "version",
+            "last error",
         ],
         &rows,
     )
+}
+
+/// The node's last reported error, shortened for a table cell (`--json` has it whole).
+fn last_error(n: &Value) -> String {
+    const MAX: usize = 60;
+    let Some(e) = n.get("last_error").and_then(Value::as_str) else {
+        return String::new();
+    };
+    let flat = e.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > MAX {
+        let mut cut: String = flat.chars().take(MAX - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        flat
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +228,12 @@ mod tests {
             .is_err()
         );
         assert!(render(&[reg[0].clone()], 0).contains("AS3320"));
+        let mut failing = reg[0].clone();
+        failing["last_error"] = json!(format!("subscription: HTTP 502\n{}", "x".repeat(100)));
+        let t = render(&[failing], 0);
+        assert!(t.contains("last error"), "{t}");
+        assert!(t.contains("subscription: HTTP 502 xxx"), "{t}");
+        assert!(t.contains("x…"), "{t}");
         let pending = json!({"id": null, "status": "pending", "key_fingerprint": "0123456789abcdef0123", "country": "DE", "last_poll": 5});
         let t = render(&[pending], 65);
         assert!(t.contains("pending 0123456789abcdef  DE"), "{t}");

@@ -1,6 +1,7 @@
 //! The signed-job path a node runs on every message: envelope / signed job
 //! parsing, the canonical byte form, job validation and verification against
-//! a policy. Arbitrary bytes must give an error, never a panic.
+//! a policy. Arbitrary bytes must give an error, never a panic; text with a
+//! duplicate object key is never taken as a signed job.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -26,7 +27,12 @@ fuzz_target!(|data: &[u8]| {
             let _ = env.payload.verify(&policy, 1_800_000_000);
         }
     }
-    if let Ok(signed) = SignedJob::from_json(data) {
+    let strict = canonical::check_no_duplicate_keys(data);
+    let parsed = SignedJob::from_json(data);
+    if strict.is_err() {
+        assert!(parsed.is_err(), "text with a duplicate key was taken");
+    }
+    if let Ok(signed) = parsed {
         let _ = signed.verify(&policy, 1_800_000_000);
         if let Ok(job) = Job::from_value(&signed.job) {
             // A job that parses re-encodes to a value that parses to the same job.

@@ -23,7 +23,7 @@ use vantage_proto::enrol::{
     RenewRequest,
 };
 use vantage_proto::identity::Role;
-use vantage_proto::job::SignedJob;
+use vantage_proto::job::{Job, SignedJob};
 use vantage_proto::node::{GapReport, Heartbeat};
 use vantage_proto::result::{MAX_RESULT_BYTES, ProbeResult};
 use vantage_proto::select::Selection;
@@ -104,7 +104,8 @@ pub fn json_resp(status: StatusCode, v: &impl serde::Serialize) -> Resp {
         .expect("static response parts")
 }
 
-fn error_resp(e: ApiError) -> Resp {
+/// The JSON body of a refusal: `{"error", "code"}`.
+pub fn error_resp(e: ApiError) -> Resp {
     let mut v = json!({"error": e.message});
     if let Some(c) = e.code {
         v["code"] = json!(c);
@@ -194,14 +195,25 @@ async fn route(
         }
         (&Method::POST, ["v1", "heartbeat"]) => {
             let node = require_node(hub, caller).await?;
-            let hb: Heartbeat = parse_json(&read_body(req, MAX_SMALL_BODY).await?)?;
+            let hb: Heartbeat = parse_json(&read_body(hub, req, MAX_SMALL_BODY).await?)?;
             hub.policy.note_reported(&node, hb.policy_serial);
+            let h = {
+                let mut health = lock(&hub.health);
+                let h = crate::server::NodeHealth::from_heartbeat(&hb, now(), health.get(&node));
+                health.insert(node.clone(), h.clone());
+                h
+            };
+            if let Some(r) = hb.refused.as_ref().and(h.refused.as_ref()) {
+                // One line per heartbeat, however much junk the node's stream carried.
+                tracing::warn!(node = %node, total = r.total(), counts = ?r.counts,
+                    sample = r.sample.as_deref().unwrap_or(""), "node refused stream data");
+            }
             touch(hub, &node, peer, Some(hb.version)).await;
             Ok(json_resp(StatusCode::OK, &json!({"ok": true})))
         }
         (&Method::POST, ["v1", "gap"]) => {
             let node = require_node(hub, caller).await?;
-            let body = read_body(req, MAX_SMALL_BODY).await?;
+            let body = read_body(hub, req, MAX_SMALL_BODY).await?;
             let gap: GapReport = parse_json(&body)?;
             tracing::warn!(node = %node, requested = %gap.requested, oldest = ?gap.oldest, "node reports a gap");
             let text = serde_json::to_string(&gap).expect("serialises");
@@ -355,8 +367,26 @@ async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<Str
     }
 }
 
-async fn read_body(req: http::Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
-    match Limited::new(req.into_body(), max).collect().await {
+/// The request body, at most `max` bytes, within the header timeout: a body
+/// sent a byte every few seconds keeps the idle check happy, so without a
+/// deadline of its own it could hold a connection (and a slot) for ever.
+pub async fn read_body(
+    hub: &Arc<Hub>,
+    req: http::Request<Incoming>,
+    max: usize,
+) -> Result<Bytes, ApiError> {
+    let deadline = hub.cfg.header_timeout;
+    let collected = tokio::time::timeout(deadline, Limited::new(req.into_body(), max).collect())
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::REQUEST_TIMEOUT,
+            message: format!(
+                "the request body did not arrive within {} s; send it at once",
+                deadline.as_secs()
+            ),
+            code: Some("request-timeout"),
+        })?;
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -420,7 +450,7 @@ fn new_node_id() -> Result<String, ApiError> {
 }
 
 async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -> ApiResult {
-    let body = read_body(req, MAX_SMALL_BODY).await?;
+    let body = read_body(hub, req, MAX_SMALL_BODY).await?;
     let er: EnrolRequest = parse_json(&body)?;
     let key = pki::parse_csr(&er.csr)?;
     let addr = peer.ip().to_string();
@@ -513,12 +543,7 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
             );
             let max = hub.cfg.max_pending;
             let row = hub
-                .db(move |db| {
-                    if db.pending(&fp)?.is_none() && db.pending_open_count()? >= max {
-                        return Ok(None);
-                    }
-                    db.upsert_pending(&fp, &csr, &a2, t, Some(&ad)).map(Some)
-                })
+                .db(move |db| db.upsert_pending_capped(&fp, &csr, &a2, t, Some(&ad), max))
                 .await?
                 .ok_or_else(|| {
                     ApiError::new(
@@ -625,7 +650,7 @@ async fn issue_node(
 }
 
 async fn renew(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming>) -> ApiResult {
-    let body = read_body(req, MAX_SMALL_BODY).await?;
+    let body = read_body(hub, req, MAX_SMALL_BODY).await?;
     let rr: RenewRequest = parse_json(&body)?;
     let key = pki::parse_csr(&rr.csr)?;
     let issued = hub.ca.issue_node(node_id, &key, hub.cfg.node_cert_days)?;
@@ -767,7 +792,7 @@ async fn subscription_channels(
 // ---- jobs ----
 
 async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>) -> ApiResult {
-    let body = read_body(req, MAX_JOB_BODY).await?;
+    let body = read_body(hub, req, MAX_JOB_BODY).await?;
     let refuse = |hub: &Arc<Hub>, e: ApiError| {
         hub.metrics.jobs_refused.fetch_add(1, Ordering::Relaxed);
         Err(e)
@@ -783,7 +808,15 @@ async fn submit_job(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>
     };
     let signed = match SignedJob::from_json(&body) {
         Ok(s) => s,
-        Err(e) => return refuse(hub, ApiError::bad(format!("not a signed job: {e}"))),
+        Err(e) => {
+            return refuse(
+                hub,
+                ApiError {
+                    code: Some(e.code()),
+                    ..ApiError::bad(format!("not a signed job: {e}"))
+                },
+            );
+        }
     };
     let job = match signed.verify(&policy, now() as u64) {
         Ok(j) => j,
@@ -929,6 +962,13 @@ fn node_json(hub: &Hub, n: &NodeRow) -> Value {
     v["status"] = json!(node_status(n.revoked.is_some(), online(hub, n)));
     v["channels"] = json!(node_attrs(&n.id, &n.attrs).channels());
     v["policy_serial"] = json!(hub.policy.reported(&n.id));
+    let health = lock(&hub.health).get(&n.id).cloned();
+    v["last_error"] = json!(health.as_ref().and_then(|h| h.last_error.clone()));
+    v["outbox_depth"] = json!(health.as_ref().map(|h| h.outbox_depth));
+    v["outbox_dropped"] = json!(health.as_ref().map(|h| h.outbox_dropped));
+    v["heartbeat"] = json!(health.as_ref().map(|h| h.reported));
+    v["refused"] = json!(health.as_ref().and_then(|h| h.refused.clone()));
+    v["refused_totals"] = json!(health.as_ref().map(|h| h.refused_totals.clone()));
     v
 }
 
@@ -960,7 +1000,7 @@ async fn raw_publish(
     req: http::Request<Incoming>,
 ) -> ApiResult {
     channel::validate_channel(ch).map_err(|e| ApiError::bad(e.to_string()))?;
-    let body = read_body(req, MAX_JOB_BODY).await?;
+    let body = read_body(hub, req, MAX_JOB_BODY).await?;
     let v: Value = parse_json(&body)?;
     let payload = serde_json::to_string(&v).expect("serialises");
     let seq = hub.publish(vec![ch.to_string()], payload, None).await?;
@@ -982,7 +1022,7 @@ async fn raw_publish(
 // ---- results ----
 
 async fn results(hub: &Arc<Hub>, node: &str, req: http::Request<Incoming>) -> ApiResult {
-    let body = read_body(req, MAX_RESULT_BYTES).await?;
+    let body = read_body(hub, req, MAX_RESULT_BYTES).await?;
     let r =
         ProbeResult::from_json(&body).map_err(|e| ApiError::bad(format!("not a result: {e}")))?;
     if r.node_id != node {
@@ -991,6 +1031,7 @@ async fn results(hub: &Arc<Hub>, node: &str, req: http::Request<Incoming>) -> Ap
             r.node_id
         )));
     }
+    admit_result(hub, node, &r).await?;
     let text = serde_json::to_string(&r).expect("serialises");
     let (j, n, s, t) = (
         r.job_id.clone(),
@@ -1021,6 +1062,90 @@ async fn results(hub: &Arc<Hub>, node: &str, req: http::Request<Incoming>) -> Ap
             ))
         }
     }
+}
+
+/// Slack for the nodes' clocks when judging whether a run can have happened yet.
+const RUN_CLOCK_SLACK_SECS: u64 = 600;
+
+/// A result is stored only for a job this hub accepted, from a node that job
+/// selected, for a run its schedule allows. Otherwise a node (or a stream
+/// that fed it junk) could fill the operators' result lists and the database
+/// with results nobody asked for. Results of jobs published around the hub
+/// (straight to Nchan) are refused too: the hub cannot tell them from made-up ones.
+async fn admit_result(hub: &Arc<Hub>, node: &str, r: &ProbeResult) -> Result<(), ApiError> {
+    let (j, n) = (r.job_id.clone(), node.to_string());
+    let (job, row) = hub.db(move |db| Ok((db.job(&j)?, db.node(&n)?))).await?;
+    let refuse = |status, code, message: String| {
+        hub.metrics.results_refused.fetch_add(1, Ordering::Relaxed);
+        Err(ApiError {
+            status,
+            message,
+            code: Some(code),
+        })
+    };
+    let Some(job) = job else {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-job",
+            format!(
+                "no job {:?} was accepted by this hub; results are taken only for jobs submitted through it",
+                r.job_id
+            ),
+        );
+    };
+    let parsed = match Job::from_value(&job.signed_job["job"]) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(job = %job.id, "stored job does not parse: {e}");
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-job",
+                format!("job {} cannot be read back: {e}", job.id),
+            );
+        }
+    };
+    // Nodes that joined a selected channel after acceptance also receive a
+    // job without a limit; a limited job went to the listed nodes only.
+    let selected = job.nodes.iter().any(|n| n == node)
+        || (parsed.limit.is_none()
+            && row.is_some_and(|row| parsed.select.matches(&node_attrs(&row.id, &row.attrs))));
+    if !selected {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "not-selected",
+            format!("job {} did not select node {node}", job.id),
+        );
+    }
+    if let Err(why) = run_allowed(&parsed, r.seq, now() as u64) {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "run-not-scheduled",
+            format!("job {} has no run {}: {why}", job.id, r.seq),
+        );
+    }
+    Ok(())
+}
+
+/// Whether run `seq` of `job` can have happened by `now`: run 0 always (it may
+/// be a refusal); later runs only for a repeated job, before it expires and
+/// not long before their time.
+fn run_allowed(job: &Job, seq: u32, now: u64) -> Result<(), String> {
+    if seq == 0 {
+        return Ok(());
+    }
+    let Some(every) = job.repeat_secs.filter(|r| *r > 0) else {
+        return Err("the job runs once".into());
+    };
+    let at = job
+        .not_before
+        .saturating_add(u64::from(seq).saturating_mul(every));
+    if at >= job.expires {
+        return Err(format!("run {seq} would start after the job expires"));
+    }
+    if at > now.saturating_add(RUN_CLOCK_SLACK_SECS) {
+        return Err(format!("run {seq} is not due until {at} (Unix time)"));
+    }
+    Ok(())
 }
 
 // ---- registry and statistics ----
@@ -1065,7 +1190,8 @@ async fn stats(hub: &Arc<Hub>) -> Result<Value, ApiError> {
         "connections_refused": g(&m.conn_refused),
         "jobs_accepted": g(&m.jobs_accepted), "jobs_refused": g(&m.jobs_refused),
         "events_sent": g(&m.events_sent), "results_stored": g(&m.results_stored),
-        "results_duplicate": g(&m.results_duplicate), "enrolments": g(&m.enrolments),
+        "results_duplicate": g(&m.results_duplicate), "results_refused": g(&m.results_refused),
+        "enrolments": g(&m.enrolments),
         "uptime_secs": hub.started.elapsed().as_secs(),
     }))
 }
@@ -1077,7 +1203,7 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
         unreachable!("stats is an object")
     };
     // Totals since start are counters; the rest describe the present.
-    const COUNTERS: [&str; 10] = [
+    const COUNTERS: [&str; 11] = [
         "requests",
         "rate_limited",
         "connections_refused",
@@ -1086,6 +1212,7 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
         "events_sent",
         "results_stored",
         "results_duplicate",
+        "results_refused",
         "enrolments",
         "uptime_secs",
     ];
@@ -1169,6 +1296,50 @@ mod tests {
         assert_eq!((env.id, env.channel.as_str()), (42, "cc.DE"));
         assert_eq!(env.time, "Sun, 22 Jul 2012 23:33:20 GMT");
         assert_eq!(serde_json::to_value(&env.payload).unwrap(), job);
+    }
+
+    #[test]
+    fn heartbeat_errors_are_one_bounded_line() {
+        let hb = Heartbeat {
+            last_error: Some(format!(
+                "HTTP 502: <html>\n<body>{}</body>",
+                "x".repeat(2000)
+            )),
+            outbox_depth: 3,
+            ..Heartbeat::default()
+        };
+        let mut hb = hb;
+        hb.refused = Some(vantage_proto::node::RefusalSummary {
+            sample: Some("unreadable message: a\nb\r\u{1b}[2J".into()),
+            ..Default::default()
+        });
+        let h = crate::server::NodeHealth::from_heartbeat(&hb, 7, None);
+        assert_eq!(
+            h.refused.unwrap().sample.unwrap(),
+            "unreadable message: a b [2J"
+        );
+        let e = h.last_error.unwrap();
+        assert!(e.starts_with("HTTP 502: <html> <body>xx"), "{e}");
+        assert_eq!(e.chars().count(), crate::server::MAX_LAST_ERROR);
+        assert_eq!((h.outbox_depth, h.reported), (3, 7));
+    }
+
+    #[test]
+    fn runs_follow_the_schedule() {
+        let job = |repeat: Option<u64>| {
+            Job::from_value(&json!({"v": 1, "id": "j", "probe": {"cmd": "dns", "args": {"name": "example.com"}},
+                "select": "everyone", "not_before": 1000, "expires": 2000, "repeat_secs": repeat, "proposer": "p"}))
+            .unwrap()
+        };
+        let once = job(None);
+        assert!(run_allowed(&once, 0, 0).is_ok());
+        assert!(run_allowed(&once, 1, 1500).is_err());
+        let every = job(Some(100));
+        assert!(run_allowed(&every, 9, 1900).is_ok());
+        assert!(run_allowed(&every, 10, 5000).is_err(), "starts at expiry");
+        assert!(run_allowed(&every, 5, 1500 - RUN_CLOCK_SLACK_SECS).is_ok());
+        assert!(run_allowed(&every, 5, 1499 - RUN_CLOCK_SLACK_SECS).is_err());
+        assert!(run_allowed(&every, u32::MAX, u64::MAX).is_err());
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub struct ServeArgs {
     /// Open connections per node or operator (per address without a certificate).
     #[arg(long, default_value_t = 8)]
     max_conns_per_identity: usize,
+    /// Connections per source address before their TLS handshake ends (more are closed at once).
+    #[arg(long, default_value_t = 64)]
+    max_handshakes_per_address: usize,
     /// Requests per second per identity, sustained.
     #[arg(long, default_value_t = 10.0)]
     rate: f64,
@@ -288,6 +291,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 revocation_poll: Duration::from_millis(a.revocation_poll_ms.max(50)),
                 max_connections: a.max_connections,
                 max_conns_per_identity: a.max_conns_per_identity,
+                max_handshakes_per_address: a.max_handshakes_per_address.max(1),
                 rate: a.rate,
                 burst: a.burst,
                 header_timeout: Duration::from_secs(a.header_timeout_secs),

@@ -134,8 +134,23 @@ pub fn write_private(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, text.as_bytes(), 0o600)
 }
 
-/// Writes a file atomically (temp file, fsync, rename).
+/// Writes a file atomically (temp file, fsync, rename, fsync of the directory).
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_atomic_then(path, bytes, mode, sync_dir)
+}
+
+/// Makes a rename in `dir` durable: without it a power cut can leave the old
+/// file (or none) although the new CA key, server key or CRL was reported written.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+fn write_atomic_then(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    sync: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<()> {
     // Unique per process and call: the CLI and the running hub may write the same file.
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -153,12 +168,33 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     f.sync_all()?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    sync(dir).with_context(|| format!("cannot sync the directory {}", dir.display()))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_directory_is_synced_after_the_rename() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("crl.pem");
+        let mut synced = None;
+        write_atomic_then(&p, b"new", 0o644, |dir| {
+            // The rename is done when the directory is synced.
+            synced = Some((dir.to_path_buf(), fs::read(&p)?));
+            sync_dir(dir)
+        })
+        .unwrap();
+        assert_eq!(synced, Some((d.path().to_path_buf(), b"new".to_vec())));
+        let err = write_atomic_then(&p, b"x", 0o644, |_| Err(std::io::Error::other("disk")));
+        assert!(err.unwrap_err().to_string().contains("cannot sync"));
+    }
 
     #[test]
     fn init_creates_everything_once() {

@@ -791,6 +791,43 @@ impl Db {
         Ok(self.pending(fp)?.expect("row just written"))
     }
 
+    /// Like [`Db::upsert_pending`], but a new fingerprint is recorded only
+    /// while fewer than `max` enrolments wait (refreshing a known one always
+    /// works); `None` when full. Checked and written under the writer's lock,
+    /// so concurrent enrolments cannot all see room and overshoot the cap.
+    pub fn upsert_pending_capped(
+        &self,
+        fp: &str,
+        csr: &str,
+        declared: &Attrs,
+        now: i64,
+        address: Option<&str>,
+        max: u64,
+    ) -> Result<Option<PendingRow>> {
+        {
+            let c = self.c();
+            let known: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM pending WHERE fp=?1)",
+                [fp],
+                |r| r.get(0),
+            )?;
+            let open = c.query_row(
+                "SELECT count(*) FROM pending WHERE node_id IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64;
+            if !known && open >= max {
+                return Ok(None);
+            }
+            c.execute(
+                "INSERT INTO pending(fp,csr,declared,created,last_poll,address) VALUES(?1,?2,?3,?4,?4,?5)
+                 ON CONFLICT(fp) DO UPDATE SET last_poll=?4, address=?5",
+                params![fp, csr, serde_json::to_string(declared)?, now, address],
+            )?;
+        }
+        self.pending(fp)
+    }
+
     /// One pending enrolment.
     pub fn pending(&self, fp: &str) -> Result<Option<PendingRow>> {
         Ok(self.pending_where("fp=?1", [fp])?.pop())
@@ -1294,6 +1331,45 @@ mod tests {
         assert_eq!(db.attr_changes().unwrap().len(), 1);
         db.drop_attr_change("n-1").unwrap();
         assert!(db.attr_change("n-1").unwrap().is_none());
+    }
+
+    #[test]
+    fn the_pending_cap_holds_under_concurrency() {
+        let (_d, db) = db();
+        let db = std::sync::Arc::new(db);
+        let start = std::sync::Arc::new(std::sync::Barrier::new(16));
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let (db, start) = (db.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    db.upsert_pending_capped(
+                        &format!("fp{i}"),
+                        "csr",
+                        &Attrs::default(),
+                        1,
+                        None,
+                        5,
+                    )
+                    .unwrap()
+                    .is_some()
+                })
+            })
+            .collect();
+        let taken = handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|t| *t)
+            .count();
+        assert_eq!(taken, 5);
+        assert_eq!(db.pending_open_count().unwrap(), 5);
+        // A waiting enrolment can still poll when the queue is full.
+        let known = db.pending_by_prefix("").unwrap()[0].fingerprint.clone();
+        assert!(
+            db.upsert_pending_capped(&known, "csr", &Attrs::default(), 2, None, 5)
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@ use crate::server::{Hub, lock};
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwapOption;
 use http::StatusCode;
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 use std::collections::HashMap;
@@ -197,33 +196,21 @@ pub fn get_policy(hub: &Hub) -> Resp {
 
 /// `POST /v1/policy` (operators): a signed successor of the current policy.
 pub async fn post_policy(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>) -> Resp {
-    let body = match Limited::new(req.into_body(), MAX_POLICY_BODY)
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body over the {MAX_POLICY_BODY}-byte limit"),
-                None,
-            );
-        }
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}"),
-                None,
-            );
-        }
+    let body = match crate::api::read_body(hub, req, MAX_POLICY_BODY).await {
+        Ok(b) => b,
+        Err(e) => return crate::api::error_resp(e),
     };
-    let next: SignedPolicy = match serde_json::from_slice(&body) {
+    // Signed text: a duplicate object key anywhere is refused (SignedPolicy::from_json).
+    let next = match std::str::from_utf8(&body)
+        .map_err(|e| vantage_proto::ProtoError::Malformed(e.to_string()))
+        .and_then(SignedPolicy::from_json)
+    {
         Ok(p) => p,
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!("not a signed policy ({{\"policy\": ..., \"signatures\": [...]}}): {e}"),
-                None,
+                Some(e.code()),
             );
         }
     };

@@ -53,6 +53,40 @@ impl Drop for ConnGuard {
     }
 }
 
+/// At most one log line per interval for an event anyone can cause (a
+/// refused connection, a failed handshake): a flood must not become a flood
+/// of log lines. The lines that were left out are counted.
+pub struct LogThrottle {
+    every: std::time::Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogThrottle {
+    /// One line per `every`.
+    pub fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(n)` if a line may be logged at `now`, `n` being how many were
+    /// left out since the last one; `None` if this one is left out.
+    pub fn allow(&self, now: Instant) -> Option<u64> {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.0 {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                s.1 += 1;
+                None
+            }
+            _ => {
+                s.0 = Some(now);
+                Some(std::mem::take(&mut s.1))
+            }
+        }
+    }
+}
+
 /// Token buckets per identity: `rate` requests a second, bursts up to `burst`.
 pub struct RateLimiter {
     rate: f64,
@@ -98,6 +132,18 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_lines_are_throttled_and_counted() {
+        let t = LogThrottle::new(std::time::Duration::from_secs(10));
+        let t0 = Instant::now();
+        let at = |s| t0 + std::time::Duration::from_secs(s);
+        assert_eq!(t.allow(at(0)), Some(0));
+        assert_eq!(t.allow(at(1)), None);
+        assert_eq!(t.allow(at(9)), None);
+        assert_eq!(t.allow(at(10)), Some(2));
+        assert_eq!(t.allow(at(25)), Some(0));
+    }
     use std::time::Duration;
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::api;
 use crate::datadir::{DataDir, now};
 use crate::db::{Db, JobRecord};
-use crate::limits::{ConnCounter, RateLimiter};
+use crate::limits::{ConnCounter, LogThrottle, RateLimiter};
 use crate::pki::{Ca, cert_info};
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
@@ -63,6 +63,10 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Open connections per node or operator (per address for callers without a certificate).
     pub max_conns_per_identity: usize,
+    /// Connections per source address whose TLS handshake has not finished,
+    /// counted from `accept`: connections that never start TLS cannot fill
+    /// `max_connections` from one address.
+    pub max_handshakes_per_address: usize,
     /// Requests a second per identity, sustained.
     pub rate: f64,
     /// Request burst per identity.
@@ -116,6 +120,8 @@ pub struct Metrics {
     pub results_stored: AtomicU64,
     /// Duplicate results ignored.
     pub results_duplicate: AtomicU64,
+    /// Results refused (unknown job, node not selected, run not scheduled).
+    pub results_refused: AtomicU64,
     /// Enrolments issued.
     pub enrolments: AtomicU64,
 }
@@ -154,12 +160,19 @@ pub struct Hub {
     /// Nodes seen since the last registry flush, with their address
     /// (batched: one transaction every 30 s instead of one per request).
     pub seen: Mutex<HashMap<String, String>>,
+    /// What each node said about itself in its last heartbeat since the hub
+    /// started (kept in memory: it is replaced every few minutes anyway).
+    pub health: Mutex<HashMap<String, NodeHealth>>,
     /// Open subscriptions per channel.
     pub channel_subs: Mutex<HashMap<String, usize>>,
     /// Connection slots per identity.
     pub conns: Arc<ConnCounter>,
     /// Request rate per identity.
     pub rates: RateLimiter,
+    /// Log lines about refused connections and failed handshakes.
+    pub refusal_log: LogThrottle,
+    /// Connections per source address still before the end of their TLS handshake.
+    pub handshakes: Arc<ConnCounter>,
     /// Counters.
     pub metrics: Metrics,
     /// When the hub started.
@@ -167,6 +180,76 @@ pub struct Hub {
     /// Nchan publisher, when `--nchan-publish-url` is given (set once after `new`).
     pub nchan: std::sync::OnceLock<Arc<crate::nchan::Publisher>>,
     public_url: std::sync::OnceLock<String>,
+}
+
+/// A node's own report from its last heartbeat, shown in the registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeHealth {
+    /// When the heartbeat arrived (Unix seconds).
+    pub reported: i64,
+    /// The agent's last error, on one line and bounded.
+    pub last_error: Option<String>,
+    /// Results waiting in the node's outbox.
+    pub outbox_depth: u64,
+    /// Results the node dropped.
+    pub outbox_dropped: u64,
+    /// The last summary of stream data the node refused (kept until a newer one).
+    pub refused: Option<vantage_proto::node::RefusalSummary>,
+    /// Stream data the node refused since the hub started, per code.
+    pub refused_totals: std::collections::BTreeMap<String, u64>,
+}
+
+/// Longest `last_error` the registry keeps, in characters.
+pub const MAX_LAST_ERROR: usize = 512;
+
+impl NodeHealth {
+    /// From a heartbeat: the error text made one line and cut to [`MAX_LAST_ERROR`]
+    /// characters, so a node cannot grow the registry or break its display.
+    pub fn from_heartbeat(
+        hb: &vantage_proto::node::Heartbeat,
+        now: i64,
+        previous: Option<&NodeHealth>,
+    ) -> Self {
+        let last_error = hb.last_error.as_deref().map(one_line);
+        // The sample quotes stream data: made one line like the error text.
+        let refused = hb.refused.clone().map(|mut r| {
+            r.sample = r.sample.as_deref().map(one_line);
+            r
+        });
+        Self {
+            reported: now,
+            last_error,
+            outbox_depth: hb.outbox_depth,
+            outbox_dropped: hb.outbox_dropped,
+            refused: refused.or_else(|| previous.and_then(|p| p.refused.clone())),
+            refused_totals: {
+                let mut t = previous
+                    .map(|p| p.refused_totals.clone())
+                    .unwrap_or_default();
+                for (code, n) in hb.refused.iter().flat_map(|r| &r.counts) {
+                    let c = t.entry(code.clone()).or_insert(0);
+                    *c = c.saturating_add(*n);
+                }
+                t
+            },
+        }
+    }
+}
+
+/// Text from a node as one line of at most [`MAX_LAST_ERROR`] characters.
+fn one_line(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > MAX_LAST_ERROR {
+        let mut cut: String = flat.chars().take(MAX_LAST_ERROR - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        flat
+    }
 }
 
 /// Who is calling, from the verified client certificate only.
@@ -264,7 +347,10 @@ impl Hub {
             subscribed: Mutex::new(HashMap::new()),
             channel_subs: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
             conns: Arc::new(ConnCounter::default()),
+            refusal_log: LogThrottle::new(Duration::from_secs(10)),
+            handshakes: Arc::new(ConnCounter::default()),
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
@@ -456,21 +542,41 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
                 continue;
             }
         };
+        // Counted before any byte is read, so silence costs the sender its own
+        // address's slots first; released when the handshake ends.
+        let Some(handshake) = hub.handshakes.acquire(
+            &format!("addr:{}", peer.ip()),
+            hub.cfg.max_handshakes_per_address,
+        ) else {
+            hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "connection refused: --max-handshakes-per-address ({}) reached", hub.cfg.max_handshakes_per_address);
+            }
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "connection refused: --max-connections ({}) reached", hub.cfg.max_connections);
+            }
             continue;
         };
         let hub = hub.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = connection(hub, tcp, peer).await {
+            if let Err(e) = connection(hub, tcp, peer, handshake).await {
                 tracing::debug!(%peer, "connection: {e:#}");
             }
         });
     }
 }
 
-async fn connection(hub: Arc<Hub>, tcp: tokio::net::TcpStream, peer: SocketAddr) -> Result<()> {
+async fn connection(
+    hub: Arc<Hub>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    handshake: crate::limits::ConnGuard,
+) -> Result<()> {
     tcp.set_nodelay(true)?;
     let activity = Arc::new(AtomicU64::new(0));
     let tracked = Tracked {
@@ -483,11 +589,14 @@ async fn connection(hub: Arc<Hub>, tcp: tokio::net::TcpStream, peer: SocketAddr)
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, "TLS handshake refused: {e}");
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::info!(%peer, left_out, "TLS handshake refused: {e}");
+            }
             return Ok(());
         }
         Err(_) => bail!("TLS handshake timed out"),
     };
+    drop(handshake);
     let caller = Caller::from_certs(tls.get_ref().1.peer_certificates());
     let key = caller.limit_key(&peer);
     let guard = hub.conns.acquire(&key, hub.cfg.max_conns_per_identity);

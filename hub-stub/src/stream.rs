@@ -151,13 +151,20 @@ pub async fn subscribe(
             behind = more;
             frames
         }
-        // An id this log never issued (another hub, a restored database): we cannot
-        // know what the client missed, so say so and continue from the live end.
-        Some((s, _)) => vec![gap_frame(
-            s,
-            hub.pruned_through.load(Ordering::SeqCst) + 1,
-            live,
-        )],
+        // An id this log never issued (another hub, a restored database, or one a
+        // hostile stream made up): we cannot know what the client missed, so say
+        // so and send everything still held, oldest first. Moving the client to
+        // the live end instead would skip jobs the hub holds; the node's replay
+        // set drops what it already ran.
+        Some((s, _)) => {
+            let pruned = hub.pruned_through.load(Ordering::SeqCst);
+            cur.pos = pruned;
+            let mut frames = vec![gap_frame(s, pruned + 1, pruned)];
+            let (held, more) = cur.catch_up(&hub, Some(s)).await?;
+            behind = more;
+            frames.extend(held);
+            frames
+        }
     };
     if poll {
         let timeout = q

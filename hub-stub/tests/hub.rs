@@ -375,7 +375,11 @@ fn results_are_idempotent_and_operators_read_them() {
     let n = hub.node("DE");
     let (node, id) = (&n.client, n.id.clone());
     let other_id = hub.node("FR").id;
-    let (s, _) = op.post("/v1/jobs", &hub.job("r1", json!("everyone")));
+    // Repeated, so that run 1 is one the hub takes a result for.
+    let (s, _) = op.post(
+        "/v1/jobs",
+        &hub.job_with("r1", json!("everyone"), |j| j["repeat_secs"] = json!(60)),
+    );
     assert_eq!(s, 201);
     let follow = op.sse("/v1/jobs/r1/results?follow=1", None).unwrap();
 

@@ -18,6 +18,86 @@ pub const POLICY_DOMAIN: &[u8] = b"vantage-policy-v1\0";
 /// Largest integer magnitude allowed: 2^53 - 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
+/// Refuses JSON text in which any object, at any depth, has a key twice.
+///
+/// Parsers disagree on duplicates (the last wins in serde_json, the first in
+/// others), so signed text with a duplicate could mean one thing to the
+/// approvers' tools and another to a hub or node. The protocol forbids them;
+/// hub and node both check with this before parsing anything signed.
+/// Malformed JSON is [`ProtoError::Malformed`], a duplicate
+/// [`ProtoError::NotCanonical`].
+pub fn check_no_duplicate_keys(text: &[u8]) -> Result<(), ProtoError> {
+    let mut de = serde_json::Deserializer::from_slice(text);
+    match serde::Deserialize::deserialize(&mut de).and_then(|NoDuplicates| de.end()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.to_string().starts_with(DUPLICATE) => {
+            Err(ProtoError::NotCanonical(e.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+const DUPLICATE: &str = "duplicate object key";
+
+/// Walks any JSON value, keeping only each object's keys, to find duplicates.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_none<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<NoDuplicates, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
+        while let Some(NoDuplicates) = seq.next_element()? {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
+        let mut keys = std::collections::BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if keys.contains(&key) {
+                return Err(serde::de::Error::custom(format!("{DUPLICATE} {key:?}")));
+            }
+            let NoDuplicates = map.next_value()?;
+            keys.insert(key);
+        }
+        Ok(NoDuplicates)
+    }
+}
+
 /// The canonical JSON text of `value`.
 pub fn to_canonical_string(value: &Value) -> Result<String, ProtoError> {
     let mut out = String::new();
@@ -162,6 +242,33 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for text in [
+            r#"{"a":1,"a":1}"#,
+            r#"{"job":{"probe":{"args":{"name":"a","name":"b"}}}}"#,
+            r#"[0,{"x":[{"k":null,"k":true}]}]"#,
+            "{\"\\u0061\":1,\"a\":2}",
+        ] {
+            assert!(
+                matches!(
+                    check_no_duplicate_keys(text.as_bytes()),
+                    Err(ProtoError::NotCanonical(_))
+                ),
+                "{text}"
+            );
+        }
+        assert!(check_no_duplicate_keys(br#"{"a":{"a":1},"b":[{"a":2},{"a":3}]}"#).is_ok());
+        assert!(matches!(
+            check_no_duplicate_keys(b"{\"a\":"),
+            Err(ProtoError::Malformed(_))
+        ));
+        assert!(matches!(
+            check_no_duplicate_keys(b"{} {}"),
+            Err(ProtoError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn refuses_non_ascii_keys() {
         assert!(to_canonical_string(&json!({"é": 1})).is_err());
     }
@@ -188,6 +295,7 @@ mod tests {
             let text = to_canonical_string(&v).unwrap();
             let back: Value = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(&back, &v);
+            prop_assert!(check_no_duplicate_keys(text.as_bytes()).is_ok());
             // Canonicalising is idempotent.
             prop_assert_eq!(to_canonical_string(&back).unwrap(), text);
         }

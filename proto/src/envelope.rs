@@ -31,7 +31,10 @@ impl Envelope {
     }
 
     /// Parses an envelope from the `data` of an event.
+    /// Its signed job may not have a duplicate object key anywhere, and
+    /// neither may the envelope.
     pub fn from_json(text: &str) -> Result<Self, ProtoError> {
+        crate::canonical::check_no_duplicate_keys(text.as_bytes())?;
         Ok(serde_json::from_str(text)?)
     }
 

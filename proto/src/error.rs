@@ -32,6 +32,17 @@ pub enum ProtoError {
 }
 
 impl ProtoError {
+    /// A stable short code for programs (API error bodies, refusals).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::Invalid { .. } => "invalid",
+            Self::UnknownCommand(_) => "unknown-command",
+            Self::NotCanonical(_) => "not-canonical",
+            Self::Crypto(_) => "bad-key-or-signature",
+        }
+    }
+
     /// Shorthand for [`ProtoError::Invalid`].
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Invalid {

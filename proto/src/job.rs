@@ -256,6 +256,13 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Whether a quorum of approvers signed the job: the refusal came from a
+    /// check after the signatures. Anything else may be made up by whoever
+    /// sent it, so nothing it carries (a sequence number, an id) is trusted.
+    pub fn is_authentic(&self) -> bool {
+        !matches!(self, Self::Invalid(_) | Self::Approval(_))
+    }
+
     /// A stable short code for programs and dashboards.
     pub fn code(&self) -> &'static str {
         match self {
@@ -277,7 +284,10 @@ impl Refusal {
 
 impl SignedJob {
     /// Parses a signed job from JSON text.
+    /// Text with a duplicate object key anywhere is refused (see
+    /// [`canonical::check_no_duplicate_keys`]).
     pub fn from_json(text: &[u8]) -> Result<Self, ProtoError> {
+        canonical::check_no_duplicate_keys(text)?;
         Ok(serde_json::from_slice(text)?)
     }
 

@@ -219,7 +219,9 @@ impl Policy {
 
 impl SignedPolicy {
     /// Parses the policy file's JSON text.
+    /// Text with a duplicate object key anywhere is refused.
     pub fn from_json(text: &str) -> Result<Self, ProtoError> {
+        crate::canonical::check_no_duplicate_keys(text.as_bytes())?;
         Ok(serde_json::from_str(text)?)
     }
 

@@ -13,6 +13,16 @@ use thiserror::Error;
 pub const DEFAULT_MAX_LINE: usize = 256 * 1024;
 /// Default bound on one event's data, in bytes.
 pub const DEFAULT_MAX_EVENT: usize = 1024 * 1024;
+/// Longest event id the decoder takes, in bytes.
+pub const MAX_EVENT_ID: usize = 256;
+
+/// Whether `id` can be stored and sent back as `Last-Event-ID`: at most
+/// [`MAX_EVENT_ID`] bytes of visible ASCII (or empty, which resets the id).
+/// Anything else (a control byte, a huge id) would make every reconnect's
+/// request invalid or refused, so a client that kept it could never resume.
+pub fn valid_event_id(id: &str) -> bool {
+    id.len() <= MAX_EVENT_ID && id.bytes().all(|b| b.is_ascii_graphic())
+}
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +105,17 @@ pub enum SseError {
     /// A line was not UTF-8; it was skipped.
     #[error("event-stream line is not UTF-8; skipped")]
     NotUtf8,
+    /// An `id` field that could not be sent back as `Last-Event-ID`; the
+    /// previous id stays in force.
+    #[error(
+        "event-stream id of {len} bytes ignored: ids must be at most {MAX_EVENT_ID} bytes of visible ASCII (starts {start:?})"
+    )]
+    InvalidId {
+        /// Its length in bytes.
+        len: usize,
+        /// Its first characters, for the log.
+        start: String,
+    },
 }
 
 /// Incremental decoder. Feed it bytes as they arrive.
@@ -227,7 +248,11 @@ impl Decoder {
                 }
             }
             "event" => self.event = Some(value.to_string()),
-            "id" if !value.contains('\0') => self.last_id = Some(value.to_string()),
+            "id" if valid_event_id(value) => self.last_id = Some(value.to_string()),
+            "id" => out.push(Err(SseError::InvalidId {
+                len: value.len(),
+                start: value.chars().take(32).collect(),
+            })),
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 self.retry = value.parse().ok();
             }
@@ -325,6 +350,35 @@ mod tests {
     }
 
     #[test]
+    fn unusable_ids_are_ignored_and_reported() {
+        let mut d = Decoder::default();
+        let long = "7".repeat(MAX_EVENT_ID + 1);
+        let text = format!(
+            "id: 1\ndata: a\n\nid: 2\u{1}x\ndata: b\n\nid: {long}\ndata: c\n\nid: 2 3\ndata: d\n\nid: {}\ndata: e\n\n",
+            "9".repeat(MAX_EVENT_ID)
+        );
+        let frames = d.feed(text.as_bytes());
+        let errors = frames.iter().filter(|f| f.is_err()).count();
+        assert_eq!(errors, 3, "{frames:?}");
+        let ids: Vec<_> = events(frames).into_iter().map(|e| e.id).collect();
+        let max = "9".repeat(MAX_EVENT_ID);
+        assert_eq!(
+            ids,
+            [
+                Some("1"),
+                Some("1"),
+                Some("1"),
+                Some("1"),
+                Some(max.as_str())
+            ]
+            .map(|o| o.map(String::from))
+        );
+        assert_eq!(d.last_id(), Some(max.as_str()));
+        assert!(valid_event_id("") && valid_event_id("1543512360:0,1543512360:[1]"));
+        assert!(!valid_event_id("a\tb") && !valid_event_id("é"));
+    }
+
+    #[test]
     fn encode_then_decode() {
         let e = Event {
             id: Some("7".into()),
@@ -343,7 +397,7 @@ mod tests {
 
     fn arb_event() -> impl Strategy<Value = Event> {
         (
-            prop::option::of("[^\r\n\0]{0,12}"),
+            prop::option::of("[!-~]{0,12}"),
             prop::option::of("[a-z]{1,8}"),
             "[^\r]{0,40}",
             prop::option::of(0u64..100_000),
@@ -398,6 +452,7 @@ mod tests {
                 }
                 prop_assert!(d.line.len() <= 64);
                 prop_assert!(d.data.len() <= 256);
+                prop_assert!(d.last_id().is_none_or(valid_event_id));
             }
         }
     }

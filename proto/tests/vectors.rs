@@ -112,3 +112,38 @@ fn rfc8032_test_key_matches() {
         "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
     );
 }
+
+/// `proto/testvectors/refused/`: signed text every implementation must refuse.
+/// Each holds the text as a string (`text`), the refusal's code, and the keys
+/// that signed it: the signatures are valid for one reading of the text, which
+/// is what makes accepting it dangerous.
+#[test]
+fn every_refused_vector_is_refused() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testvectors/refused");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let name = path.display();
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let text = v["text"].as_str().unwrap();
+        let err = SignedJob::from_json(text.as_bytes()).unwrap_err();
+        assert_eq!(err.code(), v["code"].as_str().unwrap(), "{name}: {err}");
+        // A lenient parser (the last duplicate wins) would find valid signatures.
+        let lenient: SignedJob = serde_json::from_str(text).unwrap();
+        let bytes = canonical::job_signing_bytes(&lenient.job).unwrap();
+        for (k, sig) in v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(&lenient.signatures)
+        {
+            let public = PublicKey::from_base64(k["public"].as_str().unwrap()).unwrap();
+            assert!(public.verify(&bytes, &sig.bytes().unwrap()), "{name}");
+        }
+        n += 1;
+    }
+    assert!(n >= 1, "expected refused vectors in {}", dir.display());
+}

@@ -17,6 +17,8 @@ use vantage_provision::client::{PinnedCa, Timeouts};
 use vantage_provision::enrol::{EnrolOutcome, enrol};
 use vantage_provision::state::DataDir;
 
+pub mod hostile;
+
 pub const AGENT: &str = env!("CARGO_BIN_EXE_vantage-agent");
 
 pub fn now() -> u64 {
