@@ -680,7 +680,7 @@ async fn renew(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming>) -> A
 /// request after that, so its running agent never holds channels the hub
 /// no longer grants.
 async fn update_attrs(hub: &Arc<Hub>, node_id: &str, req: http::Request<Incoming>) -> ApiResult {
-    let body = read_body(req, MAX_SMALL_BODY).await?;
+    let body = read_body(hub, req, MAX_SMALL_BODY).await?;
     let d = parse_json::<AttrsRequest>(&body)?.declared;
     assigned_country(&d.country)?;
     let id = node_id.to_string();
