@@ -153,7 +153,7 @@ git describe --always --dirty 2>/dev/null > "$obj/vantage-settings/version" || e
 image/defconfig.sh "$BOARD" "${fragments[@]}" > "$obj/defconfig.in"
 rm -f "${fragments[@]}"
 make -s -C "$br" O="$obj" BR2_EXTERNAL="$repo/image/buildroot" BR2_DEFCONFIG="$obj/defconfig.in" defconfig \
-  2>&1 | grep -v 'warning: override: reassigning' || true
+  2>&1 | grep -v -e 'warning: override: reassigning' -e '^#' -e '^$' -e 'GEN ' || true
 # GNU tar's configure refuses to run as root unless told.
 [ "$(id -u)" = 0 ] && export FORCE_UNSAFE_CONFIGURE=1
 if [ -f "$obj/images/rootfs.ext4" ]; then
@@ -166,7 +166,8 @@ fi
 set +e
 make -C "$obj" -j"${JOBS:-$(nproc)}" > "$obj/build.log" 2>&1 &
 pid=$!
-tail -n +1 -F --pid=$pid "$obj/build.log" 2>/dev/null | grep --line-buffered -E '^>>> [^ ]+ [^ ]+ (Extracting|Syncing|Building|Installing to target)' \
+tail -n +1 -F --pid=$pid "$obj/build.log" 2>/dev/null | sed -u 's/\x1b\[[0-9]*m//g' \
+  | grep --line-buffered -E '^>>> [^ ]+ [^ ]+ (Extracting|Syncing|Building|Installing to target)' \
   | while read -r line; do say "${line#>>> }"; done
 wait $pid
 rc=$?
