@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# make image BOARD=rpi0w|rpi3|rpi4|rpi5 HUB_URL=https://hub.example.org:8443 \
-#            NETWORK_CA=path/ca.pem POLICY=path/policy.json
-# Fetches the pinned Buildroot release (needs Internet access), builds the
-# static binaries (make agent) and the image with the external tree image/buildroot,
-# and leaves out/image/<board>/sdcard.img and sdcard.img.sha256.
-#   BUILDROOT_DIR  an existing checkout of the pinned release (skips the download)
-#   DL_DIR         Buildroot's download cache, shared across boards (default out/image/dl)
-#   JOBS           parallel jobs (default: number of CPUs)
+# make image BOARD=rpi0w|rpi3|rpi4|rpi5|qemu_aarch64 HUB_URL=https://hub.example.org:8443 \
+#            NETWORK_CA=path/ca.pem POLICY=path/policy.json [SOURCES=upstream|registries]
+# Builds the static binaries (make agent) and the SD-card image with the external
+# tree image/buildroot; leaves out/image/<board>/sdcard.img and sdcard.img.sha256.
+#   SOURCES=upstream    Buildroot's own downloads (needs Internet); the Pi boards' default
+#   SOURCES=registries  every source from package registries and the frozen mirror
+#                       (image/sources/, docs/images.md "Sources"); qemu_aarch64's default
+#   KERNEL              qemu_aarch64 only: the arm64 kernel that goes onto the card
+#   BUILDROOT_DIR       an existing tree of the pinned release (skips fetching it)
+#   BUILDROOT_TARBALL   the pinned release as a tarball (default: ../shared/buildroot/
+#                       buildroot-<version>.tar.xz beside the repository, when it exists)
+#   VANTAGE_CACHE       where sources, toolchain and registries builds are kept, keyed
+#                       by content (default /var/cache/vantage, else ~/.cache/vantage)
+#   DL_DIR              SOURCES=upstream: Buildroot's download cache (default out/image/dl)
+#   JOBS                parallel jobs (default: number of CPUs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 
 BUILDROOT_VERSION=2026.02.3
 BUILDROOT_COMMIT=679b9ead7620bbf193620d1ebf56f53c1764d37a
+BUILDROOT_SHA256=bec7bcdaa4f16cb117960ca40451f07a147f38d91318fed99bbd2e15244f161e
 BUILDROOT_GIT=${BUILDROOT_GIT:-https://gitlab.com/buildroot.org/buildroot.git}
-BOARDS="rpi0w rpi3 rpi4 rpi5"
+BOARDS="rpi0w rpi3 rpi4 rpi5 qemu_aarch64"
 
-usage() { echo "usage: make image BOARD=<$(tr ' ' '|' <<<"$BOARDS")> HUB_URL=https://... NETWORK_CA=ca.pem POLICY=policy.json" >&2; exit 64; }
+usage() { echo "usage: make image BOARD=<$(tr ' ' '|' <<<"$BOARDS")> HUB_URL=https://... NETWORK_CA=ca.pem POLICY=policy.json [SOURCES=upstream|registries]" >&2; exit 64; }
 [ -n "${BOARD:-}" ] || usage
 [[ " $BOARDS " == *" $BOARD "* ]] || { echo "error: unknown board '$BOARD'" >&2; usage; }
 [[ ${HUB_URL:-} == https://* ]] || { echo "error: HUB_URL must be the hub's https:// URL" >&2; usage; }
@@ -25,23 +34,62 @@ fi
 if [ ! -s "${POLICY:-}" ] || ! python3 -c 'import json,sys; json.load(open(sys.argv[1]))["policy"]' "$POLICY" 2>/dev/null; then
   echo "error: POLICY must name the signed approval policy (JSON with a \"policy\" object)" >&2; usage
 fi
+if [ "$BOARD" = qemu_aarch64 ]; then
+  SOURCES=${SOURCES:-registries}
+  [ -s "${KERNEL:-}" ] || { echo "error: BOARD=qemu_aarch64 needs KERNEL=<arm64 kernel> (make qemu-test passes Debian's)" >&2; usage; }
+  export VANTAGE_KERNEL; VANTAGE_KERNEL=$(readlink -f "$KERNEL")
+fi
+SOURCES=${SOURCES:-upstream}
+case $SOURCES in
+  upstream) ;;
+  registries)
+    if [ "$BOARD" != qemu_aarch64 ]; then
+      echo "error: SOURCES=registries builds BOARD=qemu_aarch64 only: no package registry serves the" >&2
+      echo "       Raspberry Pi kernel tree, Bootlin's toolchains or the Pi's Wi-Fi firmware, and the" >&2
+      echo "       Pi Zero (ARMv6) needs a toolchain built from source. Build $BOARD with Internet" >&2
+      echo "       access (SOURCES=upstream); docs/images.md, 'Which sources for which board'." >&2
+      exit 64
+    fi ;;
+  *) echo "error: SOURCES must be upstream or registries" >&2; usage ;;
+esac
 
-out=$PWD/out/image
-br=${BUILDROOT_DIR:-$out/buildroot-$BUILDROOT_VERSION}
-obj=$out/build-$BOARD
+cache=${VANTAGE_CACHE:-/var/cache/vantage}
+mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ] || cache=$HOME/.cache/vantage
+mkdir -p "$cache"
+out=$repo/out/image
 mkdir -p "$out"
 start=$(date +%s)
+say() { echo "image: [$(( $(date +%s) - start ))s] $*"; }
 
-# Buildroot's own host prerequisites (manual, "System requirements").
+# Buildroot's own host prerequisites (manual, "System requirements"), and
+# what the registries build uses from the host (deps.d/buildroot.list).
 bash scripts/deps.sh buildroot
 
-if [ ! -f "$br/Makefile" ]; then
-  echo "image: fetching Buildroot $BUILDROOT_VERSION"
-  git clone --quiet --depth 1 --branch "$BUILDROOT_VERSION" "$BUILDROOT_GIT" "$br.tmp"
-  mv "$br.tmp" "$br"
+# The pinned Buildroot release: a given tree, the release tarball, or a clone.
+tarball=${BUILDROOT_TARBALL:-$repo/../shared/buildroot/buildroot-$BUILDROOT_VERSION.tar.xz}
+if [ -n "${BUILDROOT_DIR:-}" ]; then
+  br=$BUILDROOT_DIR
+elif [ -f "$tarball" ]; then
+  br=$cache/buildroot-$BUILDROOT_VERSION
+  if [ ! -f "$br/Makefile" ]; then
+    [ "$(sha256sum < "$tarball" | cut -d' ' -f1)" = "$BUILDROOT_SHA256" ] \
+      || { echo "error: $tarball is not Buildroot $BUILDROOT_VERSION (sha256 differs)" >&2; exit 1; }
+    say "unpacking $tarball"
+    rm -rf "$br.tmp"; mkdir -p "$br.tmp"
+    tar -xf "$tarball" --strip-components=1 -C "$br.tmp"
+    mv "$br.tmp" "$br"
+  fi
+else
+  [ "$SOURCES" = upstream ] || { echo "error: no Buildroot release: give BUILDROOT_TARBALL or BUILDROOT_DIR (no registry serves it)" >&2; exit 1; }
+  br=$out/buildroot-$BUILDROOT_VERSION
+  if [ ! -f "$br/Makefile" ]; then
+    say "fetching Buildroot $BUILDROOT_VERSION"
+    git clone --quiet --depth 1 --branch "$BUILDROOT_VERSION" "$BUILDROOT_GIT" "$br.tmp"
+    mv "$br.tmp" "$br"
+  fi
 fi
 # A clone must be at the pinned commit; an unpacked release tarball must say its version.
-if git -C "$br" rev-parse --git-dir >/dev/null 2>&1; then
+if git -C "$br" rev-parse --git-dir >/dev/null 2>&1 && [ -d "$br/.git" ]; then
   have=$(git -C "$br" rev-parse HEAD)
   [ "$have" = "$BUILDROOT_COMMIT" ] || { echo "error: $br is at $have, not Buildroot $BUILDROOT_VERSION ($BUILDROOT_COMMIT)" >&2; exit 1; }
 else
@@ -50,7 +98,50 @@ else
 fi
 
 # The very binaries CI checks.
+say "static binaries (make agent)"
 bash scripts/cross/build.sh
+
+fragments=()
+if [ "$SOURCES" = registries ]; then
+  # The output directory is kept between runs, keyed by everything that decides
+  # what Buildroot builds except the binaries, the overlay and the hub settings,
+  # which every run puts in afresh (vantage-dirclean, target-finalize, post-build).
+  key=$( { image/defconfig.sh "$BOARD" image/sources/aarch64.fragment; cat image/sources/*.sh image/sources/*.tsv \
+           image/sources/local.mk.in image/sources/patches/* image/buildroot/package/*/* image/buildroot/Config.in \
+           image/buildroot/external.*; echo "$BUILDROOT_VERSION"; } | sha256sum | cut -c1-16)
+  src=$cache/br-src-$(cat image/sources/sources.tsv image/sources/prepare.sh image/sources/local.mk.in image/sources/patches/* | sha256sum | cut -c1-16)
+  toolchain=$cache/toolchain-$( { cat image/sources/debian-toolchain.sh; dpkg-query -W gcc-aarch64-linux-gnu libc6-dev-arm64-cross g++-aarch64-linux-gnu; } | sha256sum | cut -c1-16)
+  obj=$cache/br-out/$BOARD-$key
+  say "sources from package registries and the frozen mirror (cache $cache)"
+  bash image/sources/fetch.sh "$cache/sources"
+  if [ ! -f "$src/local.mk" ]; then
+    rm -rf "$src.tmp"
+    bash image/sources/prepare.sh "$br" "$cache/sources" "$src.tmp" > "$cache/prepare.log" 2>&1 \
+      || { tail -20 "$cache/prepare.log" >&2; echo "error: preparing the sources failed; log: $cache/prepare.log" >&2; exit 1; }
+    # local.mk names the directory it was made in.
+    sed -i "s|$src.tmp|$src|g" "$src.tmp/local.mk"
+    mv "$src.tmp" "$src"
+  fi
+  if [ ! -x "$toolchain/usr/bin/aarch64-linux-gnu-gcc" ]; then
+    rm -rf "$toolchain.tmp"
+    bash image/sources/debian-toolchain.sh "$toolchain.tmp"
+    mv "$toolchain.tmp" "$toolchain"
+    # The toolchain's wrappers name the directory they were made in.
+    grep -rl "$toolchain.tmp" "$toolchain/usr/bin" | xargs -r sed -i "s|$toolchain.tmp|$toolchain|g"
+  fi
+  sed -e "s|@SRC@|$src|g" -e "s|@TOOLCHAIN@|$toolchain|g" image/sources/aarch64.fragment > "$cache/aarch64.fragment.$$"
+  fragments=("$cache/aarch64.fragment.$$")
+  # Older outputs of this board only take space (a few GB each).
+  for old in "$cache/br-out/$BOARD"-*; do
+    [ -e "$old" ] && [ "$old" != "$obj" ] && { say "removing the outdated build $old"; rm -rf "$old"; }
+  done
+else
+  obj=$out/build-$BOARD
+  export BR2_DL_DIR=${DL_DIR:-$out/dl}
+fi
+mkdir -p "$obj"
+exec 9>"$obj.lock"
+flock -n 9 || { say "waiting for another build of $obj"; flock 9; }
 
 # Hub settings: parameters, never edits to the tree (post-build.sh reads them).
 mkdir -p "$obj/vantage-settings"
@@ -59,11 +150,35 @@ install -m 0644 "$NETWORK_CA" "$obj/vantage-settings/ca.pem"
 install -m 0644 "$POLICY" "$obj/vantage-settings/policy.json"
 git describe --always --dirty 2>/dev/null > "$obj/vantage-settings/version" || echo unknown > "$obj/vantage-settings/version"
 
-export BR2_DL_DIR=${DL_DIR:-$out/dl}
-make -C "$br" O="$obj" BR2_EXTERNAL="$PWD/image/buildroot" "vantage_${BOARD}_defconfig"
-make -C "$br" O="$obj" -j"${JOBS:-$(nproc)}"
+image/defconfig.sh "$BOARD" "${fragments[@]}" > "$obj/defconfig.in"
+rm -f "${fragments[@]}"
+make -s -C "$br" O="$obj" BR2_EXTERNAL="$repo/image/buildroot" BR2_DEFCONFIG="$obj/defconfig.in" defconfig \
+  2>&1 | grep -v -e 'warning: override: reassigning' -e '^#' -e '^$' -e 'GEN ' || true
+# GNU tar's configure refuses to run as root unless told.
+[ "$(id -u)" = 0 ] && export FORCE_UNSAFE_CONFIGURE=1
+if [ -f "$obj/images/rootfs.ext4" ]; then
+  say "reusing $obj: rebuilding the vantage package, the root file system and the card"
+  make -s -C "$obj" vantage-dirclean >/dev/null
+else
+  say "building in $obj (a clean build takes about 25 minutes on 2 cores; log $obj/build.log)"
+fi
+# Buildroot's ">>> package version step" lines are the progress; the rest goes to the log.
+set +e
+make -C "$obj" -j"${JOBS:-$(nproc)}" > "$obj/build.log" 2>&1 &
+pid=$!
+tail -n +1 -F --pid=$pid "$obj/build.log" 2>/dev/null | sed -u 's/\x1b\[[0-9]*m//g' \
+  | grep --line-buffered -E '^>>> [^ ]+ [^ ]+ (Extracting|Syncing|Building|Installing to target)' \
+  | while read -r line; do say "${line#>>> }"; done
+wait $pid
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+  tail -40 "$obj/build.log" >&2
+  echo "error: Buildroot failed (exit $rc); whole log: $obj/build.log" >&2
+  exit 1
+fi
 
 mkdir -p "$out/$BOARD"
 cp "$obj/images/sdcard.img" "$obj/images/sdcard.img.sha256" "$out/$BOARD/"
-echo "image: out/image/$BOARD/sdcard.img in $(( ($(date +%s) - start) / 60 )) min"
+say "out/image/$BOARD/sdcard.img in $(( ($(date +%s) - start) / 60 )) min"
 cat "$out/$BOARD/sdcard.img.sha256"

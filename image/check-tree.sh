@@ -20,9 +20,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BR=image/buildroot
 OV=image/overlay
-BOARDS=(rpi0w rpi3 rpi4 rpi5)
-declare -A KERNEL=([rpi0w]=zImage [rpi3]=Image [rpi4]=Image [rpi5]=Image)
-declare -A ARCH=([rpi0w]=BR2_arm=y [rpi3]=BR2_aarch64=y [rpi4]=BR2_aarch64=y [rpi5]=BR2_aarch64=y)
+BOARDS=(rpi0w rpi3 rpi4 rpi5 qemu_aarch64)
+declare -A KERNEL=([rpi0w]=zImage [rpi3]=Image [rpi4]=Image [rpi5]=Image [qemu_aarch64]=Image)
+declare -A ARCH=([rpi0w]=BR2_arm=y [rpi3]=BR2_aarch64=y [rpi4]=BR2_aarch64=y [rpi5]=BR2_aarch64=y [qemu_aarch64]=BR2_aarch64=y)
 BUILDROOT_TAG=$(sed -n 's/^BUILDROOT_VERSION=//p' image/build-image.sh)
 MAX_EXPOSURE=${MAX_EXPOSURE:-2.0}
 
@@ -64,9 +64,11 @@ done
 
 echo "== boards"
 for b in "${BOARDS[@]}"; do
-  cfg=$BR/configs/vantage_${b}_defconfig
-  check "$b: defconfig $cfg" test -f "$cfg"
-  [ -f "$cfg" ] || continue
+  check "$b: defconfig $BR/configs/vantage_${b}_defconfig" test -f "$BR/configs/vantage_${b}_defconfig"
+  [ -f "$BR/configs/vantage_${b}_defconfig" ] || continue
+  # The whole configuration: the board's defconfig and the shared fragments.
+  cfg=$work/vantage_${b}_defconfig
+  image/defconfig.sh "$b" > "$cfg"
   check "$b: config.txt and cmdline.txt" test -f "$BR/board/vantage/$b/config.txt" -a -f "$BR/board/vantage/$b/cmdline.txt"
   check "$b: post-script argument is the board" grep -qx "BR2_ROOTFS_POST_SCRIPT_ARGS=\"$b\"" "$cfg"
   check "$b: architecture ${ARCH[$b]}" grep -qx "${ARCH[$b]}" "$cfg"
@@ -74,10 +76,17 @@ for b in "${BOARDS[@]}"; do
   check "$b: cmdline.txt mounts the root read-only from partition 2" \
     grep -qE '(^| )root=/dev/mmcblk0p2 .*(^| )ro( |$)' "$BR/board/vantage/$b/cmdline.txt"
   for opt in BR2_INIT_SYSTEMD=y BR2_PACKAGE_SYSTEMD_TIMESYNCD=y BR2_PACKAGE_CA_CERTIFICATES=y \
-             BR2_PACKAGE_VANTAGE=y BR2_PACKAGE_WPA_SUPPLICANT=y BR2_PACKAGE_BRCMFMAC_SDIO_FIRMWARE_RPI_WIFI=y \
+             BR2_PACKAGE_VANTAGE=y BR2_PACKAGE_WPA_SUPPLICANT=y \
              '# BR2_TARGET_GENERIC_REMOUNT_ROOTFS_RW is not set'; do
     check "$b: $opt" grep -qxF "$opt" "$cfg"
   done
+  case $b in
+    rpi*) check "$b: Wi-Fi firmware" grep -qxF BR2_PACKAGE_BRCMFMAC_SDIO_FIRMWARE_RPI_WIFI=y "$cfg" ;;
+    qemu_*) check "$b: differs from rpi3 only in toolchain, pi.fragment (kernel, Wi-Fi firmware) and its name" \
+      diff <(image/defconfig.sh rpi3 | grep -vxF -f "$BR/board/vantage/pi.fragment" | grep -v -e '^#' -e '^BR2_LINUX_KERNEL' -e TOOLCHAIN_EXTERNAL \
+               -e POST_IMAGE_SCRIPT | sed 's/rpi3/BOARD/g' | sort) \
+           <(grep -v -e '^#' -e POST_IMAGE_SCRIPT "$cfg" | sed 's/qemu_aarch64/BOARD/g' | sort) ;;
+  esac
   # Every path the defconfig names: ours (via BR2_EXTERNAL_VANTAGE_PATH) must
   # exist here; Buildroot's relative ones in the pinned release.
   while read -r path; do
@@ -104,10 +113,11 @@ done
 if [ -f "${BUILDROOT_DIR:-}/Makefile" ]; then
   for b in "${BOARDS[@]}"; do
     o=$work/br-$b
-    if ! log=$(make -s -C "$BUILDROOT_DIR" O="$o" BR2_EXTERNAL="$PWD/$BR" "vantage_${b}_defconfig" 2>&1); then
-      bad "$b: make vantage_${b}_defconfig in Buildroot:"; echo "$log"; continue
+    mkdir -p "$o"; image/defconfig.sh "$b" > "$o/defconfig.in"
+    if ! log=$(make -s -C "$BUILDROOT_DIR" O="$o" BR2_EXTERNAL="$PWD/$BR" BR2_DEFCONFIG="$o/defconfig.in" defconfig 2>&1); then
+      bad "$b: Buildroot's defconfig of $b:"; echo "$log"; continue
     fi
-    dropped=$(grep -v -e '^$' -e '^# vantage' -e '^# Build:' "$BR/configs/vantage_${b}_defconfig" | grep -vxF -f "$o/.config" || true)
+    dropped=$(grep -v -e '^$' -e '^#' "$o/defconfig.in" | grep -vxF -f "$o/.config" || true)
     if [ -z "$dropped" ]; then ok "$b: Buildroot's Kconfig keeps every line of the defconfig"
     else bad "$b: Buildroot's Kconfig dropped: $dropped"; fi
     site=$(make -s -C "$BUILDROOT_DIR" O="$o" printvars VARS=VANTAGE_SITE 2>/dev/null | sed -n 's/^VANTAGE_SITE=//p')
@@ -119,9 +129,9 @@ check "no defconfig for a board that is not in the list" \
   test "$(find $BR/configs -name 'vantage_*_defconfig' | wc -l)" -eq ${#BOARDS[@]}
 
 echo "== shellcheck"
-scripts=("$BR"/board/vantage/*.sh "$OV"/usr/libexec/vantage/* image/*.sh scripts/cross/*.sh)
+scripts=("$BR"/board/vantage/*.sh "$BR"/board/vantage/*/*.sh "$OV"/usr/libexec/vantage/* image/*.sh image/sources/*.sh scripts/cross/*.sh)
 for s in "${scripts[@]}"; do check "shellcheck $s" shellcheck -x "$s"; done
-for s in "$BR"/board/vantage/*.sh "$OV"/usr/libexec/vantage/*; do check "$s is executable" test -x "$s"; done
+for s in "$BR"/board/vantage/*.sh "$BR"/board/vantage/*/*.sh "$OV"/usr/libexec/vantage/* image/sources/*.sh; do check "$s is executable" test -x "$s"; done
 
 echo "== package installs what the overlay expects"
 mk=$BR/package/vantage/vantage.mk

@@ -1,8 +1,10 @@
-# Raspberry Pi binaries and SD-card images (README "Images").
-.PHONY: agent agent-check image image-check deps-cross deps-image deps-buildroot
+# Raspberry Pi binaries and SD-card images (docs/images.md).
+.PHONY: agent agent-check image image-check image-cold-check deps-cross deps-image deps-buildroot
 
 CROSS ?= cargo
 BOARD ?=
+SOURCES ?=
+KERNEL ?=
 
 deps-cross: ## install the cross link drivers, QEMU user emulation and the Rust Pi targets
 	@bash scripts/deps.sh base cross
@@ -19,8 +21,11 @@ agent: ## static agent + provisioning binaries for both Pi targets in out/bin/<t
 agent-check: agent ## checks of make agent's output: static, architecture, QEMU self-test on Pi CPUs, size budget
 	@bash scripts/cross/check.sh
 
-image: ## SD-card image (needs Internet): make image BOARD=rpi0w|rpi3|rpi4|rpi5 HUB_URL=https://... NETWORK_CA=ca.pem POLICY=policy.json
-	@BOARD=$(BOARD) HUB_URL=$(HUB_URL) NETWORK_CA=$(NETWORK_CA) POLICY=$(POLICY) bash image/build-image.sh
+image: ## SD-card image: make image BOARD=rpi0w|rpi3|rpi4|rpi5|qemu_aarch64 HUB_URL=https://... NETWORK_CA=ca.pem POLICY=policy.json [SOURCES=upstream|registries] [KERNEL=...]
+	@BOARD=$(BOARD) HUB_URL=$(HUB_URL) NETWORK_CA=$(NETWORK_CA) POLICY=$(POLICY) SOURCES=$(SOURCES) KERNEL=$(KERNEL) bash image/build-image.sh
+
+image-cold-check: deps-buildroot ## the QEMU image from an empty cache (sources, toolchain, Buildroot): time and disk of a cold build
+	@bash image/cold-check.sh
 
 image-check: deps-image agent ## validate the Buildroot tree and the overlay without Buildroot (paths, shellcheck, units, genimage)
 	@bash image/check-tree.sh

@@ -179,6 +179,60 @@ def agent_config(trust_anchor_path):
             "[owner]\nallow_special_addresses = true\n").encode()
 
 
+def assemble_image(args, work, hub, p, volunteer, extra, log):
+    """The real image: make image BOARD=qemu_aarch64 for this run's network
+    (hub URL, CA, policy: what make image takes), then on a copy of its
+    sdcard.img the volunteer's vantage.toml (mtools, as a volunteer's computer
+    writes it) and the test-only additions (check channel, test settings)."""
+    env = dict(os.environ, BOARD="qemu_aarch64", SOURCES="registries", HUB_URL=HUB_URL,
+               NETWORK_CA=str(hub.ca), POLICY=str(work / "policy.json"),
+               KERNEL=str(p["kernel"] / "vmlinuz"))
+    t = time.monotonic()
+    testsys.run(["bash", str(REPO / "image/build-image.sh")], work / "image-build.log", env=env)
+    built = REPO / "out/image/qemu_aarch64/sdcard.img"
+    disk = work / "disk.img"
+    shutil.copy(built, disk)
+    files = dict(extra)
+    for f in (HERE / "rootfs").rglob("*"):
+        if f.is_file():
+            files["/" + str(f.relative_to(HERE / "rootfs"))] = (f.read_bytes(), f.stat().st_mode & 0o777)
+    links = {f"/etc/systemd/system/{'sockets' if u.endswith('.socket') else 'multi-user'}"
+             f".target.wants/{u}": f"/etc/systemd/system/{u}" for u in testsys.test_units()}
+    # No NTP server answers inside QEMU's restricted network, and QEMU's clock is
+    # the host's: the test system does not wait for network time (a Pi must).
+    links["/etc/systemd/system/systemd-time-wait-sync.service"] = "/dev/null"
+    testsys.customise_root(disk, files, links, log)
+    testsys.fat_write(disk, "vantage.toml", volunteer, log)
+    # Free space behind the data partition, as on a card larger than the image.
+    with open(disk, "r+b") as f:
+        f.truncate(disk.stat().st_size + testsys.FREE_MB * testsys.MiB)
+    return {"image_build_s": round(time.monotonic() - t, 1),
+            "image_sha256": (built.parent / "sdcard.img.sha256").read_text().split()[0][:16]}
+
+
+def assemble_debian(args, work, p, volunteer, extra, log):
+    """The Debian stand-in (--system debian): a quick path for overlay edits,
+    the overlay and binaries laid onto a Debian root file system."""
+    overlays = [Path(args.overlay),
+                REPO / "image/buildroot/board/vantage/rootfs-overlay/etc/systemd/network",
+                HERE / "rootfs"]
+    expect(overlays[0].is_dir(), f"{args.overlay} missing")
+    # The board's network file lives below etc/systemd/network of its overlay.
+    net = work / "netoverlay/etc/systemd/network"
+    net.mkdir(parents=True, exist_ok=True)
+    for f in overlays[1].glob("*.network"):
+        shutil.copy(f, net)
+    overlays[1] = work / "netoverlay"
+    testsys.make_fat(work / "boot.img", {"vantage.toml": volunteer}, log)
+    testsys.make_root(work / "root.img", p["base"], p["kernel"], overlays, extra, log)
+    testsys.make_data(work / "data.img", log)
+    testsys.make_disk(work / "disk.img", work / "boot.img", work / "root.img",
+                      work / "data.img", log)
+    for f in ("boot.img", "root.img", "data.img"):
+        (work / f).unlink()
+    return {}
+
+
 def qemu_part(run, args, cache, work, fx):
     """The aarch64 guest: steps 1-7."""
     log = work / "build.log"
@@ -186,7 +240,7 @@ def qemu_part(run, args, cache, work, fx):
     st = {}
 
     def assemble():
-        p = testsys.pieces(cache, log)
+        p = testsys.pieces(cache, log, with_base=args.system == "debian")
         st["pieces"] = p
         bins = Path(args.bin_dir) / AARCH64
         for b in ("vantage-agent", "vantage-provision"):
@@ -207,37 +261,27 @@ def qemu_part(run, args, cache, work, fx):
         volunteer = (f'hub = "{HUB_URL}"\ntoken = "{token}"\ncountry = "{COUNTRY}"\n'
                      'tags = ["qemu"]\n').encode()
         ta = Path(fx["FIXTURE_TRUST_ANCHOR"]).read_bytes()
+        # This run's test settings: the agent's DNSSEC anchor for the fixture
+        # zones, and the hub's name (QEMU's user network has no DNS server).
         extra = {
-            "/etc/vantage/ca.pem": (Path(hub.ca).read_bytes(), 0o644),
-            "/etc/vantage/policy.json": ((work / "policy.json").read_bytes(), 0o644),
-            "/etc/vantage/provision.env": (f"VANTAGE_HUB_URL={HUB_URL}\n".encode(), 0o644),
             "/etc/vantage/agent.toml": (agent_config("/etc/vantage/trust-anchors.key"), 0o644),
             "/etc/vantage/trust-anchors.key": (ta, 0o644),
             "/etc/hosts": (f"127.0.0.1 localhost\n{HUB_IP} {HUB_NAME}\n".encode(), 0o644),
-            "/usr/bin/vantage-agent": ((bins / "vantage-agent").read_bytes(), 0o755),
-            "/usr/bin/vantage-provision": ((bins / "vantage-provision").read_bytes(), 0o755),
         }
-        overlays = [Path(args.overlay),
-                    REPO / "image/buildroot/board/vantage/rootfs-overlay/etc/systemd/network",
-                    HERE / "rootfs"]
-        expect(overlays[0].is_dir(), f"{args.overlay} missing")
-        # The board's network file lives below etc/systemd/network of its overlay.
-        net = work / "netoverlay/etc/systemd/network"
-        net.mkdir(parents=True, exist_ok=True)
-        for f in overlays[1].glob("*.network"):
-            shutil.copy(f, net)
-        overlays[1] = work / "netoverlay"
-        testsys.make_fat(work / "boot.img", {"vantage.toml": volunteer}, log)
-        testsys.make_root(work / "root.img", p["base"], p["kernel"], overlays, extra, log)
-        testsys.make_data(work / "data.img", log)
-        testsys.make_disk(work / "disk.img", work / "boot.img", work / "root.img",
-                          work / "data.img", log)
-        for f in ("boot.img", "root.img", "data.img"):
-            (work / f).unlink()
+        if args.system == "image":
+            info = assemble_image(args, work, hub, p, volunteer, extra, log)
+        else:
+            extra.update({
+                "/etc/vantage/ca.pem": (Path(hub.ca).read_bytes(), 0o644),
+                "/etc/vantage/policy.json": ((work / "policy.json").read_bytes(), 0o644),
+                "/usr/bin/vantage-agent": ((bins / "vantage-agent").read_bytes(), 0o755),
+                "/usr/bin/vantage-provision": ((bins / "vantage-provision").read_bytes(), 0o755),
+            })
+            info = assemble_debian(args, work, p, volunteer, extra, log)
         cached = ",".join(k for k, v in p["cached"].items() if v) or "none"
-        return {"cached": cached}
+        return {"system": args.system, "cached": cached, **info}
 
-    run.step("assemble the test system (kernel, initramfs, rootfs, disk, hub, fixtures)",
+    run.step(f"assemble the test system ({args.system}: kernel, initramfs, disk, hub, fixtures)",
              assemble)
     hub = st["hub"]
     ports = fx["ports"]
@@ -247,7 +291,8 @@ def qemu_part(run, args, cache, work, fx):
             st["pieces"]["kernel"] / "vmlinuz", st["pieces"]["initrd"], work / "disk.img",
             work / "serial.log",
             [(HUB_IP, 8443, hub.addr[1]), (DNS_IP, 53, ports["DNS_PORT"]),
-             (WWW_IP, 80, ports["HTTP_PORT"]), (WWW_IP, 443, ports["HTTPS_PORT"])])
+             (WWW_IP, 80, ports["HTTP_PORT"]), (WWW_IP, 443, ports["HTTPS_PORT"])],
+            append="ro" if args.system == "image" else "")
         run.guest = g
         run.logs["serial console"] = work / "serial.log"
         return g
@@ -364,8 +409,21 @@ def qemu_part(run, args, cache, work, fx):
         expect(rc == 1 and not cycles.strip(), f"ordering cycles in the journal:\n{cycles}")
         rc, log = g.check("agent-log")
         expect(rc == 0 and "subscribed" in log, f"agent's log not in the journal:\n{log}")
+        rc, release = g.check("os-release")
+        if args.system == "image":
+            expect(rc == 0 and "NAME=Buildroot" in release
+                   and "IMAGE_ID=vantage-qemu_aarch64" in release,
+                   f"the guest is not the Buildroot image:\n{release}")
+        rc, mount = g.check("root-mount")
+        fields = mount.split()
+        if args.system == "image":
+            expect(len(fields) > 3 and "ro" in fields[3].split(","),
+                   f"the root file system is not mounted read-only:\n{mount}")
+        return {"os": next((l.split("=", 1)[1].strip('"') for l in release.splitlines()
+                            if l.startswith("PRETTY_NAME=")), "?")}
 
-    run.step("4 no failed units, no ordering cycles, agent logs in the journal", health)
+    run.step("4 no failed units, no ordering cycles, agent logs in the journal, "
+             "the image's OS with a read-only root", health)
 
     def reboot():
         g = run.guest
@@ -530,8 +588,11 @@ def main():
     ap.add_argument("--work", default=os.environ.get("VQ_WORK", REPO / "build/qemu-run"))
     ap.add_argument("--bin-dir", default=REPO / "out/bin")
     ap.add_argument("--hub-bin", default=REPO / "target/debug/vantage-hub")
+    ap.add_argument("--system", choices=["image", "debian"], default="image",
+                    help="image: the Buildroot image (make image BOARD=qemu_aarch64); debian: "
+                         "the quick Debian stand-in with --overlay (default image)")
     ap.add_argument("--overlay", default=REPO / "image/overlay",
-                    help="root file system overlay of the image (default image/overlay)")
+                    help="--system debian: root file system overlay (default image/overlay)")
     args = ap.parse_args()
     # mkfs.*, sfdisk, depmod and update-binfmts live in sbin.
     os.environ["PATH"] += ":/usr/local/sbin:/usr/sbin:/sbin"

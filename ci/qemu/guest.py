@@ -34,8 +34,9 @@ class Guest:
     one file holds every boot of a run)."""
 
     def __init__(self, kernel, initrd, disk, serial_log, forwards, cpu="cortex-a57",
-                 mem=1024, smp=2):
-        """forwards: list of (guest_ip, guest_port, host_port) for guestfwd."""
+                 mem=1024, smp=2, append=""):
+        """forwards: list of (guest_ip, guest_port, host_port) for guestfwd;
+        append: more kernel command line."""
         self.serial_log = Path(serial_log)
         self.check_port = free_port()
         net = ["user", "id=n0", "restrict=on",
@@ -48,7 +49,7 @@ class Guest:
             "-serial", "stdio", "-monitor", "none",
             "-kernel", str(kernel), "-initrd", str(initrd),
             "-append", "console=ttyAMA0 panic=-1 quiet loglevel=4 cryptomgr.notests=1 "
-                       "vq.root=/dev/vda2 systemd.show_status=false",
+                       "vq.root=/dev/vda2 systemd.show_status=false " + append,
             "-drive", f"file={disk},format=raw,if=none,id=d0",
             "-device", "virtio-blk-pci,drive=d0",
             "-netdev", ",".join(net), "-device", "virtio-net-pci,netdev=n0,romfile=",

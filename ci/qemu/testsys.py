@@ -224,9 +224,9 @@ def ensure_binfmt(log):
                          "and update-binfmts --enable qemu-aarch64")
 
 
-def pieces(cache_dir, log):
-    """Builds or reuses kernel, initramfs and base; returns their paths and
-    which of them came from the cache."""
+def pieces(cache_dir, log, with_base=True):
+    """Builds or reuses kernel, initramfs and (with base) the Debian root file
+    system; returns their paths and which of them came from the cache."""
     cache = Cache(cache_dir)
     ensure_binfmt(log)
     kernel, k_hit = cache.get("kernel", key_of(build_kernel, _apt_env, SUITE, MIRROR),
@@ -235,8 +235,10 @@ def pieces(cache_dir, log):
         "initramfs",
         key_of(build_initramfs, modules_in_order, MODULES, HERE / "initramfs-init", kernel.name),
         build_initramfs(kernel), log)
-    base, b_hit = cache.get("base.tar", key_of(build_base, PACKAGES, MASK, SUITE, MIRROR),
-                            build_base, log)
+    base, b_hit = None, False
+    if with_base:
+        base, b_hit = cache.get("base.tar", key_of(build_base, PACKAGES, MASK, SUITE, MIRROR),
+                                build_base, log)
     return {"kernel": kernel, "initrd": initrd, "base": base,
             "cached": {"kernel": k_hit, "initramfs": i_hit, "base": b_hit}}
 
@@ -256,18 +258,78 @@ def make_fat(path, files, log):
             run(["mcopy", "-i", str(path), str(Path(d) / name), "::" + name], log)
 
 
+def partitions(disk):
+    """(start, size) in bytes of each partition of an MBR disk image, in order."""
+    r = subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError(f"sfdisk cannot read the partition table of {disk}: {r.stderr.strip()}")
+    table = json.loads(r.stdout)["partitiontable"]
+    unit = table.get("sectorsize", 512)
+    return [(p["start"] * unit, p["size"] * unit) for p in table["partitions"]]
+
+
+def _boot(disk):
+    """mtools' name of the boot partition (partition 1) of disk."""
+    return f"{disk}@@{partitions(disk)[0][0]}"
+
+
 def fat_read(disk, name):
     """Reads a file from the boot partition of disk.img (None if absent)."""
-    r = subprocess.run(["mtype", "-i", f"{disk}@@{1 * MiB}", "::" + name],
-                       capture_output=True)
+    r = subprocess.run(["mtype", "-i", _boot(disk), "::" + name], capture_output=True)
     return r.stdout if r.returncode == 0 else None
 
 
 def fat_list(disk):
     """Names of the files on the boot partition of disk.img."""
-    r = subprocess.run(["mdir", "-b", "-i", f"{disk}@@{1 * MiB}", "::"],
+    r = subprocess.run(["mdir", "-b", "-i", _boot(disk), "::"],
                        capture_output=True, text=True)
     return sorted(Path(l.strip()).name for l in r.stdout.splitlines() if l.strip())
+
+
+def fat_write(disk, name, data, log):
+    """Puts a file onto the boot partition of disk.img with mtools, as a
+    volunteer's computer would (no loop device, no mount)."""
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / name
+        f.write_bytes(data)
+        run(["mcopy", "-o", "-i", _boot(disk), str(f), "::" + name], log)
+
+
+def customise_root(disk, files, links, log):
+    """Writes test-only files {path: (bytes, mode)} and symbolic links
+    {path: target} into the ext4 root file system (partition 2) of disk.img
+    with debugfs, leaving every other byte of the image as it was built."""
+    start, size = partitions(disk)[1]
+    with tempfile.TemporaryDirectory(dir=Path(disk).parent) as d:
+        part = Path(d) / "root.ext4"
+        run(["dd", f"if={disk}", f"of={part}", "bs=1M", f"skip={start // MiB}",
+             f"count={size // MiB}", "status=none"], log)
+        cmds, dirs = [], set()
+        for path in list(files) + list(links):
+            parent = Path(path).parent
+            while str(parent) != "/":
+                dirs.add(str(parent))
+                parent = parent.parent
+        cmds += [f"mkdir {p}" for p in sorted(dirs, key=len)]
+        for i, (path, (data, mode)) in enumerate(sorted(files.items())):
+            local = Path(d) / f"f{i}"
+            local.write_bytes(data)
+            os.chmod(local, mode)
+            cmds += [f"rm {path}", f"write {local} {path}"]
+        for path, target in sorted(links.items()):
+            cmds += [f"rm {path}", f"symlink {path} {target}"]
+        (Path(d) / "cmds").write_text("\n".join(cmds) + "\n")
+        # debugfs -f goes on past a command that fails (mkdir of an existing
+        # directory, rm of a missing file): what counts is checked below.
+        run(["debugfs", "-w", "-f", str(Path(d) / "cmds"), str(part)], log)
+        listing = subprocess.run(["debugfs", "-R", "ls -l /etc/vantage", str(part)],
+                                 capture_output=True, text=True).stdout
+        for path in files:
+            if path.startswith("/etc/vantage/") and Path(path).name not in listing:
+                raise BuildError(f"debugfs did not write {path} into {disk}")
+        run(["e2fsck", "-fn", str(part)], log)
+        run(["dd", f"if={part}", f"of={disk}", "bs=1M", f"seek={start // MiB}",
+             "conv=notrunc", "status=none"], log)
 
 
 def make_root(path, base, kernel, overlay_dirs, extra_files, log):
@@ -306,11 +368,15 @@ def make_root(path, base, kernel, overlay_dirs, extra_files, log):
                     units.append(line.split()[1])
         if units:
             run(["chroot", tree, "systemctl", "preset", *units], log)
-        test_units = [p.name for p in (HERE / "rootfs/etc/systemd/system").glob("*")
-                      if p.suffix in (".service", ".socket") and "@" not in p.name]
-        run(["chroot", tree, "systemctl", "enable", *test_units], log)
+        run(["chroot", tree, "systemctl", "enable", *test_units()], log)
         Path(path).unlink(missing_ok=True)
         run(["mkfs.ext4", "-q", "-F", "-L", "vq-root", "-d", tree, str(path), f"{ROOT_MB}M"], log)
+
+
+def test_units():
+    """The test-only units of ci/qemu/rootfs that are enabled in the guest."""
+    return [p.name for p in (HERE / "rootfs/etc/systemd/system").glob("*")
+            if p.suffix in (".service", ".socket") and "@" not in p.name]
 
 
 def make_data(path, log):

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# debian-toolchain.sh OUT: a relocated copy of Debian's aarch64 cross toolchain
+# (gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu, libc6-dev-arm64-cross) laid out
+# so that Buildroot accepts it as a custom external toolchain:
+#  - gcc-cross is copied (not linked), so the driver's relative paths stay inside OUT;
+#  - the sysroot gets usr/include and usr/lib, the layout Buildroot expects (Debian's
+#    cross sysroot has include/ and lib/ at its top);
+#  - the gcc/g++/cpp drivers are wrapped only to hide --with-sysroot=/ from `gcc -v`,
+#    which Buildroot's check_unusable_toolchain (toolchain/helpers.mk) rejects as a
+#    distribution toolchain. That check protects against a host sysroot leaking into
+#    the build; here the sysroot is this relocated copy, which Buildroot passes itself.
+# Why Debian's and not Bootlin's: no registry serves Bootlin's toolchains; Debian's
+# cross gcc 12 / glibc 2.36 are security-maintained (docs/images.md, "Toolchain").
+# shellcheck disable=SC2016  # the driver wrappers are written literally
+set -euo pipefail
+out=${1:?usage: debian-toolchain.sh OUT}
+T=aarch64-linux-gnu
+X=$out/usr
+rm -rf "$out"
+mkdir -p "$X/bin" "$X/lib" "$X/$T/usr" "$X/$T/bin"
+cp -a /usr/lib/gcc-cross "$X/lib/"
+cp -a /usr/$T/include /usr/$T/lib "$X/$T/"
+for t in "/usr/$T/bin/"*; do ln -s "$t" "$X/$T/bin/"; done
+cp -al "$X/$T/include" "$X/$T/usr/include"
+cp -al "$X/$T/lib" "$X/$T/usr/lib"
+for t in "/usr/bin/$T-"*; do
+  b=$(basename "$t")
+  case $b in
+    *-gcc-12|*-g++-12|*-cpp-12)
+      cp "$(readlink -f "$t")" "$X/bin/$b.real"
+      printf '#!/bin/sh\nif [ "$#" = 1 ] && [ "$1" = -v ]; then %s.real -v 2>&1 | sed "s| --with-sysroot=/ | |" >&2; exit 0; fi\nexec %s.real "$@"\n' \
+        "$X/bin/$b" "$X/bin/$b" > "$X/bin/$b"
+      chmod 755 "$X/bin/$b" ;;
+    *-gcc|*-g++|*-cpp) ;;
+    *) ln -s "$t" "$X/bin/$b" ;;
+  esac
+done
+for b in gcc g++ cpp; do ln -s "$T-$b-12" "$X/bin/$T-$b"; done
+# Debian's libc.so/libm.so linker scripts name /usr/aarch64-linux-gnu/lib/...; inside
+# Buildroot's sysroot ld would look for that path under the sysroot. Bare names are
+# searched in the library path.
+grep -l GROUP "$X/$T"/lib/*.so "$X/$T"/usr/lib/*.so | while read -r f; do
+  sed -i "s|/usr/$T/lib/||g" "$f"
+done
+echo "debian-toolchain: $(du -sh "$out" | cut -f1) in $out ($("$X/bin/$T-gcc" -dumpfullversion))"
