@@ -1,4 +1,4 @@
-# vantage-agent, the node agent (README "agent"). Its integration tests
+# vantage-agent, the node agent (docs/agent.md). Its integration tests
 # (agent/tests/, part of `make test-fast`) need the loopback fixtures' packages.
 .PHONY: deps-fixtures test-agent bench-agent fixtures-start fixtures-stop
 

@@ -1,4 +1,4 @@
-# Provisioning: vantage-provision (first-boot enrolment) and the node-side library (README "Provisioning").
+# Provisioning: vantage-provision (first-boot enrolment) and the node-side library (docs/provisioning.md).
 # Its tests are part of `make test-fast` (cargo test --workspace); this target runs them alone.
 .PHONY: test-provision
 

@@ -61,7 +61,7 @@ impl CliError {
 /// Result of a command.
 pub type CliResult<T = ()> = Result<T, CliError>;
 
-/// The exit-code table, as shown in `vantage --help` and the README.
+/// The exit-code table, as shown in `vantage --help` and docs/operators.md.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success

@@ -1,5 +1,5 @@
 //! Publishing accepted jobs to nginx + Nchan, for networks that outgrow one hub
-//! (`serve --nchan-publish-url URL`; see `scale/nginx-nchan.conf` and the README).
+//! (`serve --nchan-publish-url URL`; see `scale/nginx-nchan.conf` and docs/scale.md).
 //!
 //! The hub stays the control plane: a job is first stored durably in the job log
 //! (so the hub's own `/v1/sub` keeps working and nothing is lost), then handed to

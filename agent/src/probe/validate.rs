@@ -27,7 +27,7 @@ const NSEC3_ITERATIONS_LIMIT: u16 = 100;
 pub struct Verdict {
     /// `secure`, `insecure`, `bogus` or `indeterminate`.
     pub verdict: &'static str,
-    /// Stable reason code (README, agent section).
+    /// Stable reason code (docs/agent.md).
     pub reason: String,
     /// One line for people.
     pub detail: String,
