@@ -1,4 +1,5 @@
-# Protocol crate: fuzz targets for the event-stream decoder and the signed-job parser.
+# Protocol crate: fuzz targets for the event-stream decoder, the signed-job parser,
+# and the result and enrolment bodies the hub reads.
 .PHONY: fuzz-smoke
 TEST_TARGETS += fuzz-smoke
 

@@ -3,6 +3,7 @@
 //! shares with it (network PKI, server processes, TLS clients).
 pub mod client;
 pub mod fanout;
+pub mod hostile;
 pub mod mqtt;
 pub mod pki;
 pub mod procs;

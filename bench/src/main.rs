@@ -1,9 +1,11 @@
-//! `vantage-bench fanout`: the fan-out benchmark (see the library).
+//! `vantage-bench fanout`: the fan-out benchmark; `vantage-bench hostile`: the
+//! flood benchmark (see the library).
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use vantage_bench::fanout::{Opts, System, run, table};
+use vantage_bench::hostile;
 
 #[derive(Parser)]
 #[command(version, about = "vantage fan-out benchmark (loopback only)")]
@@ -37,6 +39,31 @@ enum Cmd {
         /// The hub binary (build it with `cargo build --release -p vantage-hub`).
         #[arg(long, default_value = "target/release/vantage-hub")]
         hub_bin: PathBuf,
+    },
+    /// Flood the hub with one attack at a time from many loopback addresses
+    /// and print the operator's latency under each (Markdown).
+    Hostile {
+        /// Seconds the operator is measured under each attack (and the baseline).
+        #[arg(long, default_value_t = 8)]
+        secs: u64,
+        /// Attacker source addresses (127.0.0.2 and up).
+        #[arg(long, default_value_t = 40)]
+        addresses: u8,
+        /// Attack connections per source address.
+        #[arg(long, default_value_t = 50)]
+        per_address: usize,
+        /// Milliseconds between two operator requests.
+        #[arg(long, default_value_t = 200)]
+        operator_every_ms: u64,
+        /// Scratch directory (default: a new temporary directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The hub binary (build it with `cargo build --release -p vantage-hub`).
+        #[arg(long, default_value = "target/release/vantage-hub")]
+        hub_bin: PathBuf,
+        /// More `vantage-hub serve` options (its limits), e.g. `--hub-arg=--max-connections=500`.
+        #[arg(long = "hub-arg", allow_hyphen_values = true)]
+        hub_args: Vec<String>,
     },
 }
 
@@ -73,6 +100,35 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             let rows = rt.block_on(run(&opts))?;
             println!("{}", table(&rows, catchup));
+            Ok(())
+        }
+        Cmd::Hostile {
+            secs,
+            addresses,
+            per_address,
+            operator_every_ms,
+            dir,
+            hub_bin,
+            hub_args,
+        } => {
+            let tmp = tempfile::tempdir()?;
+            let opts = hostile::Opts {
+                hub_bin,
+                dir: dir.unwrap_or_else(|| tmp.path().to_path_buf()),
+                secs,
+                addresses,
+                per_address,
+                operator_every: Duration::from_millis(operator_every_ms),
+                warmup: Duration::from_secs(2),
+                hub_args,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            let rows = rt.block_on(hostile::run(&opts))?;
+            println!("{}", hostile::table(&rows, &opts));
+            let failed: usize = rows.iter().map(|r| r.failed).sum();
+            if failed > 0 {
+                anyhow::bail!("{failed} operator requests failed under attack");
+            }
             Ok(())
         }
     }

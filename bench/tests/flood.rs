@@ -1,0 +1,51 @@
+//! The flood suite's correctness check (no timing asserted): under every
+//! attack of `vantage-bench hostile`, small and short, against the real hub
+//! binary with its default limits, every operator request succeeds and the
+//! attack really opened connections. `make bench-hostile` is the timed run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+use vantage_bench::hostile::{Attack, Opts, run, table};
+
+/// The hub binary `cargo test --workspace` builds next to this test's own
+/// directory (target/<profile>/deps/flood-… → target/<profile>/vantage-hub).
+fn hub_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("vantage-hub");
+    assert!(
+        bin.exists(),
+        "{} missing: run `cargo build -p vantage-hub` first (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn operator_requests_succeed_under_every_flood() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Opts {
+        hub_bin: hub_bin(),
+        dir: dir.path().to_path_buf(),
+        secs: 1,
+        addresses: 6,
+        per_address: 6,
+        operator_every: Duration::from_millis(100),
+        warmup: Duration::from_millis(700),
+        hub_args: Vec::new(),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rows = rt.block_on(run(&opts)).unwrap();
+    let text = table(&rows, &opts);
+    assert_eq!(rows.len(), Attack::ALL.len(), "{text}");
+    for r in &rows {
+        assert_eq!(r.failed, 0, "{text}");
+        assert!(r.ok > 0, "{text}");
+        if r.attack != Attack::None {
+            assert!(r.attack_conns > 0, "the attack did not run: {text}");
+        }
+    }
+}
