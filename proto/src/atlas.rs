@@ -77,7 +77,28 @@ pub struct DnsData {
     /// The answer as received, base64 of its wire form; absent over [`MAX_ABUF_BYTES`].
     pub abuf: Option<String>,
     /// DNSSEC verdict when the job asked for validation.
+    #[serde(deserialize_with = "verdict_either")]
     pub dnssec: Option<DnssecVerdict>,
+}
+
+/// The verdict as agents report it now, or as a bare word as older agents did.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum VerdictForm {
+    Full(DnssecVerdict),
+    Bare(String),
+}
+
+fn verdict_either<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<DnssecVerdict>, D::Error> {
+    Ok(Option::<VerdictForm>::deserialize(d)?.map(|v| match v {
+        VerdictForm::Full(v) => v,
+        VerdictForm::Bare(verdict) => DnssecVerdict {
+            verdict,
+            ..DnssecVerdict::default()
+        },
+    }))
 }
 
 /// One echo request of a `ping` result.
@@ -798,6 +819,18 @@ mod tests {
 
     fn probe(v: serde_json::Value) -> Probe {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn older_agents_bare_verdict_still_reads() {
+        let d: DnsData =
+            serde_json::from_value(json!({"rcode": "NOERROR", "dnssec": "secure"})).unwrap();
+        assert_eq!(d.dnssec.unwrap().verdict, "secure");
+        let d: DnsData =
+            serde_json::from_value(json!({"dnssec": {"verdict": "bogus", "reason": "r"}})).unwrap();
+        assert_eq!(d.dnssec.unwrap().reason, "r");
+        let d: DnsData = serde_json::from_value(json!({})).unwrap();
+        assert!(d.dnssec.is_none());
     }
 
     #[test]
