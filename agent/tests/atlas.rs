@@ -73,6 +73,13 @@ fn atlas_export_of_every_probe_kind() {
             json!({"cmd": "ping", "args": {"host": "127.0.0.1", "count": 3}}),
         ),
         (
+            // No IPv6 address for an IPv4 literal: the ping fails before a
+            // packet leaves, which Atlas reports as every packet lost.
+            "ping-lost",
+            "error",
+            json!({"cmd": "ping", "args": {"host": "127.0.0.1", "count": 2, "af": "ipv6"}}),
+        ),
+        (
             "trace-ok",
             "ok",
             json!({"cmd": "traceroute", "args": {"host": "127.0.0.1", "protocol": "icmp", "max_hops": 4}}),

@@ -38,7 +38,7 @@ def common(r, native, kind):
 
 def test_every_case_was_generated():
     assert set(CASES) == {
-        "dns-ok", "dns-tcp-nx", "dns-timeout", "dns-refused", "ping-ok",
+        "dns-ok", "dns-tcp-nx", "dns-timeout", "dns-refused", "ping-ok", "ping-lost",
         "trace-ok", "http-ok", "http-refused", "http-timeout", "tls-ok",
         "tls-handshake-error",
     }
@@ -113,6 +113,18 @@ def test_ping_rtts():
     assert r.rtt_average == pytest.approx(d["avg_ms"], abs=0.001)
     assert r.destination_address == d["target"]
     assert r.af == 4
+
+
+def test_ping_all_lost():
+    r, native = parse("ping-lost")
+    common(r, native, "ping")
+    assert native["status"] == "error"
+    assert r.packets_sent == 2
+    assert r.packets_received == 0
+    assert [p.rtt for p in r.packets] == [None, None]
+    # avg −1 in the export: sagan reads "no RTT", not a figure.
+    assert r.rtt_average is None and r.rtt_min is None and r.rtt_max is None
+    assert r.raw_data["vantage"]["reason"] == native["reason"]
 
 
 def test_traceroute_hops():
