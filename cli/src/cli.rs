@@ -78,13 +78,17 @@ enum Command {
         #[command(flatten)]
         hub: HubOpts,
     },
-    /// A job's results as a table (--json for machines).
+    /// A job's results as a table (--format json|csv|atlas for machines).
     Results {
         /// Job id.
         job: String,
-        /// Print the results as a JSON array.
-        #[arg(long)]
+        /// Print the results as a JSON array (the same as --format json).
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// Output: table, json (native results), csv (one row per result
+        /// with its key figures) or atlas (RIPE Atlas result format).
+        #[arg(long, value_enum, default_value_t = ResultsFormat::Table)]
+        format: ResultsFormat,
         #[command(flatten)]
         hub: HubOpts,
     },
@@ -402,13 +406,39 @@ fn status(id: &str, json: bool, opts: &HubOpts) -> CliResult {
     Ok(())
 }
 
-fn show_results(id: &str, json: bool, opts: &HubOpts) -> CliResult {
+/// How `vantage results` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResultsFormat {
+    /// A table for people.
+    Table,
+    /// The native results, as the hub stores them.
+    Json,
+    /// One CSV row per result with its key figures.
+    Csv,
+    /// The hub's RIPE Atlas export (ARCHITECTURE.md).
+    Atlas,
+}
+
+fn show_results(id: &str, format: ResultsFormat, opts: &HubOpts) -> CliResult {
     let hub = Hub::connect(opts, false)?;
     let path = job_path(id)?;
-    let list = hub.get(&format!("{path}/results"))?;
-    if json {
-        print_json(&list);
+    if format == ResultsFormat::Atlas {
+        print_json(&hub.get(&format!("{path}/results?format=atlas"))?);
         return Ok(());
+    }
+    let list = hub.get(&format!("{path}/results"))?;
+    match format {
+        ResultsFormat::Json => {
+            print_json(&list);
+            return Ok(());
+        }
+        ResultsFormat::Csv => {
+            let typed: Vec<vantage_proto::result::ProbeResult> = serde_json::from_value(list)
+                .map_err(|e| CliError::refused(format!("the hub's results do not parse: {e}")))?;
+            print!("{}", results::csv(&typed));
+            return Ok(());
+        }
+        ResultsFormat::Table | ResultsFormat::Atlas => {}
     }
     let items = list.as_array().cloned().unwrap_or_default();
     let index = results::node_index(&hub.get("/v1/nodes")?);
@@ -585,7 +615,12 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Command::Submit { file, json, hub } => submit(file, *json, hub),
         Command::Status { job, json, hub } => status(job, *json, hub),
-        Command::Results { job, json, hub } => show_results(job, *json, hub),
+        Command::Results {
+            job,
+            json,
+            format,
+            hub,
+        } => show_results(job, if *json { ResultsFormat::Json } else { *format }, hub),
         Command::Watch { job, json, hub } => {
             job_path(job)?;
             watch::run(hub, job, *json)

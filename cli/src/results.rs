@@ -4,6 +4,9 @@
 use crate::table;
 use serde_json::Value;
 use std::collections::HashMap;
+use vantage_proto::atlas::{DnsData, HttpData, PingData, TcpData, TlsData, TraceData};
+use vantage_proto::probe::ProbeKind;
+use vantage_proto::result::{ProbeResult, Status};
 
 /// What the registry says about a node, for the table's country and ASN columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,6 +185,107 @@ pub fn render(results: &[Value], nodes: &HashMap<String, NodeInfo>) -> String {
     table::render(&HEADERS, &rows)
 }
 
+/// The CSV header of [`csv`].
+pub const CSV_HEADER: &str =
+    "job_id,node_id,seq,probe,status,code,started_s,duration_ms,target,ms,figure,reason";
+
+/// One CSV field, quoted when it holds a separator, a quote or a line break (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The target, the headline time in ms and one key figure of a result,
+/// read through the typed probe data; empty when the data has another shape.
+fn key_figures(r: &ProbeResult) -> (String, Option<f64>, String) {
+    fn typed<T: serde::de::DeserializeOwned + Default>(v: &Value) -> T {
+        T::deserialize(v).unwrap_or_default()
+    }
+    if r.status != Status::Ok {
+        return (String::new(), None, String::new());
+    }
+    match r.probe {
+        Some(ProbeKind::Dns) => {
+            let d: DnsData = typed(&r.data);
+            let verdict = d
+                .dnssec
+                .map(|v| format!(" {}", v.verdict))
+                .unwrap_or_default();
+            (
+                d.server,
+                Some(d.query_ms),
+                format!("{} {} answer(s){verdict}", d.rcode, d.answers.len()),
+            )
+        }
+        Some(ProbeKind::Ping) => {
+            let d: PingData = typed(&r.data);
+            (
+                d.target,
+                d.avg_ms,
+                format!("{}/{} received", d.received, d.sent),
+            )
+        }
+        Some(ProbeKind::Traceroute) => {
+            let d: TraceData = typed(&r.data);
+            let last = d.hops.last().and_then(|h| h.rtts_ms.last().copied());
+            (d.target, last, format!("{} hop(s)", d.hops.len()))
+        }
+        Some(ProbeKind::Http) => {
+            let d: HttpData = typed(&r.data);
+            (d.peer, Some(d.total_ms), format!("status {}", d.status))
+        }
+        Some(ProbeKind::Tls) => {
+            let d: TlsData = typed(&r.data);
+            (d.peer, Some(d.handshake_ms), d.version.unwrap_or_default())
+        }
+        Some(ProbeKind::Tcp) => {
+            let d: TcpData = typed(&r.data);
+            (d.peer, Some(d.connect_ms), String::new())
+        }
+        None => (String::new(), None, String::new()),
+    }
+}
+
+/// Results as CSV, [`CSV_HEADER`] first, one row per result: the key figure
+/// of each probe kind (`ms` is the query, mean RTT, last hop, whole request,
+/// handshake or connect time).
+pub fn csv(results: &[ProbeResult]) -> String {
+    let mut out = format!("{CSV_HEADER}\n");
+    for r in results {
+        let (target, ms, figure) = key_figures(r);
+        let status = serde_json::to_value(r.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let probe = r
+            .probe
+            .and_then(|p| serde_json::to_value(p).ok())
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let fields = [
+            r.job_id.clone(),
+            r.node_id.clone(),
+            r.seq.to_string(),
+            probe,
+            status,
+            r.code.clone().unwrap_or_default(),
+            (r.started_ms / 1000).to_string(),
+            r.duration_ms.to_string(),
+            target,
+            ms.map(|m| m.to_string()).unwrap_or_default(),
+            figure,
+            r.reason.clone().unwrap_or_default(),
+        ];
+        let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +392,52 @@ mod tests {
             let out = render(&[r, extra], &HashMap::new());
             prop_assert!(out.lines().count() >= 3);
         }
+    }
+
+    #[test]
+    fn csv_rows_carry_the_key_figures_and_quote_commas() {
+        let r = |probe: &str, status: &str, data: Value, reason: Option<&str>| {
+            serde_json::from_value::<ProbeResult>(serde_json::json!({
+                "job_id": "j1", "node_id": "n-1", "probe": probe, "started_ms": 1_700_000_000_999u64,
+                "duration_ms": 5, "status": status, "reason": reason, "data": data, "seq": 2,
+            }))
+            .unwrap()
+        };
+        let out = csv(&[
+            r(
+                "ping",
+                "ok",
+                serde_json::json!({"target": "127.0.0.1", "sent": 3, "received": 2, "avg_ms": 0.5}),
+                None,
+            ),
+            r(
+                "dns",
+                "ok",
+                serde_json::json!({"server": "127.0.0.1:53", "rcode": "NOERROR", "query_ms": 1.25,
+                "answers": [{"name": "a.", "type": "A", "ttl": 1, "data": "192.0.2.1"}]}),
+                None,
+            ),
+            r(
+                "http",
+                "error",
+                Value::Null,
+                Some("connect: refused, \"no\""),
+            ),
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(
+            lines[1],
+            "j1,n-1,2,ping,ok,,1700000000,5,127.0.0.1,0.5,2/3 received,"
+        );
+        assert_eq!(
+            lines[2],
+            "j1,n-1,2,dns,ok,,1700000000,5,127.0.0.1:53,1.25,NOERROR 1 answer(s),"
+        );
+        assert_eq!(
+            lines[3],
+            r#"j1,n-1,2,http,error,,1700000000,5,,,,"connect: refused, ""no""""#
+        );
+        assert_eq!(lines.len(), 4);
     }
 }

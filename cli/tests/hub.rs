@@ -175,6 +175,35 @@ fn status_results_watch_and_nodes() {
     assert!(r.stdout.contains("2 of 2 nodes answered"), "{}", r.stdout);
     let v = net.op(&["results", "watched", "--json"]).ok().json();
     assert_eq!(v.as_array().unwrap().len(), 2);
+    let v = net
+        .op(&["results", "watched", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let v = net
+        .op(&["results", "watched", "--format", "atlas"])
+        .ok()
+        .json();
+    let atlas = v.as_array().unwrap();
+    assert_eq!(atlas.len(), 2, "{v}");
+    for a in atlas {
+        assert_eq!(a["type"], "dns", "{a}");
+        assert_eq!(a["msm_id"], vantage_proto::atlas::msm_id("watched"), "{a}");
+        assert_eq!(a["vantage"]["job_id"], "watched", "{a}");
+    }
+    let r = net.op(&["results", "watched", "--format", "csv"]).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], vantage_cli::results::CSV_HEADER, "{}", r.stdout);
+    assert_eq!(lines.len(), 3, "{}", r.stdout);
+    assert!(r.stdout.contains(",dns,ok,"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("NOERROR 2 answer(s) secure"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("NXDOMAIN 0 answer(s)"), "{}", r.stdout);
+    let r = net.op(&["results", "watched", "--format", "xml"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
 
     let r = net.op(&["status", "watched"]).ok();
     assert!(r.stdout.contains("status: active"), "{}", r.stdout);

@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use vantage_proto::atlas;
 use vantage_proto::channel::{self, NodeAttrs};
 use vantage_proto::enrol::{
     AttrsChange, AttrsRequest, AttrsResponse, Endpoints, EnrolRequest, EnrolResponse, EnrolStatus,
@@ -238,7 +239,16 @@ async fn route(
         }
         (&Method::GET, ["v1", "jobs", id, "results"]) => {
             require_operator(hub, caller).await?;
-            stream::job_results(hub.clone(), id.to_string(), &req).await
+            match stream::query(&req).get("format").map(String::as_str) {
+                None | Some("json") => stream::job_results(hub.clone(), id.to_string(), &req).await,
+                Some("atlas") => atlas_results(hub, id).await,
+                Some(other) => Err(ApiError {
+                    code: Some("unknown-format"),
+                    ..ApiError::bad(format!(
+                        "unknown results format {other:?}; use json or atlas"
+                    ))
+                }),
+            }
         }
         (&Method::GET, ["v1", "nodes"]) => {
             require_operator(hub, caller).await?;
@@ -1020,6 +1030,47 @@ async fn raw_publish(
 }
 
 // ---- results ----
+
+/// The job's stored results in the RIPE Atlas format (ARCHITECTURE.md,
+/// "Results in RIPE Atlas format"). Results without an Atlas form (refusals,
+/// `tcp`) are left out; the native format has them all.
+async fn atlas_results(hub: &Arc<Hub>, id: &str) -> ApiResult {
+    let j = id.to_string();
+    let (job, nodes) = hub.db(move |db| Ok((db.job(&j)?, db.nodes()?))).await?;
+    let job = job.ok_or_else(|| ApiError::not_found("no such job"))?;
+    let probe: vantage_proto::probe::Probe =
+        serde_json::from_value(job.signed_job["job"]["probe"].clone()).map_err(|e| ApiError {
+            code: Some("job-unreadable"),
+            ..ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the stored job's probe does not parse: {e}"),
+            )
+        })?;
+    let addresses: std::collections::HashMap<String, Option<String>> =
+        nodes.into_iter().map(|n| (n.id, n.address)).collect();
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let j = id.to_string();
+        let rows = hub.db(move |db| db.results_of(&j, after, 1000)).await?;
+        let n = rows.len();
+        for row in rows {
+            after = row.id;
+            let Ok(r) = serde_json::from_str::<ProbeResult>(&row.body) else {
+                continue;
+            };
+            let from = addresses.get(&r.node_id).cloned().flatten();
+            match atlas::to_atlas(&r, &probe, from.as_deref()) {
+                Ok(a) => out.push(a),
+                Err(e) => tracing::debug!(job = %id, "result {} not exported: {e}", row.id),
+            }
+        }
+        if n < 1000 {
+            break;
+        }
+    }
+    Ok(json_resp(StatusCode::OK, &out))
+}
 
 async fn results(hub: &Arc<Hub>, node: &str, req: http::Request<Incoming>) -> ApiResult {
     let body = read_body(hub, req, MAX_RESULT_BYTES).await?;

@@ -23,7 +23,7 @@ use vantage_proto::sse::{Event, KEEPALIVE};
 const BATCH: usize = 256;
 const MAX_POLL_SECS: u64 = 60;
 
-fn query(req: &http::Request<hyper::body::Incoming>) -> HashMap<String, String> {
+pub(crate) fn query(req: &http::Request<hyper::body::Incoming>) -> HashMap<String, String> {
     req.uri()
         .query()
         .map(|q| {

@@ -302,6 +302,13 @@ fn describe(
         "authority": r.authorities.iter().map(record_json).collect::<Vec<_>>(),
         "query_ms": (query_ms * 1000.0).round() / 1000.0,
     });
+    // The answer exactly as received, for the Atlas export's `abuf`: a
+    // re-encoding would lose the resolver's own name compression and order.
+    let wire = r.as_buffer();
+    if !wire.is_empty() && wire.len() <= vantage_proto::atlas::MAX_ABUF_BYTES {
+        use base64::Engine;
+        out["abuf"] = json!(base64::engine::general_purpose::STANDARD.encode(wire));
+    }
     if a.nsid {
         let nsid = r
             .edns

@@ -160,6 +160,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         "reason": reason,
         "headers": picked,
         "first_byte_ms": first_byte_ms,
+        "head_bytes": head_len,
     });
     if !head_only {
         out["body_bytes"] = json!(body_len);

@@ -158,6 +158,11 @@ pub fn summary(h: &Handshake) -> Value {
         "cipher": conn.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())),
         "alpn": conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
         "chain": h.seen.chain.iter().map(|c| cert_summary(c)).collect::<Vec<_>>(),
+        // PEM of the first certificates, for the Atlas `sslcert` export;
+        // bounded so that a long chain cannot push a result over its size limit.
+        "chain_pem": h.seen.chain.iter().take(vantage_proto::atlas::MAX_CHAIN_PEM)
+            .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.as_ref().to_vec())))
+            .collect::<Vec<_>>(),
         "valid": h.seen.invalid.is_none(),
         "invalid_reason": h.seen.invalid,
     })
