@@ -9,6 +9,7 @@ ATLAS_PYTEST_VERSION ?= 9.2.0
 ATLAS_VENV ?= target/atlas-venv
 
 test-atlas: deps deps-fixtures ## Atlas export read by ripe.atlas.sagan (pinned, in a venv) and compared with native results
+	@bash scripts/deps.sh atlas
 	@test -x $(ATLAS_VENV)/bin/pip || python3 -m venv $(ATLAS_VENV)
 	$(ATLAS_VENV)/bin/pip install -q 'ripe.atlas.sagan==$(SAGAN_VERSION)' 'pytest==$(ATLAS_PYTEST_VERSION)'
 	@# The agent's tests start target/debug/vantage-hub and build it only when missing.
