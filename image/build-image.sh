@@ -69,7 +69,8 @@ bash scripts/deps.sh buildroot
 tarball=${BUILDROOT_TARBALL:-$repo/../shared/buildroot/buildroot-$BUILDROOT_VERSION.tar.xz}
 if [ -n "${BUILDROOT_DIR:-}" ]; then
   br=$BUILDROOT_DIR
-elif [ -f "$tarball" ]; then
+elif [ -f "$tarball" ] || [ -f "$cache/buildroot-$BUILDROOT_VERSION/Makefile" ]; then
+  # Unpacked once into the cache (checked there below), from the release tarball.
   br=$cache/buildroot-$BUILDROOT_VERSION
   if [ ! -f "$br/Makefile" ]; then
     [ "$(sha256sum < "$tarball" | cut -d' ' -f1)" = "$BUILDROOT_SHA256" ] \
@@ -80,7 +81,7 @@ elif [ -f "$tarball" ]; then
     mv "$br.tmp" "$br"
   fi
 else
-  [ "$SOURCES" = upstream ] || { echo "error: no Buildroot release: give BUILDROOT_TARBALL or BUILDROOT_DIR (no registry serves it)" >&2; exit 1; }
+  [ "$SOURCES" = upstream ] || { echo "error: no Buildroot release ($tarball missing): give BUILDROOT_TARBALL or BUILDROOT_DIR (no registry serves it)" >&2; exit 1; }
   br=$out/buildroot-$BUILDROOT_VERSION
   if [ ! -f "$br/Makefile" ]; then
     say "fetching Buildroot $BUILDROOT_VERSION"
