@@ -302,8 +302,9 @@ def customise_root(disk, files, links, log):
     start, size = partitions(disk)[1]
     with tempfile.TemporaryDirectory(dir=Path(disk).parent) as d:
         part = Path(d) / "root.ext4"
-        run(["dd", f"if={disk}", f"of={part}", "bs=1M", f"skip={start // MiB}",
-             f"count={size // MiB}", "status=none"], log)
+        # genimage aligns partitions to sectors, not MiB: byte offsets.
+        run(["dd", f"if={disk}", f"of={part}", "bs=1M", f"skip={start}", f"count={size}",
+             "iflag=skip_bytes,count_bytes", "status=none"], log)
         cmds, dirs = [], set()
         for path in list(files) + list(links):
             parent = Path(path).parent
@@ -328,8 +329,8 @@ def customise_root(disk, files, links, log):
             if path.startswith("/etc/vantage/") and Path(path).name not in listing:
                 raise BuildError(f"debugfs did not write {path} into {disk}")
         run(["e2fsck", "-fn", str(part)], log)
-        run(["dd", f"if={part}", f"of={disk}", "bs=1M", f"seek={start // MiB}",
-             "conv=notrunc", "status=none"], log)
+        run(["dd", f"if={part}", f"of={disk}", "bs=1M", f"seek={start}",
+             "oflag=seek_bytes", "conv=notrunc", "status=none"], log)
 
 
 def make_root(path, base, kernel, overlay_dirs, extra_files, log):

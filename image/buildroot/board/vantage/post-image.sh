@@ -35,6 +35,16 @@ boot_files=$(printf '\\t\\t\\t"%s",\\n' "${files[@]}")
 sed -e "s|#BOOT_FILES#|${boot_files}|" -e "s|#DATA_SIZE#|${data_size}|" \
   "$board_dir/genimage.cfg.in" > "$cfg"
 
+# Buildroot's systemd package makes /boot mode 0700 (SYSTEMD_PERMISSIONS), applied
+# when rootfs.ext4 is made, after post-build.sh. The boot partition is mounted
+# below it at /boot/firmware and read by the vantage user, who must be able to
+# pass through /boot: 0755, as on any Debian or Raspberry Pi OS system.
+if debugfs -R "stat /boot" "$binaries/rootfs.ext4" 2>/dev/null | grep -q 'Type: directory'; then
+  debugfs -w -R "sif /boot mode 040755" "$binaries/rootfs.ext4" >/dev/null 2>&1
+  debugfs -R "stat /boot" "$binaries/rootfs.ext4" 2>/dev/null | grep -q 'Mode:  0755' \
+    || { echo "post-image: could not make /boot 0755 in rootfs.ext4" >&2; exit 1; }
+fi
+
 # An empty root path: the root file system is already rootfs.ext4.
 rootpath=$(mktemp -d)
 trap 'rm -rf "$rootpath"' EXIT
