@@ -774,26 +774,9 @@ impl Db {
 
     // ---- pending enrolments ----
 
-    /// Records (or refreshes) a pending enrolment; returns the row.
-    pub fn upsert_pending(
-        &self,
-        fp: &str,
-        csr: &str,
-        declared: &Attrs,
-        now: i64,
-        address: Option<&str>,
-    ) -> Result<PendingRow> {
-        self.c().execute(
-            "INSERT INTO pending(fp,csr,declared,created,last_poll,address) VALUES(?1,?2,?3,?4,?4,?5)
-             ON CONFLICT(fp) DO UPDATE SET last_poll=?4, address=?5",
-            params![fp, csr, serde_json::to_string(declared)?, now, address],
-        )?;
-        Ok(self.pending(fp)?.expect("row just written"))
-    }
-
-    /// Like [`Db::upsert_pending`], but a new fingerprint is recorded only
-    /// while fewer than `max` enrolments wait (refreshing a known one always
-    /// works); `None` when full. Checked and written under the writer's lock,
+    /// Records (or refreshes) a pending enrolment and returns the row; a new
+    /// fingerprint is recorded only while fewer than `max` enrolments wait
+    /// (refreshing a known one always works); `None` when full. Checked and written under the writer's lock,
     /// so concurrent enrolments cannot all see room and overshoot the cap.
     pub fn upsert_pending_capped(
         &self,
@@ -1269,8 +1252,10 @@ mod tests {
             ..Attrs::default()
         };
         // A refused token made the node wait for approval; the admin approves.
-        db.upsert_pending("fp-a", "csr", &attrs, 1, None).unwrap();
-        db.upsert_pending("fp-b", "csr", &attrs, 1, None).unwrap();
+        db.upsert_pending_capped("fp-a", "csr", &attrs, 1, None, u64::MAX)
+            .unwrap();
+        db.upsert_pending_capped("fp-b", "csr", &attrs, 1, None, u64::MAX)
+            .unwrap();
         db.approve_pending("fp-a", 2).unwrap();
         // Then the volunteer puts a good token in, and the same key enrols with it.
         db.insert_token("tok", &attrs, 1, 1000).unwrap();

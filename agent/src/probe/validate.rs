@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use hickory_resolver::net::dnssec::DnssecDnsHandle;
 use hickory_resolver::net::{DnsError, DnsHandle, NetError};
 use hickory_resolver::proto::dnssec::Proof;
-use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
+use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, DS};
 use hickory_resolver::proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use serde::Serialize;
@@ -257,6 +257,21 @@ fn rrsigs(
 }
 
 /// Names why an answer the validator found insecure is insecure.
+/// The DS records of `zone` as upstream answers them; `None` when the fetch failed.
+async fn fetch_ds(upstream: &Upstream, zone: &Name) -> Option<Vec<DS>> {
+    let answer = upstream.fetch(zone, RecordType::DS).await?;
+    Some(
+        answer
+            .answers
+            .iter()
+            .filter_map(|x| match &x.data {
+                RData::DNSSEC(DNSSECRData::DS(d)) => Some(d.clone()),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
 async fn insecure_reason(r: &DnsResponse, upstream: &Upstream) -> Verdict {
     let high = r.authorities.iter().find_map(|x| match &x.data {
         RData::DNSSEC(DNSSECRData::NSEC3(n)) if n.iterations() > NSEC3_ITERATIONS_LIMIT => {
@@ -288,17 +303,9 @@ async fn insecure_reason(r: &DnsResponse, upstream: &Upstream) -> Verdict {
         .map(|(_, s)| s.input().signer_name.clone())
         .collect();
     for signer in signers {
-        let Some(ds) = upstream.fetch(&signer, RecordType::DS).await else {
+        let Some(sets) = fetch_ds(upstream, &signer).await else {
             continue;
         };
-        let sets: Vec<_> = ds
-            .answers
-            .iter()
-            .filter_map(|x| match &x.data {
-                RData::DNSSEC(DNSSECRData::DS(d)) => Some(d),
-                _ => None,
-            })
-            .collect();
         if !sets.is_empty()
             && sets
                 .iter()
@@ -382,17 +389,9 @@ async fn bogus_reason(
         if anchored.contains(&signer) {
             continue;
         }
-        let Some(ds) = upstream.fetch(&signer, RecordType::DS).await else {
+        let Some(dss) = fetch_ds(upstream, &signer).await else {
             continue;
         };
-        let dss: Vec<_> = ds
-            .answers
-            .iter()
-            .filter_map(|x| match &x.data {
-                RData::DNSSEC(DNSSECRData::DS(d)) => Some(d),
-                _ => None,
-            })
-            .collect();
         if !dss.is_empty()
             && !dss.iter().any(|d| {
                 dnskeys
