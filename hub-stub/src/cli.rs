@@ -1,6 +1,6 @@
 //! The `vantage-hub` command line: everything the operator of a hub does.
 
-use crate::api::{issue_operator, node_status, pending_json};
+use crate::api::{issue_operator, node_status, pending_entry, registry_entry};
 use crate::datadir::{DataDir, now, write_atomic, write_private};
 use crate::db::{Attrs, CertRole};
 use crate::server::{Hub, ServeConfig, serve};
@@ -11,7 +11,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use vantage_proto::channel::{NodeAttrs, validate_continent, validate_country, validate_tag};
+use vantage_proto::channel::{validate_continent, validate_country, validate_tag};
 
 /// The vantage hub: TLS pub/sub with client-certificate identity, enrolment CA, job log and results.
 #[derive(Parser, Debug)]
@@ -56,6 +56,8 @@ pub enum Command {
     },
     /// Serve HTTPS until stopped.
     Serve(ServeArgs),
+    /// Print the hub's OpenAPI 3.1 document (as served at /v1/openapi.json).
+    Openapi,
     /// Enrolment tokens.
     #[command(subcommand)]
     Token(TokenCmd),
@@ -235,7 +237,7 @@ pub enum OperatorCmd {
     },
 }
 
-fn print_json(v: &serde_json::Value) {
+fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serialises"));
 }
 
@@ -248,6 +250,7 @@ fn fmt_time(t: Option<i64>) -> String {
 pub fn run(cli: Cli) -> Result<()> {
     let dd = DataDir::new(&cli.data_dir);
     match cli.cmd {
+        Command::Openapi => print!("{}", crate::api::ApiDoc::pretty()),
         Command::Init {
             network,
             names,
@@ -301,7 +304,9 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let hub = Hub::new(dd, cfg)?;
             if let Some(url) = &a.nchan_publish_url {
-                let _ = hub.nchan.set(crate::nchan::Publisher::start(url)?);
+                let publisher = crate::nchan::Publisher::start(url)?;
+                hub.metrics.register_nchan(publisher.metrics.clone());
+                let _ = hub.nchan.set(publisher);
             }
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -462,19 +467,17 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
                 let mut v: Vec<_> = list
                     .iter()
                     .map(|n| {
-                        let mut v = serde_json::to_value(n).expect("serialises");
-                        v["status"] = json!(node_status(n.revoked.is_some(), online(n.last_seen)));
-                        v
+                        registry_entry(n, node_status(n.revoked.is_some(), online(n.last_seen)))
                     })
                     .collect();
-                v.extend(pending.iter().map(pending_json));
-                print_json(&json!(v));
+                v.extend(pending.iter().map(pending_entry));
+                print_json(&v);
             } else {
                 for n in list {
                     println!(
                         "{:14} {:8} {:3} {:4} last seen {}",
                         n.id,
-                        node_status(n.revoked.is_some(), online(n.last_seen)),
+                        node_status(n.revoked.is_some(), online(n.last_seen)).as_str(),
                         n.attrs.country,
                         n.attrs.continent.as_deref().unwrap_or("-"),
                         fmt_time(n.last_seen)
@@ -495,17 +498,8 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
             let n = db
                 .node(&id)?
                 .with_context(|| format!("no node {id}; `vantage-hub nodes list` shows them"))?;
-            let channels = NodeAttrs {
-                node_id: n.id.clone(),
-                country: n.attrs.country.clone(),
-                continent: n.attrs.continent.clone(),
-                asn: n.attrs.asn,
-                tags: n.attrs.tags.clone(),
-            }
-            .channels();
-            let mut v = serde_json::to_value(&n)?;
-            v["status"] = json!(node_status(n.revoked.is_some(), online(n.last_seen)));
-            v["channels"] = json!(channels);
+            let entry = registry_entry(&n, node_status(n.revoked.is_some(), online(n.last_seen)));
+            let v = serde_json::to_value(&entry)?;
             if json {
                 print_json(&v);
             } else {

@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+pub use vantage_proto::api::{AuditEntry, JobRecord};
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -145,46 +146,6 @@ pub struct LogEntry {
     pub channels: Vec<String>,
     /// The payload, JSON text.
     pub payload: String,
-}
-
-/// The audit record of an accepted job.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobRecord {
-    /// Job id.
-    pub id: String,
-    /// Log sequence number.
-    pub seq: u64,
-    /// The signed job as submitted.
-    pub signed_job: serde_json::Value,
-    /// Acceptance time, Unix seconds.
-    pub submitted: i64,
-    /// Operator whose certificate submitted it.
-    pub submitter: String,
-    /// The job's proposer.
-    pub proposer: Option<String>,
-    /// Key ids of the signatures that counted.
-    pub signers: Vec<String>,
-    /// Channels it was published on.
-    pub channels: Vec<String>,
-    /// Nodes the selection resolved to at acceptance.
-    pub nodes: Vec<String>,
-    /// The host the probe measures (for the per-target hourly limit).
-    pub target: String,
-}
-
-/// One audit entry.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEntry {
-    /// Unix seconds.
-    pub time: i64,
-    /// Who (operator name, node id, `cli`).
-    pub actor: String,
-    /// What (`job.accept`, `node.enrol`, ...).
-    pub action: String,
-    /// On what.
-    pub subject: String,
-    /// Details.
-    pub detail: serde_json::Value,
 }
 
 /// A stored result.
@@ -915,7 +876,7 @@ impl Db {
                 params![
                     j.id,
                     seq,
-                    j.signed_job.to_string(),
+                    serde_json::to_string(&j.signed_job).expect("serialises"),
                     j.submitted,
                     j.submitter,
                     j.proposer,

@@ -1,20 +1,16 @@
 //! Approval-policy rotation at the hub: the chain of accepted successors of
 //! the shipped policy (`policy-chain.json` in the data directory), the policy
-//! jobs are checked against now, and `GET`/`POST /v1/policy`.
+//! jobs are checked against now (the endpoints are in `api::policy`).
 //!
 //! The hub only ever applies a successor that a quorum of the *current*
 //! approvers signed (`Policy::accept_successor`), and re-verifies the stored
 //! chain from the shipped policy at every start. Nodes do the same on their
 //! own, so a hub that serves a forged chain changes nothing on them.
 
-use crate::api::{Resp, json_resp};
-use crate::datadir::{now, write_atomic};
-use crate::server::{Hub, lock};
+use crate::datadir::write_atomic;
+use crate::server::lock;
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwapOption;
-use http::StatusCode;
-use hyper::body::Incoming;
-use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,7 +19,8 @@ use vantage_proto::policy::{ChainDoc, Policy, PolicyChangeError, SignedPolicy, w
 /// File in the data directory holding the accepted successors, oldest first.
 pub const CHAIN_FILE: &str = "policy-chain.json";
 
-const MAX_POLICY_BODY: usize = 64 * 1024;
+/// Largest signed policy the hub takes.
+pub const MAX_POLICY_BODY: usize = 64 * 1024;
 
 struct Chain {
     entries: Vec<SignedPolicy>,
@@ -176,99 +173,10 @@ pub enum RotateError {
     Store(anyhow::Error),
 }
 
-fn error(status: StatusCode, message: String, code: Option<&str>) -> Resp {
-    let mut v = json!({"error": message});
-    if let Some(c) = code {
-        v["code"] = json!(c);
-    }
-    json_resp(status, &v)
-}
-
-/// `GET /v1/policy` (nodes and operators): the successors of the shipped policy.
-pub fn get_policy(hub: &Hub) -> Resp {
-    json_resp(
-        StatusCode::OK,
-        &ChainDoc {
-            chain: hub.policy.chain(),
-        },
-    )
-}
-
-/// `POST /v1/policy` (operators): a signed successor of the current policy.
-pub async fn post_policy(hub: &Arc<Hub>, operator: &str, req: http::Request<Incoming>) -> Resp {
-    let body = match crate::api::read_body(hub, req, MAX_POLICY_BODY).await {
-        Ok(b) => b,
-        Err(e) => return crate::api::error_resp(e),
-    };
-    // Signed text: a duplicate object key anywhere is refused (SignedPolicy::from_json).
-    let next = match std::str::from_utf8(&body)
-        .map_err(|e| vantage_proto::ProtoError::Malformed(e.to_string()))
-        .and_then(SignedPolicy::from_json)
-    {
-        Ok(p) => p,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("not a signed policy ({{\"policy\": ..., \"signatures\": [...]}}): {e}"),
-                Some(e.code()),
-            );
-        }
-    };
-    let h = hub.clone();
-    let outcome = tokio::task::spawn_blocking(move || h.policy.rotate(next))
-        .await
-        .expect("policy rotation task panicked");
-    match outcome {
-        Ok(p) => {
-            tracing::warn!(
-                operator,
-                serial = p.serial,
-                approvers = p.approvers.len(),
-                threshold = p.threshold,
-                "approval policy rotated"
-            );
-            let (op, detail) = (
-                operator.to_string(),
-                json!({"serial": p.serial, "threshold": p.threshold,
-                       "approvers": p.approvers.iter().map(|a| json!({"name": a.name, "key_id": a.key.key_id()})).collect::<Vec<_>>()}),
-            );
-            // Not a possible job id (no ':'), so job audit trails never show it.
-            let subject = format!("policy:{}", p.serial);
-            if let Err(e) = hub
-                .db(move |db| db.audit(now(), &op, "policy.rotate", &subject, &detail))
-                .await
-            {
-                tracing::error!("policy serial {} applied but not audited: {e}", p.serial);
-            }
-            json_resp(StatusCode::OK, &json!({"serial": p.serial}))
-        }
-        Err(RotateError::Refused(e)) => {
-            tracing::warn!(operator, "policy successor refused: {e}");
-            error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "{e}; `vantage policy check --current CURRENT NEW` shows why before submitting"
-                ),
-                Some(e.code()),
-            )
-        }
-        Err(e @ RotateError::NoPolicy) => {
-            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
-        }
-        Err(e @ RotateError::Store(_)) => {
-            tracing::error!("{e}");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the hub could not store the policy; nothing changed, try again later".into(),
-                None,
-            )
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use vantage_proto::sign::ApproverKey;
 
     fn keys() -> Vec<ApproverKey> {

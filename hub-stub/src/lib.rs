@@ -7,7 +7,9 @@
 //! - [`tokens`]: one-time enrolment tokens.
 //! - [`server`]: TLS with client-certificate verification, connection limits and
 //!   timeouts, background tasks (revocation watch, retention, registry upkeep).
-//! - [`api`]: routing, authorisation from the verified certificate, handlers.
+//! - [`api`]: the axum router, the caller's identity as extractors, handlers by
+//!   resource, refusals with stable codes, the OpenAPI document.
+//! - [`metrics`]: counters, gauges and latency histograms in one registry (`/metrics`).
 //! - [`stream`]: subscriptions (SSE, long-poll) with catch-up and gap events; result streams.
 //! - [`limits`]: per-identity connection slots and request rate.
 //! - [`cli`]: the `vantage-hub` command line.
@@ -17,6 +19,7 @@ pub mod datadir;
 pub mod db;
 pub mod governance;
 pub mod limits;
+pub mod metrics;
 pub mod nchan;
 pub mod pki;
 pub mod server;

@@ -28,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 use vantage_proto::identity::Role;
 use vantage_proto::policy::{Policy, SignedPolicy};
 
@@ -101,31 +102,6 @@ pub struct ResultEvent {
     pub body: String,
 }
 
-/// Counters for `/v1/stats` and `/metrics`.
-#[derive(Default)]
-pub struct Metrics {
-    /// Requests served.
-    pub requests: AtomicU64,
-    /// Requests refused for rate.
-    pub rate_limited: AtomicU64,
-    /// Connections refused (limit or handshake failure).
-    pub conn_refused: AtomicU64,
-    /// Jobs accepted.
-    pub jobs_accepted: AtomicU64,
-    /// Jobs refused.
-    pub jobs_refused: AtomicU64,
-    /// Events sent to subscribers.
-    pub events_sent: AtomicU64,
-    /// Results stored.
-    pub results_stored: AtomicU64,
-    /// Duplicate results ignored.
-    pub results_duplicate: AtomicU64,
-    /// Results refused (unknown job, node not selected, run not scheduled).
-    pub results_refused: AtomicU64,
-    /// Enrolments issued.
-    pub enrolments: AtomicU64,
-}
-
 /// Shared state of a running hub.
 pub struct Hub {
     /// Configuration.
@@ -173,8 +149,8 @@ pub struct Hub {
     pub refusal_log: LogThrottle,
     /// Connections per source address still before the end of their TLS handshake.
     pub handshakes: Arc<ConnCounter>,
-    /// Counters.
-    pub metrics: Metrics,
+    /// Counters, gauges and latencies.
+    pub metrics: crate::metrics::Metrics,
     /// When the hub started.
     pub started: Instant,
     /// Nchan publisher, when `--nchan-publish-url` is given (set once after `new`).
@@ -352,7 +328,7 @@ impl Hub {
             refusal_log: LogThrottle::new(Duration::from_secs(10)),
             handshakes: Arc::new(ConnCounter::default()),
             rates,
-            metrics: Metrics::default(),
+            metrics: crate::metrics::Metrics::new(),
             started: Instant::now(),
             nchan: std::sync::OnceLock::new(),
             public_url: std::sync::OnceLock::new(),
@@ -532,6 +508,7 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     spawn_background(&hub);
     let slots = Arc::new(Semaphore::new(hub.cfg.max_connections));
+    let app = api::router(hub.clone());
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -548,23 +525,23 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
             &format!("addr:{}", peer.ip()),
             hub.cfg.max_handshakes_per_address,
         ) else {
-            hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            hub.metrics.conn_refused.inc();
             if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
                 tracing::warn!(%peer, left_out, "connection refused: --max-handshakes-per-address ({}) reached", hub.cfg.max_handshakes_per_address);
             }
             continue;
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            hub.metrics.conn_refused.inc();
             if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
                 tracing::warn!(%peer, left_out, "connection refused: --max-connections ({}) reached", hub.cfg.max_connections);
             }
             continue;
         };
-        let hub = hub.clone();
+        let (hub, app) = (hub.clone(), app.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = connection(hub, tcp, peer, handshake).await {
+            if let Err(e) = connection(hub, app, tcp, peer, handshake).await {
                 tracing::debug!(%peer, "connection: {e:#}");
             }
         });
@@ -573,6 +550,7 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
 
 async fn connection(
     hub: Arc<Hub>,
+    app: axum::Router,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     handshake: crate::limits::ConnGuard,
@@ -588,7 +566,7 @@ async fn connection(
     let tls = match tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            hub.metrics.conn_refused.inc();
             if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
                 tracing::info!(%peer, left_out, "TLS handshake refused: {e}");
             }
@@ -601,13 +579,16 @@ async fn connection(
     let key = caller.limit_key(&peer);
     let guard = hub.conns.acquire(&key, hub.cfg.max_conns_per_identity);
     let over_limit = guard.is_none();
-    let svc_hub = hub.clone();
-    let service = service_fn(move |req| {
-        let hub = svc_hub.clone();
-        let caller = caller.clone();
-        async move {
-            Ok::<_, std::convert::Infallible>(api::handle(hub, caller, peer, over_limit, req).await)
+    // The verified identity travels with each request; the router's
+    // extractors and limits read it from there.
+    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        let x = req.extensions_mut();
+        x.insert(caller.clone());
+        x.insert(api::Peer(peer));
+        if over_limit {
+            x.insert(api::OverLimit);
         }
+        app.clone().oneshot(req)
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

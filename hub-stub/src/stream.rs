@@ -1,12 +1,11 @@
 //! Event streams: a node's subscription (SSE or long-poll) with catch-up from
 //! the job log and explicit gap events, and operators following results.
 
-use crate::api::{Resp, event_frame, full, json_resp};
+use crate::api::{Resp, event_frame, full, json};
 use crate::datadir::now;
 use crate::server::{Hub, Published};
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,17 +22,6 @@ use vantage_proto::sse::{Event, KEEPALIVE};
 const BATCH: usize = 256;
 const MAX_POLL_SECS: u64 = 60;
 
-pub(crate) fn query(req: &http::Request<hyper::body::Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn last_event_id(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<String> {
     headers
         .get("last-event-id")
@@ -43,9 +31,7 @@ fn last_event_id(headers: &HeaderMap, q: &HashMap<String, String>) -> Option<Str
         .filter(|s| !s.trim().is_empty())
 }
 
-fn sse_response(
-    body: http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>,
-) -> Resp {
+fn sse_response(body: axum::body::Body) -> Resp {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
@@ -128,10 +114,10 @@ pub async fn subscribe(
     node: String,
     (serial, not_after): (String, i64),
     channels: Vec<String>,
-    req: &http::Request<hyper::body::Incoming>,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
 ) -> Result<Resp, crate::api::ApiError> {
-    let q = query(req);
-    let last = last_event_id(req.headers(), &q);
+    let last = last_event_id(headers, q);
     // Subscribe to live entries before reading the log, so nothing falls between.
     let rx = hub.log_tx.subscribe();
     let live = hub.last_seq.load(Ordering::SeqCst);
@@ -180,9 +166,7 @@ pub async fn subscribe(
             // Nothing for this subscriber: still move its position past what went by.
             first.push(position_frame(cur.pos));
         }
-        hub.metrics
-            .events_sent
-            .fetch_add(first.len() as u64, Ordering::Relaxed);
+        hub.metrics.events_sent.inc_by(first.len() as u64);
         let body: Vec<u8> = first.concat();
         return Ok(sse_response(full(body)));
     }
@@ -193,7 +177,7 @@ pub async fn subscribe(
             tracing::debug!(node, "stream ended: {e}");
         }
     });
-    Ok(sse_response(body.boxed()))
+    Ok(sse_response(axum::body::Body::new(body)))
 }
 
 /// Where a stream's producer hands its next frame to the response body.
@@ -314,7 +298,7 @@ async fn send_backlog(hub: &Arc<Hub>, tx: &Out, cur: &mut Cursor) -> Result<(), 
         let (frames, more) = cur.catch_up(hub, None).await?;
         for f in frames {
             tx.send(f).await;
-            hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
+            hub.metrics.events_sent.inc();
         }
         if !more {
             return Ok(());
@@ -334,7 +318,7 @@ async fn run_stream(
     tx.send(Bytes::from_static(KEEPALIVE.as_bytes())).await;
     for f in first {
         tx.send(f).await;
-        hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
+        hub.metrics.events_sent.inc();
     }
     if behind {
         send_backlog(hub, &tx, &mut cur).await?;
@@ -356,7 +340,7 @@ async fn run_stream(
                     cur.pos = p.seq;
                     if let Some(f) = cur.pick(&p) {
                         tx.send(f).await;
-                        hub.metrics.events_sent.fetch_add(1, Ordering::Relaxed);
+                        hub.metrics.events_sent.inc();
                     }
                 }
                 Err(RecvError::Lagged(_)) => send_backlog(hub, &tx, &mut cur).await?,
@@ -381,9 +365,9 @@ async fn run_stream(
 pub async fn job_results(
     hub: Arc<Hub>,
     job_id: String,
-    req: &http::Request<hyper::body::Incoming>,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
 ) -> Result<Resp, crate::api::ApiError> {
-    let q = query(req);
     let follow = matches!(q.get("follow").map(String::as_str), Some("1" | "true"));
     if !follow {
         let mut all = Vec::new();
@@ -400,9 +384,9 @@ pub async fn job_results(
                 break;
             }
         }
-        return Ok(json_resp(StatusCode::OK, &all));
+        return Ok(json(StatusCode::OK, &all));
     }
-    let mut after: i64 = last_event_id(req.headers(), &q)
+    let mut after: i64 = last_event_id(headers, q)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let mut rx = hub.results_tx.subscribe();
@@ -447,7 +431,7 @@ pub async fn job_results(
             tracing::debug!(job = %job_id, "results stream ended: {e}");
         }
     });
-    Ok(sse_response(body.boxed()))
+    Ok(sse_response(axum::body::Body::new(body)))
 }
 
 fn result_frame(id: i64, body: &str) -> Bytes {

@@ -15,6 +15,7 @@ pub const MAX_CHANNELS_PER_SUBSCRIPTION: usize = 255;
 
 /// What the network knows about a node, for targeting.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NodeAttrs {
     /// Node id assigned at enrolment.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a node says about itself when it enrols. The hub's token wins where both say something.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Declared {
     /// ISO 3166-1 alpha-2 country code.
@@ -34,6 +35,7 @@ pub struct Declared {
 
 /// `POST /v1/enrol` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
     /// PKCS#10 certificate signing request, PEM.
@@ -51,6 +53,7 @@ pub struct EnrolRequest {
 
 /// `POST /v1/renew` body (over mTLS).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RenewRequest {
     /// CSR for the same or a new key, PEM.
@@ -60,6 +63,7 @@ pub struct RenewRequest {
 /// `POST /v1/attrs` body (over mTLS): what the node's settings file declares
 /// now, sent when it differs from the attributes the node is enrolled with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AttrsRequest {
     /// The declared attributes, as at enrolment.
@@ -69,6 +73,7 @@ pub struct AttrsRequest {
 /// A change of country or continent the node asked for, waiting for the
 /// hub administrator's approval (tags change at once).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AttrsChange {
     /// The country asked for.
@@ -80,6 +85,7 @@ pub struct AttrsChange {
 
 /// Answer to `POST /v1/attrs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AttrsResponse {
     /// The attributes in force after the request.
@@ -93,6 +99,7 @@ pub struct AttrsResponse {
 
 /// Outcome of an enrolment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EnrolStatus {
     /// A certificate was issued.
@@ -103,6 +110,7 @@ pub enum EnrolStatus {
 
 /// Where a node reaches the hub after enrolment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Endpoints {
     /// Base URL of the hub, e.g. `https://hub.example:8443`.
@@ -141,6 +149,7 @@ impl Endpoints {
 
 /// Answer to an enrolment or renewal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnrolResponse {
     /// Issued or pending.

@@ -205,9 +205,11 @@ pub fn validate_job_id(id: &str) -> Result<(), ProtoError> {
 
 /// A job with its approvals: the `payload` of an envelope.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedJob {
     /// The job object exactly as signed (never re-encoded from [`Job`]).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub job: Value,
     /// Approver signatures over [`canonical::job_signing_bytes`] of `job`.
     #[serde(default)]

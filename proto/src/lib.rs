@@ -8,6 +8,7 @@
 //! `ARCHITECTURE.md` at the repository root states the same in prose.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod atlas;
 pub mod canonical;
 pub mod channel;

@@ -11,6 +11,7 @@ pub const MAX_REFUSAL_SAMPLE: usize = 512;
 /// without a quorum of valid signatures, replays. Anyone who can put bytes on
 /// the stream can make these, so they never compete with real results.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RefusalSummary {
     /// Start of the counted interval (Unix milliseconds).
@@ -34,6 +35,7 @@ impl RefusalSummary {
 
 /// `POST /v1/heartbeat` body.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// Agent version.
@@ -67,6 +69,7 @@ pub struct GapEvent {
 
 /// `POST /v1/gap` body: the node tells the hub it missed messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct GapReport {
     /// The last event id the node had.

@@ -73,9 +73,11 @@ pub struct Policy {
 
 /// A policy with the signatures that authorise it (none for the first, shipped one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SignedPolicy {
     /// The policy object exactly as signed.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub policy: Value,
     /// Signatures over [`canonical::policy_signing_bytes`] of `policy`.
     #[serde(default)]
@@ -267,6 +269,7 @@ impl PolicyChangeError {
 /// The successors of a shipped policy, oldest first: the body of the hub's
 /// `GET /v1/policy` and the chain file hubs and nodes keep.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChainDoc {
     /// Successors of the shipped policy, in the order they were accepted.

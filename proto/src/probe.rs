@@ -37,6 +37,7 @@ impl AddressFamily {
 
 /// The kinds of probe, as named in `cmd` and in policies' allowlists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeKind {
     /// DNS query.

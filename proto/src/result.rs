@@ -10,6 +10,7 @@ pub const MAX_RESULT_BYTES: usize = 64 * 1024;
 
 /// Outcome of one run of a job on one node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The probe ran and produced data.
@@ -24,6 +25,7 @@ pub enum Status {
 
 /// A result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProbeResult {
     /// The job's id (or `"-"` when a refused payload had none).

@@ -74,6 +74,7 @@ impl<'de> Deserialize<'de> for PublicKey {
 
 /// One approver's signature as carried in a signed job or policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Signature {
     /// [`PublicKey::key_id`] of the signing key.

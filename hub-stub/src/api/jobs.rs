@@ -1,0 +1,236 @@
+//! Jobs: submission of signed jobs, their status, and the test networks' raw publish.
+
+use super::{ApiError, ApiResult, Body, MAX_JOB_BODY, Operator, Seg, json, node_attrs, online};
+use crate::datadir::now;
+use crate::db::NodeRow;
+use crate::server::Hub;
+use axum::extract::State;
+use http::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use vantage_proto::api::{ErrorBody, JobAccepted, JobPhase, JobRecord, JobStatus, Published};
+use vantage_proto::channel;
+use vantage_proto::job::{Job, SignedJob};
+use vantage_proto::policy::Policy;
+use vantage_proto::select::Selection;
+
+/// A signed job: checked against the approval policy and the hub's limits,
+/// then published on the channels its selection names.
+#[utoipa::path(post, path = "/v1/jobs", tag = "operators",
+    request_body(content = SignedJob, description = "a job with its approvers' signatures, as `vantage sign` writes it"),
+    security(("client_certificate" = [])),
+    responses(
+        (status = 201, description = "accepted and published", body = JobAccepted),
+        (status = 400, description = "not a signed job", body = ErrorBody),
+        (status = 401, description = "no client certificate", body = ErrorBody),
+        (status = 403, description = "not an operator", body = ErrorBody),
+        (status = 409, description = "job id already used", body = ErrorBody),
+        (status = 422, description = "refused by the policy or the hub's limits; `code` says why", body = ErrorBody),
+        (status = 503, description = "the hub has no approval policy", body = ErrorBody),
+    ))]
+pub(super) async fn submit(
+    State(hub): State<Arc<Hub>>,
+    Operator(operator): Operator,
+    Body(body): Body<MAX_JOB_BODY>,
+) -> ApiResult {
+    match accept(&hub, &operator, &body).await {
+        Ok(a) => {
+            hub.metrics.jobs_accepted.inc();
+            Ok(json(StatusCode::CREATED, &a))
+        }
+        Err(e) => {
+            hub.metrics.jobs_refused.inc();
+            Err(e)
+        }
+    }
+}
+
+async fn accept(hub: &Arc<Hub>, operator: &str, body: &[u8]) -> Result<JobAccepted, ApiError> {
+    let Some(policy) = hub.policy.current() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-policy",
+            "the hub has no approval policy; start it with --policy FILE",
+        ));
+    };
+    let signed = SignedJob::from_json(body)
+        .map_err(|e| ApiError::bad(e.code(), format!("not a signed job: {e}")))?;
+    let job = signed.verify(&policy, now() as u64).map_err(|r| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            r.code(),
+            format!("job refused: {r}"),
+        )
+    })?;
+    let target = job.probe.target();
+    let _counted = hub.policy.submissions.lock().await;
+    check_new(hub, &policy, &job, &target).await?;
+    let (channels, nodes) = resolve(hub, &job.select, job.limit).await?;
+    if channels.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-nodes",
+            "no online node matches the selection; try later or without a limit",
+        ));
+    }
+    let signers: Vec<String> = signed
+        .signatures
+        .iter()
+        .filter(|s| policy.approver(&s.key_id).is_some())
+        .map(|s| s.key_id.clone())
+        .collect();
+    let payload = serde_json::to_string(&signed).expect("serialises");
+    let record = JobRecord {
+        id: job.id.clone(),
+        seq: 0,
+        signed_job: signed,
+        submitted: now(),
+        submitter: operator.to_string(),
+        proposer: Some(job.proposer.clone()),
+        signers,
+        channels: channels.clone(),
+        nodes: nodes.clone(),
+        target,
+    };
+    let seq = hub.publish(channels.clone(), payload, Some(record)).await?;
+    tracing::info!(job = %job.id, seq, operator, ?channels, nodes = nodes.len(), "job accepted");
+    Ok(JobAccepted {
+        job_id: job.id,
+        seq,
+        channels,
+        nodes,
+    })
+}
+
+/// The job id is new and its target has not had too many jobs this hour.
+async fn check_new(
+    hub: &Arc<Hub>,
+    policy: &Policy,
+    job: &Job,
+    target: &str,
+) -> Result<(), ApiError> {
+    let (jid, tg) = (job.id.clone(), target.to_string());
+    let (exists, recent) = hub
+        .db(move |db| {
+            Ok((
+                db.job(&jid)?.is_some(),
+                db.jobs_for_target(&tg, now() - 3600)?,
+            ))
+        })
+        .await?;
+    let policy_rate = policy.limits.max_jobs_per_target_per_hour;
+    let per_hour = u64::from(
+        hub.cfg
+            .max_target_rate
+            .map_or(policy_rate, |r| r.min(policy_rate)),
+    );
+    if recent >= per_hour {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "target-rate",
+            format!(
+                "target rate: {target} already had {recent} accepted job(s) in the last hour and this hub allows {per_hour} per target and hour; wait, or measure another target"
+            ),
+        ));
+    }
+    if exists {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "job-id-used",
+            format!("job id {} already used; give the job a new id", job.id),
+        ));
+    }
+    Ok(())
+}
+
+/// Channels to publish on and the nodes the selection covers now.
+async fn resolve(
+    hub: &Arc<Hub>,
+    sel: &Selection,
+    limit: Option<u32>,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
+    let all = hub.db(|db| db.nodes()).await?;
+    let mut matching: Vec<&NodeRow> = all
+        .iter()
+        .filter(|n| n.revoked.is_none() && sel.matches(&node_attrs(&n.id, &n.attrs)))
+        .collect();
+    match limit {
+        Some(limit) => {
+            matching.retain(|n| online(hub, n));
+            let matching = crate::spread::pick(matching, limit as usize);
+            let nodes: Vec<String> = matching.iter().map(|n| n.id.clone()).collect();
+            Ok((nodes.iter().map(|id| format!("node.{id}")).collect(), nodes))
+        }
+        None => Ok((
+            sel.channels(),
+            matching.iter().map(|n| n.id.clone()).collect(),
+        )),
+    }
+}
+
+/// A job as the hub holds it, where it is in its life, its result count and audit trail.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "operators",
+    params(("id" = String, Path, description = "job id")),
+    security(("client_certificate" = [])),
+    responses(
+        (status = 200, description = "the job", body = JobStatus),
+        (status = 401, description = "no client certificate", body = ErrorBody),
+        (status = 403, description = "not an operator", body = ErrorBody),
+        (status = 404, description = "no such job", body = ErrorBody),
+    ))]
+pub(super) async fn status(State(hub): State<Arc<Hub>>, _: Operator, Seg(id): Seg) -> ApiResult {
+    let (job, audit, results) = hub
+        .db(move |db| Ok((db.job(&id)?, db.audit_of(&id)?, db.result_count(&id)?)))
+        .await?;
+    let job = job.ok_or_else(|| ApiError::not_found("no-such-job", "no such job"))?;
+    let field = |k: &str| job.signed_job.job[k].as_u64().unwrap_or(0);
+    let status = JobPhase::at(now() as u64, field("not_before"), field("expires"));
+    Ok(json(
+        StatusCode::OK,
+        &JobStatus {
+            job,
+            status,
+            results,
+            audit,
+        },
+    ))
+}
+
+/// Test networks only (`--unsafe-raw-publish`): any JSON on any channel, unsigned.
+#[utoipa::path(post, path = "/v1/publish/{channel}", tag = "operators",
+    params(("channel" = String, Path, description = "channel name")),
+    request_body(content = Object, description = "any JSON payload"),
+    security(("client_certificate" = [])),
+    responses(
+        (status = 201, description = "published", body = Published),
+        (status = 400, description = "bad channel or unreadable JSON", body = ErrorBody),
+        (status = 403, description = "not an operator", body = ErrorBody),
+    ))]
+pub(super) async fn raw_publish(
+    State(hub): State<Arc<Hub>>,
+    Operator(operator): Operator,
+    Seg(ch): Seg,
+    Body(body): Body<MAX_JOB_BODY>,
+) -> ApiResult {
+    channel::validate_channel(&ch).map_err(|e| ApiError::bad("bad-channel", e.to_string()))?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad("invalid-json", format!("invalid JSON body: {e}")))?;
+    let payload = serde_json::to_string(&v).expect("serialises");
+    let seq = hub.publish(vec![ch.clone()], payload, None).await?;
+    tracing::warn!(
+        operator,
+        channel = ch,
+        seq,
+        "UNSAFE raw publish (no signature check)"
+    );
+    let (op, c) = (operator, ch.clone());
+    hub.db(move |db| db.audit(now(), &op, "raw.publish", &c, &json!({"seq": seq})))
+        .await?;
+    Ok(json(
+        StatusCode::CREATED,
+        &Published {
+            seq,
+            channels: vec![ch],
+        },
+    ))
+}
