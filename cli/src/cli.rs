@@ -9,6 +9,7 @@ use crate::{approve, files, nodes, policy, propose, results, timespec, watch};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use vantage_proto::api::{JobAccepted, JobStatus, NodeEntry, PolicyAccepted};
 use vantage_proto::sign::ApproverKey;
 
 /// vantage: propose, approve, submit and follow measurements on a vantage network.
@@ -199,8 +200,8 @@ fn say(text: impl std::fmt::Display) {
     println!("{text}");
 }
 
-fn print_json(v: &Value) {
-    say(serde_json::to_string_pretty(v).expect("JSON values serialise"));
+fn print_json(v: &impl serde::Serialize) {
+    say(serde_json::to_string_pretty(v).expect("answers serialise"));
 }
 
 fn job_path(id: &str) -> CliResult<String> {
@@ -329,30 +330,18 @@ fn sign_job(file: &Path, key: &Path, policy_file: Option<&Path>, yes: bool) -> C
 fn submit(file: &Path, json: bool, opts: &HubOpts) -> CliResult {
     let (signed, job) = approve::load(file)?;
     let hub = Hub::connect(opts, false)?;
-    let answer = hub.post(
-        "/v1/jobs",
-        &serde_json::to_value(&signed).expect("signed jobs serialise"),
-    )?;
+    let answer: JobAccepted = hub.post("/v1/jobs", &signed)?;
     if json {
         print_json(&answer);
         return Ok(());
     }
-    let list = |k: &str| -> Vec<String> {
-        answer[k]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect()
-    };
-    let nodes = list("nodes");
     say(format!(
         "accepted: job {} (log seq {})\n  published on: {}\n  {} node(s): {}\nfollow it: vantage watch {}",
         job.id,
-        answer["seq"],
-        list("channels").join(", "),
-        nodes.len(),
-        nodes.join(", "),
+        answer.seq,
+        answer.channels.join(", "),
+        answer.nodes.len(),
+        answer.nodes.join(", "),
         job.id
     ));
     Ok(())
@@ -360,46 +349,32 @@ fn submit(file: &Path, json: bool, opts: &HubOpts) -> CliResult {
 
 fn status(id: &str, json: bool, opts: &HubOpts) -> CliResult {
     let hub = Hub::connect(opts, false)?;
-    let v = hub.get(&job_path(id)?)?;
+    let v: JobStatus = hub.get(&job_path(id)?)?;
     if json {
         print_json(&v);
         return Ok(());
     }
-    let rec = &v["job"];
-    let describe = vantage_proto::job::Job::from_value(&rec["signed_job"]["job"])
+    let rec = &v.job;
+    let describe = vantage_proto::job::Job::from_value(&rec.signed_job.job)
         .map(|j| j.describe())
         .unwrap_or_else(|e| format!("job {id} (cannot read it: {e})"));
-    let strs = |x: &Value| -> String {
-        x.as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let mut s = format!(
         "{describe}\n  status: {}\n  results: {} from {} targeted node(s)\n  submitted {} by {}, approved by key(s) {}\n  published on: {}",
-        v["status"].as_str().unwrap_or("?"),
-        v["results"],
-        rec["nodes"].as_array().map_or(0, Vec::len),
-        rec["submitted"]
-            .as_u64()
-            .map(timespec::format_utc)
-            .unwrap_or_default(),
-        rec["submitter"].as_str().unwrap_or("?"),
-        strs(&rec["signers"]),
-        strs(&rec["channels"]),
+        v.status.as_str(),
+        v.results,
+        rec.nodes.len(),
+        timespec::format_utc(u64::try_from(rec.submitted).unwrap_or(0)),
+        rec.submitter,
+        rec.signers.join(", "),
+        rec.channels.join(", "),
     );
-    for a in v["audit"].as_array().into_iter().flatten() {
+    for a in &v.audit {
         s += &format!(
             "\n  {} {} {} {}",
-            a["time"]
-                .as_u64()
-                .map(timespec::format_utc)
-                .unwrap_or_default(),
-            a["actor"].as_str().unwrap_or(""),
-            a["action"].as_str().unwrap_or(""),
-            a.get("detail").map(Value::to_string).unwrap_or_default()
+            timespec::format_utc(u64::try_from(a.time).unwrap_or(0)),
+            a.actor,
+            a.action,
+            a.detail
         );
     }
     say(s);
@@ -423,10 +398,10 @@ fn show_results(id: &str, format: ResultsFormat, opts: &HubOpts) -> CliResult {
     let hub = Hub::connect(opts, false)?;
     let path = job_path(id)?;
     if format == ResultsFormat::Atlas {
-        print_json(&hub.get(&format!("{path}/results?format=atlas"))?);
+        print_json(&hub.get::<Value>(&format!("{path}/results?format=atlas"))?);
         return Ok(());
     }
-    let list = hub.get(&format!("{path}/results"))?;
+    let list: Value = hub.get(&format!("{path}/results"))?;
     match format {
         ResultsFormat::Json => {
             print_json(&list);
@@ -441,7 +416,7 @@ fn show_results(id: &str, format: ResultsFormat, opts: &HubOpts) -> CliResult {
         ResultsFormat::Table | ResultsFormat::Atlas => {}
     }
     let items = list.as_array().cloned().unwrap_or_default();
-    let index = results::node_index(&hub.get("/v1/nodes")?);
+    let index = results::node_index(&hub.get::<Vec<NodeEntry>>("/v1/nodes")?);
     let targeted = watch::Target::from_status(&hub.get(&path)?).nodes;
     let answered = items
         .iter()
@@ -461,9 +436,9 @@ fn show_results(id: &str, format: ResultsFormat, opts: &HubOpts) -> CliResult {
 
 fn show_nodes(filter: &NodeFilter, json: bool, opts: &HubOpts) -> CliResult {
     let hub = Hub::connect(opts, false)?;
-    let list = filter.apply(&hub.get("/v1/nodes")?)?;
+    let list = filter.apply(hub.get("/v1/nodes")?)?;
     if json {
-        print_json(&Value::Array(list));
+        print_json(&list);
     } else {
         print!("{}", nodes::render(&list, timespec::now()));
         say(format!("{} node(s)", list.len()));
@@ -579,10 +554,7 @@ fn policy_cmd(cmd: &PolicyCmd) -> CliResult {
         PolicyCmd::Submit { file, json, hub } => {
             let (signed, p) = policy::load(file)?;
             let hub = Hub::connect(hub, false)?;
-            let answer = hub.post(
-                "/v1/policy",
-                &serde_json::to_value(&signed).expect("policies serialise"),
-            )?;
+            let answer: PolicyAccepted = hub.post("/v1/policy", &signed)?;
             if *json {
                 print_json(&answer);
             } else {

@@ -4,9 +4,11 @@
 
 use crate::error::{CliError, CliResult};
 use clap::Args;
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use vantage_proto::api::ErrorBody;
 use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
 
 /// Largest JSON answer read from the hub (a big job's results).
@@ -157,7 +159,7 @@ impl Hub {
         CliError::Unreachable(format!("cannot reach the hub at {}: {e}", self.base))
     }
 
-    fn answer(&self, resp: ureq::http::Response<ureq::Body>) -> CliResult<Value> {
+    fn answer<T: DeserializeOwned>(&self, resp: ureq::http::Response<ureq::Body>) -> CliResult<T> {
         let status = resp.status().as_u16();
         let text = resp
             .into_body()
@@ -166,20 +168,19 @@ impl Hub {
             .lossy_utf8(true)
             .read_to_string()
             .map_err(|e| self.unreachable(e))?;
-        let value: Option<Value> = serde_json::from_str(&text).ok();
         if status >= 400 {
-            return Err(refusal(status, value.as_ref(), &text));
+            return Err(refusal(status, &text));
         }
-        value.ok_or_else(|| {
+        serde_json::from_str(&text).map_err(|e| {
             CliError::refused(format!(
-                "the hub answered HTTP {status} with something that is not JSON: {}",
+                "the hub answered HTTP {status} with something this CLI cannot read ({e}); is the hub the same version? {}",
                 truncate(&text, 200)
             ))
         })
     }
 
-    /// `GET path`, JSON answer.
-    pub fn get(&self, path: &str) -> CliResult<Value> {
+    /// `GET path`, its JSON answer as `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> CliResult<T> {
         let resp = self
             .agent
             .get(self.url(path))
@@ -189,8 +190,8 @@ impl Hub {
         self.answer(resp)
     }
 
-    /// `POST path` with a JSON body, JSON answer.
-    pub fn post(&self, path: &str, body: &Value) -> CliResult<Value> {
+    /// `POST path` with a JSON body, its JSON answer as `T`.
+    pub fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> CliResult<T> {
         let bytes = serde_json::to_vec(body).expect("bodies serialise");
         let resp = self
             .agent
@@ -212,26 +213,25 @@ impl Hub {
             .map_err(|e| self.unreachable(e))?;
         if resp.status().as_u16() >= 400 {
             return self
-                .answer(resp)
+                .answer::<serde::de::IgnoredAny>(resp)
                 .and_then(|_| Err(CliError::refused("the hub refused the results stream")));
         }
         Ok(resp.into_body().into_reader())
     }
 }
 
-/// The hub's `{"error": ..., "code": ...}` as a refusal.
-fn refusal(status: u16, body: Option<&Value>, text: &str) -> CliError {
-    let msg = body
-        .and_then(|v| v.get("error"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| truncate(text, 200));
-    let code = body
-        .and_then(|v| v.get("code"))
-        .and_then(Value::as_str)
-        .map(|c| format!(", {c}"))
-        .unwrap_or_default();
-    CliError::refused(format!("the hub refused (HTTP {status}{code}): {msg}"))
+/// The hub's [`ErrorBody`] as a refusal (or the text of whatever answered instead).
+fn refusal(status: u16, text: &str) -> CliError {
+    match serde_json::from_str::<ErrorBody>(text) {
+        Ok(e) => CliError::refused(format!(
+            "the hub refused (HTTP {status}, {}): {}",
+            e.code, e.error
+        )),
+        Err(_) => CliError::refused(format!(
+            "the hub refused (HTTP {status}): {}",
+            truncate(text, 200)
+        )),
+    }
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -276,14 +276,14 @@ mod tests {
     #[test]
     fn refusal_text() {
         let v = serde_json::json!({"error": "job refused: too few approvals: 1 of the 2 needed", "code": "too-few-approvals"});
-        let e = refusal(422, Some(&v), "");
+        let e = refusal(422, &v.to_string());
         assert_eq!(
             e.to_string(),
             "the hub refused (HTTP 422, too-few-approvals): job refused: too few approvals: 1 of the 2 needed"
         );
         assert_eq!(e.exit_code(), 1);
         assert!(
-            refusal(502, None, "Bad Gateway")
+            refusal(502, "Bad Gateway")
                 .to_string()
                 .contains("Bad Gateway")
         );

@@ -4,7 +4,7 @@ use crate::error::{CliError, CliResult};
 use crate::table;
 use crate::timespec;
 use clap::Args;
-use serde_json::Value;
+use vantage_proto::api::{NodeEntry, NodeStatus};
 use vantage_proto::channel::NodeAttrs;
 use vantage_proto::select::Selection;
 
@@ -27,8 +27,8 @@ pub struct NodeFilter {
     #[arg(long)]
     pub tag: Option<String>,
     /// online, offline, revoked or pending (enrolment waiting for approval).
-    #[arg(long)]
-    pub status: Option<String>,
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<NodeStatus>,
 }
 
 impl NodeFilter {
@@ -58,73 +58,53 @@ impl NodeFilter {
             _ => Selection::And(terms),
         };
         sel.validate().map_err(|e| CliError::usage(e.to_string()))?;
-        if let Some(s) = &self.status
-            && !["online", "offline", "revoked", "pending"].contains(&s.as_str())
-        {
-            return Err(CliError::usage(format!(
-                "--status {s:?}: use online, offline, revoked or pending"
-            )));
-        }
         Ok(sel)
     }
 
     /// The registry entries that pass the filter.
-    pub fn apply(&self, nodes: &Value) -> CliResult<Vec<Value>> {
+    pub fn apply(&self, nodes: Vec<NodeEntry>) -> CliResult<Vec<NodeEntry>> {
         let sel = self.selection()?;
         Ok(nodes
-            .as_array()
             .into_iter()
-            .flatten()
             .filter(|n| sel.matches(&attrs(n)))
-            .filter(|n| {
-                self.status
-                    .as_deref()
-                    .is_none_or(|s| n.get("status").and_then(Value::as_str) == Some(s))
-            })
-            .cloned()
+            .filter(|n| self.status.is_none_or(|s| n.status == s))
             .collect())
     }
 }
 
+fn parse_status(s: &str) -> Result<NodeStatus, String> {
+    NodeStatus::parse(s).ok_or_else(|| format!("{s:?}: use online, offline, revoked or pending"))
+}
+
 /// A registry entry's targeting attributes.
-pub fn attrs(n: &Value) -> NodeAttrs {
-    let s = |k: &str| n.get(k).and_then(Value::as_str).map(str::to_string);
+pub fn attrs(n: &NodeEntry) -> NodeAttrs {
     NodeAttrs {
-        node_id: s("id").unwrap_or_default(),
-        country: s("country").unwrap_or_default(),
-        continent: s("continent"),
-        asn: n
-            .get("asn")
-            .and_then(Value::as_u64)
-            .and_then(|a| u32::try_from(a).ok()),
-        tags: n
-            .get("tags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|t| t.as_str().map(str::to_string))
-            .collect(),
+        node_id: n.id.clone().unwrap_or_default(),
+        country: n.country.clone(),
+        continent: n.continent.clone(),
+        asn: n.asn,
+        tags: n.tags.clone(),
     }
 }
 
 /// The registry as a table.
-pub fn render(nodes: &[Value], now: u64) -> String {
+pub fn render(nodes: &[NodeEntry], now: u64) -> String {
     let rows: Vec<Vec<String>> = nodes
         .iter()
         .map(|n| {
             let a = attrs(n);
             let seen = n
-                .get("last_seen")
-                .or_else(|| n.get("last_poll"))
-                .and_then(Value::as_u64)
+                .last_seen
+                .or(n.last_poll)
+                .and_then(|t| u64::try_from(t).ok())
                 .map(|t| format!("{} ago", timespec::format_duration(now.saturating_sub(t))))
                 .unwrap_or_else(|| "never".into());
             // A pending enrolment has no id yet; the admin approves it by fingerprint.
-            let name = match n.get("key_fingerprint").and_then(Value::as_str) {
-                Some(fp) if a.node_id.is_empty() => {
-                    format!("pending {}", fp.get(..16).unwrap_or(fp))
-                }
-                _ => a.node_id,
+            let fp = &n.key_fingerprint;
+            let name = if a.node_id.is_empty() {
+                format!("pending {}", fp.get(..16).unwrap_or(fp))
+            } else {
+                a.node_id
             };
             vec![
                 name,
@@ -132,15 +112,9 @@ pub fn render(nodes: &[Value], now: u64) -> String {
                 a.continent.unwrap_or_default(),
                 a.asn.map(|x| format!("AS{x}")).unwrap_or_default(),
                 a.tags.join(","),
-                n.get("status")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                n.status.as_str().to_string(),
                 seen,
-                n.get("agent_version")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
+                n.agent_version.clone().unwrap_or_default(),
                 last_error(n),
             ]
         })
@@ -162,9 +136,9 @@ pub fn render(nodes: &[Value], now: u64) -> String {
 }
 
 /// The node's last reported error, shortened for a table cell (`--json` has it whole).
-fn last_error(n: &Value) -> String {
+fn last_error(n: &NodeEntry) -> String {
     const MAX: usize = 60;
-    let Some(e) = n.get("last_error").and_then(Value::as_str) else {
+    let Some(e) = &n.last_error else {
         return String::new();
     };
     let flat = e.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -182,18 +156,32 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn entry(v: serde_json::Value) -> NodeEntry {
+        let mut v = v;
+        if v.get("key_fingerprint").is_none() {
+            v["key_fingerprint"] = json!("ff");
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn filters_combine() {
-        let reg = json!([
-            {"id": "n-a", "country": "DE", "continent": "EU", "asn": 3320, "tags": ["fiber"], "status": "online"},
-            {"id": "n-b", "country": "FR", "continent": "EU", "asn": 3215, "tags": [], "status": "offline"},
-            {"id": "n-c", "country": "BR", "continent": "SA", "asn": 28573, "tags": ["fiber"], "status": "online"},
-        ]);
+        let reg = vec![
+            entry(
+                json!({"id": "n-a", "country": "DE", "continent": "EU", "asn": 3320, "tags": ["fiber"], "status": "online"}),
+            ),
+            entry(
+                json!({"id": "n-b", "country": "FR", "continent": "EU", "asn": 3215, "tags": [], "status": "offline"}),
+            ),
+            entry(
+                json!({"id": "n-c", "country": "BR", "continent": "SA", "asn": 28573, "tags": ["fiber"], "status": "online"}),
+            ),
+        ];
         let ids = |f: NodeFilter| -> Vec<String> {
-            f.apply(&reg)
+            f.apply(reg.clone())
                 .unwrap()
-                .iter()
-                .map(|n| n["id"].as_str().unwrap().to_string())
+                .into_iter()
+                .map(|n| n.id.unwrap())
                 .collect()
         };
         assert_eq!(ids(NodeFilter::default()).len(), 3);
@@ -214,27 +202,22 @@ mod tests {
         );
         assert_eq!(
             ids(NodeFilter {
-                status: Some("offline".into()),
+                status: Some(NodeStatus::Offline),
                 ..Default::default()
             }),
             ["n-b"]
         );
-        assert!(
-            NodeFilter {
-                status: Some("gone".into()),
-                ..Default::default()
-            }
-            .apply(&reg)
-            .is_err()
-        );
-        assert!(render(&[reg[0].clone()], 0).contains("AS3320"));
+        assert!(parse_status("gone").is_err());
+        assert!(render(&reg[..1], 0).contains("AS3320"));
         let mut failing = reg[0].clone();
-        failing["last_error"] = json!(format!("subscription: HTTP 502\n{}", "x".repeat(100)));
+        failing.last_error = Some(format!("subscription: HTTP 502\n{}", "x".repeat(100)));
         let t = render(&[failing], 0);
         assert!(t.contains("last error"), "{t}");
         assert!(t.contains("subscription: HTTP 502 xxx"), "{t}");
         assert!(t.contains("x…"), "{t}");
-        let pending = json!({"id": null, "status": "pending", "key_fingerprint": "0123456789abcdef0123", "country": "DE", "last_poll": 5});
+        let pending = entry(
+            json!({"id": null, "status": "pending", "key_fingerprint": "0123456789abcdef0123", "country": "DE", "last_poll": 5}),
+        );
         let t = render(&[pending], 65);
         assert!(t.contains("pending 0123456789abcdef  DE"), "{t}");
         assert!(t.contains("1m ago"), "{t}");

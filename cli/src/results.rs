@@ -4,6 +4,7 @@
 use crate::table;
 use serde_json::Value;
 use std::collections::HashMap;
+use vantage_proto::api::NodeEntry;
 use vantage_proto::atlas::{DnsData, HttpData, PingData, TcpData, TlsData, TraceData};
 use vantage_proto::probe::ProbeKind;
 use vantage_proto::result::{ProbeResult, Status};
@@ -18,22 +19,15 @@ pub struct NodeInfo {
 }
 
 /// Node id -> registry facts, from `GET /v1/nodes`.
-pub fn node_index(nodes: &Value) -> HashMap<String, NodeInfo> {
+pub fn node_index(nodes: &[NodeEntry]) -> HashMap<String, NodeInfo> {
     nodes
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         .filter_map(|n| {
-            let id = n.get("id").or_else(|| n.get("node_id"))?.as_str()?;
             Some((
-                id.to_string(),
+                n.id.clone()?,
                 NodeInfo {
-                    country: n
-                        .get("country")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                    asn: n.get("asn").and_then(Value::as_u64),
+                    country: n.country.clone(),
+                    asn: n.asn.map(u64::from),
                 },
             ))
         })
@@ -340,7 +334,10 @@ mod tests {
 
     #[test]
     fn refused_rows_show_the_code() {
-        let idx = node_index(&json!([{"id": "n-1", "country": "DE", "asn": 3320}]));
+        let idx = node_index(&[serde_json::from_value(
+            json!({"id": "n-1", "status": "online", "key_fingerprint": "ff", "country": "DE", "asn": 3320}),
+        )
+        .unwrap()]);
         let r = row(
             &json!({"node_id": "n-1", "status": "refused", "code": "expired", "reason": "expired at 5", "duration_ms": 0}),
             &idx,

@@ -7,6 +7,8 @@ use crate::timespec;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal as _, Read, Write};
+use vantage_proto::api::{JobStatus, NodeEntry};
+use vantage_proto::job::Job;
 use vantage_proto::sse::{Decoder, Frame};
 
 /// How often to reconnect after the hub closed the stream before giving up.
@@ -24,19 +26,15 @@ pub struct Target {
 }
 
 impl Target {
-    /// From `GET /v1/jobs/<id>`.
-    pub fn from_status(status: &Value) -> Self {
-        let rec = &status["job"];
-        let job = &rec["signed_job"]["job"];
+    /// From `GET /v1/jobs/<id>`. The job was signed and accepted, so it
+    /// parses; if it does not (a newer hub?), the watch lasts until the
+    /// nodes answered.
+    pub fn from_status(status: &JobStatus) -> Self {
+        let job = Job::from_value(&status.job.signed_job.job).ok();
         Self {
-            nodes: rec["nodes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|n| n.as_str().map(str::to_string))
-                .collect(),
-            expires: job["expires"].as_u64().unwrap_or(0),
-            repeats: job["repeat_secs"].as_u64().is_some(),
+            nodes: status.job.nodes.iter().cloned().collect(),
+            expires: job.as_ref().map_or(0, |j| j.expires),
+            repeats: job.is_some_and(|j| j.repeat_secs.is_some()),
         }
     }
 }
@@ -178,7 +176,7 @@ pub fn run(opts: &HubOpts, id: &str, json: bool) -> CliResult {
     let hub = Hub::connect(opts, false)?;
     let path = format!("/v1/jobs/{id}");
     let target = Target::from_status(&hub.get(&path)?);
-    let nodes = results::node_index(&hub.get("/v1/nodes")?);
+    let nodes = results::node_index(&hub.get::<Vec<NodeEntry>>("/v1/nodes")?);
     let stream_hub = Hub::connect(opts, true)?;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     let mut p = Progress::new(target, nodes, json, &mut out, &mut err);
@@ -232,16 +230,13 @@ mod tests {
 
     #[test]
     fn ends_when_every_targeted_node_answered() {
-        let status =
-            json!({"job": {"nodes": ["n-a", "n-b"], "signed_job": {"job": {"expires": u64::MAX}}}});
+        let target = Target {
+            nodes: ["n-a".to_string(), "n-b".to_string()].into(),
+            expires: u64::MAX,
+            repeats: false,
+        };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut p = Progress::new(
-            Target::from_status(&status),
-            HashMap::new(),
-            false,
-            &mut out,
-            &mut err,
-        );
+        let mut p = Progress::new(target, HashMap::new(), false, &mut out, &mut err);
         p.start();
         let mut d = Decoder::default();
         let ev = |id: u32, node: &str| {
@@ -271,15 +266,13 @@ mod tests {
 
     #[test]
     fn repeated_jobs_run_until_expiry() {
-        let status = json!({"job": {"nodes": ["n-a"], "signed_job": {"job": {"expires": 100, "repeat_secs": 60}}}});
+        let target = Target {
+            nodes: ["n-a".to_string()].into(),
+            expires: 100,
+            repeats: true,
+        };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut p = Progress::new(
-            Target::from_status(&status),
-            HashMap::new(),
-            true,
-            &mut out,
-            &mut err,
-        );
+        let mut p = Progress::new(target, HashMap::new(), true, &mut out, &mut err);
         p.result(&json!({"node_id": "n-a"}));
         assert_eq!(p.done(99), None);
         assert!(p.done(100).unwrap().starts_with("job expired"));
