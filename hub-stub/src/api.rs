@@ -117,11 +117,7 @@ pub fn error_resp(e: ApiError) -> Resp {
 /// An SSE frame carrying one envelope: `{"id","channel","time","payload"}`.
 pub fn event_frame(seq: u64, channel: &str, time: i64, payload: &str) -> Bytes {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.max(0) as u64);
-    let data = format!(
-        "{{\"id\":{seq},\"channel\":{},\"time\":{},\"payload\":{payload}}}",
-        Value::from(channel),
-        Value::from(httpdate::fmt_http_date(at)),
-    );
+    let data = vantage_proto::envelope::Envelope::encode(seq, channel, at, payload);
     Bytes::from(Event::message(seq.to_string(), data).encode())
 }
 
