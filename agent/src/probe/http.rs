@@ -2,9 +2,8 @@
 //! (DNS, connect, TLS, first byte, total). The request is HTTP/1.0 so the
 //! response body is never chunked and ends with the connection.
 
-use std::time::{Duration, Instant};
-
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use ring::digest;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -95,6 +94,7 @@ struct Response {
     content_length: Option<u64>,
 }
 
+/// The body as read, up to the job's `max_body`.
 struct Body {
     bytes: u64,
     truncated: bool,
