@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, mpsc};
+use vantage_proto::data::TruncatedData;
 use vantage_proto::envelope::Envelope;
 use vantage_proto::job::{Job, Refusal, SignedJob};
 use vantage_proto::node::{GapEvent, GapReport, Heartbeat};
@@ -368,7 +369,7 @@ impl Agent {
         .await;
         let duration_ms = t.elapsed().as_millis() as u64;
         let (status, reason, code, data) = match outcome {
-            Ok(data) => (Status::Ok, None, None, data),
+            Ok(data) => (Status::Ok, None, None, data.to_value()),
             Err(ProbeError::Refused(why)) => {
                 let r = Refusal::OwnerPolicy(why);
                 (
@@ -429,7 +430,11 @@ impl Agent {
         let mut bytes = serde_json::to_vec(&result).unwrap_or_default();
         if bytes.len() > cap {
             let size = bytes.len();
-            result.data = json!({"truncated": true, "result_bytes": size});
+            result.data = serde_json::to_value(TruncatedData {
+                truncated: true,
+                result_bytes: size as u64,
+            })
+            .unwrap_or_default();
             result.reason = Some(format!(
                 "result of {size} bytes exceeds the node's cap of {cap} bytes; data dropped"
             ));

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use vantage_proto::data::ProbeData;
 use vantage_proto::probe::{AddressFamily, DnsArgs, DnsTransport, Probe, QType};
 use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
 
@@ -99,11 +100,13 @@ fn dns_query(server: &str, name: &str) -> Result<String, String> {
     let data = rt
         .block_on(crate::probe::run(&probe, &ctx, Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
-    let answers = data["answers"].as_array().map_or(0, Vec::len);
+    let ProbeData::Dns(d) = data else {
+        return Err(format!("a dns probe returned {:?} data", data.kind()));
+    };
     Ok(format!(
-        "{} {name} A: {} with {answers} answer(s)",
-        server,
-        data["rcode"].as_str().unwrap_or("?")
+        "{server} {name} A: {} with {} answer(s)",
+        d.rcode,
+        d.answers.len()
     ))
 }
 

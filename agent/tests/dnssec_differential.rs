@@ -279,7 +279,7 @@ fn agent(
     let r = rt.block_on(probe::run(&p, ctx, Duration::from_secs(30)));
     let took = t.elapsed();
     let v = match r {
-        Ok(d) => d,
+        Ok(d) => d.to_value(),
         Err(e) => json!({"error": e.to_string()}),
     };
     (v, took)
@@ -372,7 +372,8 @@ fn agent_verdicts_equal_delv_and_unbound() {
         .unwrap();
         let plain = rt
             .block_on(probe::run(&p, &ctx, Duration::from_secs(30)))
-            .unwrap();
+            .unwrap()
+            .to_value();
         let tu = Duration::from_secs_f64(plain["query_ms"].as_f64().unwrap_or(0.0) / 1000.0);
         let (ref_direct, td) = delv(&w, name, qtype);
         let (ref_resolver, _) = unbound(&w, name, qtype);

@@ -1,13 +1,14 @@
 //! Results as a table: one row per node and run, with the key figures of
-//! each probe kind picked from the result's `data`.
+//! each probe kind read from the result's typed `data`.
 
 use crate::table;
+use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 use vantage_proto::api::NodeEntry;
-use vantage_proto::atlas::{DnsData, HttpData, PingData, TcpData, TlsData, TraceData};
+use vantage_proto::data::{Certificate, ProbeData};
 use vantage_proto::probe::ProbeKind;
-use vantage_proto::result::{ProbeResult, Status};
+use vantage_proto::result::ProbeResult;
 
 /// What the registry says about a node, for the table's country and ASN columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -34,99 +35,79 @@ pub fn node_index(nodes: &[NodeEntry]) -> HashMap<String, NodeInfo> {
         .collect()
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() => format!("{f:.1}"),
-            _ => n.to_string(),
-        },
-        Value::Bool(b) => b.to_string(),
-        Value::Array(a) => a.len().to_string(),
-        other => other.to_string(),
-    }
-}
-
-/// `prefix value suffix` for each of the fields present in `data`.
-fn labelled(data: &Value, items: &[(&str, &str, &str)]) -> Vec<String> {
-    items
-        .iter()
-        .filter_map(|(prefix, key, suffix)| {
-            data.get(key)
-                .filter(|v| !v.is_null())
-                .map(|v| format!("{prefix}{}{suffix}", text(v)))
-        })
-        .collect()
-}
-
-/// The key figures of one result's data, by probe kind (field names as the
-/// agent's probes report them); compact JSON when none of them are there.
-pub fn figures(probe: Option<&str>, data: &Value) -> String {
+/// The key figures of one result's data, read as the data of its probe kind;
+/// compact JSON (cut at 80 characters) when it is not that.
+pub fn figures(probe: Option<ProbeKind>, data: &Value) -> String {
     if data.is_null() {
         return String::new();
     }
-    let parts = match probe {
-        Some("dns") => {
-            let mut v = labelled(
-                data,
-                &[("rcode ", "rcode", ""), ("answers ", "answers", "")],
-            );
-            // The agent reports {"verdict", "reason", "detail"}; older agents a bare string.
-            match &data["dnssec"] {
-                Value::String(s) => v.push(format!("dnssec {s}")),
-                Value::Object(o) => v.push(format!(
-                    "dnssec {} ({})",
-                    o.get("verdict").and_then(Value::as_str).unwrap_or("?"),
-                    o.get("reason").and_then(Value::as_str).unwrap_or("?")
-                )),
-                _ => {}
+    match probe.and_then(|k| ProbeData::from_value(k, data).ok()) {
+        Some(d) => typed_figures(&d).join(", "),
+        None => {
+            let mut s = data.to_string();
+            if s.len() > 80 {
+                let cut = (0..=77).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+                s.truncate(cut);
+                s.push_str("...");
+            }
+            s
+        }
+    }
+}
+
+/// Milliseconds to one decimal, as the table shows times.
+fn ms(x: f64) -> String {
+    format!("{x:.1}")
+}
+
+fn typed_figures(data: &ProbeData) -> Vec<String> {
+    match data {
+        ProbeData::Dns(d) => {
+            let mut v = vec![
+                format!("rcode {}", d.rcode),
+                format!("answers {}", d.answers.len()),
+            ];
+            // Older agents reported the bare status: no reason to show.
+            match &d.dnssec {
+                Some(s) if s.reason.is_empty() => v.push(format!("dnssec {}", s.verdict)),
+                Some(s) => v.push(format!("dnssec {} ({})", s.verdict, s.reason)),
+                None => {}
             }
             v
         }
-        Some("http") => labelled(data, &[("HTTP ", "status", ""), ("", "total_ms", " ms")]),
-        Some("tls") => {
-            let mut v = labelled(data, &[("", "version", "")]);
-            // The agent reports the chain; the leaf's expiry is what operators look at.
-            if let Some(t) = data["chain"][0]["not_after"].as_i64() {
+        ProbeData::Http(d) => vec![
+            format!("HTTP {}", d.status),
+            format!("{} ms", ms(d.total_ms)),
+        ],
+        ProbeData::Tls(d) => {
+            let mut v: Vec<String> = d.session.version.iter().cloned().collect();
+            // The leaf's expiry is what operators look at.
+            if let Some(Certificate::Summary(leaf)) = d.session.chain.first() {
                 let now = i64::try_from(crate::timespec::now()).unwrap_or(i64::MAX);
-                v.push(format!("expires in {} days", (t - now).div_euclid(86_400)));
+                v.push(format!(
+                    "expires in {} days",
+                    (leaf.not_after - now).div_euclid(86_400)
+                ));
             }
-            if data["valid"] == Value::Bool(false) {
+            if !d.session.valid {
                 v.push("invalid".into());
             }
             v
         }
-        Some("tcp") => labelled(data, &[("connect ", "connect_ms", " ms")]),
-        Some("ping") => labelled(
-            data,
-            &[("loss ", "loss_pct", "%"), ("avg ", "avg_ms", " ms")],
-        ),
-        Some("traceroute") => {
-            let mut v = labelled(data, &[("hops ", "hops", "")]);
-            // Reached when the last hop answered from the target address.
-            if let (Some(target), Some(last)) = (
-                data["target"].as_str(),
-                data["hops"].as_array().and_then(|h| h.last()),
-            ) {
-                let reached = last["addrs"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(target)));
-                v.push(format!("reached {}", if reached { "yes" } else { "no" }));
-            }
+        ProbeData::Tcp(d) => vec![format!("connect {} ms", ms(d.connect_ms))],
+        ProbeData::Ping(d) => {
+            let mut v = vec![format!("loss {}%", ms(d.loss_pct))];
+            v.extend(d.avg_ms.map(|a| format!("avg {} ms", ms(a))));
             v
         }
-        _ => Vec::new(),
-    };
-    if parts.is_empty() {
-        let mut s = data.to_string();
-        if s.len() > 80 {
-            let cut = (0..=77).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
-            s.truncate(cut);
-            s.push_str("...");
+        ProbeData::Traceroute(d) => {
+            // Reached when the last hop answered from the target address.
+            let reached = d.hops.last().is_some_and(|h| h.addrs.contains(&d.target));
+            vec![
+                format!("hops {}", d.hops.len()),
+                format!("reached {}", if reached { "yes" } else { "no" }),
+            ]
         }
-        s
-    } else {
-        parts.join(", ")
     }
 }
 
@@ -143,7 +124,12 @@ pub fn row(result: &Value, nodes: &HashMap<String, NodeInfo>) -> Vec<String> {
     let info = nodes.get(&node).cloned().unwrap_or_default();
     let status = s("status");
     let detail = match status.as_str() {
-        "ok" => figures(result.get("probe").and_then(Value::as_str), &result["data"]),
+        "ok" => figures(
+            result
+                .get("probe")
+                .and_then(|p| ProbeKind::deserialize(p).ok()),
+            &result["data"],
+        ),
         _ => {
             let reason = s("reason");
             match result.get("code").and_then(Value::as_str) {
@@ -193,17 +179,13 @@ fn csv_field(s: &str) -> String {
 }
 
 /// The target, the headline time in ms and one key figure of a result,
-/// read through the typed probe data; empty when the data has another shape.
+/// read through its typed probe data; empty when it has none or it does not parse.
 fn key_figures(r: &ProbeResult) -> (String, Option<f64>, String) {
-    fn typed<T: serde::de::DeserializeOwned + Default>(v: &Value) -> T {
-        T::deserialize(v).unwrap_or_default()
-    }
-    if r.status != Status::Ok {
+    let Ok(Some(data)) = r.probe_data() else {
         return (String::new(), None, String::new());
-    }
-    match r.probe {
-        Some(ProbeKind::Dns) => {
-            let d: DnsData = typed(&r.data);
+    };
+    match data {
+        ProbeData::Dns(d) => {
             let verdict = d
                 .dnssec
                 .map(|v| format!(" {}", v.verdict))
@@ -214,32 +196,22 @@ fn key_figures(r: &ProbeResult) -> (String, Option<f64>, String) {
                 format!("{} {} answer(s){verdict}", d.rcode, d.answers.len()),
             )
         }
-        Some(ProbeKind::Ping) => {
-            let d: PingData = typed(&r.data);
-            (
-                d.target,
-                d.avg_ms,
-                format!("{}/{} received", d.received, d.sent),
-            )
-        }
-        Some(ProbeKind::Traceroute) => {
-            let d: TraceData = typed(&r.data);
+        ProbeData::Ping(d) => (
+            d.target,
+            d.avg_ms,
+            format!("{}/{} received", d.received, d.sent),
+        ),
+        ProbeData::Traceroute(d) => {
             let last = d.hops.last().and_then(|h| h.rtts_ms.last().copied());
             (d.target, last, format!("{} hop(s)", d.hops.len()))
         }
-        Some(ProbeKind::Http) => {
-            let d: HttpData = typed(&r.data);
-            (d.peer, Some(d.total_ms), format!("status {}", d.status))
-        }
-        Some(ProbeKind::Tls) => {
-            let d: TlsData = typed(&r.data);
-            (d.peer, Some(d.handshake_ms), d.version.unwrap_or_default())
-        }
-        Some(ProbeKind::Tcp) => {
-            let d: TcpData = typed(&r.data);
-            (d.peer, Some(d.connect_ms), String::new())
-        }
-        None => (String::new(), None, String::new()),
+        ProbeData::Http(d) => (d.peer, Some(d.total_ms), format!("status {}", d.status)),
+        ProbeData::Tls(d) => (
+            d.peer,
+            Some(d.handshake_ms),
+            d.session.version.unwrap_or_default(),
+        ),
+        ProbeData::Tcp(d) => (d.peer, Some(d.connect_ms), String::new()),
     }
 }
 
@@ -286,37 +258,74 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
+    /// `data` with the fields every result of `kind` has, as the agent sends them.
+    fn full(kind: &str, data: Value) -> Value {
+        let base = match kind {
+            "dns" => json!({"server": "127.0.0.1:53", "transport": "udp", "qname": "a.test",
+                "qtype": "A", "rcode": "NOERROR", "answers": [], "authority": [], "query_ms": 0.5,
+                "flags": {"aa": true, "tc": false, "rd": true, "ra": false, "ad": false, "cd": false}}),
+            "http" => json!({"url": "http://a.test/", "peer": "127.0.0.1:80", "dns_ms": 0.0,
+                "connect_ms": 0.1, "status": 200, "reason": "OK", "headers": {},
+                "first_byte_ms": 1.0, "head_bytes": 100, "total_ms": 2.0}),
+            "tls" => json!({"version": "TLS 1.3", "cipher": null, "alpn": null, "chain": [],
+                "chain_pem": [], "valid": true, "invalid_reason": null, "peer": "127.0.0.1:443",
+                "sni": null, "dns_ms": 0.0, "connect_ms": 0.1, "handshake_ms": 1.0, "total_ms": 1.2}),
+            "tcp" => json!({"peer": "127.0.0.1:22", "dns_ms": 0.0, "connect_ms": 0.1}),
+            "ping" => json!({"target": "127.0.0.1", "dns_ms": 0.0, "sent": 1, "received": 1,
+                "loss_pct": 0.0, "packets": [{"seq": 0, "rtt_ms": 1.25}]}),
+            "traceroute" => {
+                json!({"target": "192.0.2.1", "dns_ms": 0.0, "protocol": "udp", "hops": []})
+            }
+            _ => unreachable!(),
+        };
+        let mut out = base.as_object().unwrap().clone();
+        out.extend(data.as_object().unwrap().clone());
+        Value::Object(out)
+    }
+
     #[test]
     fn figures_per_kind() {
-        let f = |kind: &str, data: Value| figures(Some(kind), &data);
+        let f = |kind: &str, data: Value| {
+            figures(
+                Some(ProbeKind::deserialize(&json!(kind)).unwrap()),
+                &full(kind, data),
+            )
+        };
+        let cert = |not_after: u64| {
+            json!({"subject": "CN=a", "issuer": "CN=b", "not_before": 0, "not_after": not_after,
+                   "serial": "01", "sans": []})
+        };
+        // Agents before the reason codes reported the bare status.
         assert_eq!(
             f(
                 "dns",
-                json!({"rcode": "NOERROR", "answers": [{}, {}], "dnssec": "secure"})
+                json!({"answers": [{"name": "a.test.", "type": "A", "ttl": 1, "data": "192.0.2.1"}], "dnssec": "secure"})
             ),
-            "rcode NOERROR, answers 2, dnssec secure"
+            "rcode NOERROR, answers 1, dnssec secure"
         );
         assert_eq!(
             f(
                 "dns",
-                json!({"rcode": "NOERROR", "answers": [{}], "dnssec": {"verdict": "bogus", "reason": "signature-expired", "detail": "x"}})
+                json!({"rcode": "SERVFAIL", "dnssec": {"verdict": "bogus", "reason": "signature-expired", "detail": "x"}})
             ),
-            "rcode NOERROR, answers 1, dnssec bogus (signature-expired)"
+            "rcode SERVFAIL, answers 0, dnssec bogus (signature-expired)"
         );
         assert_eq!(
-            f("http", json!({"status": 200, "total_ms": 35})),
-            "HTTP 200, 35 ms"
+            f("http", json!({"status": 404, "total_ms": 35.25})),
+            "HTTP 404, 35.2 ms"
         );
-        assert_eq!(f("http", json!({"total_ms": 35.5})), "35.5 ms");
-        assert_eq!(f("tcp", json!({"connect_ms": 3})), "connect 3 ms");
+        assert_eq!(f("tcp", json!({"connect_ms": 3.0})), "connect 3.0 ms");
+        assert_eq!(f("ping", json!({"avg_ms": 1.25})), "loss 0.0%, avg 1.2 ms");
         assert_eq!(
-            f("ping", json!({"loss_pct": 0, "avg_ms": 1.25})),
-            "loss 0%, avg 1.2 ms"
+            f("ping", json!({"received": 0, "loss_pct": 100.0})),
+            "loss 100.0%"
         );
         assert_eq!(
             f(
                 "traceroute",
-                json!({"target": "192.0.2.1", "hops": [{"addrs": ["10.0.0.1"]}, {"addrs": ["192.0.2.1"]}]})
+                json!({"hops": [
+                    {"ttl": 1, "addrs": ["10.0.0.1"], "rtts_ms": [1.0], "sent": 1, "received": 1},
+                    {"ttl": 2, "addrs": ["192.0.2.1"], "rtts_ms": [2.0], "sent": 1, "received": 1}]})
             ),
             "hops 2, reached yes"
         );
@@ -324,12 +333,33 @@ mod tests {
         assert_eq!(
             f(
                 "tls",
-                json!({"version": "TLS 1.3", "valid": false, "chain": [{"not_after": in_ten_days}]})
+                json!({"valid": false, "invalid_reason": "UnknownIssuer", "chain": [cert(in_ten_days), {"error": "x"}]})
             ),
             "TLS 1.3, expires in 10 days, invalid"
         );
-        assert_eq!(f("tls", json!({"x": 1})), "{\"x\":1}");
-        assert_eq!(f("dns", json!({"x": "y".repeat(100)})).len(), 80);
+        assert_eq!(
+            f(
+                "tls",
+                json!({"version": null, "chain": [{"error": "unparsable"}]})
+            ),
+            ""
+        );
+        // Data that is not that of its kind shows as JSON.
+        let tls = Some(ProbeKind::Tls);
+        assert_eq!(figures(tls, &json!({"x": 1})), "{\"x\":1}");
+        assert_eq!(
+            figures(tls, &json!({"truncated": true, "result_bytes": 70000})),
+            "{\"result_bytes\":70000,\"truncated\":true}"
+        );
+        assert_eq!(
+            figures(Some(ProbeKind::Dns), &json!({"x": "y".repeat(100)})).len(),
+            80
+        );
+        // Without a kind, there is no type to read it as.
+        assert_eq!(
+            figures(None, &full("tcp", json!({}))),
+            r#"{"connect_ms":0.1,"dns_ms":0.0,"peer":"127.0.0.1:22"}"#
+        );
     }
 
     #[test]
@@ -404,14 +434,19 @@ mod tests {
             r(
                 "ping",
                 "ok",
-                serde_json::json!({"target": "127.0.0.1", "sent": 3, "received": 2, "avg_ms": 0.5}),
+                full(
+                    "ping",
+                    json!({"sent": 3, "received": 2, "loss_pct": 33.3, "avg_ms": 0.5}),
+                ),
                 None,
             ),
             r(
                 "dns",
                 "ok",
-                serde_json::json!({"server": "127.0.0.1:53", "rcode": "NOERROR", "query_ms": 1.25,
-                "answers": [{"name": "a.", "type": "A", "ttl": 1, "data": "192.0.2.1"}]}),
+                full(
+                    "dns",
+                    json!({"query_ms": 1.25, "answers": [{"name": "a.", "type": "A", "ttl": 1, "data": "192.0.2.1"}]}),
+                ),
                 None,
             ),
             r(

@@ -242,7 +242,8 @@ mod tests {
         let ev = |id: u32, node: &str| {
             format!(
                 "id: {id}\ndata: {}\n\n",
-                json!({"node_id": node, "status": "ok", "probe": "tcp", "data": {"connect_ms": 4}})
+                json!({"node_id": node, "status": "ok", "probe": "tcp",
+                       "data": {"peer": "127.0.0.1:22", "dns_ms": 0.0, "connect_ms": 4.0}})
             )
         };
         assert!(!feed(&mut d, b":ka\n\n", &mut p));
@@ -261,7 +262,7 @@ mod tests {
         assert!(err.contains("1 of 2 nodes answered"), "{err}");
         assert!(err.contains("not JSON"), "{err}");
         let out = String::from_utf8(out).unwrap();
-        assert!(out.contains("connect 4 ms"), "{out}");
+        assert!(out.contains("connect 4.0 ms"), "{out}");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 mod common;
 
 use common::{Desk, Net};
-use serde_json::json;
 use std::io::Read as _;
 use std::process::Stdio;
+use vantage_proto::data::SecurityStatus;
 
 #[test]
 fn two_of_three_one_signature_refused_two_accepted() {
@@ -118,7 +118,7 @@ fn status_results_watch_and_nodes() {
     net.result(
         "de1",
         "watched",
-        json!({"rcode": "NOERROR", "answers": [{}, {}], "dnssec": "secure"}),
+        &common::dns_data("NOERROR", 2, Some(SecurityStatus::Secure)),
     );
 
     let mut watch = net
@@ -129,11 +129,7 @@ fn status_results_watch_and_nodes() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    net.result(
-        "de2",
-        "watched",
-        json!({"rcode": "NXDOMAIN", "answers": []}),
-    );
+    net.result("de2", "watched", &common::dns_data("NXDOMAIN", 0, None));
     let t = std::time::Instant::now();
     let status = loop {
         if let Some(s) = watch.try_wait().unwrap() {
@@ -165,7 +161,7 @@ fn status_results_watch_and_nodes() {
     );
     assert!(err.contains("done; 2 of 2 nodes answered"), "{err}");
     assert!(
-        out.contains("rcode NOERROR, answers 2, dnssec secure"),
+        out.contains("rcode NOERROR, answers 2, dnssec secure (validated)"),
         "{out}"
     );
     assert!(out.contains("rcode NXDOMAIN, answers 0"), "{out}");

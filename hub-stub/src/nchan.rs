@@ -110,11 +110,7 @@ impl Publisher {
 /// byte for byte what the hub's own stream carries as `data:`.
 pub fn envelope_json(seq: u64, channel: &str, time: i64, payload: &str) -> String {
     let at = UNIX_EPOCH + Duration::from_secs(time.max(0) as u64);
-    format!(
-        "{{\"id\":{seq},\"channel\":{},\"time\":{},\"payload\":{payload}}}",
-        serde_json::Value::from(channel),
-        serde_json::Value::from(httpdate::fmt_http_date(at)),
-    )
+    vantage_proto::envelope::Envelope::encode(seq, channel, at, payload)
 }
 
 fn run(base: &str, rx: Receiver<Item>, m: &NchanMetrics) {

@@ -1,14 +1,14 @@
 //! Results in the RIPE Atlas result format, so tools written for Atlas
 //! (`ripe.atlas.sagan`, ripe-atlas-tools) read vantage results unchanged.
 //!
-//! The typed probe data here is what the agent stores in a result's `data`,
-//! read with serde defaults so that results of older agents still convert.
+//! The probe data is read through its types ([`crate::data`]).
 //! The mapping is documented in ARCHITECTURE.md ("Results in RIPE Atlas format").
 
 use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::{DnssecVerdict, PingData, ProbeData};
 use crate::probe::{Probe, ProbeKind};
 use crate::result::{ProbeResult, Status};
 
@@ -24,206 +24,6 @@ pub const MAX_ABUF_BYTES: usize = 16 * 1024;
 
 /// Largest number of certificates a `tls` result keeps as PEM.
 pub const MAX_CHAIN_PEM: usize = 4;
-
-// ---- typed probe data, as the agent stores it ----
-
-/// One DNS record as the agent reports it (presentation form).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DnsRecord {
-    /// Owner name.
-    pub name: String,
-    /// Record type mnemonic.
-    #[serde(rename = "type")]
-    pub rtype: String,
-    /// TTL, seconds.
-    pub ttl: u32,
-    /// RDATA in presentation form.
-    pub data: String,
-}
-
-/// A DNSSEC verdict of a validating `dns` probe.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DnssecVerdict {
-    /// `secure`, `insecure`, `bogus` or `indeterminate`.
-    pub verdict: String,
-    /// Stable reason code.
-    pub reason: String,
-    /// One line for people.
-    pub detail: String,
-}
-
-/// Data of an ok `dns` result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DnsData {
-    /// Resolver `ip:port`.
-    pub server: String,
-    /// `udp`, `tcp`, `tls`, `https`.
-    pub transport: String,
-    /// Query name.
-    pub qname: String,
-    /// Query type.
-    pub qtype: String,
-    /// Response code mnemonic (`NOERROR`, `NXDOMAIN`, ...).
-    pub rcode: String,
-    /// Answer section.
-    pub answers: Vec<DnsRecord>,
-    /// Authority section.
-    pub authority: Vec<DnsRecord>,
-    /// Query time, ms.
-    pub query_ms: f64,
-    /// The answer as received, base64 of its wire form; absent over [`MAX_ABUF_BYTES`].
-    pub abuf: Option<String>,
-    /// DNSSEC verdict when the job asked for validation.
-    #[serde(deserialize_with = "verdict_either")]
-    pub dnssec: Option<DnssecVerdict>,
-}
-
-/// The verdict as agents report it now, or as a bare word as older agents did.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum VerdictForm {
-    Full(DnssecVerdict),
-    Bare(String),
-}
-
-fn verdict_either<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<DnssecVerdict>, D::Error> {
-    Ok(Option::<VerdictForm>::deserialize(d)?.map(|v| match v {
-        VerdictForm::Full(v) => v,
-        VerdictForm::Bare(verdict) => DnssecVerdict {
-            verdict,
-            ..DnssecVerdict::default()
-        },
-    }))
-}
-
-/// One echo request of a `ping` result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PingPacket {
-    /// Sequence number.
-    pub seq: u32,
-    /// Round trip, ms; `None` when lost.
-    pub rtt_ms: Option<f64>,
-    /// Why it was lost, other than a timeout.
-    pub error: Option<String>,
-}
-
-/// Data of an ok `ping` result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct PingData {
-    /// Address pinged.
-    pub target: String,
-    /// Requests sent.
-    pub sent: u32,
-    /// Replies received.
-    pub received: u32,
-    /// Each request.
-    pub packets: Vec<PingPacket>,
-    /// Fastest reply, ms (absent when all were lost).
-    pub min_ms: Option<f64>,
-    /// Mean reply, ms.
-    pub avg_ms: Option<f64>,
-    /// Slowest reply, ms.
-    pub max_ms: Option<f64>,
-}
-
-/// One TTL of a `traceroute` result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TraceHop {
-    /// The TTL probed.
-    pub ttl: u8,
-    /// Addresses that answered.
-    pub addrs: Vec<String>,
-    /// Round trips of the answers, ms.
-    pub rtts_ms: Vec<f64>,
-    /// Probes sent.
-    pub sent: u32,
-    /// Answers received.
-    pub received: u32,
-}
-
-/// Data of an ok `traceroute` result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TraceData {
-    /// Address traced.
-    pub target: String,
-    /// `udp`, `icmp`, `tcp`.
-    pub protocol: String,
-    /// Hops by TTL.
-    pub hops: Vec<TraceHop>,
-}
-
-/// Data of an ok `http` result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct HttpData {
-    /// The URL fetched.
-    pub url: String,
-    /// Server `ip:port`.
-    pub peer: String,
-    /// Connect time, ms.
-    pub connect_ms: f64,
-    /// Status code.
-    pub status: u16,
-    /// Whole exchange (DNS to last byte), ms.
-    pub total_ms: f64,
-    /// Response head size, bytes.
-    pub head_bytes: Option<u64>,
-    /// Body bytes read.
-    pub body_bytes: Option<u64>,
-}
-
-/// A certificate as the `tls` probe summarises it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CertSummary {
-    /// Subject DN.
-    pub subject: String,
-    /// Issuer DN.
-    pub issuer: String,
-    /// Not-after, Unix seconds.
-    pub not_after: i64,
-}
-
-/// Data of an ok `tls` result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TlsData {
-    /// Server `ip:port`.
-    pub peer: String,
-    /// Negotiated version (`TLS 1.3`).
-    pub version: Option<String>,
-    /// The chain as presented, summarised.
-    pub chain: Vec<CertSummary>,
-    /// The first [`MAX_CHAIN_PEM`] certificates of the chain, PEM.
-    pub chain_pem: Vec<String>,
-    /// Whether the chain verified against the web PKI.
-    pub valid: bool,
-    /// Connect time, ms.
-    pub connect_ms: f64,
-    /// Handshake time, ms.
-    pub handshake_ms: f64,
-    /// DNS to end of handshake, ms.
-    pub total_ms: f64,
-}
-
-/// Data of an ok `tcp` result.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TcpData {
-    /// Server `ip:port`.
-    pub peer: String,
-    /// Connect time, ms.
-    pub connect_ms: f64,
-}
 
 // ---- the Atlas side ----
 
@@ -517,14 +317,21 @@ fn addr_of(text: &str) -> Option<IpAddr> {
         .or_else(|| text.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
-    kind: ProbeKind,
-    data: &serde_json::Value,
-) -> Result<T, NotExported> {
-    T::deserialize(data).map_err(|e| NotExported::Data {
+/// The typed data of `r`, a result of `probe`: `None` when the probe did not
+/// produce any (a failure, or data the node dropped as too large).
+fn data_of(r: &ProbeResult, probe: &Probe) -> Result<Option<ProbeData>, NotExported> {
+    let kind = probe.kind();
+    let data = r.probe_data().map_err(|e| NotExported::Data {
         kind,
         why: e.to_string(),
-    })
+    })?;
+    match data {
+        Some(d) if d.kind() != kind => Err(NotExported::Data {
+            kind,
+            why: format!("the result is of a {} probe", d.kind()),
+        }),
+        d => Ok(d),
+    }
 }
 
 fn round3(x: f64) -> f64 {
@@ -538,8 +345,13 @@ fn dns_header(wire: &[u8]) -> Option<[u16; 5]> {
     Some([w(0), w(4), w(6), w(8), w(10)])
 }
 
+fn lost() -> PingReply {
+    PingReply::Lost { x: "*".into() }
+}
+
 /// Converts a stored result of `probe` to the Atlas format. `from` is the
-/// node's public address if the hub knows it.
+/// node's public address if the hub knows it. An `ok` result whose data the
+/// node dropped as too large is exported as a failure with its reason.
 pub fn to_atlas(
     r: &ProbeResult,
     probe: &Probe,
@@ -548,7 +360,11 @@ pub fn to_atlas(
     if r.status == Status::Refused {
         return Err(NotExported::Refused);
     }
-    let ok = r.status == Status::Ok;
+    // `tcp` has no Atlas form whatever its data.
+    let data = match probe {
+        Probe::Tcp(_) => None,
+        _ => data_of(r, probe)?,
+    };
     let failure = r.reason.clone().unwrap_or_else(|| "failed".into());
     let mut extra = VantageExtra {
         job_id: r.job_id.clone(),
@@ -562,56 +378,61 @@ pub fn to_atlas(
     };
     let timestamp = r.started_ms / 1000;
     let dst_addr: Option<IpAddr>;
-    let (dst_name, body) = match probe {
-        Probe::Ping(a) => {
-            let d: PingData = if ok {
-                parse(ProbeKind::Ping, &r.data)?
-            } else {
-                PingData {
-                    sent: a.count.into(),
-                    ..PingData::default()
-                }
+    let (dst_name, body) = match (probe, data) {
+        (Probe::Ping(a), data) => {
+            let d = match data {
+                Some(ProbeData::Ping(d)) => Some(d),
+                _ => None,
             };
-            dst_addr = addr_of(&d.target).or_else(|| addr_of(&a.host));
+            dst_addr = d
+                .as_ref()
+                .and_then(|d| addr_of(&d.target))
+                .or_else(|| addr_of(&a.host));
+            // A ping that failed as a whole lost every packet it meant to send.
+            let sent = d.as_ref().map_or(u32::from(a.count), |d| d.sent);
+            let rcvd = d.as_ref().map_or(0, |d| d.received);
             let mut result: Vec<PingReply> = d
-                .packets
                 .iter()
-                .map(|p| match p.rtt_ms {
-                    Some(rtt) => PingReply::Rtt { rtt },
-                    None => PingReply::Lost { x: "*".into() },
-                })
+                .flat_map(|d| &d.packets)
+                .map(|p| p.rtt_ms.map_or_else(lost, |rtt| PingReply::Rtt { rtt }))
                 .collect();
             if result.is_empty() {
-                // A ping that failed as a whole lost every packet it meant to send.
-                result = (0..d.sent)
-                    .map(|_| PingReply::Lost { x: "*".into() })
-                    .collect();
+                result = (0..sent).map(|_| lost()).collect();
             }
-            let lost = d.received == 0;
+            // Atlas says -1 for figures of a ping without any reply.
+            let stat = |f: fn(&PingData) -> Option<f64>| {
+                d.as_ref()
+                    .filter(|d| d.received > 0)
+                    .and_then(f)
+                    .unwrap_or(-1.0)
+            };
             (
                 a.host.clone(),
                 AtlasBody::Ping {
                     proto: "ICMP".into(),
-                    sent: d.sent,
-                    rcvd: d.received,
+                    sent,
+                    rcvd,
                     dup: 0,
-                    min: if lost { -1.0 } else { d.min_ms.unwrap_or(-1.0) },
-                    avg: if lost { -1.0 } else { d.avg_ms.unwrap_or(-1.0) },
-                    max: if lost { -1.0 } else { d.max_ms.unwrap_or(-1.0) },
+                    min: stat(|d| d.min_ms),
+                    avg: stat(|d| d.avg_ms),
+                    max: stat(|d| d.max_ms),
                     size: 64,
                     result,
                 },
             )
         }
-        Probe::Traceroute(a) => {
-            let d: TraceData = if ok {
-                parse(ProbeKind::Traceroute, &r.data)?
-            } else {
-                TraceData::default()
+        (Probe::Traceroute(a), data) => {
+            let hops = match data {
+                Some(ProbeData::Traceroute(d)) => {
+                    dst_addr = addr_of(&d.target).or_else(|| addr_of(&a.host));
+                    d.hops
+                }
+                _ => {
+                    dst_addr = addr_of(&a.host);
+                    Vec::new()
+                }
             };
-            dst_addr = addr_of(&d.target).or_else(|| addr_of(&a.host));
-            let result = d
-                .hops
+            let result = hops
                 .iter()
                 .map(|h| {
                     let mut replies: Vec<HopReply> = h
@@ -649,15 +470,14 @@ pub fn to_atlas(
                 },
             )
         }
-        Probe::Dns(a) => {
+        (Probe::Dns(a), data) => {
             let proto = match a.transport {
                 crate::probe::DnsTransport::Udp => "UDP",
                 _ => "TCP",
             };
             let mut body_result = None;
             let mut error = None;
-            if ok {
-                let d: DnsData = parse(ProbeKind::Dns, &r.data)?;
+            if let Some(ProbeData::Dns(d)) = data {
                 dst_addr = addr_of(&d.server);
                 extra.dnssec = d.dnssec.clone();
                 let wire = d.abuf.as_deref().and_then(|b| {
@@ -707,14 +527,13 @@ pub fn to_atlas(
                 },
             )
         }
-        Probe::Http(a) => {
+        (Probe::Http(a), data) => {
             let method = format!("{:?}", a.method);
             let host = url::Url::parse(&a.url)
                 .ok()
                 .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
                 .unwrap_or_default();
-            let response = if ok {
-                let d: HttpData = parse(ProbeKind::Http, &r.data)?;
+            let response = if let Some(ProbeData::Http(d)) = data {
                 dst_addr = addr_of(&d.peer);
                 extra.connect_ms = Some(d.connect_ms);
                 AtlasHttpResponse {
@@ -750,21 +569,21 @@ pub fn to_atlas(
                 },
             )
         }
-        Probe::Tls(a) => {
-            let body = if ok {
-                let d: TlsData = parse(ProbeKind::Tls, &r.data)?;
+        (Probe::Tls(a), data) => {
+            let body = if let Some(ProbeData::Tls(d)) = data {
                 dst_addr = addr_of(&d.peer);
                 extra.connect_ms = Some(d.connect_ms);
                 AtlasBody::Sslcert {
                     method: "TLS".into(),
                     dst_port: a.port.to_string(),
                     ver: d
+                        .session
                         .version
                         .as_deref()
                         .map(|v| v.trim_start_matches("TLS ").to_string()),
                     rt: Some(d.total_ms),
                     ttc: Some(d.connect_ms),
-                    cert: d.chain_pem,
+                    cert: d.session.chain_pem,
                     err: None,
                 }
             } else {
@@ -781,7 +600,7 @@ pub fn to_atlas(
             };
             (a.host.clone(), body)
         }
-        Probe::Tcp(_) => return Err(NotExported::Kind(ProbeKind::Tcp)),
+        (Probe::Tcp(_), _) => return Err(NotExported::Kind(ProbeKind::Tcp)),
     };
     Ok(AtlasResult {
         fw: ATLAS_FW,
@@ -822,15 +641,50 @@ mod tests {
     }
 
     #[test]
-    fn older_agents_bare_verdict_still_reads() {
-        let d: DnsData =
-            serde_json::from_value(json!({"rcode": "NOERROR", "dnssec": "secure"})).unwrap();
-        assert_eq!(d.dnssec.unwrap().verdict, "secure");
-        let d: DnsData =
-            serde_json::from_value(json!({"dnssec": {"verdict": "bogus", "reason": "r"}})).unwrap();
-        assert_eq!(d.dnssec.unwrap().reason, "r");
-        let d: DnsData = serde_json::from_value(json!({})).unwrap();
-        assert!(d.dnssec.is_none());
+    fn older_agents_bare_verdict_still_exports() {
+        let p = probe(
+            json!({"cmd": "dns", "args": {"name": "a.test", "resolver": "127.0.0.1", "dnssec": true}}),
+        );
+        // A result of the first agents: no abuf, the bare DNSSEC status.
+        let r = result(
+            ProbeKind::Dns,
+            Status::Ok,
+            json!({"server": "127.0.0.1:53", "transport": "udp", "qname": "a.test", "qtype": "A",
+                   "rcode": "NOERROR", "flags": {"aa": true, "tc": false, "rd": true, "ra": false, "ad": false, "cd": false},
+                   "answers": [], "authority": [], "query_ms": 1.5, "dnssec": "secure"}),
+        );
+        let a = serde_json::to_value(to_atlas(&r, &p, None).unwrap()).unwrap();
+        assert_eq!(a["vantage"]["dnssec"]["verdict"], "secure");
+        assert_eq!(a["error"]["socket"], "the answer's wire form was not kept");
+        assert_eq!(a["dst_addr"], "127.0.0.1");
+    }
+
+    #[test]
+    fn dropped_or_foreign_data() {
+        let p = probe(json!({"cmd": "tls", "args": {"host": "127.0.0.1", "port": 443}}));
+        // Data the node dropped for size: exported as the failure its reason says.
+        let mut r = result(
+            ProbeKind::Tls,
+            Status::Ok,
+            json!({"truncated": true, "result_bytes": 70000}),
+        );
+        r.reason = Some("result of 70000 bytes exceeds the node's cap".into());
+        let a = serde_json::to_value(to_atlas(&r, &p, None).unwrap()).unwrap();
+        assert_eq!(a["type"], "sslcert");
+        assert_eq!(a["err"], "result of 70000 bytes exceeds the node's cap");
+        // Data of another kind than the job's probe.
+        let r = result(
+            ProbeKind::Tcp,
+            Status::Ok,
+            json!({"peer": "127.0.0.1:443", "dns_ms": 0.0, "connect_ms": 0.1}),
+        );
+        assert!(matches!(
+            to_atlas(&r, &p, None),
+            Err(NotExported::Data {
+                kind: ProbeKind::Tls,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -852,7 +706,7 @@ mod tests {
         let r = result(
             ProbeKind::Ping,
             Status::Ok,
-            json!({"target": "127.0.0.1", "sent": 2, "received": 0,
+            json!({"target": "127.0.0.1", "dns_ms": 0.0, "sent": 2, "received": 0, "loss_pct": 100.0,
                    "packets": [{"seq": 0, "rtt_ms": null}, {"seq": 1, "rtt_ms": null}]}),
         );
         let a = serde_json::to_value(to_atlas(&r, &p, None).unwrap()).unwrap();
@@ -866,7 +720,11 @@ mod tests {
     #[test]
     fn refused_and_tcp_are_not_exported() {
         let p = probe(json!({"cmd": "tcp", "args": {"host": "127.0.0.1", "port": 1}}));
-        let r = result(ProbeKind::Tcp, Status::Ok, json!({"peer": "127.0.0.1:1"}));
+        let r = result(
+            ProbeKind::Tcp,
+            Status::Ok,
+            json!({"peer": "127.0.0.1:1", "dns_ms": 0.0, "connect_ms": 0.1}),
+        );
         assert_eq!(
             to_atlas(&r, &p, None).unwrap_err(),
             NotExported::Kind(ProbeKind::Tcp)

@@ -3,7 +3,7 @@
 //! Everything that crosses the network between the hub, the nodes and the
 //! operators is defined here, without any I/O: the envelope a node receives,
 //! signed jobs and their exact signed byte form, the probe catalog with typed
-//! and validated arguments, target selection and channel names, results, the
+//! and validated arguments, typed probe data, target selection and channel names, results, the
 //! approval policy, enrolment messages and the event-stream framing.
 //! `ARCHITECTURE.md` at the repository root states the same in prose.
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@ pub mod atlas;
 pub mod canonical;
 pub mod channel;
 pub mod country;
+pub mod data;
 pub mod enrol;
 pub mod envelope;
 pub mod error;

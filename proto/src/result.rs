@@ -1,6 +1,7 @@
 //! Probe results as nodes report them.
 
 use crate::ProtoError;
+use crate::data::{ProbeData, TruncatedData};
 use crate::probe::ProbeKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -47,7 +48,9 @@ pub struct ProbeResult {
     /// of a `dns` probe's network failure (`port-unreachable`, `no-answer`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
-    /// Probe-specific data.
+    /// Probe-specific data: for `ok` results a [`ProbeData`] of the probe's
+    /// kind (read it with [`ProbeResult::probe_data`]), or a [`TruncatedData`]
+    /// when the node dropped it for size; `null` otherwise.
     #[serde(default)]
     pub data: Value,
     /// Run number of a repeated job (0 for one-shot jobs).
@@ -88,6 +91,25 @@ impl ProbeResult {
         crate::channel::validate_node_id(&r.node_id)?;
         Ok(r)
     }
+
+    /// The typed data of an `ok` result; `None` for other results and when
+    /// the node dropped the data as too large ([`TruncatedData`], `reason`
+    /// says so). An error when the data is not that of the result's probe kind.
+    pub fn probe_data(&self) -> Result<Option<ProbeData>, ProtoError> {
+        if self.status != Status::Ok
+            || TruncatedData::deserialize(&self.data).is_ok_and(|t| t.truncated)
+        {
+            return Ok(None);
+        }
+        let kind = self
+            .probe
+            .ok_or_else(|| ProtoError::invalid("probe", "an ok result names its probe kind"))?;
+        ProbeData::from_value(kind, &self.data)
+            .map(Some)
+            .map_err(|e| {
+                ProtoError::invalid("data", format!("not the data of a {kind} probe: {e}"))
+            })
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +140,25 @@ mod tests {
         let mut big = sample();
         big.data = json!("x".repeat(MAX_RESULT_BYTES));
         assert!(big.to_json().unwrap_err().to_string().contains("limit"));
+    }
+
+    #[test]
+    fn typed_data_by_kind_status_and_truncation() {
+        let mut r = sample();
+        assert_eq!(r.probe_data(), Ok(None), "a refusal has no data");
+        r.status = Status::Ok;
+        r.probe = Some(ProbeKind::Tcp);
+        r.data = json!({"peer": "127.0.0.1:1", "dns_ms": 0.0, "connect_ms": 0.5});
+        let Ok(Some(ProbeData::Tcp(d))) = r.probe_data() else {
+            panic!("{:?}", r.probe_data())
+        };
+        assert_eq!(d.connect_ms, 0.5);
+        r.probe = Some(ProbeKind::Ping);
+        assert!(r.probe_data().unwrap_err().to_string().contains("ping"));
+        r.probe = None;
+        assert!(r.probe_data().is_err());
+        r.data = json!({"truncated": true, "result_bytes": 70000});
+        assert_eq!(r.probe_data(), Ok(None));
     }
 
     proptest! {

@@ -19,7 +19,7 @@ use hickory_resolver::proto::op::{
 };
 use hickory_resolver::proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
 use hickory_resolver::proto::rr::{Name, Record, RecordType};
-use serde_json::{Value, json};
+use vantage_proto::data::{DnsData, DnsFlags, DnsRecord, ExtendedError, Nsid};
 use vantage_proto::probe::{DnsArgs, DnsTransport, QType};
 
 use super::validate;
@@ -27,7 +27,7 @@ use super::wire::{Used, Wire};
 use super::{Context, ProbeError};
 
 /// Runs a `dns` probe.
-pub async fn run(a: &DnsArgs, ctx: &Context) -> Result<Value, ProbeError> {
+pub async fn run(a: &DnsArgs, ctx: &Context) -> Result<DnsData, ProbeError> {
     ctx.owner.check_name(&a.name).map_err(ProbeError::refused)?;
     let server = server_address(a)?;
     if !a.af.admits(&server.ip()) {
@@ -75,8 +75,8 @@ pub async fn run(a: &DnsArgs, ctx: &Context) -> Result<Value, ProbeError> {
         let t = Instant::now();
         let verdict =
             validate::validate(&response, &name, qtype, &upstream, &ctx.anchors, timeout).await;
-        out["dnssec"] = serde_json::to_value(&verdict).unwrap_or(Value::Null);
-        out["validation_ms"] = json!(super::ms(t.elapsed()));
+        out.dnssec = Some(verdict);
+        out.validation_ms = Some(super::ms(t.elapsed()));
     }
     Ok(out)
 }
@@ -271,13 +271,13 @@ fn record_type(q: QType) -> RecordType {
     }
 }
 
-fn record_json(r: &Record) -> Value {
-    json!({
-        "name": r.name.to_string(),
-        "type": r.record_type().to_string(),
-        "ttl": r.ttl,
-        "data": r.data.to_string(),
-    })
+fn record(r: &Record) -> DnsRecord {
+    DnsRecord {
+        name: r.name.to_string(),
+        rtype: r.record_type().to_string(),
+        ttl: r.ttl,
+        data: r.data.to_string(),
+    }
 }
 
 fn describe(
@@ -286,55 +286,56 @@ fn describe(
     transport: DnsTransport,
     a: &DnsArgs,
     query_ms: f64,
-) -> Value {
+) -> DnsData {
     let m = &r.metadata;
-    let mut out = json!({
-        "server": server.to_string(),
-        "transport": format!("{transport:?}").to_lowercase(),
-        "qname": a.name,
-        "qtype": format!("{:?}", a.qtype),
-        "rcode": format!("{:?}", m.response_code).to_uppercase(),
-        "flags": {
-            "aa": m.authoritative, "tc": m.truncation, "rd": m.recursion_desired,
-            "ra": m.recursion_available, "ad": m.authentic_data, "cd": m.checking_disabled,
-        },
-        "answers": r.answers.iter().map(record_json).collect::<Vec<_>>(),
-        "authority": r.authorities.iter().map(record_json).collect::<Vec<_>>(),
-        "query_ms": (query_ms * 1000.0).round() / 1000.0,
-    });
     // The answer exactly as received, for the Atlas export's `abuf`: a
     // re-encoding would lose the resolver's own name compression and order.
     let wire = r.as_buffer();
-    if !wire.is_empty() && wire.len() <= vantage_proto::atlas::MAX_ABUF_BYTES {
-        use base64::Engine;
-        out["abuf"] = json!(base64::engine::general_purpose::STANDARD.encode(wire));
-    }
-    if a.nsid {
-        let nsid = r
-            .edns
+    let abuf =
+        (!wire.is_empty() && wire.len() <= vantage_proto::atlas::MAX_ABUF_BYTES).then(|| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(wire)
+        });
+    let nsid = a.nsid.then(|| {
+        r.edns
             .as_ref()
             .and_then(|e| match e.option(EdnsCode::NSID) {
                 Some(EdnsOption::NSID(p)) => Some(p.as_ref().to_vec()),
                 _ => None,
-            });
-        out["nsid"] = match nsid {
-            Some(bytes) => json!({
-                "text": String::from_utf8_lossy(&bytes),
-                "hex": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            }),
-            None => Value::Null,
-        };
+            })
+            .map(|bytes| Nsid {
+                text: String::from_utf8_lossy(&bytes).into_owned(),
+                hex: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            })
+    });
+    DnsData {
+        server: server.to_string(),
+        transport,
+        qname: a.name.clone(),
+        qtype: a.qtype,
+        rcode: format!("{:?}", m.response_code).to_uppercase(),
+        flags: DnsFlags {
+            aa: m.authoritative,
+            tc: m.truncation,
+            rd: m.recursion_desired,
+            ra: m.recursion_available,
+            ad: m.authentic_data,
+            cd: m.checking_disabled,
+        },
+        answers: r.answers.iter().map(record).collect(),
+        authority: r.authorities.iter().map(record).collect(),
+        query_ms: (query_ms * 1000.0).round() / 1000.0,
+        abuf,
+        nsid,
+        ede: extended_errors(r),
+        dnssec: None,
+        validation_ms: None,
     }
-    let ede = extended_errors(r);
-    if !ede.is_empty() {
-        out["ede"] = Value::Array(ede);
-    }
-    out
 }
 
 /// The extended DNS errors (RFC 8914) of a response: a validating
 /// resolver's reason for SERVFAIL, or a note on an answer.
-fn extended_errors(r: &DnsResponse) -> Vec<Value> {
+fn extended_errors(r: &DnsResponse) -> Vec<ExtendedError> {
     let Some(edns) = r.edns.as_ref() else {
         return Vec::new();
     };
@@ -344,11 +345,11 @@ fn extended_errors(r: &DnsResponse) -> Vec<Value> {
         .filter_map(|(code, opt)| match (code, opt) {
             (EdnsCode::Unknown(15), EdnsOption::Unknown(_, data)) if data.len() >= 2 => {
                 let info = u16::from_be_bytes([data[0], data[1]]);
-                Some(json!({
-                    "code": info,
-                    "name": validate::ede_name(info),
-                    "text": String::from_utf8_lossy(&data[2..]),
-                }))
+                Some(ExtendedError {
+                    code: info,
+                    name: validate::ede_name(info).to_string(),
+                    text: String::from_utf8_lossy(&data[2..]).into_owned(),
+                })
             }
             _ => None,
         })

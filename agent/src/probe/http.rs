@@ -2,11 +2,12 @@
 //! (DNS, connect, TLS, first byte, total). The request is HTTP/1.0 so the
 //! response body is never chunked and ends with the connection.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use ring::digest;
-use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use vantage_proto::data::HttpData;
 use vantage_proto::probe::{HttpArgs, HttpMethod};
 
 use super::{Context, ProbeError, ms};
@@ -14,7 +15,7 @@ use super::{Context, ProbeError, ms};
 const MAX_HEAD: usize = 64 * 1024;
 
 /// Runs an `http` probe.
-pub async fn run(a: &HttpArgs, ctx: &Context) -> Result<Value, ProbeError> {
+pub async fn run(a: &HttpArgs, ctx: &Context) -> Result<HttpData, ProbeError> {
     let url = url::Url::parse(&a.url).map_err(|e| ProbeError::Failed(format!("bad URL: {e}")))?;
     let host = url
         .host_str()
@@ -29,12 +30,6 @@ pub async fn run(a: &HttpArgs, ctx: &Context) -> Result<Value, ProbeError> {
     let t0 = Instant::now();
     let work = async {
         let (tcp, peer, dns_ms, connect_ms) = super::connect(&host, port, a.af, ctx).await?;
-        let mut out = json!({
-            "url": a.url,
-            "peer": peer.to_string(),
-            "dns_ms": dns_ms,
-            "connect_ms": connect_ms,
-        });
         let head_host = match url.port() {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or(&host)),
             None => url.host_str().unwrap_or(&host).to_string(),
@@ -51,27 +46,59 @@ pub async fn run(a: &HttpArgs, ctx: &Context) -> Result<Value, ProbeError> {
             "{method} {path} HTTP/1.0\r\nHost: {head_host}\r\nUser-Agent: vantage-agent/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
             env!("CARGO_PKG_VERSION")
         );
-        let exchanged = if https {
+        let (tls, r) = if https {
             let sni = host
                 .parse::<std::net::IpAddr>()
                 .is_err()
                 .then_some(host.as_str());
             let h = super::tls::handshake(tcp, peer, sni, vec![b"http/1.1".to_vec()]).await?;
-            out["tls_ms"] = json!(h.handshake_ms);
-            out["tls"] = super::tls::summary(&h);
-            exchange(h.stream, &request, a, t0).await?
+            let tls = (h.handshake_ms, super::tls::summary(&h));
+            (Some(tls), exchange(h.stream, &request, a, t0).await?)
         } else {
-            exchange(tcp, &request, a, t0).await?
+            (None, exchange(tcp, &request, a, t0).await?)
         };
-        if let (Value::Object(o), Value::Object(e)) = (&mut out, exchanged) {
-            o.extend(e);
-        }
-        out["total_ms"] = json!(ms(t0.elapsed()));
-        Ok(out)
+        let (tls_ms, tls) = tls.unzip();
+        Ok(HttpData {
+            url: a.url.clone(),
+            peer: peer.to_string(),
+            dns_ms,
+            connect_ms,
+            tls_ms,
+            tls,
+            status: r.status,
+            reason: r.reason,
+            headers: r.headers,
+            first_byte_ms: r.first_byte_ms,
+            head_bytes: Some(r.head_bytes),
+            body_bytes: r.body.as_ref().map(|b| b.bytes),
+            body_truncated: r.body.as_ref().map(|b| b.truncated),
+            body_sha256: r.body.map(|b| b.sha256),
+            content_length: r.content_length,
+            total_ms: ms(t0.elapsed()),
+        })
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| {
         ProbeError::Timeout(format!("no complete response within {} ms", a.timeout_ms))
     })?
+}
+
+/// What the server answered.
+struct Response {
+    status: u16,
+    reason: String,
+    headers: BTreeMap<String, String>,
+    first_byte_ms: f64,
+    head_bytes: u64,
+    /// `None` when the response has no body (HEAD, 204, 304).
+    body: Option<Body>,
+    content_length: Option<u64>,
+}
+
+/// The body as read, up to the job's `max_body`.
+struct Body {
+    bytes: u64,
+    truncated: bool,
+    sha256: String,
 }
 
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
@@ -79,13 +106,13 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     request: &str,
     a: &HttpArgs,
     t0: Instant,
-) -> Result<Value, ProbeError> {
+) -> Result<Response, ProbeError> {
     s.write_all(request.as_bytes())
         .await
         .map_err(|e| ProbeError::Failed(format!("sending the request: {e}")))?;
     let mut buf = Vec::with_capacity(4096);
     let mut first_byte_ms = None;
-    let (status, reason, headers, head_len) = loop {
+    let (status, reason, headers, head_len, first_byte_ms) = loop {
         let mut chunk = [0u8; 4096];
         let n = read_some(&mut s, &mut chunk).await?;
         if n == 0 {
@@ -93,7 +120,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 "the server closed the connection before a complete response head".into(),
             ));
         }
-        first_byte_ms.get_or_insert_with(|| ms(t0.elapsed()));
+        let first = *first_byte_ms.get_or_insert_with(|| ms(t0.elapsed()));
         buf.extend_from_slice(&chunk[..n]);
         let mut hdrs = [httparse::EMPTY_HEADER; 96];
         let mut resp = httparse::Response::new(&mut hdrs);
@@ -116,6 +143,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                     resp.reason.unwrap_or("").to_string(),
                     (picked, length),
                     len,
+                    first,
                 );
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
@@ -155,27 +183,21 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let hash = ctx.finish();
-    let mut out = json!({
-        "status": status,
-        "reason": reason,
-        "headers": picked,
-        "first_byte_ms": first_byte_ms,
-        "head_bytes": head_len,
+    let body = (!head_only).then(|| Body {
+        bytes: body_len as u64,
+        truncated,
+        sha256: hash.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
     });
-    if !head_only {
-        out["body_bytes"] = json!(body_len);
-        out["body_truncated"] = json!(truncated);
-        out["body_sha256"] = json!(
-            hash.as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
-        if let Some(l) = content_length {
-            out["content_length"] = json!(l);
-        }
-    }
-    Ok(out)
+    Ok(Response {
+        status,
+        reason,
+        headers: picked,
+        first_byte_ms,
+        head_bytes: head_len as u64,
+        // The declared length is reported with the body only, as before.
+        content_length: content_length.filter(|_| !head_only),
+        body,
+    })
 }
 
 async fn read_some<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8]) -> Result<usize, ProbeError> {
@@ -187,8 +209,8 @@ async fn read_some<S: AsyncRead + Unpin>(s: &mut S, buf: &mut [u8]) -> Result<us
     }
 }
 
-fn pick_headers(have: &[httparse::Header<'_>], wanted: &[String]) -> Value {
-    let mut out = Map::new();
+fn pick_headers(have: &[httparse::Header<'_>], wanted: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
     for w in wanted {
         let values: Vec<String> = have
             .iter()
@@ -196,8 +218,8 @@ fn pick_headers(have: &[httparse::Header<'_>], wanted: &[String]) -> Value {
             .map(|h| String::from_utf8_lossy(h.value).into_owned())
             .collect();
         if !values.is_empty() {
-            out.insert(w.to_ascii_lowercase(), json!(values.join(", ")));
+            out.insert(w.to_ascii_lowercase(), values.join(", "));
         }
     }
-    Value::Object(out)
+    out
 }

@@ -1,5 +1,5 @@
 //! The probes. Each takes its validated arguments from `vantage_proto::probe`
-//! and returns the result's `data`, or why it could not.
+//! and returns the result's typed `data` (`vantage_proto::data`), or why it could not.
 
 pub mod anchors;
 pub mod dns;
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_resolver::TokioResolver;
-use serde_json::Value;
 use tokio::net::TcpStream;
+use vantage_proto::data::ProbeData;
 use vantage_proto::probe::{AddressFamily, Probe};
 
 use crate::owner::{Denied, OwnerPolicy};
@@ -166,15 +166,15 @@ pub async fn connect(
 }
 
 /// Runs one probe with a hard time limit.
-pub async fn run(probe: &Probe, ctx: &Context, limit: Duration) -> Result<Value, ProbeError> {
+pub async fn run(probe: &Probe, ctx: &Context, limit: Duration) -> Result<ProbeData, ProbeError> {
     let work = async {
         match probe {
-            Probe::Dns(a) => dns::run(a, ctx).await,
-            Probe::Http(a) => http::run(a, ctx).await,
-            Probe::Tls(a) => tls::run(a, ctx).await,
-            Probe::Tcp(a) => tcp::run(a, ctx).await,
-            Probe::Ping(a) => ping::run(a, ctx).await,
-            Probe::Traceroute(a) => trace::run(a, ctx).await,
+            Probe::Dns(a) => dns::run(a, ctx).await.map(ProbeData::Dns),
+            Probe::Http(a) => http::run(a, ctx).await.map(ProbeData::Http),
+            Probe::Tls(a) => tls::run(a, ctx).await.map(ProbeData::Tls),
+            Probe::Tcp(a) => tcp::run(a, ctx).await.map(ProbeData::Tcp),
+            Probe::Ping(a) => ping::run(a, ctx).await.map(ProbeData::Ping),
+            Probe::Traceroute(a) => trace::run(a, ctx).await.map(ProbeData::Traceroute),
         }
     };
     tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use surge_ping::{Client, Config, ICMP, PingIdentifier, PingSequence, SurgeError};
+use vantage_proto::data::{PingData, PingPacket};
 use vantage_proto::probe::PingArgs;
 
 use super::{Context, ProbeError, ms};
@@ -13,7 +13,7 @@ use super::{Context, ProbeError, ms};
 const INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs a `ping` probe.
-pub async fn run(a: &PingArgs, ctx: &Context) -> Result<Value, ProbeError> {
+pub async fn run(a: &PingArgs, ctx: &Context) -> Result<PingData, ProbeError> {
     let (addr, dns_ms) = super::resolve_one(&a.host, a.af, ctx).await?;
     let kind = match addr {
         IpAddr::V4(_) => ICMP::V4,
@@ -24,39 +24,40 @@ pub async fn run(a: &PingArgs, ctx: &Context) -> Result<Value, ProbeError> {
     let mut pinger = client.pinger(addr, PingIdentifier(fastrand::u16(..))).await;
     pinger.timeout(Duration::from_millis(a.timeout_ms.into()));
     let payload = [0u8; 56];
-    let mut rtts: Vec<Value> = Vec::new();
+    let mut packets = Vec::new();
     let mut got = Vec::new();
     for seq in 0..u16::from(a.count) {
         if seq > 0 {
             tokio::time::sleep(INTERVAL).await;
         }
-        match pinger.ping(PingSequence(seq), &payload).await {
+        let (rtt_ms, error) = match pinger.ping(PingSequence(seq), &payload).await {
             Ok((_, rtt)) => {
-                let m = ms(rtt);
-                got.push(m);
-                rtts.push(json!({"seq": seq, "rtt_ms": m}));
+                got.push(ms(rtt));
+                (Some(ms(rtt)), None)
             }
-            Err(SurgeError::Timeout { .. }) => rtts.push(json!({"seq": seq, "rtt_ms": null})),
-            Err(e) => rtts.push(json!({"seq": seq, "rtt_ms": null, "error": e.to_string()})),
-        }
+            Err(SurgeError::Timeout { .. }) => (None, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        packets.push(PingPacket { seq, rtt_ms, error });
     }
-    let sent = usize::from(a.count);
-    let received = got.len();
-    let mut out = json!({
-        "target": addr.to_string(),
-        "dns_ms": dns_ms,
-        "sent": sent,
-        "received": received,
-        "loss_pct": (sent - received) as f64 * 100.0 / sent as f64,
-        "packets": rtts,
-    });
+    let sent = u32::from(a.count);
+    let received = got.len() as u32;
+    let mut out = PingData {
+        target: addr.to_string(),
+        dns_ms,
+        sent,
+        received,
+        loss_pct: f64::from(sent - received) * 100.0 / f64::from(sent),
+        packets,
+        min_ms: None,
+        avg_ms: None,
+        max_ms: None,
+    };
     if !got.is_empty() {
-        let min = got.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = got.iter().copied().fold(0.0, f64::max);
-        let avg = got.iter().sum::<f64>() / received as f64;
-        out["min_ms"] = json!(min);
-        out["avg_ms"] = json!((avg * 1000.0).round() / 1000.0);
-        out["max_ms"] = json!(max);
+        let avg = got.iter().sum::<f64>() / f64::from(received);
+        out.min_ms = Some(got.iter().copied().fold(f64::INFINITY, f64::min));
+        out.avg_ms = Some((avg * 1000.0).round() / 1000.0);
+        out.max_ms = Some(got.iter().copied().fold(0.0, f64::max));
     }
     Ok(out)
 }

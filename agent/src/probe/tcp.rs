@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use vantage_proto::data::TcpData;
 use vantage_proto::probe::TcpArgs;
 
 use super::{Context, ProbeError};
 
 /// Runs a `tcp` probe.
-pub async fn run(a: &TcpArgs, ctx: &Context) -> Result<Value, ProbeError> {
+pub async fn run(a: &TcpArgs, ctx: &Context) -> Result<TcpData, ProbeError> {
     match tokio::time::timeout(
         Duration::from_millis(a.timeout_ms.into()),
         super::connect(&a.host, a.port, a.af, ctx),
@@ -20,10 +20,10 @@ pub async fn run(a: &TcpArgs, ctx: &Context) -> Result<Value, ProbeError> {
             a.host, a.port, a.timeout_ms
         ))),
         Ok(Err(e)) => Err(e),
-        Ok(Ok((_, peer, dns_ms, connect_ms))) => Ok(json!({
-            "peer": peer.to_string(),
-            "dns_ms": dns_ms,
-            "connect_ms": connect_ms,
-        })),
+        Ok(Ok((_, peer, dns_ms, connect_ms))) => Ok(TcpData {
+            peer: peer.to_string(),
+            dns_ms,
+            connect_ms,
+        }),
     }
 }

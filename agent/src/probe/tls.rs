@@ -11,10 +11,10 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use vantage_proto::data::{CertSummary, Certificate, TlsData, TlsSession};
 use vantage_proto::probe::TlsArgs;
 
 use super::{Context, ProbeError, ms};
@@ -151,25 +151,37 @@ pub async fn handshake(
 }
 
 /// Summarises the negotiated session and the chain.
-pub fn summary(h: &Handshake) -> Value {
+pub fn summary(h: &Handshake) -> TlsSession {
     let (_, conn) = h.stream.get_ref();
-    json!({
-        "version": conn.protocol_version().map(|v| format!("{v:?}").replace('_', ".").replace("TLSv1.", "TLS 1.")),
-        "cipher": conn.negotiated_cipher_suite().map(|c| format!("{:?}", c.suite())),
-        "alpn": conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
-        "chain": h.seen.chain.iter().map(|c| cert_summary(c)).collect::<Vec<_>>(),
+    TlsSession {
+        version: conn.protocol_version().map(|v| {
+            format!("{v:?}")
+                .replace('_', ".")
+                .replace("TLSv1.", "TLS 1.")
+        }),
+        cipher: conn
+            .negotiated_cipher_suite()
+            .map(|c| format!("{:?}", c.suite())),
+        alpn: conn
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned()),
+        chain: h.seen.chain.iter().map(|c| cert_summary(c)).collect(),
         // PEM of the first certificates, for the Atlas `sslcert` export;
         // bounded so that a long chain cannot push a result over its size limit.
-        "chain_pem": h.seen.chain.iter().take(vantage_proto::atlas::MAX_CHAIN_PEM)
+        chain_pem: h
+            .seen
+            .chain
+            .iter()
+            .take(vantage_proto::atlas::MAX_CHAIN_PEM)
             .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.as_ref().to_vec())))
-            .collect::<Vec<_>>(),
-        "valid": h.seen.invalid.is_none(),
-        "invalid_reason": h.seen.invalid,
-    })
+            .collect(),
+        valid: h.seen.invalid.is_none(),
+        invalid_reason: h.seen.invalid.clone(),
+    }
 }
 
 /// Subject, issuer, validity and names of one certificate.
-pub fn cert_summary(der: &CertificateDer<'_>) -> Value {
+pub fn cert_summary(der: &CertificateDer<'_>) -> Certificate {
     match x509_parser::parse_x509_certificate(der.as_ref()) {
         Ok((_, c)) => {
             let sans: Vec<String> = c
@@ -184,21 +196,23 @@ pub fn cert_summary(der: &CertificateDer<'_>) -> Value {
                         .collect()
                 })
                 .unwrap_or_default();
-            json!({
-                "subject": c.subject().to_string(),
-                "issuer": c.issuer().to_string(),
-                "not_before": c.validity().not_before.timestamp(),
-                "not_after": c.validity().not_after.timestamp(),
-                "serial": c.raw_serial_as_string(),
-                "sans": sans,
+            Certificate::Summary(CertSummary {
+                subject: c.subject().to_string(),
+                issuer: c.issuer().to_string(),
+                not_before: c.validity().not_before.timestamp(),
+                not_after: c.validity().not_after.timestamp(),
+                serial: c.raw_serial_as_string(),
+                sans,
             })
         }
-        Err(e) => json!({"error": format!("unparsable certificate: {e}")}),
+        Err(e) => Certificate::Unparsable {
+            error: format!("unparsable certificate: {e}"),
+        },
     }
 }
 
 /// Runs a `tls` probe.
-pub async fn run(a: &TlsArgs, ctx: &Context) -> Result<Value, ProbeError> {
+pub async fn run(a: &TlsArgs, ctx: &Context) -> Result<TlsData, ProbeError> {
     let timeout = Duration::from_millis(a.timeout_ms.into());
     let t0 = Instant::now();
     let work = async {
@@ -210,14 +224,15 @@ pub async fn run(a: &TlsArgs, ctx: &Context) -> Result<Value, ProbeError> {
             None => Some(a.host.clone()),
         };
         let h = handshake(tcp, peer, sni.as_deref(), Vec::new()).await?;
-        let mut out = summary(&h);
-        out["peer"] = json!(peer.to_string());
-        out["sni"] = json!(sni);
-        out["dns_ms"] = json!(dns_ms);
-        out["connect_ms"] = json!(connect_ms);
-        out["handshake_ms"] = json!(h.handshake_ms);
-        out["total_ms"] = json!(ms(t0.elapsed()));
-        Ok(out)
+        Ok(TlsData {
+            session: summary(&h),
+            peer: peer.to_string(),
+            sni,
+            dns_ms,
+            connect_ms,
+            handshake_ms: h.handshake_ms,
+            total_ms: ms(t0.elapsed()),
+        })
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| {
         ProbeError::Timeout(format!(

@@ -4,28 +4,33 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use trippy_core::{Builder, Port, PortDirection, PrivilegeMode, Protocol};
+use vantage_proto::data::{TraceData, TraceHop};
 use vantage_proto::probe::{TraceProtocol, TracerouteArgs};
 
 use super::{Context, ProbeError, ms};
 
 /// Runs a `traceroute` probe.
-pub async fn run(a: &TracerouteArgs, ctx: &Context) -> Result<Value, ProbeError> {
+pub async fn run(a: &TracerouteArgs, ctx: &Context) -> Result<TraceData, ProbeError> {
     let (addr, dns_ms) = super::resolve_one(&a.host, a.af, ctx).await?;
     let args = a.clone();
     let hops = tokio::task::spawn_blocking(move || trace(addr, &args))
         .await
         .map_err(|e| ProbeError::Failed(format!("traceroute thread: {e}")))??;
-    Ok(json!({
-        "target": addr.to_string(),
-        "dns_ms": dns_ms,
-        "protocol": format!("{:?}", a.protocol).to_lowercase(),
-        "hops": hops,
-    }))
+    Ok(TraceData {
+        target: addr.to_string(),
+        dns_ms,
+        protocol: a.protocol,
+        hops,
+    })
 }
 
-fn trace(addr: IpAddr, a: &TracerouteArgs) -> Result<Vec<Value>, ProbeError> {
+/// A count as the wire has it; a traceroute never sends 2^32 probes per hop.
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn trace(addr: IpAddr, a: &TracerouteArgs) -> Result<Vec<TraceHop>, ProbeError> {
     let protocol = match a.protocol {
         TraceProtocol::Udp => Protocol::Udp,
         TraceProtocol::Icmp => Protocol::Icmp,
@@ -62,14 +67,12 @@ fn trace(addr: IpAddr, a: &TracerouteArgs) -> Result<Vec<Value>, ProbeError> {
         return Ok(state
             .hops()
             .iter()
-            .map(|h| {
-                json!({
-                    "ttl": h.ttl(),
-                    "addrs": h.addrs().map(|a| a.to_string()).collect::<Vec<_>>(),
-                    "rtts_ms": h.samples().iter().map(|d| ms(*d)).collect::<Vec<_>>(),
-                    "sent": h.total_sent(),
-                    "received": h.total_recv(),
-                })
+            .map(|h| TraceHop {
+                ttl: h.ttl(),
+                addrs: h.addrs().map(|a| a.to_string()).collect(),
+                rtts_ms: h.samples().iter().map(|d| ms(*d)).collect(),
+                sent: count(h.total_sent()),
+                received: count(h.total_recv()),
             })
             .collect());
     }

@@ -13,7 +13,7 @@ use hickory_resolver::proto::dnssec::Proof;
 use hickory_resolver::proto::dnssec::rdata::{DNSSECRData, DS};
 use hickory_resolver::proto::op::{DnsRequestOptions, DnsResponse, Query, ResponseCode};
 use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
-use serde::Serialize;
+use vantage_proto::data::{DnssecVerdict as Verdict, SecurityStatus};
 
 use super::anchors::Anchors;
 use super::dns::Upstream;
@@ -22,24 +22,16 @@ use super::dns::Upstream;
 /// insecure.
 const NSEC3_ITERATIONS_LIMIT: u16 = 100;
 
-/// A DNSSEC verdict with its stable reason code and one line of detail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Verdict {
-    /// `secure`, `insecure`, `bogus` or `indeterminate`.
-    pub verdict: &'static str,
-    /// Stable reason code (docs/agent.md).
-    pub reason: String,
-    /// One line for people.
-    pub detail: String,
-}
-
-impl Verdict {
-    fn new(verdict: &'static str, reason: impl Into<String>, detail: impl Into<String>) -> Self {
-        Verdict {
-            verdict,
-            reason: reason.into(),
-            detail: detail.into(),
-        }
+/// A verdict with its stable reason code (docs/agent.md) and one line of detail.
+fn verdict(
+    status: SecurityStatus,
+    reason: impl Into<String>,
+    detail: impl Into<String>,
+) -> Verdict {
+    Verdict {
+        verdict: status,
+        reason: reason.into(),
+        detail: detail.into(),
     }
 }
 
@@ -105,8 +97,8 @@ pub async fn validate(
         ResponseCode::NoError | ResponseCode::NXDomain => {}
         code => {
             let text = format!("{code:?}").to_lowercase();
-            return Verdict::new(
-                "indeterminate",
+            return verdict(
+                SecurityStatus::Indeterminate,
                 format!("rcode-{text}"),
                 format!(
                     "the server answered {}: nothing to validate",
@@ -116,8 +108,8 @@ pub async fn validate(
         }
     }
     if let Some(zone) = referral(response) {
-        return Verdict::new(
-            "indeterminate",
+        return verdict(
+            SecurityStatus::Indeterminate,
             "referral",
             format!(
                 "the server is not authoritative for {name} and does not recurse: it refers to {zone} (a lame delegation if it is listed as a server of the zone)"
@@ -125,8 +117,8 @@ pub async fn validate(
         );
     }
     let Some(zone) = anchors.covering(name) else {
-        return Verdict::new(
-            "insecure",
+        return verdict(
+            SecurityStatus::Insecure,
             "no-trust-anchor",
             format!("no trust anchor covers {name}"),
         );
@@ -148,8 +140,8 @@ pub async fn validate(
     let outcome = tokio::time::timeout(timeout * 4, answers.next()).await;
     let (proof, checked) = match outcome {
         Err(_) => {
-            return Verdict::new(
-                "indeterminate",
+            return verdict(
+                SecurityStatus::Indeterminate,
                 "validation-timeout",
                 format!(
                     "the chain of trust could not be fetched within {} ms",
@@ -158,8 +150,8 @@ pub async fn validate(
             );
         }
         Ok(None) => {
-            return Verdict::new(
-                "indeterminate",
+            return verdict(
+                SecurityStatus::Indeterminate,
                 "validation-failed",
                 "the validator returned nothing",
             );
@@ -182,19 +174,23 @@ pub async fn validate(
             }
         }
         Ok(Some(Err(e))) => {
-            return Verdict::new("indeterminate", "validation-failed", one_line(&e));
+            return verdict(
+                SecurityStatus::Indeterminate,
+                "validation-failed",
+                one_line(&e),
+            );
         }
     };
     match proof {
-        Proof::Secure => Verdict::new(
-            "secure",
+        Proof::Secure => verdict(
+            SecurityStatus::Secure,
             "validated",
             format!("chain of trust from the anchor for {zone}"),
         ),
         Proof::Insecure => insecure_reason(&checked, upstream).await,
         Proof::Bogus => bogus_reason(response, &zone, upstream, anchors, now).await,
-        Proof::Indeterminate => Verdict::new(
-            "indeterminate",
+        Proof::Indeterminate => verdict(
+            SecurityStatus::Indeterminate,
             "validation-failed",
             "the validator could neither prove nor disprove the answer",
         ),
@@ -280,8 +276,8 @@ async fn insecure_reason(r: &DnsResponse, upstream: &Upstream) -> Verdict {
         _ => None,
     });
     if let Some(iterations) = high {
-        return Verdict::new(
-            "insecure",
+        return verdict(
+            SecurityStatus::Insecure,
             "nsec3-iterations",
             format!(
                 "the denial uses NSEC3 with {iterations} iterations, over the limit of {NSEC3_ITERATIONS_LIMIT} (RFC 9276)"
@@ -290,8 +286,8 @@ async fn insecure_reason(r: &DnsResponse, upstream: &Upstream) -> Verdict {
     }
     let all: Vec<Record> = r.answers.iter().chain(&r.authorities).cloned().collect();
     if let Some((_, s)) = rrsigs(&all).find(|(_, s)| !s.input().algorithm.is_supported()) {
-        return Verdict::new(
-            "insecure",
+        return verdict(
+            SecurityStatus::Insecure,
             "unsupported-algorithm",
             format!(
                 "signed with algorithm {}, which the validator does not implement (RFC 4035 §5.2)",
@@ -311,8 +307,8 @@ async fn insecure_reason(r: &DnsResponse, upstream: &Upstream) -> Verdict {
                 .iter()
                 .all(|d| !d.algorithm().is_supported() || !d.digest_type().is_supported())
         {
-            return Verdict::new(
-                "insecure",
+            return verdict(
+                SecurityStatus::Insecure,
                 "unsupported-algorithm",
                 format!(
                     "every DS of {signer} names an algorithm or digest the validator does not implement (RFC 4035 §5.2)"
@@ -320,8 +316,8 @@ async fn insecure_reason(r: &DnsResponse, upstream: &Upstream) -> Verdict {
             );
         }
     }
-    Verdict::new(
-        "insecure",
+    verdict(
+        SecurityStatus::Insecure,
         "unsigned",
         "the answer comes from a zone proven to be unsigned (no DS at its delegation)",
     )
@@ -350,8 +346,8 @@ async fn bogus_reason(
                 && !signed.contains(&(x.name.clone(), x.record_type()))
         })
     {
-        return Verdict::new(
-            "bogus",
+        return verdict(
+            SecurityStatus::Bogus,
             "rrsigs-missing",
             format!(
                 "{} {} has no signature in a zone that must be signed",
@@ -377,8 +373,8 @@ async fn bogus_reason(
             })
             .collect();
         if dnskeys.is_empty() {
-            return Verdict::new(
-                "bogus",
+            return verdict(
+                SecurityStatus::Bogus,
                 "dnskey-missing",
                 format!("{signer} has signatures but no DNSKEY"),
             );
@@ -399,22 +395,22 @@ async fn bogus_reason(
                     .any(|k| d.covers(&signer, k).unwrap_or(false))
             })
         {
-            return Verdict::new(
-                "bogus",
+            return verdict(
+                SecurityStatus::Bogus,
                 "ds-mismatch",
                 format!("no DS of {signer} matches any of its DNSKEYs"),
             );
         }
     }
     if negative {
-        return Verdict::new(
-            "bogus",
+        return verdict(
+            SecurityStatus::Bogus,
             "nsec-missing",
             "the denial of existence is not proven by valid NSEC or NSEC3 records",
         );
     }
-    Verdict::new(
-        "bogus",
+    verdict(
+        SecurityStatus::Bogus,
         "signature-invalid",
         format!(
             "no signature over the answer verifies with a key chained to the anchor for {anchor_zone}"
@@ -435,15 +431,15 @@ fn signature_times(records: &[Record], now: u32) -> Option<Verdict> {
     }
     for ((name, rtype), times) in sets {
         if times.iter().all(|(_, exp)| *exp < now) {
-            return Some(Verdict::new(
-                "bogus",
+            return Some(verdict(
+                SecurityStatus::Bogus,
                 "signature-expired",
                 format!("every signature over {name} {rtype} has expired"),
             ));
         }
         if times.iter().all(|(inc, _)| *inc > now) {
-            return Some(Verdict::new(
-                "bogus",
+            return Some(verdict(
+                SecurityStatus::Bogus,
                 "signature-not-yet-valid",
                 format!("every signature over {name} {rtype} is not valid yet"),
             ));

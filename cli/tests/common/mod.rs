@@ -8,6 +8,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use vantage_proto::data::{DnsData, DnsFlags, DnsRecord, DnssecVerdict, ProbeData, SecurityStatus};
+use vantage_proto::probe::{DnsTransport, QType};
 use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
 use vantage_provision::csr::NodeKey;
 use vantage_provision::enrol::{self, Declared, EnrolOutcome, EnrolRequest};
@@ -399,14 +401,15 @@ impl Net {
     }
 
     /// Node `name` reports a result for `job`.
-    pub fn result(&self, name: &str, job: &str, data: Value) {
+    /// An ok `dns` result of job `job` from node `name`, with `data`.
+    pub fn result(&self, name: &str, job: &str, data: &DnsData) {
         let node = &self.nodes[name];
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
         let r = json!({"job_id": job, "node_id": node.id, "probe": "dns", "started_ms": now_ms,
-                       "duration_ms": 12, "status": "ok", "data": data, "seq": 0});
+                       "duration_ms": 12, "status": "ok", "data": ProbeData::Dns(data.clone()).to_value(), "seq": 0});
         self.post(node, "/v1/results", &r);
     }
 
@@ -452,5 +455,44 @@ impl Drop for Net {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `dns` data as an agent reports it: `rcode`, `answers` A records, and a
+/// DNSSEC verdict with `status` if given.
+pub fn dns_data(rcode: &str, answers: usize, status: Option<SecurityStatus>) -> DnsData {
+    DnsData {
+        server: "127.0.0.1:53".into(),
+        transport: DnsTransport::Udp,
+        qname: "example.com".into(),
+        qtype: QType::A,
+        rcode: rcode.into(),
+        flags: DnsFlags {
+            aa: false,
+            tc: false,
+            rd: true,
+            ra: true,
+            ad: false,
+            cd: false,
+        },
+        answers: (0..answers)
+            .map(|i| DnsRecord {
+                name: "example.com.".into(),
+                rtype: "A".into(),
+                ttl: 60,
+                data: format!("192.0.2.{i}"),
+            })
+            .collect(),
+        authority: Vec::new(),
+        query_ms: 1.5,
+        abuf: None,
+        nsid: None,
+        ede: Vec::new(),
+        dnssec: status.map(|verdict| DnssecVerdict {
+            verdict,
+            reason: "validated".into(),
+            detail: String::new(),
+        }),
+        validation_ms: status.map(|_| 2.0),
     }
 }

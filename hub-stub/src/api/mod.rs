@@ -29,7 +29,6 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -146,11 +145,7 @@ pub fn json(status: StatusCode, v: &impl serde::Serialize) -> Resp {
 /// An SSE frame carrying one envelope: `{"id","channel","time","payload"}`.
 pub fn event_frame(seq: u64, channel: &str, time: i64, payload: &str) -> Bytes {
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.max(0) as u64);
-    let data = format!(
-        "{{\"id\":{seq},\"channel\":{},\"time\":{},\"payload\":{payload}}}",
-        Value::from(channel),
-        Value::from(httpdate::fmt_http_date(at)),
-    );
+    let data = vantage_proto::envelope::Envelope::encode(seq, channel, at, payload);
     Bytes::from(Event::message(seq.to_string(), data).encode())
 }
 
