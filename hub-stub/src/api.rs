@@ -1239,6 +1239,7 @@ async fn stats(hub: &Arc<Hub>) -> Result<Value, ApiError> {
         "pruned_through": hub.pruned_through.load(Ordering::SeqCst),
         "requests": g(&m.requests), "rate_limited": g(&m.rate_limited),
         "connections_refused": g(&m.conn_refused),
+        "handshakes_evicted": g(&m.handshakes_evicted),
         "jobs_accepted": g(&m.jobs_accepted), "jobs_refused": g(&m.jobs_refused),
         "events_sent": g(&m.events_sent), "results_stored": g(&m.results_stored),
         "results_duplicate": g(&m.results_duplicate), "results_refused": g(&m.results_refused),
@@ -1254,10 +1255,11 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
         unreachable!("stats is an object")
     };
     // Totals since start are counters; the rest describe the present.
-    const COUNTERS: [&str; 11] = [
+    const COUNTERS: [&str; 12] = [
         "requests",
         "rate_limited",
         "connections_refused",
+        "handshakes_evicted",
         "jobs_accepted",
         "jobs_refused",
         "events_sent",

@@ -109,9 +109,13 @@ pub struct ServeArgs {
     /// Milliseconds between checks for new revocations.
     #[arg(long, default_value_t = 1000)]
     revocation_poll_ms: u64,
-    /// Open connections in total.
+    /// Open connections in total, TLS handshakes included (when full, the oldest unfinished handshake gives way).
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
+    /// Of --max-connections, slots only connections with a node or operator
+    /// certificate may use [default: a tenth of --max-connections].
+    #[arg(long)]
+    reserved_for_identified: Option<usize>,
     /// Open connections per node or operator (per address without a certificate).
     #[arg(long, default_value_t = 8)]
     max_conns_per_identity: usize,
@@ -276,6 +280,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 .and_then(|n| n.split(',').next().map(str::to_string))
                 .context("the data directory has no server name; run `server-cert --name HOST`")?;
             drop(db);
+            let reserved = a.reserved_for_identified.unwrap_or(a.max_connections / 10);
+            if a.max_connections == 0 || reserved >= a.max_connections {
+                bail!(
+                    "--reserved-for-identified ({reserved}) must be below --max-connections ({}): enrolling nodes have no certificate yet",
+                    a.max_connections
+                );
+            }
             let cfg = ServeConfig {
                 listen: a.listen,
                 public_url: a.public_url,
@@ -290,6 +301,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 online_window: Duration::from_secs(a.online_window as u64),
                 revocation_poll: Duration::from_millis(a.revocation_poll_ms.max(50)),
                 max_connections: a.max_connections,
+                reserved_for_identified: reserved,
                 max_conns_per_identity: a.max_conns_per_identity,
                 max_handshakes_per_address: a.max_handshakes_per_address.max(1),
                 rate: a.rate,

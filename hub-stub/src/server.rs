@@ -5,7 +5,7 @@
 use crate::api;
 use crate::datadir::{DataDir, now};
 use crate::db::{Db, JobRecord};
-use crate::limits::{ConnCounter, LogThrottle, RateLimiter};
+use crate::limits::{Admission, ConnCounter, LogThrottle, NoSlot, RateLimiter};
 use crate::pki::{Ca, cert_info};
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
@@ -26,7 +26,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 use tokio_rustls::TlsAcceptor;
 use vantage_proto::identity::Role;
 use vantage_proto::policy::{Policy, SignedPolicy};
@@ -59,8 +59,11 @@ pub struct ServeConfig {
     pub online_window: Duration,
     /// How often the database is checked for new revocations.
     pub revocation_poll: Duration,
-    /// Open connections in total.
+    /// Open connections in total, TLS handshakes included.
     pub max_connections: usize,
+    /// Slots of `max_connections` that connections without a verified
+    /// certificate cannot take, so nodes and operators find room in a flood.
+    pub reserved_for_identified: usize,
     /// Open connections per node or operator (per address for callers without a certificate).
     pub max_conns_per_identity: usize,
     /// Connections per source address whose TLS handshake has not finished,
@@ -110,6 +113,8 @@ pub struct Metrics {
     pub rate_limited: AtomicU64,
     /// Connections refused (limit or handshake failure).
     pub conn_refused: AtomicU64,
+    /// TLS handshakes cancelled because a newer connection needed the slot.
+    pub handshakes_evicted: AtomicU64,
     /// Jobs accepted.
     pub jobs_accepted: AtomicU64,
     /// Jobs refused.
@@ -173,6 +178,8 @@ pub struct Hub {
     pub refusal_log: LogThrottle,
     /// Connections per source address still before the end of their TLS handshake.
     pub handshakes: Arc<ConnCounter>,
+    /// The `--max-connections` slots.
+    pub admission: Arc<Admission>,
     /// Counters.
     pub metrics: Metrics,
     /// When the hub started.
@@ -351,6 +358,7 @@ impl Hub {
             conns: Arc::new(ConnCounter::default()),
             refusal_log: LogThrottle::new(Duration::from_secs(10)),
             handshakes: Arc::new(ConnCounter::default()),
+            admission: Admission::new(cfg.max_connections, cfg.reserved_for_identified),
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
@@ -531,7 +539,6 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
     // Under systemd (Type=notify): ready once listening. Elsewhere a no-op.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     spawn_background(&hub);
-    let slots = Arc::new(Semaphore::new(hub.cfg.max_connections));
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -554,17 +561,24 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
             }
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Some((slot, evicted)) = hub.admission.admit(peer.ip()) else {
             hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
             if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
-                tracing::warn!(%peer, left_out, "connection refused: --max-connections ({}) reached", hub.cfg.max_connections);
+                tracing::warn!(%peer, left_out, "connection refused: --max-connections ({}) established connections", hub.cfg.max_connections);
             }
             continue;
         };
+        if evicted {
+            hub.metrics
+                .handshakes_evicted
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "--max-connections ({}) reached: the oldest unfinished TLS handshake was cancelled for this connection", hub.cfg.max_connections);
+            }
+        }
         let hub = hub.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = connection(hub, tcp, peer, handshake).await {
+            if let Err(e) = connection(hub, tcp, peer, handshake, slot).await {
                 tracing::debug!(%peer, "connection: {e:#}");
             }
         });
@@ -576,6 +590,7 @@ async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     handshake: crate::limits::ConnGuard,
+    mut slot: crate::limits::Handshake,
 ) -> Result<()> {
     tcp.set_nodelay(true)?;
     let activity = Arc::new(AtomicU64::new(0));
@@ -585,7 +600,12 @@ async fn connection(
         epoch: hub.started,
     };
     let acceptor = TlsAcceptor::from(hub.tls.load_full());
-    let tls = match tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)).await {
+    let shake = tokio::select! {
+        r = tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)) => r,
+        // Counted and logged where the newer connection was admitted.
+        () = slot.evicted() => return Ok(()),
+    };
+    let tls = match shake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
@@ -598,6 +618,18 @@ async fn connection(
     };
     drop(handshake);
     let caller = Caller::from_certs(tls.get_ref().1.peer_certificates());
+    let identified = matches!(caller, Caller::Known { .. });
+    let _slot = match slot.finish(identified) {
+        Ok(s) => s,
+        Err(NoSlot::Evicted) => return Ok(()),
+        Err(NoSlot::AnonymousFull) => {
+            hub.metrics.conn_refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "connection without a client certificate closed: such connections hold all of --max-connections ({}) but --reserved-for-identified ({})", hub.cfg.max_connections, hub.cfg.reserved_for_identified);
+            }
+            return Ok(());
+        }
+    };
     let key = caller.limit_key(&peer);
     let guard = hub.conns.acquire(&key, hub.cfg.max_conns_per_identity);
     let over_limit = guard.is_none();
