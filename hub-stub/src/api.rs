@@ -551,16 +551,11 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
                 attrs.clone(),
                 addr.clone(),
             );
-            let max = hub.cfg.max_pending;
+            let caps = hub.cfg.pending_caps;
             let row = hub
-                .db(move |db| db.upsert_pending_capped(&fp, &csr, &a2, t, Some(&ad), max))
+                .db(move |db| db.upsert_pending_capped(&fp, &csr, &a2, t, Some(&ad), caps))
                 .await?
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "too many enrolments are waiting for approval; ask the hub admin, or enrol with a token",
-                    )
-                })?;
+                .map_err(|full| pending_full(full, caps))?;
             if let Some(id) = row.node_id {
                 let node = hub
                     .db(move |db| db.node(&id))
@@ -595,6 +590,31 @@ async fn enrol(hub: &Arc<Hub>, peer: SocketAddr, req: http::Request<Incoming>) -
         }
     };
     Ok(resp)
+}
+
+/// The refusal of a new pending enrolment over a cap.
+fn pending_full(full: crate::db::PendingFull, caps: crate::db::PendingCaps) -> ApiError {
+    let (status, code, message) = match full {
+        crate::db::PendingFull::Total => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pending-full",
+            "too many enrolments are waiting for approval; ask the hub admin, or enrol with a token"
+                .to_string(),
+        ),
+        crate::db::PendingFull::Address => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "pending-per-address",
+            format!(
+                "{} enrolments from this address already wait for approval; ask the hub admin to approve or remove them, or enrol with a token",
+                caps.per_address
+            ),
+        ),
+    };
+    ApiError {
+        status,
+        message,
+        code: Some(code),
+    }
 }
 
 async fn issue_node(

@@ -103,6 +103,9 @@ pub struct ServeArgs {
     /// Enrolments without token waiting for approval, at most (more are refused).
     #[arg(long, default_value_t = 10_000)]
     max_pending: u64,
+    /// Enrolments without token waiting for approval from one source address, at most.
+    #[arg(long, default_value_t = 16)]
+    max_pending_per_address: u64,
     /// A node counts as online this long after it was last seen (e.g. 5m).
     #[arg(long, default_value = "5m", value_parser = tokens::parse_duration)]
     online_window: i64,
@@ -297,7 +300,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 retention_entries: a.retention_entries,
                 retention_age: Duration::from_secs(a.retention as u64),
                 node_cert_days: a.node_cert_days,
-                max_pending: a.max_pending,
+                pending_caps: crate::db::PendingCaps {
+                    total: a.max_pending,
+                    per_address: a.max_pending_per_address,
+                },
                 online_window: Duration::from_secs(a.online_window as u64),
                 revocation_poll: Duration::from_millis(a.revocation_poll_ms.max(50)),
                 max_connections: a.max_connections,

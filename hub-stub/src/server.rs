@@ -51,8 +51,8 @@ pub struct ServeConfig {
     pub retention_entries: u64,
     /// Age after which job-log entries are dropped.
     pub retention_age: Duration,
-    /// Enrolments waiting for approval, at most.
-    pub max_pending: u64,
+    /// Enrolments waiting for approval, at most: in all and per source address.
+    pub pending_caps: crate::db::PendingCaps,
     /// Node certificate lifetime, days.
     pub node_cert_days: i64,
     /// A node counts as online this long after it was last seen.

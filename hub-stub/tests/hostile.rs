@@ -216,3 +216,35 @@ fn silent_connections_are_limited_per_address_before_tls() {
     );
     drop(held);
 }
+
+#[test]
+fn one_address_cannot_fill_the_pending_queue() {
+    let hub = Hub::start(&["--max-pending-per-address", "3"]);
+    let anon = hub.anonymous();
+    let keys: Vec<_> = (0..4)
+        .map(|_| rcgen::KeyPair::generate().unwrap())
+        .collect();
+    for k in &keys[..3] {
+        let (s, v) = anon.post("/v1/enrol", &common::enrol_body(k, None, "DE"));
+        assert_eq!(s, 202, "{v}");
+    }
+    let (s, v) = anon.post("/v1/enrol", &common::enrol_body(&keys[3], None, "DE"));
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (429, Some("pending-per-address")),
+        "{v}"
+    );
+    assert!(
+        v["error"].as_str().unwrap().contains("enrol with a token"),
+        "{v}"
+    );
+    // A key already waiting keeps polling, and a token still works.
+    let (s, v) = anon.post("/v1/enrol", &common::enrol_body(&keys[0], None, "DE"));
+    assert_eq!(s, 202, "{v}");
+    let token = hub.token(&["--country", "DE"]);
+    let (s, v) = anon.post(
+        "/v1/enrol",
+        &common::enrol_body(&keys[3], Some(&token), "DE"),
+    );
+    assert_eq!(s, 200, "{v}");
+}
