@@ -1194,6 +1194,9 @@ async fn admit_result(hub: &Arc<Hub>, node: &str, r: &ProbeResult) -> Result<(),
             format!("job {} has no run {}: {why}", job.id, r.seq),
         );
     }
+    if let Err(why) = hub.result_volume.take_result(node, r, now()) {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "result-volume", why);
+    }
     Ok(())
 }
 
@@ -1263,6 +1266,7 @@ async fn stats(hub: &Arc<Hub>) -> Result<Value, ApiError> {
         "jobs_accepted": g(&m.jobs_accepted), "jobs_refused": g(&m.jobs_refused),
         "events_sent": g(&m.events_sent), "results_stored": g(&m.results_stored),
         "results_duplicate": g(&m.results_duplicate), "results_refused": g(&m.results_refused),
+        "results_over_volume": g(&hub.result_volume.refused),
         "enrolments": g(&m.enrolments),
         "uptime_secs": hub.started.elapsed().as_secs(),
     }))
@@ -1275,7 +1279,7 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
         unreachable!("stats is an object")
     };
     // Totals since start are counters; the rest describe the present.
-    const COUNTERS: [&str; 12] = [
+    const COUNTERS: [&str; 13] = [
         "requests",
         "rate_limited",
         "connections_refused",
@@ -1286,6 +1290,7 @@ async fn metrics(hub: &Arc<Hub>) -> ApiResult {
         "results_stored",
         "results_duplicate",
         "results_refused",
+        "results_over_volume",
         "enrolments",
         "uptime_secs",
     ];

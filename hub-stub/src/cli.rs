@@ -148,6 +148,9 @@ pub struct ServeArgs {
     /// max_jobs_per_target_per_hour (the policy's limit always applies).
     #[arg(long)]
     max_target_rate: Option<u32>,
+    /// Bytes of results stored per node per day, at most (more are answered 429 result-volume).
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    max_result_bytes_per_node_day: u64,
 }
 
 /// `token` subcommands.
@@ -316,6 +319,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 idle_timeout: Duration::from_secs(a.idle_timeout_secs),
                 addr_file: a.addr_file,
                 max_target_rate: a.max_target_rate,
+                result_bytes_per_node_day: a.max_result_bytes_per_node_day,
             };
             let hub = Hub::new(dd, cfg)?;
             if let Some(url) = &a.nchan_publish_url {

@@ -260,6 +260,63 @@ impl LogThrottle {
     }
 }
 
+/// Bytes of results each node may have stored per window: the result rate
+/// limit alone still lets one node add tens of gigabytes a day to the
+/// database. Kept in memory (a restart starts the windows again): the map
+/// holds one entry per node that sent results.
+pub struct ResultVolume {
+    max: u64,
+    window: i64,
+    used: Mutex<HashMap<String, (i64, u64)>>,
+    /// Results refused for volume since the hub started.
+    pub refused: std::sync::atomic::AtomicU64,
+}
+
+impl ResultVolume {
+    /// `max` bytes per node per `window` seconds.
+    pub fn new(max: u64, window: i64) -> Self {
+        Self {
+            max,
+            window: window.max(1),
+            used: Mutex::new(HashMap::new()),
+            refused: Default::default(),
+        }
+    }
+
+    /// [`Self::take`] for a result, by the size it is stored with.
+    pub fn take_result(
+        &self,
+        node: &str,
+        r: &vantage_proto::result::ProbeResult,
+        now: i64,
+    ) -> Result<(), String> {
+        let stored = serde_json::to_vec(r).expect("results serialise");
+        self.take(node, stored.len() as u64, now)
+    }
+
+    /// Counts `bytes` of a result of `node` at `now` (Unix seconds), or says
+    /// why not: the node's window already holds `max` bytes with them.
+    pub fn take(&self, node: &str, bytes: u64, now: i64) -> Result<(), String> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, n) = used.entry(node.to_string()).or_insert((now, 0));
+        if now.saturating_sub(*start) >= self.window {
+            (*start, *n) = (now, 0);
+        }
+        if n.saturating_add(bytes) > self.max {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(format!(
+                "node {node} has sent {n} bytes of results since {start} (Unix time), at most {} per {} s are stored; keep the result and send it again after {}",
+                self.max,
+                self.window,
+                *start + self.window
+            ));
+        }
+        *n += bytes;
+        Ok(())
+    }
+}
+
 /// Token buckets per identity: `rate` requests a second, bursts up to `burst`.
 pub struct RateLimiter {
     rate: f64,
@@ -389,6 +446,18 @@ mod tests {
         drop(anon);
         assert!(a.admit(ip(7)).is_some());
         drop(ids);
+    }
+
+    #[test]
+    fn result_volume_is_bounded_per_node_and_window() {
+        let v = ResultVolume::new(100, 60);
+        assert!(v.take("n-1", 60, 1000).is_ok());
+        assert!(v.take("n-1", 40, 1010).is_ok());
+        let why = v.take("n-1", 1, 1059).unwrap_err();
+        assert!(why.contains("after 1060"), "{why}");
+        assert!(v.take("n-2", 100, 1059).is_ok(), "each node has its own");
+        assert!(v.take("n-1", 100, 1060).is_ok(), "a new window");
+        assert_eq!(v.refused.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[test]

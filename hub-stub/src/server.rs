@@ -5,7 +5,7 @@
 use crate::api;
 use crate::datadir::{DataDir, now};
 use crate::db::{Db, JobRecord};
-use crate::limits::{Admission, ConnCounter, LogThrottle, NoSlot, RateLimiter};
+use crate::limits::{Admission, ConnCounter, LogThrottle, NoSlot, RateLimiter, ResultVolume};
 use crate::pki::{Ca, cert_info};
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
@@ -82,6 +82,8 @@ pub struct ServeConfig {
     pub addr_file: Option<std::path::PathBuf>,
     /// Jobs per target host and hour, if stricter than the policy's limit.
     pub max_target_rate: Option<u32>,
+    /// Result bytes stored per node and day, at most.
+    pub result_bytes_per_node_day: u64,
 }
 
 /// A job-log entry on its way to subscribers: one pre-encoded SSE frame per channel.
@@ -180,6 +182,8 @@ pub struct Hub {
     pub handshakes: Arc<ConnCounter>,
     /// The `--max-connections` slots.
     pub admission: Arc<Admission>,
+    /// Result bytes per node and day.
+    pub result_volume: ResultVolume,
     /// Counters.
     pub metrics: Metrics,
     /// When the hub started.
@@ -359,6 +363,7 @@ impl Hub {
             refusal_log: LogThrottle::new(Duration::from_secs(10)),
             handshakes: Arc::new(ConnCounter::default()),
             admission: Admission::new(cfg.max_connections, cfg.reserved_for_identified),
+            result_volume: ResultVolume::new(cfg.result_bytes_per_node_day, 86_400),
             rates,
             metrics: Metrics::default(),
             started: Instant::now(),
