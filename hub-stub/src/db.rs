@@ -1278,8 +1278,10 @@ mod tests {
         };
         // A refused token made the node wait for approval; the admin approves.
         db.upsert_pending_capped("fp-a", "csr", &attrs, 1, None, NO_CAPS)
+            .unwrap()
             .unwrap();
         db.upsert_pending_capped("fp-b", "csr", &attrs, 1, None, NO_CAPS)
+            .unwrap()
             .unwrap();
         db.approve_pending("fp-a", 2).unwrap();
         // Then the volunteer puts a good token in, and the same key enrols with it.
