@@ -105,15 +105,22 @@ pub struct ServeArgs {
     /// Enrolments without token waiting for approval, at most (more are refused).
     #[arg(long, default_value_t = 10_000)]
     max_pending: u64,
+    /// Enrolments without token waiting for approval from one source address, at most.
+    #[arg(long, default_value_t = 16)]
+    max_pending_per_address: u64,
     /// A node counts as online this long after it was last seen (e.g. 5m).
     #[arg(long, default_value = "5m", value_parser = tokens::parse_duration)]
     online_window: i64,
     /// Milliseconds between checks for new revocations.
     #[arg(long, default_value_t = 1000)]
     revocation_poll_ms: u64,
-    /// Open connections in total.
+    /// Open connections in total, TLS handshakes included (when full, the oldest unfinished handshake gives way).
     #[arg(long, default_value_t = 20_000)]
     max_connections: usize,
+    /// Of --max-connections, slots only connections with a node or operator
+    /// certificate may use [default: a tenth of --max-connections].
+    #[arg(long)]
+    reserved_for_identified: Option<usize>,
     /// Open connections per node or operator (per address without a certificate).
     #[arg(long, default_value_t = 8)]
     max_conns_per_identity: usize,
@@ -143,6 +150,9 @@ pub struct ServeArgs {
     /// max_jobs_per_target_per_hour (the policy's limit always applies).
     #[arg(long)]
     max_target_rate: Option<u32>,
+    /// Bytes of results stored per node per day, at most (more are answered 429 result-volume).
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    max_result_bytes_per_node_day: u64,
 }
 
 /// `token` subcommands.
@@ -279,6 +289,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 .and_then(|n| n.split(',').next().map(str::to_string))
                 .context("the data directory has no server name; run `server-cert --name HOST`")?;
             drop(db);
+            let reserved = a.reserved_for_identified.unwrap_or(a.max_connections / 10);
+            if a.max_connections == 0 || reserved >= a.max_connections {
+                bail!(
+                    "--reserved-for-identified ({reserved}) must be below --max-connections ({}): enrolling nodes have no certificate yet",
+                    a.max_connections
+                );
+            }
             let cfg = ServeConfig {
                 listen: a.listen,
                 public_url: a.public_url,
@@ -289,10 +306,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 retention_entries: a.retention_entries,
                 retention_age: Duration::from_secs(a.retention as u64),
                 node_cert_days: a.node_cert_days,
-                max_pending: a.max_pending,
+                pending_caps: crate::db::PendingCaps {
+                    total: a.max_pending,
+                    per_address: a.max_pending_per_address,
+                },
                 online_window: Duration::from_secs(a.online_window as u64),
                 revocation_poll: Duration::from_millis(a.revocation_poll_ms.max(50)),
                 max_connections: a.max_connections,
+                reserved_for_identified: reserved,
                 max_conns_per_identity: a.max_conns_per_identity,
                 max_handshakes_per_address: a.max_handshakes_per_address.max(1),
                 rate: a.rate,
@@ -301,6 +322,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 idle_timeout: Duration::from_secs(a.idle_timeout_secs),
                 addr_file: a.addr_file,
                 max_target_rate: a.max_target_rate,
+                result_bytes_per_node_day: a.max_result_bytes_per_node_day,
             };
             let hub = Hub::new(dd, cfg)?;
             if let Some(url) = &a.nchan_publish_url {

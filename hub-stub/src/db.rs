@@ -189,6 +189,24 @@ pub struct CertRow {
     pub revoked: Option<i64>,
 }
 
+/// Bounds on the enrolments waiting for approval.
+#[derive(Debug, Clone, Copy)]
+pub struct PendingCaps {
+    /// In all.
+    pub total: u64,
+    /// From one source address.
+    pub per_address: u64,
+}
+
+/// Which bound a new pending enrolment met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingFull {
+    /// `PendingCaps::total`.
+    Total,
+    /// `PendingCaps::per_address`.
+    Address,
+}
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens(
@@ -736,9 +754,10 @@ impl Db {
     // ---- pending enrolments ----
 
     /// Records (or refreshes) a pending enrolment and returns the row; a new
-    /// fingerprint is recorded only while fewer than `max` enrolments wait
-    /// (refreshing a known one always works); `None` when full. Checked and written under the writer's lock,
-    /// so concurrent enrolments cannot all see room and overshoot the cap.
+    /// fingerprint is recorded only while fewer than `caps.total` enrolments
+    /// wait, and fewer than `caps.per_address` from `address` (refreshing a
+    /// known one always works). Checked and written under the writer's lock,
+    /// so concurrent enrolments cannot all see room and overshoot a cap.
     pub fn upsert_pending_capped(
         &self,
         fp: &str,
@@ -746,8 +765,8 @@ impl Db {
         declared: &Attrs,
         now: i64,
         address: Option<&str>,
-        max: u64,
-    ) -> Result<Option<PendingRow>> {
+        caps: PendingCaps,
+    ) -> Result<std::result::Result<PendingRow, PendingFull>> {
         {
             let c = self.c();
             let known: bool = c.query_row(
@@ -755,13 +774,18 @@ impl Db {
                 [fp],
                 |r| r.get(0),
             )?;
-            let open = c.query_row(
-                "SELECT count(*) FROM pending WHERE node_id IS NULL",
-                [],
-                |r| r.get::<_, i64>(0),
-            )? as u64;
-            if !known && open >= max {
-                return Ok(None);
+            if !known {
+                let (open, here) = c.query_row(
+                    "SELECT count(*), count(CASE WHEN address=?1 THEN 1 END) FROM pending WHERE node_id IS NULL",
+                    [address],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+                )?;
+                if open >= caps.total {
+                    return Ok(Err(PendingFull::Total));
+                }
+                if address.is_some() && here >= caps.per_address {
+                    return Ok(Err(PendingFull::Address));
+                }
             }
             c.execute(
                 "INSERT INTO pending(fp,csr,declared,created,last_poll,address) VALUES(?1,?2,?3,?4,?4,?5)
@@ -769,7 +793,8 @@ impl Db {
                 params![fp, csr, serde_json::to_string(declared)?, now, address],
             )?;
         }
-        self.pending(fp)
+        let row = self.pending(fp)?;
+        Ok(Ok(row.ok_or(rusqlite::Error::QueryReturnedNoRows)?))
     }
 
     /// One pending enrolment.
@@ -1213,9 +1238,11 @@ mod tests {
             ..Attrs::default()
         };
         // A refused token made the node wait for approval; the admin approves.
-        db.upsert_pending_capped("fp-a", "csr", &attrs, 1, None, u64::MAX)
+        db.upsert_pending_capped("fp-a", "csr", &attrs, 1, None, NO_CAPS)
+            .unwrap()
             .unwrap();
-        db.upsert_pending_capped("fp-b", "csr", &attrs, 1, None, u64::MAX)
+        db.upsert_pending_capped("fp-b", "csr", &attrs, 1, None, NO_CAPS)
+            .unwrap()
             .unwrap();
         db.approve_pending("fp-a", 2).unwrap();
         // Then the volunteer puts a good token in, and the same key enrols with it.
@@ -1295,10 +1322,10 @@ mod tests {
                         &Attrs::default(),
                         1,
                         None,
-                        5,
+                        caps(5, 1),
                     )
                     .unwrap()
-                    .is_some()
+                    .is_ok()
                 })
             })
             .collect();
@@ -1312,10 +1339,42 @@ mod tests {
         // A waiting enrolment can still poll when the queue is full.
         let known = db.pending_by_prefix("").unwrap()[0].fingerprint.clone();
         assert!(
-            db.upsert_pending_capped(&known, "csr", &Attrs::default(), 2, None, 5)
+            db.upsert_pending_capped(&known, "csr", &Attrs::default(), 2, None, caps(5, 1))
                 .unwrap()
-                .is_some()
+                .is_ok()
         );
+    }
+
+    const NO_CAPS: PendingCaps = PendingCaps {
+        total: u64::MAX,
+        per_address: u64::MAX,
+    };
+
+    fn caps(total: u64, per_address: u64) -> PendingCaps {
+        PendingCaps { total, per_address }
+    }
+
+    #[test]
+    fn one_address_fills_only_its_share_of_the_pending_queue() {
+        let (_d, db) = db();
+        let up = |fp: &str, addr: &str| {
+            db.upsert_pending_capped(fp, "csr", &Attrs::default(), 1, Some(addr), caps(10, 2))
+                .unwrap()
+                .map(|r| r.fingerprint)
+        };
+        assert_eq!(up("a1", "192.0.2.1"), Ok("a1".into()));
+        assert_eq!(up("a2", "192.0.2.1"), Ok("a2".into()));
+        assert_eq!(up("a3", "192.0.2.1"), Err(PendingFull::Address));
+        // Another address has its own share; a waiting key can still poll.
+        assert_eq!(up("b1", "192.0.2.2"), Ok("b1".into()));
+        assert_eq!(up("a1", "192.0.2.1"), Ok("a1".into()));
+        // Approved and issued entries no longer count.
+        db.conn
+            .lock()
+            .unwrap()
+            .execute("UPDATE pending SET node_id='n-1' WHERE fp='a1'", [])
+            .unwrap();
+        assert_eq!(up("a3", "192.0.2.1"), Ok("a3".into()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::Ordering;
@@ -72,6 +72,8 @@ pub struct Metrics {
     pub results_refused: Counter,
     /// Enrolments issued.
     pub enrolments: Counter,
+    /// TLS handshakes cancelled because a newer connection needed the slot.
+    pub handshakes_evicted: Counter,
     request_seconds: Family<RequestLabels, Histogram>,
     channel_subscribers: Family<ChannelLabel, Gauge>,
     now: Now,
@@ -101,6 +103,7 @@ impl Metrics {
             results_duplicate: Counter::default(),
             results_refused: Counter::default(),
             enrolments: Counter::default(),
+            handshakes_evicted: Counter::default(),
             request_seconds,
             channel_subscribers: Family::default(),
             now: Now::default(),
@@ -216,6 +219,11 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Registers a counter another part of the hub keeps.
+    pub fn register_counter(&self, name: &str, help: &str, c: Counter) {
+        crate::server::lock(&self.registry).register(name, help, c);
+    }
+
     /// Adds the Nchan publisher's counters to the registry.
     pub fn register_nchan(&self, m: Arc<NchanMetrics>) {
         crate::server::lock(&self.registry).register_collector(Box::new(NchanCollector(m)));
@@ -233,6 +241,7 @@ impl Metrics {
         s.results_duplicate = self.results_duplicate.get();
         s.results_refused = self.results_refused.get();
         s.enrolments = self.enrolments.get();
+        s.handshakes_evicted = self.handshakes_evicted.get();
     }
 
     /// The registry as OpenMetrics text, with the gauges set from `s`, the
@@ -283,18 +292,21 @@ impl Collector for NchanCollector {
             (
                 "nchan_retries",
                 &m.retries,
-                "failed Nchan publish attempts retried",
+                "failed Nchan publish attempts, each retried",
             ),
             (
                 "nchan_failed",
                 &m.failed,
-                "envelopes not delivered to Nchan",
+                "envelopes not delivered to Nchan: the queue was full",
             ),
         ] {
             let c = ConstCounter::new(v.load(Ordering::Relaxed));
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
         }
-        Ok(())
+        let waiting = i64::try_from(m.waiting.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        let g = ConstGauge::new(waiting);
+        let help = "entries queued for Nchan or being published";
+        g.encode(encoder.encode_descriptor("nchan_waiting", help, None, g.metric_type())?)
     }
 }
 
@@ -324,6 +336,7 @@ mod tests {
             "# TYPE vantage_hub_request_duration_seconds histogram\n",
             "vantage_hub_request_duration_seconds_count{route=\"/v1/nodes\",method=\"GET\",status=\"200\"} 1\n",
             "vantage_hub_nchan_failed_total 2\n",
+            "# TYPE vantage_hub_nchan_waiting gauge\nvantage_hub_nchan_waiting 0\n",
             "# EOF\n",
         ] {
             assert!(text.contains(want), "{want:?} not in\n{text}");

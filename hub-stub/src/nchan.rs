@@ -4,8 +4,12 @@
 //! The hub stays the control plane: a job is first stored durably in the job log
 //! (so the hub's own `/v1/sub` keeps working and nothing is lost), then handed to
 //! one background thread that POSTs the envelope to Nchan's publisher location
-//! for each channel, in log order, with retries. A failure is logged and counted
-//! in `/metrics`; the job stays in the log.
+//! for each channel, in log order. An envelope Nchan does not take is tried
+//! again (backing off up to `MAX_BACKOFF`) until it does, and the entries after
+//! it wait in order behind it: when Nchan recovers, connected nodes get every
+//! entry, in order, without reconnecting, and none is skipped (a skipped entry
+//! followed by a later one would move the node past it for good). Only when
+//! `QUEUE` entries wait is a new one left to the hub's log (counted as failed).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,21 +17,25 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Jobs waiting for the publisher thread; beyond this the hub drops the Nchan copy
-/// (and counts it) rather than stall job submission behind a dead nginx.
+/// (and counts it) rather than stall job submission or grow without bound
+/// behind a dead nginx.
 const QUEUE: usize = 10_000;
-/// Attempts per channel, with doubling back-off starting at `FIRST_BACKOFF`.
-const ATTEMPTS: u32 = 6;
+/// Back-off between attempts: doubling from `FIRST_BACKOFF` up to `MAX_BACKOFF`,
+/// so a recovered Nchan gets the waiting entries within `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Counters shown in `/metrics`.
 #[derive(Default, Debug)]
 pub struct NchanMetrics {
     /// Envelopes Nchan accepted (one per channel).
     pub published: AtomicU64,
-    /// Failed attempts that were retried.
+    /// Failed attempts (each is retried).
     pub retries: AtomicU64,
-    /// Envelopes given up on after every attempt, or dropped with a full queue.
+    /// Envelopes dropped because `QUEUE` entries were already waiting.
     pub failed: AtomicU64,
+    /// Entries queued or being published (a gauge).
+    pub waiting: AtomicU64,
 }
 
 struct Item {
@@ -73,9 +81,12 @@ impl Publisher {
             channels: channels.to_vec(),
             payload: payload.to_string(),
         };
+        // Counted before it is sent, so the thread never sees it below zero.
+        self.metrics.waiting.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(item) {
             Ok(()) => {}
             Err(TrySendError::Full(i) | TrySendError::Disconnected(i)) => {
+                self.metrics.waiting.fetch_sub(1, Ordering::Relaxed);
                 self.metrics
                     .failed
                     .fetch_add(i.channels.len() as u64, Ordering::Relaxed);
@@ -86,23 +97,6 @@ impl Publisher {
                 );
             }
         }
-    }
-
-    /// Prometheus text for `/metrics`.
-    pub fn metrics_text(&self) -> String {
-        let m = &self.metrics;
-        let mut out = String::new();
-        for (name, v, help) in [
-            ("published", &m.published, "envelopes Nchan accepted"),
-            ("retries", &m.retries, "failed publish attempts retried"),
-            ("failed", &m.failed, "envelopes not delivered to Nchan"),
-        ] {
-            out.push_str(&format!(
-                "# HELP vantage_hub_nchan_{name} {help}\n# TYPE vantage_hub_nchan_{name} counter\nvantage_hub_nchan_{name} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
-        }
-        out
     }
 }
 
@@ -119,45 +113,51 @@ fn run(base: &str, rx: Receiver<Item>, m: &NchanMetrics) {
         .http_status_as_error(false)
         .build()
         .into();
+    // An outage means one failure every MAX_BACKOFF: logged at most once a minute.
+    let log = crate::limits::LogThrottle::new(Duration::from_secs(60));
     for item in rx {
         for ch in &item.channels {
             let url = format!("{base}/{ch}");
             let body = envelope_json(item.seq, ch, item.time, &item.payload);
-            if post(&agent, &url, &body, m) {
-                m.published.fetch_add(1, Ordering::Relaxed);
-            } else {
-                m.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    seq = item.seq,
-                    channel = %ch,
-                    %url,
-                    "giving up publishing to Nchan; nodes behind nginx miss this entry (it stays in the hub's log)"
-                );
-            }
+            post_until_taken(&agent, &url, &body, item.seq, m, &log);
+            m.published.fetch_add(1, Ordering::Relaxed);
         }
+        m.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-fn post(agent: &ureq::Agent, url: &str, body: &str, m: &NchanMetrics) -> bool {
+fn post_until_taken(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &str,
+    seq: u64,
+    m: &NchanMetrics,
+    log: &crate::limits::LogThrottle,
+) {
     let mut wait = FIRST_BACKOFF;
-    for attempt in 1..=ATTEMPTS {
+    let mut failed_since = None;
+    loop {
         let why = match agent
             .post(url)
             .header("Content-Type", "application/json")
             .send(body)
         {
-            Ok(r) if r.status().is_success() => return true,
+            Ok(r) if r.status().is_success() => break,
             Ok(r) => format!("HTTP {}", r.status()),
             Err(e) => e.to_string(),
         };
-        tracing::warn!(%url, attempt, "Nchan publish failed: {why}");
-        if attempt < ATTEMPTS {
-            m.retries.fetch_add(1, Ordering::Relaxed);
-            std::thread::sleep(wait);
-            wait *= 2;
+        m.retries.fetch_add(1, Ordering::Relaxed);
+        failed_since.get_or_insert_with(std::time::Instant::now);
+        if let Some(left_out) = log.allow(std::time::Instant::now()) {
+            tracing::warn!(%url, seq, left_out, waiting = m.waiting.load(Ordering::Relaxed),
+                "Nchan publish failed: {why}; retrying, later entries wait in order");
         }
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(MAX_BACKOFF);
     }
-    false
+    if let Some(t) = failed_since {
+        tracing::info!(%url, seq, "Nchan took the entry after {:.1} s of failures", t.elapsed().as_secs_f64());
+    }
 }
 
 #[cfg(test)]
@@ -182,11 +182,21 @@ mod tests {
 
     /// Accepts `n` requests; returns (request line, body) pairs in arrival order.
     fn fake_nchan(n: usize) -> (String, std::thread::JoinHandle<Vec<(String, String)>>) {
+        fake_nchan_down_for(0, n)
+    }
+
+    /// Answers the first `down` requests 503 (an Nchan that is down), then
+    /// accepts `n`; returns the accepted (request line, body) pairs in order.
+    fn fake_nchan_down_for(
+        down: usize,
+        n: usize,
+    ) -> (String, std::thread::JoinHandle<Vec<(String, String)>>) {
         use std::io::{BufRead, BufReader, Read, Write};
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/pub/", l.local_addr().unwrap());
         let h = std::thread::spawn(move || {
             let mut got = Vec::new();
+            let mut refused = 0;
             let (s, _) = l.accept().unwrap();
             let mut r = BufReader::new(s.try_clone().unwrap());
             let mut w = s;
@@ -206,6 +216,12 @@ mod tests {
                 }
                 let mut body = vec![0; len];
                 r.read_exact(&mut body).unwrap();
+                if refused < down {
+                    refused += 1;
+                    w.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                    continue;
+                }
                 got.push((line.trim().to_string(), String::from_utf8(body).unwrap()));
                 w.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
                     .unwrap();
@@ -247,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unreachable_nchan_is_retried_then_counted() {
+    fn an_unreachable_nchan_is_retried_and_the_entry_kept() {
         // A port nobody listens on: bound, then released.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -256,15 +272,41 @@ mod tests {
             .port();
         let p = Publisher::start(&format!("http://127.0.0.1:{port}/pub")).unwrap();
         p.enqueue(7, 0, &["all".into()], "{}");
-        wait("the failure counted", || {
-            p.metrics.failed.load(Ordering::Relaxed) == 1
+        wait("retries counted", || {
+            p.metrics.retries.load(Ordering::Relaxed) >= 3
         });
-        assert_eq!(
-            p.metrics.retries.load(Ordering::Relaxed),
-            u64::from(ATTEMPTS - 1)
-        );
         assert_eq!(p.metrics.published.load(Ordering::Relaxed), 0);
-        assert!(p.metrics_text().contains("vantage_hub_nchan_failed 1\n"));
+        assert_eq!(p.metrics.failed.load(Ordering::Relaxed), 0);
+        assert_eq!(p.metrics.waiting.load(Ordering::Relaxed), 1);
+    }
+
+    /// Nchan down for as many attempts as the hub once made before giving
+    /// up on an entry (six), then back: every entry arrives, in log order,
+    /// the one that failed first.
+    #[test]
+    fn entries_wait_for_a_recovered_nchan_in_order() {
+        let (url, server) = fake_nchan_down_for(6, 3);
+        let p = Publisher::start(&url).unwrap();
+        for seq in 1..=3 {
+            p.enqueue(
+                seq,
+                1_343_000_000,
+                &["all".into()],
+                &format!("{{\"n\":{seq}}}"),
+            );
+        }
+        let got = server.join().unwrap();
+        let bodies: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
+        let want: Vec<String> = (1..=3)
+            .map(|seq| envelope_json(seq, "all", 1_343_000_000, &format!("{{\"n\":{seq}}}")))
+            .collect();
+        assert_eq!(bodies, want);
+        wait("all published", || {
+            p.metrics.published.load(Ordering::Relaxed) == 3
+        });
+        assert_eq!(p.metrics.failed.load(Ordering::Relaxed), 0);
+        assert_eq!(p.metrics.retries.load(Ordering::Relaxed), 6);
+        assert_eq!(p.metrics.waiting.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use crate::api;
 use crate::datadir::{DataDir, now};
 use crate::db::{Db, JobRecord};
-use crate::limits::{ConnCounter, LogThrottle, RateLimiter};
+use crate::limits::{Admission, ConnCounter, LogThrottle, NoSlot, RateLimiter, ResultVolume};
 use crate::pki::{Ca, cert_info};
 use anyhow::{Context, Result, bail};
 use arc_swap::ArcSwap;
@@ -26,7 +26,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use vantage_proto::identity::Role;
@@ -52,16 +52,19 @@ pub struct ServeConfig {
     pub retention_entries: u64,
     /// Age after which job-log entries are dropped.
     pub retention_age: Duration,
-    /// Enrolments waiting for approval, at most.
-    pub max_pending: u64,
+    /// Enrolments waiting for approval, at most: in all and per source address.
+    pub pending_caps: crate::db::PendingCaps,
     /// Node certificate lifetime, days.
     pub node_cert_days: i64,
     /// A node counts as online this long after it was last seen.
     pub online_window: Duration,
     /// How often the database is checked for new revocations.
     pub revocation_poll: Duration,
-    /// Open connections in total.
+    /// Open connections in total, TLS handshakes included.
     pub max_connections: usize,
+    /// Slots of `max_connections` that connections without a verified
+    /// certificate cannot take, so nodes and operators find room in a flood.
+    pub reserved_for_identified: usize,
     /// Open connections per node or operator (per address for callers without a certificate).
     pub max_conns_per_identity: usize,
     /// Connections per source address whose TLS handshake has not finished,
@@ -80,6 +83,8 @@ pub struct ServeConfig {
     pub addr_file: Option<std::path::PathBuf>,
     /// Jobs per target host and hour, if stricter than the policy's limit.
     pub max_target_rate: Option<u32>,
+    /// Result bytes stored per node and day, at most.
+    pub result_bytes_per_node_day: u64,
 }
 
 /// A job-log entry on its way to subscribers: one pre-encoded SSE frame per channel.
@@ -149,6 +154,10 @@ pub struct Hub {
     pub refusal_log: LogThrottle,
     /// Connections per source address still before the end of their TLS handshake.
     pub handshakes: Arc<ConnCounter>,
+    /// The `--max-connections` slots.
+    pub admission: Arc<Admission>,
+    /// Result bytes per node and day.
+    pub result_volume: ResultVolume,
     /// Counters, gauges and latencies.
     pub metrics: crate::metrics::Metrics,
     /// When the hub started.
@@ -305,6 +314,13 @@ impl Hub {
         let last = db.last_seq()?;
         let tls = build_tls(&ca, &server_chain, &server_key, &crl)?;
         let rates = RateLimiter::new(cfg.rate, cfg.burst);
+        let result_volume = ResultVolume::new(cfg.result_bytes_per_node_day, 86_400);
+        let metrics = crate::metrics::Metrics::new();
+        metrics.register_counter(
+            "results_over_volume",
+            "results refused because their node's daily volume was used up",
+            result_volume.refused.clone(),
+        );
         Ok(Arc::new(Self {
             dd,
             ca,
@@ -327,8 +343,10 @@ impl Hub {
             conns: Arc::new(ConnCounter::default()),
             refusal_log: LogThrottle::new(Duration::from_secs(10)),
             handshakes: Arc::new(ConnCounter::default()),
+            admission: Admission::new(cfg.max_connections, cfg.reserved_for_identified),
+            result_volume,
             rates,
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
             started: Instant::now(),
             nchan: std::sync::OnceLock::new(),
             public_url: std::sync::OnceLock::new(),
@@ -507,7 +525,6 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
     // Under systemd (Type=notify): ready once listening. Elsewhere a no-op.
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     spawn_background(&hub);
-    let slots = Arc::new(Semaphore::new(hub.cfg.max_connections));
     let app = api::router(hub.clone());
     loop {
         let (tcp, peer) = match listener.accept().await {
@@ -531,17 +548,22 @@ pub async fn serve(hub: Arc<Hub>) -> Result<()> {
             }
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Some((slot, evicted)) = hub.admission.admit(peer.ip()) else {
             hub.metrics.conn_refused.inc();
             if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
-                tracing::warn!(%peer, left_out, "connection refused: --max-connections ({}) reached", hub.cfg.max_connections);
+                tracing::warn!(%peer, left_out, "connection refused: --max-connections ({}) established connections", hub.cfg.max_connections);
             }
             continue;
         };
+        if evicted {
+            hub.metrics.handshakes_evicted.inc();
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "--max-connections ({}) reached: the oldest unfinished TLS handshake was cancelled for this connection", hub.cfg.max_connections);
+            }
+        }
         let (hub, app) = (hub.clone(), app.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = connection(hub, app, tcp, peer, handshake).await {
+            if let Err(e) = connection(hub, app, tcp, peer, handshake, slot).await {
                 tracing::debug!(%peer, "connection: {e:#}");
             }
         });
@@ -554,6 +576,7 @@ async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     handshake: crate::limits::ConnGuard,
+    mut slot: crate::limits::Handshake,
 ) -> Result<()> {
     tcp.set_nodelay(true)?;
     let activity = Arc::new(AtomicU64::new(0));
@@ -563,7 +586,12 @@ async fn connection(
         epoch: hub.started,
     };
     let acceptor = TlsAcceptor::from(hub.tls.load_full());
-    let tls = match tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)).await {
+    let shake = tokio::select! {
+        r = tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)) => r,
+        // Counted and logged where the newer connection was admitted.
+        () = slot.evicted() => return Ok(()),
+    };
+    let tls = match shake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             hub.metrics.conn_refused.inc();
@@ -576,6 +604,18 @@ async fn connection(
     };
     drop(handshake);
     let caller = Caller::from_certs(tls.get_ref().1.peer_certificates());
+    let identified = matches!(caller, Caller::Known { .. });
+    let _slot = match slot.finish(identified) {
+        Ok(s) => s,
+        Err(NoSlot::Evicted) => return Ok(()),
+        Err(NoSlot::AnonymousFull) => {
+            hub.metrics.conn_refused.inc();
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "connection without a client certificate closed: such connections hold all of --max-connections ({}) but --reserved-for-identified ({})", hub.cfg.max_connections, hub.cfg.reserved_for_identified);
+            }
+            return Ok(());
+        }
+    };
     let key = caller.limit_key(&peer);
     let guard = hub.conns.acquire(&key, hub.cfg.max_conns_per_identity);
     let over_limit = guard.is_none();

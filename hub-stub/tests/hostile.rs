@@ -216,3 +216,70 @@ fn silent_connections_are_limited_per_address_before_tls() {
     );
     drop(held);
 }
+
+#[test]
+fn one_address_cannot_fill_the_pending_queue() {
+    let hub = Hub::start(&["--max-pending-per-address", "3"]);
+    let anon = hub.anonymous();
+    let keys: Vec<_> = (0..4)
+        .map(|_| rcgen::KeyPair::generate().unwrap())
+        .collect();
+    for k in &keys[..3] {
+        let (s, v) = anon.post("/v1/enrol", &common::enrol_body(k, None, "DE"));
+        assert_eq!(s, 202, "{v}");
+    }
+    let (s, v) = anon.post("/v1/enrol", &common::enrol_body(&keys[3], None, "DE"));
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (429, Some("pending-per-address")),
+        "{v}"
+    );
+    assert!(
+        v["error"].as_str().unwrap().contains("enrol with a token"),
+        "{v}"
+    );
+    // A key already waiting keeps polling, and a token still works.
+    let (s, v) = anon.post("/v1/enrol", &common::enrol_body(&keys[0], None, "DE"));
+    assert_eq!(s, 202, "{v}");
+    let token = hub.token(&["--country", "DE"]);
+    let (s, v) = anon.post(
+        "/v1/enrol",
+        &common::enrol_body(&keys[3], Some(&token), "DE"),
+    );
+    assert_eq!(s, 200, "{v}");
+}
+
+#[test]
+fn a_nodes_result_volume_is_bounded() {
+    let hub = Hub::start(&["--max-result-bytes-per-node-day", "3000"]);
+    let op = hub.operator("alice");
+    let de = hub.node("DE");
+    let other = hub.node("DE");
+    let (s, r) = op.post(
+        "/v1/jobs",
+        &hub.job_with("every", json!({"country": "DE"}), |j| {
+            j["repeat_secs"] = json!(60)
+        }),
+    );
+    assert_eq!(s, 201, "{r}");
+    let post = |n: &common::Node, seq: u32| {
+        let body = json!({"job_id": "every", "node_id": n.id, "probe": "dns",
+            "started_ms": 1_764_013_201_234u64, "duration_ms": 12, "status": "ok",
+            "data": "x".repeat(1000), "seq": seq});
+        let (s, v) = n.client.post("/v1/results", &body);
+        (s, v["code"].as_str().unwrap_or("").to_string())
+    };
+    // About 1.2 KB each: two fit in 3000 bytes, the third does not.
+    assert_eq!(post(&de, 0), (200, String::new()));
+    assert_eq!(post(&de, 1), (200, String::new()));
+    assert_eq!(post(&de, 2), (429, "result-volume".into()));
+    assert_eq!(
+        post(&other, 0),
+        (200, String::new()),
+        "another node's budget"
+    );
+    let (_, stats) = op.get("/v1/stats");
+    assert_eq!(stats["results_over_volume"], 1, "{stats}");
+    let (_, all) = op.get("/v1/jobs/every/results");
+    assert_eq!(all.as_array().unwrap().len(), 3);
+}

@@ -319,6 +319,8 @@ pub struct Stats {
     pub rate_limited: u64,
     /// Connections refused since start.
     pub connections_refused: u64,
+    /// Unfinished TLS handshakes cancelled for a newer connection since start.
+    pub handshakes_evicted: u64,
     /// Jobs accepted since start.
     pub jobs_accepted: u64,
     /// Jobs refused since start.
@@ -329,8 +331,10 @@ pub struct Stats {
     pub results_stored: u64,
     /// Results that were already stored, since start.
     pub results_duplicate: u64,
-    /// Results refused since start.
+    /// Results refused since start (unknown job or run, node not selected).
     pub results_refused: u64,
+    /// Results refused since start because their node's daily volume was used up.
+    pub results_over_volume: u64,
     /// Nodes enrolled since start.
     pub enrolments: u64,
     /// Seconds since start.

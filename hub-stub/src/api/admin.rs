@@ -116,6 +116,7 @@ async fn current(hub: &Arc<Hub>) -> Result<Stats, super::ApiError> {
         ..Stats::default()
     };
     hub.metrics.totals(&mut s);
+    s.results_over_volume = hub.result_volume.refused.get();
     Ok(s)
 }
 

@@ -2,7 +2,7 @@
 
 use super::{ApiError, ApiResult, Json, MAX_SMALL_BODY, Node, Peer, json, node_attrs};
 use crate::datadir::now;
-use crate::db::{Attrs, NodeRow};
+use crate::db::{Attrs, NodeRow, PendingCaps, PendingFull};
 use crate::pki::{self, random_hex};
 use crate::server::Hub;
 use axum::Extension;
@@ -165,17 +165,11 @@ async fn without_token(
         addr.to_string(),
         now(),
     );
-    let max = hub.cfg.max_pending;
+    let caps = hub.cfg.pending_caps;
     let row = hub
-        .db(move |db| db.upsert_pending_capped(&fp, &csr, &a2, t, Some(&ad), max))
+        .db(move |db| db.upsert_pending_capped(&fp, &csr, &a2, t, Some(&ad), caps))
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "pending-full",
-                "too many enrolments are waiting for approval; ask the hub admin, or enrol with a token",
-            )
-        })?;
+        .map_err(|full| pending_full(full, caps))?;
     if let Some(id) = row.node_id {
         let node = hub.db(move |db| db.node(&id)).await?.ok_or_else(|| {
             ApiError::forbidden("node-gone", "the approved node no longer exists")
@@ -208,6 +202,25 @@ async fn without_token(
         )),
     };
     Ok(json(StatusCode::ACCEPTED, &r))
+}
+
+/// The refusal of a new pending enrolment over a cap.
+fn pending_full(full: PendingFull, caps: PendingCaps) -> ApiError {
+    match full {
+        PendingFull::Total => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pending-full",
+            "too many enrolments are waiting for approval; ask the hub admin, or enrol with a token",
+        ),
+        PendingFull::Address => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "pending-per-address",
+            format!(
+                "{} enrolments from this address already wait for approval; ask the hub admin to approve or remove them, or enrol with a token",
+                caps.per_address
+            ),
+        ),
+    }
 }
 
 async fn issue_node(

@@ -118,7 +118,10 @@ async fn admit(hub: &Arc<Hub>, node: &str, r: &ProbeResult) -> Result<(), ApiErr
             "run-not-scheduled",
             format!("job {} has no run {}: {why}", job.id, r.seq),
         )
-    })
+    })?;
+    hub.result_volume
+        .take_result(node, r, now())
+        .map_err(|why| ApiError::new(StatusCode::TOO_MANY_REQUESTS, "result-volume", why))
 }
 
 /// Whether run `seq` of `job` can have happened by `now`: run 0 always (it may
