@@ -50,9 +50,21 @@ if ! command -v rustup >/dev/null && [ -x "$HOME/.cargo/bin/rustup" ]; then
   export PATH=$HOME/.cargo/bin:$PATH
 fi
 if ! command -v rustup >/dev/null; then
-  echo "deps: rustup not found; installing it from https://sh.rustup.rs (minimal profile)"
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none \
-    || { echo "error: could not install rustup; install it (https://rustup.rs), then re-run" >&2; exit 1; }
+  # rustup-init straight from Rust's distribution server, checked against its
+  # published SHA-256: what the sh.rustup.rs script fetches too, without
+  # depending on that second host (some networks reach only the first).
+  dist=https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu
+  echo "deps: rustup not found; installing it from $dist (minimal profile)"
+  tmp=$(mktemp -d)
+  if curl --proto '=https' --tlsv1.2 -sSf -o "$tmp/rustup-init" "$dist/rustup-init" \
+     && curl --proto '=https' --tlsv1.2 -sSf -o "$tmp/rustup-init.sha256" "$dist/rustup-init.sha256" \
+     && (cd "$tmp" && echo "$(cut -d' ' -f1 rustup-init.sha256)  rustup-init" | sha256sum -c --quiet -); then
+    chmod +x "$tmp/rustup-init"
+    "$tmp/rustup-init" -y --no-modify-path --profile minimal --default-toolchain none >/dev/null
+  fi
+  rm -rf "$tmp"
+  [ -x "$HOME/.cargo/bin/rustup" ] \
+    || { echo "error: could not install rustup from $dist; install it (https://rustup.rs), then re-run" >&2; exit 1; }
   export PATH=$HOME/.cargo/bin:$PATH
 fi
 # rust-toolchain.toml pins the toolchain, its components and both ARM targets.

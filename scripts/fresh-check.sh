@@ -30,6 +30,13 @@ mmdebstrap --variant=apt --include=ca-certificates,make,git,procps bookworm "$ro
 # The issue this guards against: tests that resolve "localhost" fail on a machine without it.
 rm -f "$root/etc/hosts"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Local CAs of this host (for instance a TLS-inspecting egress proxy's) belong
+# to the network the clean machine is on, not to the machine's state: without
+# them no HTTPS download works from behind such a proxy.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null
+fi
 mkdir -p "$root/root/vantage"
 git -C "$top" archive --format=tar HEAD | tar -x -C "$root/root/vantage"
 for fs in proc sys dev; do
