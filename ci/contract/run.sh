@@ -10,8 +10,10 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/vantage-contract.XXXXXX)
 pid=
 cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  if [ "${failed:-0}" = 1 ]; then echo "contract: kept $work (hub log: $work/hub.log)"; else rm -rf "$work"; fi
+  local rc=$?
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  if [ "${failed:-0}" = 1 ]; then echo "contract: FAILED; kept $work (hub log: $work/hub.log)" >&2; else rm -rf "$work"; fi
+  exit "$rc"
 }
 trap cleanup EXIT
 failed=1

@@ -634,14 +634,15 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(hub.cfg.header_timeout)
         .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(tls), service);
+        .serve_connection(TokioIo::new(tls), service)
+        .without_shutdown();
     tokio::pin!(conn);
     let idle = hub.cfg.idle_timeout;
     let check = (idle / 4).max(Duration::from_millis(100));
     loop {
         tokio::select! {
             r = conn.as_mut() => {
-                r?;
+                linger(r?.io.into_inner(), hub.cfg.header_timeout).await;
                 break;
             }
             _ = tokio::time::sleep(check) => {
@@ -655,6 +656,31 @@ async fn connection(
     }
     drop(guard);
     Ok(())
+}
+
+/// Closes a connection the way nginx's lingering close does: say so
+/// (TLS close_notify, then FIN), then read and drop what the client still
+/// sends, for a bounded time and size. A client that was refused before its
+/// request body was read (rate limit, wrong certificate, too large) is
+/// usually still uploading; closing at once would reset the connection
+/// under it and lose the answer it is about to read.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, within: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MAX_LINGER_BYTES: usize = 8 << 20;
+    let drain = async {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut left = MAX_LINGER_BYTES;
+        while left > 0 {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(within, drain).await;
 }
 
 /// A socket that records when bytes last moved, so idle or stalled

@@ -457,6 +457,19 @@ fn limits_refuse_with_reasons() {
     let (s, e) = n.client.post("/v1/results", &big);
     assert_eq!(s, 413);
     assert_eq!(e["code"], "body-too-large", "{e}");
+    // A client that sends its whole (too large) body before reading gets the
+    // answer too, on the same connection, instead of a reset mid-upload.
+    // So does one refused before its body is read (here by the rate limit,
+    // after the node's burst of 3).
+    let huge = json!({"version": "v".repeat(2 << 20), "uptime_secs": 1, "outbox_depth": 0});
+    for want in [
+        (413, "body-too-large"),
+        (413, "body-too-large"),
+        (429, "rate-limited"),
+    ] {
+        let (s, e) = n.client.post("/v1/heartbeat", &huge);
+        assert_eq!((s, e["code"].as_str()), (want.0, Some(want.1)), "{e}");
+    }
 
     // A client that connects and sends nothing is dropped after the header timeout.
     use std::io::Read;

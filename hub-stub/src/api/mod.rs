@@ -28,7 +28,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -392,26 +392,30 @@ async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<Str
 /// deadline of its own it could hold a connection (and a slot) for ever.
 pub struct Body<const MAX: usize>(pub Bytes);
 
+/// How much of a too-large body is read and thrown away before answering 413.
+/// A client that sends its whole body before reading (most do) would
+/// otherwise see the connection reset under its upload instead of the answer.
+const DRAIN: usize = 8 << 20;
+
 impl<const MAX: usize> FromRequest<Arc<Hub>> for Body<MAX> {
     type Rejection = ApiError;
     async fn from_request(req: Request, hub: &Arc<Hub>) -> Result<Self, ApiError> {
         let deadline = hub.cfg.header_timeout;
-        let collected =
-            tokio::time::timeout(deadline, Limited::new(req.into_body(), MAX).collect())
-                .await
-                .map_err(|_| {
-                    ApiError::new(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request-timeout",
-                        format!(
-                            "the request body did not arrive within {} s; send it at once",
-                            deadline.as_secs()
-                        ),
-                    )
-                })?;
-        match collected {
-            Ok(c) => Ok(Body(c.to_bytes())),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+        let read = tokio::time::timeout(deadline, read_at_most(req.into_body(), MAX, DRAIN))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request-timeout",
+                    format!(
+                        "the request body did not arrive within {} s; send it at once",
+                        deadline.as_secs()
+                    ),
+                )
+            })?;
+        match read {
+            Ok(Some(b)) => Ok(Body(b)),
+            Ok(None) => Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
                 format!("request body over the {MAX}-byte limit"),
@@ -422,6 +426,30 @@ impl<const MAX: usize> FromRequest<Arc<Hub>> for Body<MAX> {
             )),
         }
     }
+}
+
+/// The body if it has at most `max` bytes; `None` if it has more, after
+/// reading (and dropping) up to `drain` bytes beyond `max` so the connection
+/// can carry the answer.
+async fn read_at_most(
+    mut body: axum::body::Body,
+    max: usize,
+    drain: usize,
+) -> Result<Option<Bytes>, axum::Error> {
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= max {
+            kept.extend_from_slice(&data);
+        } else if seen > max.saturating_add(drain) {
+            break;
+        }
+    }
+    Ok((seen <= max).then(|| kept.freeze()))
 }
 
 /// A JSON request body of type `T`, at most `MAX` bytes.
