@@ -361,6 +361,27 @@ async fn run_stream(
     }
 }
 
+/// Every stored result of a job, oldest first, read in pages.
+pub async fn stored_results(
+    hub: &Arc<Hub>,
+    job_id: &str,
+) -> Result<Vec<crate::db::ResultRow>, crate::db::DbError> {
+    const PAGE: usize = 1000;
+    let mut all = Vec::new();
+    loop {
+        let (j, after) = (
+            job_id.to_string(),
+            all.last().map_or(0, |r: &crate::db::ResultRow| r.id),
+        );
+        let rows = hub.db(move |db| db.results_of(&j, after, PAGE)).await?;
+        let n = rows.len();
+        all.extend(rows);
+        if n < PAGE {
+            return Ok(all);
+        }
+    }
+}
+
 /// `GET /v1/jobs/<id>/results`: JSON array, or with `?follow=1` an SSE stream.
 pub async fn job_results(
     hub: Arc<Hub>,
@@ -370,20 +391,11 @@ pub async fn job_results(
 ) -> Result<Resp, crate::api::ApiError> {
     let follow = matches!(q.get("follow").map(String::as_str), Some("1" | "true"));
     if !follow {
-        let mut all = Vec::new();
-        let mut after = 0;
-        loop {
-            let j = job_id.clone();
-            let rows = hub.db(move |db| db.results_of(&j, after, 1000)).await?;
-            let n = rows.len();
-            for r in rows {
-                after = r.id;
-                all.push(serde_json::from_str::<serde_json::Value>(&r.body).unwrap_or_default());
-            }
-            if n < 1000 {
-                break;
-            }
-        }
+        let all: Vec<serde_json::Value> = stored_results(&hub, &job_id)
+            .await?
+            .iter()
+            .map(|r| serde_json::from_str(&r.body).unwrap_or_default())
+            .collect();
         return Ok(json(StatusCode::OK, &all));
     }
     let mut after: i64 = last_event_id(headers, q)

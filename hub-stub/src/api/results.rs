@@ -198,24 +198,14 @@ async fn atlas_results(hub: &Arc<Hub>, id: &str) -> ApiResult {
     let addresses: std::collections::HashMap<String, Option<String>> =
         nodes.into_iter().map(|n| (n.id, n.address)).collect();
     let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let j = id.to_string();
-        let rows = hub.db(move |db| db.results_of(&j, after, 1000)).await?;
-        let n = rows.len();
-        for row in rows {
-            after = row.id;
-            let Ok(r) = serde_json::from_str::<ProbeResult>(&row.body) else {
-                continue;
-            };
-            let from = addresses.get(&r.node_id).cloned().flatten();
-            match atlas::to_atlas(&r, &probe, from.as_deref()) {
-                Ok(a) => out.push(a),
-                Err(e) => tracing::debug!(job = %id, "result {} not exported: {e}", row.id),
-            }
-        }
-        if n < 1000 {
-            break;
+    for row in crate::stream::stored_results(hub, id).await? {
+        let Ok(r) = serde_json::from_str::<ProbeResult>(&row.body) else {
+            continue;
+        };
+        let from = addresses.get(&r.node_id).cloned().flatten();
+        match atlas::to_atlas(&r, &probe, from.as_deref()) {
+            Ok(a) => out.push(a),
+            Err(e) => tracing::debug!(job = %id, "result {} not exported: {e}", row.id),
         }
     }
     Ok(json(StatusCode::OK, &out))
