@@ -16,6 +16,7 @@ use vantage_proto::node::{GapEvent, GapReport, Heartbeat};
 use vantage_proto::policy::{Policy, SignedPolicy};
 use vantage_proto::result::{MAX_RESULT_BYTES, ProbeResult, Status};
 use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
+use vantage_provision::revocation::{self, Evidence, Marker};
 use vantage_provision::state::{DataDir, NodeState};
 
 use crate::certs::{self, unix_ms, unix_now};
@@ -29,6 +30,11 @@ use crate::replay::{Record, ReplaySet};
 use crate::subscribe::{SubEvent, Subscription, backoff};
 use crate::tally::Tally;
 use crate::verify::Verifier;
+
+/// The agent's exit code when the hub revoked the node's certificate. The
+/// unit does not restart on it (`RestartPreventExitStatus=`): nothing the
+/// node does can help, only a new enrolment.
+pub const EXIT_REVOKED: u8 = 77;
 
 /// Everything the agent's tasks share.
 pub struct Agent {
@@ -49,6 +55,10 @@ pub struct Agent {
     tally: Mutex<Tally>,
     state: Mutex<RunState>,
     started: Instant,
+    /// Set once the hub has refused the node's certificate as revoked.
+    revoked: std::sync::atomic::AtomicBool,
+    /// Wakes the main task to stop with [`EXIT_REVOKED`].
+    stop_revoked: Notify,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -112,6 +122,8 @@ impl Agent {
             tally: Mutex::new(Tally::default()),
             state: Mutex::new(RunState::default()),
             started: Instant::now(),
+            revoked: std::sync::atomic::AtomicBool::new(false),
+            stop_revoked: Notify::new(),
             cfg,
         })
     }
@@ -150,15 +162,20 @@ impl Agent {
         vantage_proto::enrol::Endpoints::subscribe_url(&template, &self.node.channels)
     }
 
-    /// POSTs JSON to the hub on a blocking thread; returns the status and body.
+    /// POSTs JSON to the hub on a blocking thread; returns the status and
+    /// body. An answer that shows the node revoked stops the agent.
     async fn post(self: &Arc<Self>, url: String, body: Vec<u8>) -> Result<(u16, String), String> {
         let agent = self.hub();
-        tokio::task::spawn_blocking(move || {
-            let mut resp = agent
+        let target = url.clone();
+        let (result, evidence) = tokio::task::spawn_blocking(move || {
+            let mut resp = match agent
                 .post(&url)
                 .header("Content-Type", "application/json")
                 .send(&body[..])
-                .map_err(|e| format!("POST {url}: {e}"))?;
+            {
+                Ok(r) => r,
+                Err(e) => return (Err(format!("POST {url}: {e}")), revocation::from_error(&e)),
+            };
             let status = resp.status().as_u16();
             let text = resp
                 .body_mut()
@@ -166,10 +183,52 @@ impl Agent {
                 .limit(64 * 1024)
                 .read_to_string()
                 .unwrap_or_default();
-            Ok((status, text))
+            let evidence = revocation::from_answer(status, &text);
+            (Ok((status, text)), evidence)
         })
         .await
-        .map_err(|e| format!("POST thread: {e}"))?
+        .map_err(|e| format!("POST thread: {e}"))?;
+        if let Some(evidence) = evidence {
+            let detail = match &result {
+                Ok((status, text)) => format!("HTTP {status}: {}", crate::logging::one_line(text)),
+                Err(e) => e.clone(),
+            };
+            self.revoked(evidence, &target, &detail);
+        }
+        result
+    }
+
+    /// The hub refused the node's certificate as revoked: say so once,
+    /// leave the marker for `vantage-provision` (which tells the volunteer;
+    /// the agent may not write the boot partition) and stop for good.
+    /// Retrying could never help, and would only keep the node saying
+    /// ENROLLED while it does nothing.
+    fn revoked(&self, evidence: Evidence, url: &str, detail: &str) {
+        if self.revoked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        tracing::error!(
+            "this node ({}) has been revoked: {} ({url}: {detail}); stopping for good with exit \
+             code {EXIT_REVOKED}; only a new enrolment (vantage-reset and a new token) brings \
+             it back",
+            self.node.node_id,
+            evidence.describe()
+        );
+        let marker = Marker::new(&self.node.node_id, evidence, url, detail);
+        if let Err(e) = marker.write(&self.data) {
+            tracing::error!(
+                "cannot write {}: {e}; the status file will not say REVOKED",
+                Marker::path(&self.data).display()
+            );
+        }
+        let _ = sd_notify::notify(
+            false,
+            &[sd_notify::NotifyState::Status(&format!(
+                "revoked by the hub: {}",
+                evidence.describe()
+            ))],
+        );
+        self.stop_revoked.notify_one();
     }
 
     fn status_text(&self) -> String {
@@ -754,6 +813,7 @@ impl Agent {
             cfg: self.cfg.subscribe.clone(),
             last_id,
             connected: false,
+            hub_stream: self.cfg.subscribe.url.is_none(),
             agent: Box::new(move |read_timeout| {
                 let id = me
                     .identity
@@ -806,6 +866,11 @@ impl Agent {
                     self.set_error(format!("subscription: {why}"));
                 }
                 SubEvent::Message { id, data } => self.handle_message(id, data).await,
+                SubEvent::Revoked {
+                    evidence,
+                    url,
+                    detail,
+                } => self.revoked(evidence, &url, &detail),
                 SubEvent::Position(id) => {
                     if let Err(e) = crate::durable::write(&self.last_id_path(), id.as_bytes()) {
                         self.set_error(format!("cannot persist the last event id: {e}"));
@@ -890,7 +955,7 @@ impl Agent {
                             self.set_error(format!("cannot persist the hub sequence number: {e}"));
                         }
                     }
-                    SubEvent::Connected(_) | SubEvent::Lost(_) => {}
+                    SubEvent::Connected(_) | SubEvent::Lost(_) | SubEvent::Revoked { .. } => {}
                 }
             }
             if jobs == 0 || self.hub_seq.get() == after {
@@ -955,7 +1020,7 @@ fn refused_result(
 /// `vantage-agent run`.
 pub fn main(cli: &Cli) -> ExitCode {
     crate::logging::init();
-    let result = (|| -> anyhow::Result<()> {
+    let result = (|| -> anyhow::Result<Stopped> {
         let cfg = cli.load_config()?;
         let agent = Arc::new(Agent::load(cfg)?);
         // One thread is plenty for a node's probes; it keeps the idle footprint small.
@@ -966,7 +1031,8 @@ pub fn main(cli: &Cli) -> ExitCode {
         rt.block_on(run(agent))
     })();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Stopped::Signal) => ExitCode::SUCCESS,
+        Ok(Stopped::Revoked) => ExitCode::from(EXIT_REVOKED),
         Err(e) => {
             tracing::error!("{e:#}");
             let _ = sd_notify::notify(
@@ -979,7 +1045,15 @@ pub fn main(cli: &Cli) -> ExitCode {
     }
 }
 
-async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
+/// Why a running agent stopped.
+enum Stopped {
+    /// SIGTERM or Ctrl-C.
+    Signal,
+    /// The hub revoked the node's certificate.
+    Revoked,
+}
+
+async fn run(agent: Arc<Agent>) -> anyhow::Result<Stopped> {
     tracing::info!(
         "vantage-agent {} starting as node {} (channels {})",
         env!("CARGO_PKG_VERSION"),
@@ -995,11 +1069,12 @@ async fn run(agent: Arc<Agent>) -> anyhow::Result<()> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tokio::spawn(agent.clone().systemd());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    let stopped = tokio::select! {
+        _ = term.recv() => Stopped::Signal,
+        _ = tokio::signal::ctrl_c() => Stopped::Signal,
+        () = agent.stop_revoked.notified() => Stopped::Revoked,
+    };
     tracing::info!("stopping");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    Ok(())
+    Ok(stopped)
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use vantage_proto::node::GapEvent;
 use vantage_proto::sse::{Decoder, Event, Frame};
+use vantage_provision::revocation::{self, Evidence};
 
 use crate::config::{Subscribe, SubscribeMode};
 
@@ -37,6 +38,16 @@ pub enum SubEvent {
     Connected(String),
     /// The connection ended or failed, with why.
     Lost(String),
+    /// The hub refused the node's certificate as revoked; the subscription
+    /// has stopped for good.
+    Revoked {
+        /// How the hub said so.
+        evidence: Evidence,
+        /// The request it refused.
+        url: String,
+        /// The error or the hub's answer.
+        detail: String,
+    },
 }
 
 /// Builds an HTTPS agent for one connection attempt (so a renewed certificate is picked up).
@@ -54,6 +65,11 @@ pub struct Subscription {
     pub agent: AgentFactory,
     /// The last connection attempt got HTTP 200 (resets the backoff).
     pub connected: bool,
+    /// The stream is the hub's own: a refusal of the node's certificate as
+    /// revoked is the hub's word and stops the node. Not for a stream from
+    /// elsewhere (Nchan): a server there could otherwise stop every node
+    /// for good; the hub's own answers to heartbeats show it soon enough.
+    pub hub_stream: bool,
 }
 
 /// The delay before reconnect attempt `attempt` (0-based): doubling from
@@ -77,7 +93,16 @@ impl Subscription {
             }
             let reason = match outcome {
                 Ok(()) => "the server closed the stream".to_string(),
-                Err(e) => e,
+                Err(Lost::Revoked(evidence, detail)) => {
+                    let url = self.request_url();
+                    let _ = tx.blocking_send(SubEvent::Revoked {
+                        evidence,
+                        url,
+                        detail,
+                    });
+                    return;
+                }
+                Err(Lost::Failed(e)) => e,
             };
             // A long-poll that ends normally reconnects at once.
             if self.cfg.mode == SubscribeMode::LongPoll && reason == "poll complete" {
@@ -116,7 +141,7 @@ impl Subscription {
         }
     }
 
-    fn connect_once(&mut self, tx: &mpsc::Sender<SubEvent>) -> Result<(), String> {
+    fn connect_once(&mut self, tx: &mpsc::Sender<SubEvent>) -> Result<(), Lost> {
         let read_timeout = match self.cfg.mode {
             SubscribeMode::EventStream => Duration::from_secs(self.cfg.keepalive_timeout_secs),
             SubscribeMode::LongPoll => Duration::from_secs(
@@ -125,15 +150,19 @@ impl Subscription {
                     .max(self.cfg.poll_timeout_secs + 15),
             ),
         };
-        let agent = (self.agent)(read_timeout)?;
+        let agent = (self.agent)(read_timeout).map_err(Lost::Failed)?;
         let url = self.request_url();
         let mut req = agent.get(&url).header("Accept", "text/event-stream");
         if let Some(id) = &self.last_id {
             req = req.header("Last-Event-ID", id);
         }
-        let resp = req
-            .call()
-            .map_err(|e| format!("connecting to {url}: {e}"))?;
+        let resp = req.call().map_err(|e| {
+            let detail = format!("connecting to {url}: {e}");
+            match revocation::from_error(&e).filter(|_| self.hub_stream) {
+                Some(evidence) => Lost::Revoked(evidence, detail),
+                None => Lost::Failed(detail),
+            }
+        })?;
         let status = resp.status().as_u16();
         if status != 200 {
             let mut body = String::new();
@@ -142,10 +171,16 @@ impl Subscription {
                 .into_reader()
                 .take(2048)
                 .read_to_string(&mut body);
-            return Err(format!(
+            let detail = format!(
                 "{url} answered HTTP {status}: {}",
                 crate::logging::one_line(&body)
-            ));
+            );
+            return Err(
+                match revocation::from_answer(status, &body).filter(|_| self.hub_stream) {
+                    Some(evidence) => Lost::Revoked(evidence, detail),
+                    None => Lost::Failed(detail),
+                },
+            );
         }
         self.connected = true;
         if tx.blocking_send(SubEvent::Connected(url.clone())).is_err() {
@@ -158,18 +193,18 @@ impl Subscription {
             let n = match reader.read(&mut buf) {
                 Ok(0) => {
                     return match self.cfg.mode {
-                        SubscribeMode::LongPoll => Err("poll complete".into()),
+                        SubscribeMode::LongPoll => Err(Lost::Failed("poll complete".into())),
                         SubscribeMode::EventStream => Ok(()),
                     };
                 }
                 Ok(n) => n,
                 Err(e) if is_timeout(&e) => {
-                    return Err(format!(
+                    return Err(Lost::Failed(format!(
                         "no data or keep-alive for {} s; reconnecting",
                         read_timeout.as_secs()
-                    ));
+                    )));
                 }
-                Err(e) => return Err(format!("reading the stream: {e}")),
+                Err(e) => return Err(Lost::Failed(format!("reading the stream: {e}"))),
             };
             for frame in decoder.feed(&buf[..n]) {
                 match frame {
@@ -198,6 +233,14 @@ impl Subscription {
             }
         }
     }
+}
+
+/// Why a connection ended.
+enum Lost {
+    /// Reconnect after a while.
+    Failed(String),
+    /// The hub refused the node's certificate as revoked: never reconnect.
+    Revoked(Evidence, String),
 }
 
 /// The persisted last event id, if there is one that can be sent back as

@@ -483,10 +483,18 @@ def qemu_part(run, args, cache, work, fx):
 
         def says_revoked():
             log = g.check("agent-log")[1]
-            status = g.check("agent-status")[1]
-            return "revoked" in log.lower() and "revoked" in status.lower()
-        wait_for(says_revoked, 120, "agent log and status saying the node is revoked",
+            status = g.check("status")[1]
+            return "has been revoked" in log and "vantage node: REVOKED" in status
+        wait_for(says_revoked, 120, "agent log and status file saying the node is revoked",
                  interval=3)
+        # Stopped for good: exit 77 is not restarted (RestartPreventExitStatus).
+        time.sleep(15)
+        units = g.check("units")[1].split("\n\n")
+        agent = next((u for u in units if "Id=vantage-agent.service" in u), "")
+        expect("ActiveState=failed" in agent and "Result=exit-code" in agent,
+               f"the agent is not stopped after revocation: {agent}")
+        expect(g.check("agent-log")[1].count("has been revoked") == 1,
+               "the agent was started again after revocation")
         g.poweroff()
         # The card as the volunteer's computer sees it afterwards.
         disk = work / "disk.img"
@@ -494,11 +502,11 @@ def qemu_part(run, args, cache, work, fx):
         vol = testsys.fat_read(disk, "vantage.toml") or b""
         status = testsys.fat_read(disk, "vantage-status.txt") or b""
         expect(st["token"].encode() not in vol, f"token still on the boot partition: {vol!r}")
-        expect(b"vantage node:" in status, f"no status file on the boot partition: {status!r} "
-               f"(files: {files})")
+        expect(b"vantage node: REVOKED" in status, f"the status file on the boot partition "
+               f"does not say REVOKED: {status!r} (files: {files})")
 
-    run.step("7 revocation at the hub: node refused, its log and status say why; "
-             "the card afterwards", revoke)
+    run.step("7 revocation at the hub: the agent stops for good, its log and the status "
+             "file say why; the card afterwards", revoke)
     hub.stop()
 
 

@@ -143,6 +143,20 @@ pub fn agent(ca: &PinnedCa, identity: Option<&ClientIdentity>, timeouts: Timeout
         .new_agent()
 }
 
+/// The TLS error behind a failed request, if there is one: ureq reports
+/// handshake failures as its own variant, and failures on an established
+/// connection (a TLS 1.3 server refuses a client certificate only after the
+/// client's first flight) as I/O errors wrapping rustls' error.
+pub fn rustls_error(e: &ureq::Error) -> Option<&rustls::Error> {
+    match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    }
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, ClientError> {
     std::fs::read(path).map_err(|source| ClientError::Read {
         path: path.to_owned(),

@@ -60,6 +60,9 @@ enum Command {
     Run,
     /// Only write the Wi-Fi and host name settings (before the network starts).
     Early,
+    /// Write the REVOKED status if the agent found the node revoked (run by
+    /// the agent's unit whenever the agent stops); otherwise do nothing.
+    RefreshStatus,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,13 @@ fn main() -> ExitCode {
             run::apply_early(&opts);
             ExitCode::SUCCESS
         }
+        Command::RefreshStatus => match run::refresh_status(&opts) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vantage-provision: cannot write the status file: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run => match run::run(&opts) {
             Ok(Outcome::Enrolled { node_id, fresh }) => {
                 let how = if fresh {

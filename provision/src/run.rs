@@ -14,12 +14,13 @@ use std::time::Duration;
 use vantage_proto::enrol::EnrolRequest;
 
 use crate::cert::CertInfo;
-use crate::client::{self, ClientIdentity, PinnedCa, Timeouts};
+use crate::client::{self, ClientIdentity, PinnedCa, Timeouts, rustls_error};
 use crate::clock;
 use crate::config::{self, Settings};
 use crate::csr::{CsrError, NodeKey};
 use crate::enrol::{self, AttrsChange, AttrsResponse, EnrolError, EnrolOutcome, Issued};
 use crate::fault;
+use crate::revocation::{Evidence, Marker};
 use crate::state::{DataDir, NodeState, atomic_write, sync_dir};
 use crate::status::{Reporter, Status};
 use crate::wifi;
@@ -150,6 +151,20 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
     let settings = config::load(&config_path);
     if let Ok(Some(s)) = &settings {
         apply_system_settings(opts, s);
+    }
+
+    // A revoked node stays stopped until the volunteer resets it (the reset
+    // above removes the marker): enrolling again needs a new token or
+    // approval anyway, and ENROLLED would tell them all is well.
+    if let Some(marker) = Marker::read(&data) {
+        let token = matches!(&settings, Ok(Some(s)) if s.token.is_some());
+        report(&revoked(&data, &marker, token));
+        return Err(Fatal::NeedsVolunteer(format!(
+            "the hub revoked this node's certificate ({} has {}); the node needs a reset and a \
+             new token to enrol again",
+            Marker::path(&data).display(),
+            marker.evidence
+        )));
     }
 
     let lost_identity = match healthy_identity(&data) {
@@ -383,6 +398,45 @@ impl Enrolment<'_> {
             node_id: issued.node.node_id,
             fresh: true,
         })
+    }
+}
+
+/// `vantage-provision refresh-status`, run (privileged) by the agent's unit
+/// whenever the agent stops: the agent may not write the boot partition, so
+/// when it stopped because the hub revoked the node, this tells the
+/// volunteer at once rather than at the next boot. True if it did.
+pub fn refresh_status(opts: &Options) -> std::io::Result<bool> {
+    let data = DataDir::new(&opts.data_dir);
+    let Some(marker) = Marker::read(&data) else {
+        return Ok(false);
+    };
+    // vantage.toml is not read here (this runs as root); whether a token
+    // waits for a reset file is said at the next boot.
+    Reporter::new(&opts.boot_dir).report(&revoked(&data, &marker, false))?;
+    Ok(true)
+}
+
+/// What the volunteer reads about a revoked node, from the agent's marker.
+fn revoked(data: &DataDir, marker: &Marker, token_without_reset: bool) -> Status {
+    let hub = match data.read_node() {
+        Ok(Some(node)) => node.endpoints.hub,
+        _ if !marker.url.is_empty() => marker.url.clone(),
+        _ => "the hub".to_owned(),
+    };
+    let how = match Evidence::from_code(&marker.evidence) {
+        Some(e) => e.describe().to_owned(),
+        None => marker.detail.clone(),
+    };
+    let seen = if marker.at > 0 {
+        format!("Seen on {}: {how}.", clock::human(marker.at))
+    } else {
+        format!("Seen by the node's agent: {how}.")
+    };
+    Status::Revoked {
+        node_id: marker.node_id.clone(),
+        hub,
+        seen,
+        token_without_reset,
     }
 }
 
@@ -866,16 +920,6 @@ fn host_of(hub: &str) -> &str {
     match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(v6),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    }
-}
-
-fn rustls_error(e: &ureq::Error) -> Option<&rustls::Error> {
-    match e {
-        ureq::Error::Rustls(r) => Some(r),
-        ureq::Error::Io(io) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
-        _ => None,
     }
 }
 

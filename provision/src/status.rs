@@ -46,6 +46,18 @@ pub enum Status {
         /// What the volunteer can check if this lasts.
         todo: String,
     },
+    /// The network's operator revoked the node's certificate; the agent
+    /// saw the hub refuse it and stopped.
+    Revoked {
+        /// The node's id (empty when the agent's marker is damaged).
+        node_id: String,
+        /// The hub.
+        hub: String,
+        /// When and how the agent saw it, in words.
+        seen: String,
+        /// A token is in vantage.toml but no reset file next to it.
+        token_without_reset: bool,
+    },
     /// Stuck until the volunteer changes something.
     Problem {
         /// What went wrong.
@@ -62,12 +74,14 @@ impl Status {
             Status::Enrolled { .. } => "ENROLLED",
             Status::Pending { .. } => "WAITING FOR APPROVAL",
             Status::Waiting { .. } => "WORKING ON IT",
+            Status::Revoked { .. } => "REVOKED",
             Status::Problem { .. } => "PROBLEM",
         }
     }
 
-    /// The status file's text. `now` is omitted for an enrolled node so that
-    /// an unchanged node does not rewrite its card on every boot.
+    /// The status file's text. `now` is omitted for an enrolled or revoked
+    /// node so that an unchanged node does not rewrite its card on every
+    /// boot (a revoked node says when it was revoked instead).
     pub fn render(&self, now: i64) -> String {
         let when = if now < clock::build_time() {
             "(the node's clock is not set yet)".to_owned()
@@ -111,6 +125,40 @@ impl Status {
                      The node keeps asking and starts working by itself once approved.\n\
                      (Or put a token = \"...\" line in vantage.toml and restart the node.)\n"
                 )
+            }
+            Status::Revoked {
+                node_id,
+                hub,
+                seen,
+                token_without_reset,
+            } => {
+                let node = if node_id.is_empty() {
+                    "This node".to_owned()
+                } else {
+                    format!("This node ({node_id})")
+                };
+                let reminder = if *token_without_reset {
+                    "\nThere is a token in vantage.toml, but no file named vantage-reset: the \
+                     node enrols again only with both.\n"
+                } else {
+                    ""
+                };
+                let s = format!(
+                    "{node} has been removed from its network: the operator of {hub} revoked \
+                     its certificate, and the hub no longer accepts it.\n\
+                     {seen}\n\n\
+                     The node has stopped working and stays stopped, also after a restart.\n\n\
+                     What to do:\n\
+                     - If you did not expect this, ask the operator of your network (the \
+                     administrator of {hub}) why; tell them this node's id.\n\
+                     - To enrol the node again, once they agree: put the new token they give you \
+                     in vantage.toml (token = \"...\"), put an empty file named vantage-reset \
+                     next to it on the boot partition, and start the node. It then enrols as a \
+                     new node, with a new id.\n\
+                     - Otherwise there is nothing to do; the card can be flashed with \
+                     something else.\n{reminder}"
+                );
+                return format!("vantage node: {}\n\n{s}", self.headline());
             }
             Status::Waiting { what, todo } => {
                 format!("{what}\n\nThe node keeps trying by itself. If this lasts: {todo}\n")
@@ -225,6 +273,35 @@ mod tests {
         );
         assert!(t.contains("WAITING FOR APPROVAL"));
         assert!(s.render(0).contains("clock is not set"));
+    }
+
+    #[test]
+    fn revoked_says_what_happened_and_how_to_enrol_again() {
+        let s = Status::Revoked {
+            node_id: "n-0011223344".into(),
+            hub: "https://h:8443".into(),
+            seen: "Seen on 2026-01-01 10:00 UTC: the hub refused it.".into(),
+            token_without_reset: false,
+        };
+        let t = s.render(clock::build_time());
+        assert_eq!(t, s.render(2_000_000_000), "no rewrite on every boot");
+        assert!(
+            t.starts_with("vantage node: REVOKED\n\nThis node (n-0011223344)"),
+            "{t}"
+        );
+        assert!(t.contains("revoked its certificate"), "{t}");
+        assert!(t.contains("Seen on 2026-01-01 10:00 UTC"), "{t}");
+        assert!(t.contains("ask the operator of your network"), "{t}");
+        assert!(t.contains("vantage-reset") && t.contains("token"), "{t}");
+        assert!(!t.contains("no file named vantage-reset"), "{t}");
+        let t = Status::Revoked {
+            node_id: "n-0011223344".into(),
+            hub: "https://h:8443".into(),
+            seen: String::new(),
+            token_without_reset: true,
+        }
+        .render(0);
+        assert!(t.contains("no file named vantage-reset"), "{t}");
     }
 
     #[test]

@@ -637,3 +637,133 @@ fn the_hub_refuses_a_country_that_is_not_iso_3166() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("\"GB\""), "{}", stderr(&out));
 }
+
+/// Revocation as the agent meets it: the hub refuses the node's certificate
+/// (by its database at once, by its CRL in the TLS handshake within a
+/// second), the agent leaves its marker, and from then on the status file
+/// says REVOKED, with what to do, until a reset and a new token enrol the
+/// node again.
+#[test]
+fn a_revoked_node_says_so_until_it_is_reset() {
+    use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
+    use vantage_provision::revocation::{self, Evidence, Marker};
+    use vantage_provision::state::DataDir;
+
+    let hub = Hub::start();
+    let node = Node::new(&hub.ca_path());
+    node.write_config(&settings(&hub.url, Some(&hub.token("DE"))));
+    assert_eq!(node.run_once().status.code(), Some(0));
+    let data = DataDir::new(node.data());
+    let state = data.read_node().unwrap().unwrap();
+    let ca = PinnedCa::load(&node.ca).unwrap();
+    let identity = ClientIdentity::load(&data).unwrap();
+    let heartbeat = serde_json::to_vec(&vantage_proto::node::Heartbeat {
+        version: "test".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    // What the agent's requests to the hub come to: the evidence of
+    // revocation, if any, and the error or answer for the log.
+    let ask = |agent: &ureq::Agent| -> (Option<Evidence>, String) {
+        match agent
+            .post(&state.endpoints.heartbeat)
+            .header("content-type", "application/json")
+            .send(&heartbeat[..])
+        {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let body = resp.body_mut().read_to_string().unwrap_or_default();
+                (
+                    revocation::from_answer(status, &body),
+                    format!("HTTP {status}: {body}"),
+                )
+            }
+            Err(e) => (revocation::from_error(&e), e.to_string()),
+        }
+    };
+    // A connection opened before the revocation and kept alive.
+    let kept = client::agent(&ca, Some(&identity), Timeouts::default());
+    let (evidence, answer) = ask(&kept);
+    assert_eq!(evidence, None, "{answer}");
+    assert!(answer.starts_with("HTTP 200"), "{answer}");
+
+    hub.cli(&["nodes", "revoke", &state.node_id]);
+    // On the open connection the hub's database refuses the certificate.
+    let (evidence, answer) = ask(&kept);
+    assert_eq!(evidence, Some(Evidence::HubAnswer), "{answer}");
+    // New connections are refused in the handshake once the CRL is reloaded.
+    let (evidence, answer) = wait_for(Duration::from_secs(10), || {
+        let fresh = client::agent(&ca, Some(&identity), Timeouts::default());
+        Some(ask(&fresh)).filter(|(e, _)| *e == Some(Evidence::TlsAlert))
+    })
+    .expect("the hub never refused the revoked certificate in the TLS handshake");
+    Marker::new(
+        &state.node_id,
+        evidence.unwrap(),
+        &state.endpoints.heartbeat,
+        &answer,
+    )
+    .write(&data)
+    .unwrap();
+
+    // The agent's unit runs this when the agent stops.
+    let out = node.command().arg("refresh-status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let status = node.status().replace("\r\n", "\n");
+    assert!(status.starts_with("vantage node: REVOKED\n"), "{status}");
+    for phrase in [
+        state.node_id.as_str(),
+        hub.url.as_str(),
+        "revoked its certificate",
+        "TLS alert certificate_revoked",
+        "ask the operator of your network",
+        "vantage-reset",
+    ] {
+        assert!(
+            status.contains(phrase),
+            "status lacks {phrase:?}:\n{status}"
+        );
+    }
+
+    // Every boot after that: still REVOKED, not ENROLLED, and the agent is
+    // not started (exit 2: the volunteer must act).
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        node.status().starts_with("vantage node: REVOKED"),
+        "{}",
+        node.status()
+    );
+
+    // A new token alone is kept for the reset, and the status says what is missing.
+    let token = hub.token("DE");
+    node.write_config(&settings(&hub.url, Some(&token)));
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(node.config().contains(&token), "the new token was scrubbed");
+    assert!(
+        node.status().contains("no file named vantage-reset"),
+        "{}",
+        node.status()
+    );
+
+    // With the reset file too: a new node, and the marker is gone.
+    std::fs::write(node.boot().join("vantage-reset.txt"), "").unwrap();
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        node.status().starts_with("vantage node: ENROLLED"),
+        "{}",
+        node.status()
+    );
+    assert_eq!(Marker::read(&data), None);
+    assert_ne!(data.read_node().unwrap().unwrap().node_id, state.node_id);
+    // And the agent's unit, stopping the next time, leaves it ENROLLED.
+    let out = node.command().arg("refresh-status").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        node.status().starts_with("vantage node: ENROLLED"),
+        "{}",
+        node.status()
+    );
+}

@@ -2,7 +2,8 @@
 //! the file (name and bytes, as an editor on Windows or macOS saves it),
 //! what `vantage-provision --once` must say in vantage-status.txt, and what
 //! the file must hold afterwards. Every row runs against the real hub on
-//! loopback. Add a row for every mistake seen in the field.
+//! loopback (some on a node that was enrolled and revoked first). Add a row
+//! for every mistake seen in the field.
 
 mod common;
 
@@ -19,6 +20,15 @@ enum Input {
     Bytes(&'static [u8]),
 }
 
+/// The node before the volunteer's file goes on the card.
+enum Before {
+    /// Freshly flashed.
+    Fresh,
+    /// Enrolled, then revoked at the hub; its agent saw the hub refuse it
+    /// and left its marker.
+    Revoked,
+}
+
 /// The file after the run.
 enum After {
     /// Byte for byte as the volunteer wrote it.
@@ -29,6 +39,7 @@ enum After {
 
 struct Case {
     name: &'static str,
+    before: Before,
     file: &'static str,
     input: Input,
     /// 0 enrolled, 2 the volunteer must change something, 75 not yet (waiting).
@@ -43,6 +54,7 @@ const GOOD: &str = "hub = \"{hub}\"\ncountry = \"DE\"\n";
 const CASES: &[Case] = &[
     Case {
         name: "Windows Explorer hid the .txt ending",
+        before: Before::Fresh,
         file: "vantage.toml.txt",
         input: Input::Text("hub = \"{hub}\"\ntoken = \"{token}\"\ncountry = \"DE\"\n"),
         exit: 0,
@@ -51,6 +63,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "Notepad: byte-order mark and CRLF line ends",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text(
             "\u{feff}# my node\r\nhub = \"{hub}\"\r\ntoken = \"{token}\"\r\ncountry = \"DE\"\r\n",
@@ -61,6 +74,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "the token says DE, the file FR",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text("hub = \"{hub}\"\ntoken = \"{token}\"\ncountry = \"FR\"\n"),
         exit: 0,
@@ -74,6 +88,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "UK is not ISO 3166",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text("hub = \"{hub}\"\ncountry = \"UK\"\n"),
         exit: 2,
@@ -86,6 +101,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "EN is a language",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text("hub = \"{hub}\"\ncountry = \"en\"\n"),
         exit: 2,
@@ -94,6 +110,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "EL is the EU's abbreviation for Greece",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text("hub = \"{hub}\"\ncountry = \"EL\"\n"),
         exit: 2,
@@ -102,6 +119,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "unassigned two-letter code",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text("hub = \"{hub}\"\ncountry = \"XX\"\n"),
         exit: 2,
@@ -110,6 +128,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "UK as the Wi-Fi country",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text(
             "hub = \"{hub}\"\ncountry = \"GB\"\n[wifi]\ncountry = \"UK\"\nssid = \"Home\"\n",
@@ -120,6 +139,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "WPA key as 64 hex digits",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text(
             "hub = \"{hub}\"\ncountry = \"DE\"\n[wifi]\ncountry = \"DE\"\nssid = \"Home\"\n\
@@ -131,6 +151,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "password with an umlaut",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text(
             "hub = \"{hub}\"\ncountry = \"DE\"\n[wifi]\ncountry = \"DE\"\nssid = \"Home\"\n\
@@ -142,6 +163,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "password too short, counted in characters",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text(
             "hub = \"{hub}\"\ncountry = \"DE\"\n[wifi]\ncountry = \"DE\"\nssid = \"Home\"\n\
@@ -153,6 +175,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "network name of 32 characters but 39 bytes",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text(
             "hub = \"{hub}\"\ncountry = \"FR\"\n[wifi]\ncountry = \"FR\"\n\
@@ -164,6 +187,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "two syntax errors, both reported",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text(
             "hub = \"{hub}\"\ncountry = DE\ncity = \"Berlin\"\ntags = [fiber]\n",
@@ -174,6 +198,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "curly quotes from a word processor",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text("hub = \u{201c}{hub}\u{201d}\ncountry = \u{201c}DE\u{201d}\n"),
         exit: 2,
@@ -182,6 +207,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "saved as UTF-16 (Notepad's \"Unicode\")",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Utf16("hub = \"https://hub.example.net\"\ncountry = \"DE\"\n"),
         exit: 2,
@@ -190,6 +216,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "saved as rich text (TextEdit's default)",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Bytes(b"{\\rtf1\\ansi\\ansicpg1252\\cocoartf2709\n{\\fonttbl}\nhub = \"https://hub.example.net\"\\\n}"),
         exit: 2,
@@ -198,6 +225,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "saved in Windows-1252 (\"ANSI\")",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Bytes(b"hub = \"https://hub.example.net\"\ncountry = \"DE\"\ncity = \"K\xf6ln\"\n"),
         exit: 2,
@@ -206,6 +234,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "a Word document renamed",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Bytes(b"PK\x03\x04\x14\x00\x06\x00"),
         exit: 2,
@@ -214,6 +243,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "http instead of https",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text("hub = \"http://hub.example.net\"\ncountry = \"DE\"\n"),
         exit: 2,
@@ -221,7 +251,17 @@ const CASES: &[Case] = &[
         after: After::Same,
     },
     Case {
+        name: "revoked: a new token, but the reset file forgotten",
+        before: Before::Revoked,
+        file: "vantage.toml",
+        input: Input::Text("hub = \"{hub}\"\ntoken = \"{token}\"\ncountry = \"DE\"\n"),
+        exit: 2,
+        status: &["REVOKED", "no file named vantage-reset"],
+        after: After::Same,
+    },
+    Case {
         name: "the good file, for contrast",
+        before: Before::Fresh,
         file: "vantage.toml",
         input: Input::Text(GOOD),
         exit: 75,
@@ -250,12 +290,41 @@ fn without_token_line(text: &[u8]) -> Vec<u8> {
         .into_bytes()
 }
 
+/// Enrols `node`, revokes it at the hub and leaves the marker its agent
+/// leaves when the hub refuses it (the detection is tested in enrol.rs).
+fn revoke(hub: &Hub, node: &Node) {
+    use vantage_provision::revocation::{Evidence, Marker};
+    use vantage_provision::state::DataDir;
+
+    node.write_config(&format!(
+        "hub = \"{}\"\ntoken = \"{}\"\ncountry = \"DE\"\n",
+        hub.url,
+        hub.token("DE")
+    ));
+    let out = node.run_once();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let data = DataDir::new(node.data());
+    let state = data.read_node().unwrap().unwrap();
+    hub.cli(&["nodes", "revoke", &state.node_id]);
+    Marker::new(
+        &state.node_id,
+        Evidence::TlsAlert,
+        &state.endpoints.heartbeat,
+        "received fatal alert: CertificateRevoked",
+    )
+    .write(&data)
+    .unwrap();
+}
+
 #[test]
 fn every_volunteer_mistake_is_explained() {
     let hub = Hub::start();
     let mut failures = Vec::new();
     for case in CASES {
         let node = Node::new(&hub.ca_path());
+        if let Before::Revoked = case.before {
+            revoke(&hub, &node);
+        }
         let input = bytes(&case.input, &hub.url, &hub.token("DE"));
         let path = node.boot().join(case.file);
         std::fs::write(&path, &input).unwrap();
