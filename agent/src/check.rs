@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use vantage_provision::client::{ClientIdentity, PinnedCa};
-use vantage_provision::state::DataDir;
+use vantage_provision::state::{DataDir, FORMAT};
 
 use crate::certs::{self, unix_now};
 use crate::cli::Cli;
@@ -68,6 +68,16 @@ pub fn main(cli: &Cli) -> ExitCode {
         );
     }
     let data = DataDir::new(&cfg.data_dir);
+    // Read only: check-config changes nothing; the agent upgrades at start.
+    report(data.format().map(|found| {
+        if found < FORMAT {
+            format!(
+                "data directory format {found}; the agent upgrades it to {FORMAT} when it starts"
+            )
+        } else {
+            format!("data directory format {found}")
+        }
+    }).map_err(|e| e.to_string()));
     match data.read_node() {
         Ok(Some(n)) => report(Ok(format!(
             "node {} enrolled, channels {}",

@@ -161,3 +161,158 @@ fn make_fixture() {
     )
     .unwrap();
 }
+
+fn fixture_hub_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../hub-stub/tests/fixtures/unversioned")
+}
+
+fn fixture_node_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unversioned/node")
+}
+
+/// A hub on a copy of the fixture hub's data directory, on a new port.
+fn fixture_hub() -> (Hub, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture_hub_dir().join("hub"), &dir.path().join("hub"));
+    std::fs::copy(
+        fixture_hub_dir().join("policy.json"),
+        dir.path().join("policy.json"),
+    )
+    .unwrap();
+    let facts = serde_json::from_str(
+        &std::fs::read_to_string(fixture_hub_dir().join("fixture.json")).unwrap(),
+    )
+    .unwrap();
+    let mut hub = Hub {
+        dir,
+        child: None,
+        url: String::new(),
+        port: 0,
+        keys: common::approver_keys(),
+        serve_args: vec!["--keepalive-secs".into(), "1".into()],
+    };
+    hub.spawn(common::free_port());
+    (hub, facts)
+}
+
+/// An agent (not started) on a copy of the fixture node's data directory.
+/// The fixture's hub listened on another port: `node.json` is pointed at
+/// this one, as the hub's public URL would be kept in production.
+fn fixture_agent(hub: &Hub, facts: &Value) -> Agent {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    copy_dir(&fixture_node_dir(), &data);
+    // Git does not keep modes; on a node the key is the agent's alone.
+    std::fs::set_permissions(
+        data.join("key.pem"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let node_json = data.join("node.json");
+    let text = std::fs::read_to_string(&node_json).unwrap();
+    let old = format!("localhost:{}", facts["hub_port"]);
+    std::fs::write(
+        &node_json,
+        text.replace(&old, &format!("localhost:{}", hub.port)),
+    )
+    .unwrap();
+    let cfg = format!(
+        "data_dir = {data:?}\nca = {:?}\npolicy = {:?}\nheartbeat_secs = 5\n\
+         [subscribe]\nkeepalive_timeout_secs = 5\nmin_backoff_secs = 1\nmax_backoff_secs = 2\n{OWNER}",
+        hub.ca_path(),
+        hub.policy_path(),
+    );
+    std::fs::write(dir.path().join("agent.toml"), cfg).unwrap();
+    Agent {
+        dir,
+        child: None,
+        node_id: facts["node"].as_str().unwrap().to_string(),
+    }
+}
+
+fn operator(hub: &Hub) -> Client {
+    let ops = fixture_hub_dir().join("operator");
+    Client::new(
+        &std::fs::read_to_string(hub.ca_path()).unwrap(),
+        (
+            &std::fs::read_to_string(ops.join("ops.crt")).unwrap(),
+            &std::fs::read_to_string(ops.join("ops.key")).unwrap(),
+        ),
+        &hub.url,
+    )
+}
+
+#[test]
+fn an_unversioned_network_is_upgraded_and_keeps_working() {
+    let (hub, facts) = fixture_hub();
+    let mut agent = fixture_agent(&hub, &facts);
+    let format = agent.data().join("format");
+    assert!(!format.exists(), "the fixture predates formats");
+    agent.start();
+    agent.subscribed(1);
+    assert_eq!(
+        std::fs::read_to_string(&format).unwrap(),
+        format!("{}\n", vantage_provision::state::FORMAT)
+    );
+    assert!(
+        agent.log().contains("upgraded from format 0"),
+        "{}",
+        agent.log()
+    );
+
+    // The node kept its identity and its outbox: the result it held arrives.
+    let op = operator(&hub);
+    let node = agent.node_id.clone();
+    let waiting = hub.result(&op, "waiting", 20);
+    assert_eq!(waiting["node_id"], node);
+    wait_for("an empty outbox", 20, || agent.outbox_depth() == 0);
+    assert_eq!(hub.results(&op, "delivered").len(), 1);
+
+    // And its rotated policy: a job signed by a2 and dave (serial 2) runs.
+    let job = hub.job(
+        "after-upgrade",
+        &node,
+        json!({"cmd": "tcp", "args": {"host": "127.0.0.1", "port": hub.port}}),
+    );
+    let (s, v) = op.post("/v1/jobs", &hub.sign(&job, &[2, 3]));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(hub.result(&op, "after-upgrade", 20)["status"], "ok");
+
+    // A restart finds the current format and changes nothing.
+    agent.kill9();
+    agent.start();
+    agent.subscribed(2);
+    assert_eq!(agent.log().matches("upgraded from format").count(), 1);
+}
+
+#[test]
+fn a_data_directory_of_a_newer_release_is_refused() {
+    let (hub, facts) = fixture_hub();
+    let agent = fixture_agent(&hub, &facts);
+    let newer = format!("{}\n", vantage_provision::state::FORMAT + 1);
+    std::fs::write(agent.data().join("format"), &newer).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::AGENT)
+            .arg("--config")
+            .arg(agent.config_path())
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the agent ran: {err}");
+    assert!(err.contains("newer than this release"), "{err}");
+    let out = run(&["check-config"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("FAIL  the node's data directory is in format"),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(agent.data().join("format")).unwrap(),
+        newer,
+        "left as it was"
+    );
+}
