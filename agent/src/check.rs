@@ -68,16 +68,7 @@ pub fn main(cli: &Cli) -> ExitCode {
         );
     }
     let data = DataDir::new(&cfg.data_dir);
-    // Read only: check-config changes nothing; the agent upgrades at start.
-    report(data.format().map(|found| {
-        if found < FORMAT {
-            format!(
-                "data directory format {found}; the agent upgrades it to {FORMAT} when it starts"
-            )
-        } else {
-            format!("data directory format {found}")
-        }
-    }).map_err(|e| e.to_string()));
+    report(data_format(&data));
     match data.read_node() {
         Ok(Some(n)) => report(Ok(format!(
             "node {} enrolled, channels {}",
@@ -127,6 +118,18 @@ pub fn main(cli: &Cli) -> ExitCode {
     } else {
         println!("{failed} check(s) failed");
         ExitCode::FAILURE
+    }
+}
+
+/// The data directory's format, read only: check-config changes nothing, the
+/// agent upgrades an older format when it starts.
+fn data_format(data: &DataDir) -> Result<String, String> {
+    match data.format() {
+        Ok(found) if found < FORMAT => Ok(format!(
+            "data directory format {found}; the agent upgrades it to {FORMAT} when it starts"
+        )),
+        Ok(found) => Ok(format!("data directory format {found}")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -144,33 +144,8 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
         return Err(f);
     }
     // After a reset (which wipes the `format` file with the rest) and before
-    // anything reads the directory, so that an older layout is read only
-    // upgraded and a newer one not at all.
-    match data.upgrade() {
-        Ok(found) if found < FORMAT => log(&format!(
-            "data directory {} upgraded from format {found} to {FORMAT}",
-            data.root().display()
-        )),
-        Ok(_) => {}
-        Err(e @ StateError::NewerFormat { .. }) => {
-            let f = Fatal::NeedsVolunteer(e.to_string());
-            report(&problem(
-                &f.to_string(),
-                "Put the card in your computer and flash the newer vantage image again; or, to \
-                 keep this one, create an empty file named vantage-reset on the boot partition \
-                 (the node enrols again as a new node).",
-            ));
-            return Err(f);
-        }
-        Err(e) => {
-            let f = Fatal::Broken(e.to_string());
-            report(&problem(
-                &f.to_string(),
-                "Re-flash the SD card if this happens again.",
-            ));
-            return Err(f);
-        }
-    }
+    // anything reads the directory.
+    upgrade_format(&data, &report)?;
     let (config_path, name_note) = config::locate(&opts.config);
     if let Some(n) = name_note {
         reporter.note(n);
@@ -622,6 +597,37 @@ fn healthy_identity(data: &DataDir) -> Result<NodeState, Option<String>> {
             Err(Some(why))
         }
     }
+}
+
+/// Brings the data directory to this release's format, so that an older
+/// layout is read only upgraded and a newer one not at all.
+fn upgrade_format(data: &DataDir, report: &dyn Fn(&Status)) -> Result<(), Fatal> {
+    match data.upgrade() {
+        Ok(found) if found < FORMAT => log(&format!(
+            "data directory {} upgraded from format {found} to {FORMAT}",
+            data.root().display()
+        )),
+        Ok(_) => {}
+        Err(e @ StateError::NewerFormat { .. }) => {
+            let f = Fatal::NeedsVolunteer(e.to_string());
+            report(&problem(
+                &f.to_string(),
+                "Put the card in your computer and flash the newer vantage image again; or, to \
+                 keep this one, create an empty file named vantage-reset on the boot partition \
+                 (the node enrols again as a new node).",
+            ));
+            return Err(f);
+        }
+        Err(e) => {
+            let f = Fatal::Broken(e.to_string());
+            report(&problem(
+                &f.to_string(),
+                "Re-flash the SD card if this happens again.",
+            ));
+            return Err(f);
+        }
+    }
+    Ok(())
 }
 
 fn reset_if_asked(opts: &Options, data: &DataDir) -> Result<(), String> {
