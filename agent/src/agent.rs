@@ -17,7 +17,7 @@ use vantage_proto::policy::{Policy, SignedPolicy};
 use vantage_proto::result::{MAX_RESULT_BYTES, ProbeResult, Status};
 use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
 use vantage_provision::revocation::{self, Evidence, Marker};
-use vantage_provision::state::{DataDir, NodeState};
+use vantage_provision::state::{DataDir, FORMAT, NodeState};
 
 use crate::certs::{self, unix_ms, unix_now};
 use crate::cli::Cli;
@@ -83,6 +83,15 @@ impl Agent {
     /// Loads configuration-dependent state: node identity, policy, outbox, replay set.
     pub fn load(cfg: Config) -> anyhow::Result<Agent> {
         let data = DataDir::new(&cfg.data_dir);
+        // Before anything else reads the directory: an older layout is read
+        // only upgraded, a newer one (a release went back) not at all.
+        let found = data.upgrade().map_err(|e| anyhow!("{e}"))?;
+        if found < FORMAT {
+            tracing::info!(
+                "data directory {} upgraded from format {found} to {FORMAT}",
+                cfg.data_dir.display()
+            );
+        }
         let node = data
             .read_node()
             .map_err(|e| anyhow!("{e}"))?

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use vantage_provision::client::{ClientIdentity, PinnedCa};
-use vantage_provision::state::DataDir;
+use vantage_provision::state::{DataDir, FORMAT};
 
 use crate::certs::{self, unix_now};
 use crate::cli::Cli;
@@ -68,6 +68,7 @@ pub fn main(cli: &Cli) -> ExitCode {
         );
     }
     let data = DataDir::new(&cfg.data_dir);
+    report(data_format(&data));
     match data.read_node() {
         Ok(Some(n)) => report(Ok(format!(
             "node {} enrolled, channels {}",
@@ -117,6 +118,18 @@ pub fn main(cli: &Cli) -> ExitCode {
     } else {
         println!("{failed} check(s) failed");
         ExitCode::FAILURE
+    }
+}
+
+/// The data directory's format, read only: check-config changes nothing, the
+/// agent upgrades an older format when it starts.
+fn data_format(data: &DataDir) -> Result<String, String> {
+    match data.format() {
+        Ok(found) if found < FORMAT => Ok(format!(
+            "data directory format {found}; the agent upgrades it to {FORMAT} when it starts"
+        )),
+        Ok(found) => Ok(format!("data directory format {found}")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

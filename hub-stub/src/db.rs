@@ -4,7 +4,7 @@
 //! WAL mode with `synchronous=FULL`: a commit is on disk before the call
 //! returns, so what the hub acknowledges survives a power cut or `kill -9`.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -19,6 +19,17 @@ pub enum DbError {
     /// A JSON column did not parse.
     #[error("database holds invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// The database was written by a newer hub: its tables may mean what this
+    /// one does not know, so it is left untouched.
+    #[error(
+        "the database is at schema version {found}, newer than this vantage-hub knows \
+         (up to {SCHEMA_VERSION}): a newer release wrote it. Run that release (or a later one) \
+         again, or restore a backup this release made; see \"Upgrades\" in docs/hub.md"
+    )]
+    TooNew {
+        /// The database's `user_version`.
+        found: u32,
+    },
 }
 
 type Result<T> = std::result::Result<T, DbError>;
@@ -207,7 +218,19 @@ pub enum PendingFull {
     Address,
 }
 
-const SCHEMA: &str = "
+/// The schema as ordered migrations: entry `i` takes a database from schema
+/// version `i` to `i + 1` (SQLite's `user_version`). Append only: databases in
+/// the field have run every released entry, so changing one would leave them
+/// with a schema no code describes.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, DROP_SUPERSEDED_PENDING];
+
+/// The schema version this hub writes and reads.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Version 1: the tables of every hub before schema versions. `IF NOT EXISTS`
+/// because such a hub's database is at version 0, like a new one, and already
+/// holds some or all of them (a hub from before `attr_changes` lacks that one).
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tokens(
   hash TEXT PRIMARY KEY, attrs TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL,
@@ -249,6 +272,41 @@ CREATE TABLE IF NOT EXISTS audit(
 CREATE INDEX IF NOT EXISTS audit_subject ON audit(subject);
 ";
 
+/// Version 2: pending entries an older hub left behind when a waiting key
+/// enrolled with a token later (`insert_node` drops them since). A key that
+/// waits again after its node's certificate expired waits since after the
+/// enrolment, and stays.
+const DROP_SUPERSEDED_PENDING: &str = "
+DELETE FROM pending WHERE node_id IS NULL AND EXISTS
+  (SELECT 1 FROM nodes WHERE key_fp=pending.fp AND via='token' AND enrolled>=pending.created);
+";
+
+/// The database's schema version; an error if a newer hub wrote it.
+fn schema_version(conn: &Connection) -> Result<u32> {
+    let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(DbError::TooNew { found });
+    }
+    Ok(found)
+}
+
+/// Brings the database to [`SCHEMA_VERSION`] in one transaction, so a crash
+/// leaves it at the old version or the new, never between. Immediate: a second
+/// process opening the same database waits, then finds nothing left to do.
+/// Returns the version found.
+fn migrate(conn: &mut Connection) -> Result<u32> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = schema_version(&tx)?;
+    for step in &MIGRATIONS[found as usize..] {
+        tx.execute_batch(step)?;
+    }
+    if found < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(found)
+}
+
 /// The database handle (one connection behind a mutex; call from blocking threads).
 pub struct Db {
     conn: Mutex<Connection>,
@@ -257,21 +315,23 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens (creating if needed) the database and its schema.
+    /// Opens (creating if needed) the database and brings its schema to
+    /// [`SCHEMA_VERSION`]; refuses a database of a newer hub.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // A newer hub's database is refused before anything in it changes,
+        // the journal mode included.
+        schema_version(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
-        // Entries an older hub left behind when a waiting key enrolled with a
-        // token later (insert_node drops them now). A key that waits again
-        // after its node's certificate expired waits since after the enrolment.
-        conn.execute(
-            "DELETE FROM pending WHERE node_id IS NULL AND EXISTS
-               (SELECT 1 FROM nodes WHERE key_fp=pending.fp AND via='token' AND enrolled>=pending.created)",
-            [],
-        )?;
+        let found = migrate(&mut conn)?;
+        if found < SCHEMA_VERSION {
+            tracing::info!(
+                "{}: database schema upgraded from version {found} to {SCHEMA_VERSION}",
+                path.display()
+            );
+        }
         let read = Connection::open(path)?;
         read.busy_timeout(std::time::Duration::from_secs(10))?;
         read.pragma_update(None, "query_only", "ON")?;
@@ -1261,8 +1321,8 @@ mod tests {
         assert_eq!(open, ["fp-b"]);
 
         // What an older hub left: a waiting entry older than the key's token
-        // enrolment goes when the database is opened; one newer (the node's
-        // certificate expired, it asks again) stays.
+        // enrolment goes when the database is upgraded to version 2; one newer
+        // (the node's certificate expired, it asks again) stays.
         db.c()
             .execute_batch(
                 "INSERT INTO pending(fp,csr,declared,created,last_poll) VALUES('fp-old','c','{\"country\":\"DE\"}',1,1);
@@ -1272,6 +1332,8 @@ mod tests {
                          ('n-3','{\"country\":\"DE\"}','fp-again','','s3',100,5,'token');",
             )
             .unwrap();
+        // As a database of a hub before version 2 has them.
+        db.c().pragma_update(None, "user_version", 1).unwrap();
         let path = d.path().join("hub.db");
         drop(db);
         let db = Db::open(&path).unwrap();
@@ -1282,6 +1344,79 @@ mod tests {
             .map(|p| p.fingerprint)
             .collect();
         assert_eq!(open, ["fp-b", "fp-again"]);
+    }
+
+    fn user_version(path: &Path) -> u32 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn opening_records_the_version_and_is_idempotent() {
+        let (d, db) = db();
+        let path = d.path().join("hub.db");
+        db.set_meta("network", "test").unwrap();
+        drop(db);
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        for _ in 0..2 {
+            let db = Db::open(&path).unwrap();
+            assert_eq!(db.meta("network").unwrap().as_deref(), Some("test"));
+        }
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn an_unversioned_database_of_an_older_hub_is_upgraded() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("hub.db");
+        // A hub from before versions and before attribute changes.
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(SCHEMA_V1).unwrap();
+        old.execute_batch(
+            "DROP TABLE attr_changes;
+             INSERT INTO tokens(hash,attrs,created,expires) VALUES('h','{\"country\":\"DE\"}',1,2);",
+        )
+        .unwrap();
+        drop(old);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(user_version(&path), SCHEMA_VERSION);
+        assert_eq!(db.tokens().unwrap()[0].attrs.country, "DE");
+        db.request_attr_change("n-1", "GB", None, 1).unwrap();
+    }
+
+    #[test]
+    fn a_database_of_a_newer_hub_is_refused_untouched() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("hub.db");
+        let newer = Connection::open(&path).unwrap();
+        newer
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(newer);
+        let err = Db::open(&path).err().expect("refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("schema version {}", SCHEMA_VERSION + 1))
+                && msg.contains(&format!("up to {SCHEMA_VERSION}"))
+                && msg.contains("newer release"),
+            "{msg}"
+        );
+        let after = Connection::open(&path).unwrap();
+        let mode: String = after
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "the journal mode is left alone");
+        assert_eq!(user_version(&path), SCHEMA_VERSION + 1);
+    }
+
+    #[test]
+    fn a_backup_keeps_the_version() {
+        let (d, db) = db();
+        let copy = d.path().join("copy.db");
+        db.backup_to(&copy).unwrap();
+        assert_eq!(user_version(&copy), SCHEMA_VERSION);
     }
 
     #[test]

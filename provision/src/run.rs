@@ -21,7 +21,7 @@ use crate::csr::{CsrError, NodeKey};
 use crate::enrol::{self, AttrsChange, AttrsResponse, EnrolError, EnrolOutcome, Issued};
 use crate::fault;
 use crate::revocation::{Evidence, Marker};
-use crate::state::{DataDir, NodeState, atomic_write, sync_dir};
+use crate::state::{DataDir, FORMAT, NodeState, StateError, atomic_write, sync_dir};
 use crate::status::{Reporter, Status};
 use crate::wifi;
 
@@ -144,6 +144,9 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
         ));
         return Err(f);
     }
+    // After a reset (which wipes the `format` file with the rest) and before
+    // anything reads the directory.
+    upgrade_format(&data, &report)?;
     let (config_path, name_note) = config::locate(&opts.config);
     if let Some(n) = name_note {
         reporter.note(n);
@@ -650,6 +653,37 @@ fn healthy_identity(data: &DataDir) -> Result<NodeState, Option<String>> {
     }
 }
 
+/// Brings the data directory to this release's format, so that an older
+/// layout is read only upgraded and a newer one not at all.
+fn upgrade_format(data: &DataDir, report: &dyn Fn(&Status)) -> Result<(), Fatal> {
+    match data.upgrade() {
+        Ok(found) if found < FORMAT => log(&format!(
+            "data directory {} upgraded from format {found} to {FORMAT}",
+            data.root().display()
+        )),
+        Ok(_) => {}
+        Err(e @ StateError::NewerFormat { .. }) => {
+            let f = Fatal::NeedsVolunteer(e.to_string());
+            report(&problem(
+                &f.to_string(),
+                "Put the card in your computer and flash the newer vantage image again; or, to \
+                 keep this one, create an empty file named vantage-reset on the boot partition \
+                 (the node enrols again as a new node).",
+            ));
+            return Err(f);
+        }
+        Err(e) => {
+            let f = Fatal::Broken(e.to_string());
+            report(&problem(
+                &f.to_string(),
+                "Re-flash the SD card if this happens again.",
+            ));
+            return Err(f);
+        }
+    }
+    Ok(())
+}
+
 fn reset_if_asked(opts: &Options, data: &DataDir) -> Result<(), String> {
     // Windows' Notepad saves "vantage-reset" as "vantage-reset.txt"; take either.
     let markers: Vec<PathBuf> = [RESET_FILE.to_owned(), format!("{RESET_FILE}.txt")]
@@ -999,6 +1033,23 @@ mod tests {
         assert_eq!(host_of("https://hub.example.net:8443/x"), "hub.example.net");
         assert_eq!(host_of("https://127.0.0.1"), "127.0.0.1");
         assert_eq!(host_of("https://[::1]:8443"), "::1");
+    }
+
+    #[test]
+    fn a_data_directory_of_a_newer_release_stops_provisioning() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path().join("boot");
+        let data = DataDir::new(dir.path().join("data"));
+        std::fs::create_dir_all(&boot).unwrap();
+        std::fs::create_dir_all(data.root()).unwrap();
+        std::fs::write(data.format_path(), format!("{}\n", FORMAT + 1)).unwrap();
+        let err = run(&Options::new(&boot, data.root())).unwrap_err();
+        assert!(
+            matches!(&err, Fatal::NeedsVolunteer(m) if m.contains("newer than this release")),
+            "{err}"
+        );
+        let status = std::fs::read_to_string(boot.join(crate::status::FILE_NAME)).unwrap();
+        assert!(status.contains("vantage-reset"), "{status}");
     }
 
     #[test]

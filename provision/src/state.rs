@@ -2,7 +2,9 @@
 //! crash-safe write every file in it goes through.
 //!
 //! Layout (fixed, shared with the agent and the image):
-//! `key.pem` (0600), `cert.pem`, `chain.pem`, `node.json`.
+//! `key.pem` (0600), `cert.pem`, `chain.pem`, `node.json`, and `format`, the
+//! layout's version ([`FORMAT`]), which [`DataDir::upgrade`] brings every
+//! older layout to and which a newer release's directory is refused by.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -18,6 +20,27 @@ use crate::enrol::{Endpoints, EnrolResponse};
 
 /// Where the data partition is mounted on a node.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/vantage";
+
+/// The format of the data directory this release writes: the layout of the
+/// files in it, provisioning's and the agent's (outbox, replay set, policy
+/// chain, stream position), recorded in its `format` file.
+pub const FORMAT: u32 = UPGRADES.len() as u32;
+
+/// A step that upgrades a data directory by one format.
+type Upgrade = fn(&DataDir) -> Result<(), StateError>;
+
+/// Ordered upgrade steps: entry `i` takes a directory from format `i` to
+/// `i + 1`. Append only: nodes in the field have run every released step.
+/// A step must be idempotent, since a crash before `format` is written makes
+/// it run again.
+const UPGRADES: &[Upgrade] = &[adopt_unversioned];
+
+/// Format 1 is the layout of every release before formats, whose directories
+/// have no `format` file (format 0): nothing moves, the directory only gets
+/// its `format` file.
+fn adopt_unversioned(_: &DataDir) -> Result<(), StateError> {
+    Ok(())
+}
 
 /// Errors reading or writing the node's state.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +62,32 @@ pub enum StateError {
         path: PathBuf,
         /// The parse error.
         source: serde_json::Error,
+    },
+    /// The data directory was written by a newer release; its files may mean
+    /// what this one does not know, so it is left untouched.
+    #[error(
+        "the node's data directory is in format {found} ({path}), newer than this release of \
+         vantage knows (up to {FORMAT}): a newer release wrote it. Install that release (or a \
+         later one) again, or put an empty file named vantage-reset on the boot partition to \
+         wipe the node's state and enrol it again"
+    )]
+    NewerFormat {
+        /// The `format` file.
+        path: PathBuf,
+        /// The format it holds.
+        found: u32,
+    },
+    /// The `format` file holds no format number.
+    #[error(
+        "{path} is damaged: it should hold the data directory's format number (this release \
+         writes {FORMAT}) but holds {text:?}; write the number back, or put an empty file named \
+         vantage-reset on the boot partition to wipe the node's state and enrol it again"
+    )]
+    BadFormat {
+        /// The `format` file.
+        path: PathBuf,
+        /// What it holds (at most 64 bytes, lossily decoded).
+        text: String,
     },
 }
 
@@ -86,6 +135,48 @@ impl DataDir {
     /// The node's identity, attributes, channels and hub endpoints (JSON).
     pub fn node_path(&self) -> PathBuf {
         self.root.join("node.json")
+    }
+
+    /// The directory's format number ([`FORMAT`]).
+    pub fn format_path(&self) -> PathBuf {
+        self.root.join("format")
+    }
+
+    /// The directory's format: 0 without a `format` file (a directory of a
+    /// release before formats, or a new one). A newer format than
+    /// [`FORMAT`] is an error.
+    pub fn format(&self) -> Result<u32, StateError> {
+        let path = self.format_path();
+        let Some(text) = read_optional(&path)? else {
+            return Ok(0);
+        };
+        let found: u32 = text.trim().parse().map_err(|_| StateError::BadFormat {
+            text: text.chars().take(64).collect(),
+            path: path.clone(),
+        })?;
+        if found > FORMAT {
+            return Err(StateError::NewerFormat { path, found });
+        }
+        Ok(found)
+    }
+
+    /// Brings the directory to [`FORMAT`] (creating it if needed): runs the
+    /// upgrade steps from the format found, in order, then records the new
+    /// format. Refuses a newer format before anything changes. Returns the
+    /// format found; opening an up-to-date directory writes nothing.
+    pub fn upgrade(&self) -> Result<u32, StateError> {
+        let found = self.format()?;
+        if found == FORMAT {
+            return Ok(found);
+        }
+        self.ensure()?;
+        for step in &UPGRADES[found as usize..] {
+            step(self)?;
+        }
+        let path = self.format_path();
+        atomic_write(&path, format!("{FORMAT}\n").as_bytes(), 0o644)
+            .map_err(|e| StateError::io(&path, e))?;
+        Ok(found)
     }
 
     /// Creates the directory if it does not exist yet.
@@ -346,6 +437,59 @@ mod tests {
         assert_eq!(data.read_key().unwrap(), None);
         assert_eq!(data.read_node().unwrap(), None);
         assert!(data.root().join("last-event-id").exists());
+    }
+
+    #[test]
+    fn a_new_directory_gets_the_current_format_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        assert_eq!(data.upgrade().unwrap(), 0);
+        assert_eq!(
+            fs::read_to_string(data.format_path()).unwrap(),
+            format!("{FORMAT}\n")
+        );
+        let written = fs::metadata(data.format_path())
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(data.upgrade().unwrap(), FORMAT);
+        assert_eq!(data.format().unwrap(), FORMAT);
+        let again = fs::metadata(data.format_path())
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(written, again, "an up-to-date directory is not written");
+    }
+
+    #[test]
+    fn a_directory_from_before_formats_is_upgraded_and_keeps_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        data.write_key("KEY").unwrap();
+        data.store_issued(&sample_node(), "CERT", "CHAIN").unwrap();
+        assert_eq!(data.upgrade().unwrap(), 0);
+        assert_eq!(data.format().unwrap(), FORMAT);
+        assert_eq!(data.read_node().unwrap(), Some(sample_node()));
+        assert_eq!(data.read_key().unwrap().as_deref(), Some("KEY"));
+    }
+
+    #[test]
+    fn a_newer_or_damaged_format_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        let newer = format!("{}\n", FORMAT + 1);
+        fs::write(data.format_path(), &newer).unwrap();
+        let msg = data.upgrade().unwrap_err().to_string();
+        assert!(
+            msg.contains(&format!("format {}", FORMAT + 1))
+                && msg.contains(&format!("up to {FORMAT}"))
+                && msg.contains("vantage-reset"),
+            "{msg}"
+        );
+        assert_eq!(fs::read_to_string(data.format_path()).unwrap(), newer);
+        fs::write(data.format_path(), "one").unwrap();
+        let msg = data.upgrade().unwrap_err().to_string();
+        assert!(msg.contains("damaged") && msg.contains("\"one\""), "{msg}");
     }
 
     #[test]

@@ -445,6 +445,8 @@ fn reset_marker_gives_a_new_identity() {
 /// temporary file written but not yet renamed (`X.tmp`), the file in
 /// place (`X`), and the hub's answer received but nothing stored (`issued`).
 const CRASH_POINTS: &[&str] = &[
+    "format.tmp",
+    "format",
     "key.pem.tmp",
     "key.pem",
     "issued",
