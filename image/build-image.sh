@@ -5,7 +5,12 @@
 # tree image/buildroot; leaves out/image/<board>/sdcard.img and sdcard.img.sha256.
 #   SOURCES=upstream    Buildroot's own downloads (needs Internet); the Pi boards' default
 #   SOURCES=registries  every source from package registries and the frozen mirror
-#                       (image/sources/, docs/images.md "Sources"); qemu_aarch64's default
+#                       (image/sources/, docs/images.md "Sources"); qemu_aarch64's default.
+#                       rpi3 and rpi4 too: Buildroot builds qemu_aarch64's root file
+#                       system (the same output), and the Pi card gets Debian's arm64
+#                       kernel, its modules, an initramfs and the Wi-Fi firmware
+#                       (board/vantage/debian-kernel/); both give the same card,
+#                       which boots Pi 3 B/B+, Zero 2 W, Pi 4 and Pi 400
 #   KERNEL              qemu_aarch64 only: the arm64 kernel that goes onto the card
 #   BUILDROOT_DIR       an existing tree of the pinned release (skips fetching it)
 #   BUILDROOT_TARBALL   the pinned release as a tarball (default: ../shared/buildroot/
@@ -40,16 +45,24 @@ if [ "$BOARD" = qemu_aarch64 ]; then
   export VANTAGE_KERNEL; VANTAGE_KERNEL=$(readlink -f "$KERNEL")
 fi
 SOURCES=${SOURCES:-upstream}
+# The Buildroot configuration that builds this board's root file system: its
+# own, except for the Pi 3/4 card from registries (qemu_aarch64's output).
+br_board=$BOARD
 case $SOURCES in
   upstream) ;;
   registries)
-    if [ "$BOARD" != qemu_aarch64 ]; then
-      echo "error: SOURCES=registries builds BOARD=qemu_aarch64 only: no package registry serves the" >&2
-      echo "       Raspberry Pi kernel tree, Bootlin's toolchains or the Pi's Wi-Fi firmware, and the" >&2
-      echo "       Pi Zero (ARMv6) needs a toolchain built from source. Build $BOARD with Internet" >&2
-      echo "       access (SOURCES=upstream); docs/images.md, 'Which sources for which board'." >&2
-      exit 64
-    fi ;;
+    case $BOARD in
+      qemu_aarch64) ;;
+      rpi3|rpi4)
+        [ -z "${KERNEL:-}" ] || { echo "error: KERNEL is for BOARD=qemu_aarch64; the $BOARD card takes the kernel pinned in image/buildroot/board/vantage/debian-kernel/sources.tsv" >&2; exit 64; }
+        br_board=qemu_aarch64 ;;
+      *)
+        echo "error: SOURCES=registries builds BOARD=qemu_aarch64, rpi3 and rpi4 only. $BOARD needs" >&2
+        echo "       what no package registry serves: the Pi Zero (ARMv6) a toolchain built from source," >&2
+        echo "       the Pi 5 a kernel and firmware newer than Debian 12's. Build $BOARD with Internet" >&2
+        echo "       access (SOURCES=upstream); docs/images.md, 'Which sources for which board'." >&2
+        exit 64 ;;
+    esac ;;
   *) echo "error: SOURCES must be upstream or registries" >&2; usage ;;
 esac
 
@@ -107,14 +120,27 @@ if [ "$SOURCES" = registries ]; then
   # The output directory is kept between runs, keyed by everything that decides
   # what Buildroot builds except the binaries, the overlay and the hub settings,
   # which every run puts in afresh (vantage-dirclean, target-finalize, post-build).
-  key=$( { image/defconfig.sh "$BOARD" image/sources/aarch64.fragment; cat image/sources/*.sh image/sources/*.tsv \
+  key=$( { image/defconfig.sh "$br_board" image/sources/aarch64.fragment; cat image/sources/*.sh image/sources/*.tsv \
            image/sources/local.mk.in image/sources/patches/* image/buildroot/package/*/* image/buildroot/Config.in \
            image/buildroot/external.*; echo "$BUILDROOT_VERSION"; } | sha256sum | cut -c1-16)
   src=$cache/br-src-$(cat image/sources/sources.tsv image/sources/prepare.sh image/sources/local.mk.in image/sources/patches/* | sha256sum | cut -c1-16)
   toolchain=$cache/toolchain-$( { cat image/sources/debian-toolchain.sh; dpkg-query -W gcc-aarch64-linux-gnu libc6-dev-arm64-cross g++-aarch64-linux-gnu; } | sha256sum | cut -c1-16)
-  obj=$cache/br-out/$BOARD-$key
+  obj=$cache/br-out/$br_board-$key
   say "sources from package registries and the frozen mirror (cache $cache)"
   bash image/sources/fetch.sh "$cache/sources"
+  if [ "$br_board" != "$BOARD" ]; then
+    # The Pi card's Debian packages; its kernel is also the one the shared
+    # qemu_aarch64 output puts on its own card (kernel.sh).
+    pi=image/buildroot/board/vantage/debian-kernel
+    bash $pi/fetch-debs.sh "$cache/sources"
+    kdeb=$cache/sources/$(awk -F'\t' '$2 == "kernel" { print $4 }' $pi/sources.tsv)
+    mkdir -p "$out/$BOARD"
+    kx=$(mktemp -d)
+    dpkg-deb -x "$kdeb" "$kx"
+    cp "$kx"/boot/vmlinuz-* "$out/$BOARD/.vmlinuz"
+    rm -rf "$kx"
+    export VANTAGE_KERNEL=$out/$BOARD/.vmlinuz
+  fi
   if [ ! -f "$src/local.mk" ]; then
     rm -rf "$src.tmp"
     bash image/sources/prepare.sh "$br" "$cache/sources" "$src.tmp" > "$cache/prepare.log" 2>&1 \
@@ -133,8 +159,9 @@ if [ "$SOURCES" = registries ]; then
   sed -e "s|@SRC@|$src|g" -e "s|@TOOLCHAIN@|$toolchain|g" image/sources/aarch64.fragment > "$cache/aarch64.fragment.$$"
   fragments=("$cache/aarch64.fragment.$$")
   # Older outputs of this board only take space (a few GB each).
-  for old in "$cache/br-out/$BOARD"-*; do
-    [ -e "$old" ] && [ "$old" != "$obj" ] && { say "removing the outdated build $old"; rm -rf "$old"; }
+  # (Not this output's lock file: another build may hold it.)
+  for old in "$cache/br-out/$br_board"-*; do
+    [ -e "$old" ] && [ "$old" != "$obj" ] && [ "$old" != "$obj.lock" ] && { say "removing the outdated build $old"; rm -rf "$old"; }
   done
 else
   obj=$out/build-$BOARD
@@ -151,7 +178,7 @@ install -m 0644 "$NETWORK_CA" "$obj/vantage-settings/ca.pem"
 install -m 0644 "$POLICY" "$obj/vantage-settings/policy.json"
 git describe --always --dirty 2>/dev/null > "$obj/vantage-settings/version" || echo unknown > "$obj/vantage-settings/version"
 
-image/defconfig.sh "$BOARD" "${fragments[@]}" > "$obj/defconfig.in"
+image/defconfig.sh "$br_board" "${fragments[@]}" > "$obj/defconfig.in"
 rm -f "${fragments[@]}"
 make -s -C "$br" O="$obj" BR2_EXTERNAL="$repo/image/buildroot" BR2_DEFCONFIG="$obj/defconfig.in" defconfig \
   2>&1 | grep -v -e 'warning: override: reassigning' -e '^#' -e '^$' -e 'GEN ' || true
@@ -180,6 +207,15 @@ if [ $rc -ne 0 ]; then
 fi
 
 mkdir -p "$out/$BOARD"
-cp "$obj/images/sdcard.img" "$obj/images/sdcard.img.sha256" "$out/$BOARD/"
+if [ "$br_board" != "$BOARD" ]; then
+  # Still under the output's lock: its images/ are this run's.
+  say "the $BOARD card: Debian's kernel, modules, initramfs and Wi-Fi firmware (board/vantage/debian-kernel)"
+  PATH="$obj/host/bin:/usr/sbin:/sbin:$PATH" VANTAGE_STORE=$cache/sources VANTAGE_SETTINGS=$obj/vantage-settings \
+    image/buildroot/board/vantage/debian-kernel/assemble.sh "$obj/images" "$BOARD" "$obj/card-$BOARD"
+  cp "$obj/card-$BOARD/images/sdcard.img" "$obj/card-$BOARD/images/sdcard.img.sha256" "$out/$BOARD/"
+  rm -rf "$obj/card-$BOARD" "$VANTAGE_KERNEL"
+else
+  cp "$obj/images/sdcard.img" "$obj/images/sdcard.img.sha256" "$out/$BOARD/"
+fi
 say "out/image/$BOARD/sdcard.img in $(( ($(date +%s) - start) / 60 )) min"
 cat "$out/$BOARD/sdcard.img.sha256"

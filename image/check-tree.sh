@@ -133,6 +133,22 @@ scripts=("$BR"/board/vantage/*.sh "$BR"/board/vantage/*/*.sh "$OV"/usr/libexec/v
 for s in "${scripts[@]}"; do check "shellcheck $s" shellcheck -x "$s"; done
 for s in "$BR"/board/vantage/*.sh "$BR"/board/vantage/*/*.sh "$OV"/usr/libexec/vantage/* image/sources/*.sh; do check "$s is executable" test -x "$s"; done
 
+echo "== Pi 3/4 card from registries ($BR/board/vantage/debian-kernel)"
+DK=$BR/board/vantage/debian-kernel
+for l in 'arm_64bit=1' 'upstream_kernel=1' 'enable_uart=1' 'kernel=Image' 'initramfs initrd.img followkernel'; do
+  check "debian-kernel config.txt: $l" grep -qx "$l" "$DK/config.txt"
+done
+check "debian-kernel cmdline.txt: root by label, read-only, console on the mini UART" \
+  grep -qE '(^| )root=LABEL=rootfs .*(^| )ro .*console=ttyS1,115200' "$DK/cmdline.txt"
+check "debian-kernel sources.tsv: every row a Debian package pinned by SHA-256" \
+  awk -F'\t' '!/^#/ { n++; if (NF != 7 || $3 !~ /\.deb$/ || length($4) != 64 || $4 ~ /[^0-9a-f]/ || $5 !~ /^deb:/) exit 1 } END { exit n == 4 ? 0 : 1 }' "$DK/sources.tsv"
+check "debian-kernel sources.tsv has one kernel row" test "$(awk -F'\t' '$2 == "kernel"' "$DK/sources.tsv" | wc -l)" -eq 1
+for l in modules.initramfs modules.rootfs; do
+  check "debian-kernel $l names modules" grep -qv -e '^#' -e '^$' "$DK/$l"
+done
+check "shellcheck $DK/initramfs-init" shellcheck -s sh "$DK/initramfs-init"
+check "$DK/initramfs-init is executable" test -x "$DK/initramfs-init"
+
 echo "== package installs what the overlay expects"
 mk=$BR/package/vantage/vantage.mk
 units_used=$(grep -h '^ExecStart=' "$OV"/usr/lib/systemd/system/vantage-*.service | sed 's/^ExecStart=[-@!+:]*\([^ ]*\).*/\1/' | grep '^/usr/bin/' | sort -u)

@@ -1,5 +1,5 @@
 # Raspberry Pi binaries and SD-card images (docs/images.md).
-.PHONY: agent agent-check image image-check image-cold-check deps-cross deps-image deps-buildroot
+.PHONY: agent agent-check image image-check image-cold-check pi-boot-check deps-cross deps-image deps-buildroot
 
 CROSS ?= cargo
 BOARD ?=
@@ -26,6 +26,9 @@ image: ## SD-card image: make image BOARD=rpi0w|rpi3|rpi4|rpi5|qemu_aarch64 HUB_
 
 image-cold-check: deps-buildroot ## the QEMU image from an empty cache (sources, toolchain, Buildroot): time and disk of a cold build
 	@bash image/cold-check.sh
+
+pi-boot-check: ## boot the Pi 3/4 card from registries (BOARD=rpi3 SOURCES=registries; built with test settings if missing) on QEMU -M raspi3b to the login prompt [IMG=... TIMEOUT=900]
+	@IMG=$(IMG) TIMEOUT=$(TIMEOUT) bash image/pi-boot-check.sh
 
 image-check: deps-image agent ## validate the Buildroot tree and the overlay without Buildroot (paths, shellcheck, units, genimage)
 	@bash image/check-tree.sh

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The Pi 3/4 card of make image BOARD=rpi3|rpi4 SOURCES=registries: Buildroot's
+# root file system of vantage_qemu_aarch64 (the rpi3 board without the Pi kernel
+# tree and Wi-Fi firmware, which no registry serves) plus what the Pi needs from
+# Debian's binary packages (sources.tsv beside this script):
+#   boot partition  Debian's arm64 kernel as Image, its mainline Pi device trees,
+#                   an initramfs (static busybox + SD and ext4 modules), the Pi 4
+#                   firmware files, config.txt/cmdline.txt of this directory;
+#   root partition  the kernel's modules for Pi hardware (modules.rootfs) and the
+#                   Wi-Fi chips' firmware, written into a copy of rootfs.ext4;
+#                   os-release names the board.
+# The card is laid out by the shared post-image.sh, like every board's.
+#   assemble.sh IMAGES_DIR BOARD WORK_DIR
+# IMAGES_DIR: Buildroot's images/ of the qemu_aarch64 output (left unchanged);
+# BOARD: rpi3 or rpi4; the card ends up in WORK_DIR/images/sdcard.img.
+# Environment: VANTAGE_STORE (the content store fetch-debs.sh filled),
+# VANTAGE_SETTINGS (the hub settings post-image.sh reads), PATH with genimage.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+images=${1:?usage: assemble.sh IMAGES_DIR BOARD WORK_DIR}
+board=${2:?usage: assemble.sh IMAGES_DIR BOARD WORK_DIR}
+work=${3:?usage: assemble.sh IMAGES_DIR BOARD WORK_DIR}
+store=${VANTAGE_STORE:?VANTAGE_STORE must name the store fetch-debs.sh filled}
+: "${VANTAGE_SETTINGS:?VANTAGE_SETTINGS must name the hub settings directory}"
+die() { echo "assemble: $*" >&2; exit 1; }
+for f in rootfs.ext4 rpi-firmware/bootcode.bin rpi-firmware/start.elf rpi-firmware/fixup.dat rpi-firmware/vantage.toml.example; do
+  [ -e "$images/$f" ] || die "$images/$f missing: not a vantage_qemu_aarch64 output"
+done
+
+rm -rf "$work"
+mkdir -p "$work/deb" "$work/images/rpi-firmware" "$work/build" "$work/rootfs" "$work/initramfs"
+bin=$work/images
+
+# The pinned packages, unpacked side by side (the store has them by hash).
+while IFS=$'\t' read -r _pkg _use file sha _rest; do
+  [ -f "$store/$sha" ] || die "$file ($sha) is not in $store: run fetch-debs.sh first"
+  dpkg-deb -x "$store/$sha" "$work/deb"
+done < <(grep -v '^#' "$here/sources.tsv")
+deb=$work/deb
+kvers=("$deb"/lib/modules/*)
+{ [ ${#kvers[@]} -eq 1 ] && [ -d "${kvers[0]}" ]; } || die "expected one kernel in $deb/lib/modules, found: ${kvers[*]}"
+kver=$(basename "${kvers[0]}")
+depmod -b "$deb" "$kver"
+
+# Module files (relative to lib/modules/KVER) for the names in a list, with
+# their dependencies, in load order.
+modules_of() {
+  local name f
+  grep -v -e '^#' -e '^$' "$1" | while read -r name; do
+    modprobe -d "$deb" -S "$kver" --show-depends "$name" >"$work/dep" 2>&1 \
+      || die "kernel $kver has no module $name ($(cat "$work/dep"))"
+    awk '$1 == "insmod" { print $2 }' "$work/dep"
+  done | while read -r f; do echo "${f#"$deb/lib/modules/$kver/"}"; done | awk '!seen[$0]++'
+}
+# Copies the modules of list $1 into tree $2 (as usr/lib/modules, the merged-usr
+# path of Buildroot's root) with the kernel's module lists, and indexes them.
+install_modules() {
+  local list=$1 tree=$2 rel
+  modules_of "$list" > "$work/mods"
+  while read -r rel; do
+    install -D -m 0644 "$deb/lib/modules/$kver/$rel" "$tree/usr/lib/modules/$kver/$rel"
+  done < "$work/mods"
+  for f in modules.order modules.builtin modules.builtin.modinfo; do
+    cp "$deb/lib/modules/$kver/$f" "$tree/usr/lib/modules/$kver/"
+  done
+  depmod -b "$tree/usr" "$kver"
+  echo "assemble: $(wc -l < "$work/mods") modules of $kver for $(basename "$list")"
+}
+
+# Root file system additions: modules, then the Wi-Fi firmware of the Pi's chips
+# (43430: Pi 3 B, Zero 2 W; 43455: Pi 3 B+, Pi 4; 43456: Pi 400) with their
+# board-specific NVRAM files, from firmware-brcm80211 and raspi-firmware.
+install_modules "$here/modules.rootfs" "$work/rootfs"
+install -d "$work/rootfs/usr/lib/firmware/brcm"
+for f in "$deb"/lib/firmware/brcm/brcmfmac4343[06]* "$deb"/lib/firmware/brcm/brcmfmac4345[56]* \
+         "$deb"/usr/lib/firmware/brcm/brcmfmac434*; do
+  [ -e "$f" ] && cp -L "$f" "$work/rootfs/usr/lib/firmware/brcm/"
+done
+ls "$work/rootfs/usr/lib/firmware/brcm/brcmfmac43455-sdio.bin" >/dev/null || die "no brcmfmac43455-sdio.bin in the Wi-Fi firmware package"
+
+# os-release names this board, as post-build.sh does for every board.
+cp "$images/rootfs.ext4" "$bin/rootfs.ext4"
+debugfs -R "cat /usr/lib/os-release" "$bin/rootfs.ext4" 2>/dev/null > "$work/os-release"
+grep -q '^IMAGE_ID=' "$work/os-release" || die "no IMAGE_ID in the root file system's os-release"
+sed -i -e "s/^VARIANT_ID=.*/VARIANT_ID=$board/" -e "s/^IMAGE_ID=.*/IMAGE_ID=vantage-$board/" "$work/os-release"
+install -D -m 0644 "$work/os-release" "$work/rootfs/usr/lib/os-release"
+
+# Into the copy of rootfs.ext4 with debugfs (no mount, no root needed):
+# directories first, then files (rm first: os-release exists), owned by root.
+{
+  (cd "$work/rootfs" && find . -mindepth 1 -type d | sort) | while read -r d; do echo "mkdir ${d#.}"; done
+  (cd "$work/rootfs" && find . -type f | sort) | while read -r f; do
+    echo "rm ${f#.}"
+    echo "write $work/rootfs/${f#./} ${f#.}"
+    echo "sif ${f#.} uid 0"
+    echo "sif ${f#.} gid 0"
+  done
+} > "$work/debugfs.cmds"
+debugfs -w -f "$work/debugfs.cmds" "$bin/rootfs.ext4" > "$work/debugfs.log" 2>&1
+e2fsck -fn "$bin/rootfs.ext4" > "$work/e2fsck.log" 2>&1 || { cat "$work/e2fsck.log" >&2; die "rootfs.ext4 is damaged after writing the modules"; }
+for f in "usr/lib/modules/$kver/modules.dep" usr/lib/firmware/brcm/brcmfmac43455-sdio.bin; do
+  debugfs -R "stat /$f" "$bin/rootfs.ext4" 2>/dev/null | grep -q 'Type: regular' || die "debugfs did not write /$f (log: $work/debugfs.log)"
+done
+debugfs -R "cat /usr/lib/os-release" "$bin/rootfs.ext4" 2>/dev/null | grep -qx "IMAGE_ID=vantage-$board" || die "os-release not rewritten"
+
+# The initramfs: static busybox, the modules before root, the first-stage init.
+ir=$work/initramfs
+install_modules "$here/modules.initramfs" "$ir"
+ln -s usr/lib "$ir/lib"
+# The kernel asks /sbin/modprobe for modules it requests itself (crypto, file systems).
+ln -s bin "$ir/sbin"
+install -d "$ir/bin" "$ir/dev" "$ir/proc" "$ir/sys" "$ir/newroot" "$ir/etc"
+install -m 0755 "$deb/bin/busybox" "$ir/bin/busybox"
+for a in sh mount umount modprobe findfs sleep mkdir cat awk switch_root; do ln -s busybox "$ir/bin/$a"; done
+grep -v -e '^#' -e '^$' "$here/modules.initramfs" > "$ir/etc/modules"
+install -m 0755 "$here/initramfs-init" "$ir/init"
+# Same bytes for the same inputs: fixed order, owner and times.
+find "$ir" -exec touch -h -d @0 {} +
+(cd "$ir" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0 --reproducible) | gzip -9n > "$bin/initrd.img"
+
+# Boot partition: Buildroot's rpi-firmware files (Pi 0-3 firmware, the
+# volunteer's example file), the Pi 4 firmware, kernel, device trees, initramfs.
+for f in bootcode.bin start.elf fixup.dat vantage.toml.example; do
+  cp "$images/rpi-firmware/$f" "$bin/rpi-firmware/"
+done
+cp "$deb/usr/lib/raspi-firmware/start4.elf" "$deb/usr/lib/raspi-firmware/fixup4.dat" "$bin/rpi-firmware/"
+cp "$here/config.txt" "$here/cmdline.txt" "$bin/rpi-firmware/"
+cp "$deb/boot/vmlinuz-$kver" "$bin/Image"
+mv "$bin/initrd.img" "$bin/rpi-firmware/initrd.img"
+for d in bcm2837-rpi-3-b bcm2837-rpi-3-b-plus bcm2837-rpi-3-a-plus bcm2837-rpi-zero-2-w bcm2837-rpi-cm3-io3 \
+         bcm2711-rpi-4-b bcm2711-rpi-400 bcm2711-rpi-cm4-io; do
+  cp "$deb/usr/lib/linux-image-$kver/broadcom/$d.dtb" "$bin/" || die "kernel $kver has no $d.dtb"
+done
+echo "$kver" > "$work/kernel-version"
+
+# genimage is chatty: its output goes to a log, the last line (the card's hash) is shown.
+BUILD_DIR=$work/build VANTAGE_SETTINGS=$VANTAGE_SETTINGS "$here/../post-image.sh" "$bin" "$board" > "$work/post-image.log" 2>&1 \
+  || { tail -20 "$work/post-image.log" >&2; die "post-image.sh failed (log: $work/post-image.log)"; }
+tail -1 "$work/post-image.log"
