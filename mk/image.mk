@@ -33,4 +33,4 @@ pi-boot-check: ## boot the Pi 3/4 card from registries (BOARD=rpi3 SOURCES=regis
 image-check: deps-image agent ## validate the Buildroot tree and the overlay without Buildroot (paths, shellcheck, units, genimage)
 	@bash image/check-tree.sh
 
-TEST_TARGETS += agent-check image-check
+TEST_TARGETS += agent-check image-check pi-boot-check
