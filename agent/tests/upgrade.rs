@@ -105,13 +105,7 @@ fn make_fixture() {
         token: None,
         declared: Declared {
             country: "BR".into(),
-            continent: None,
-            city: None,
-            latitude: None,
-            longitude: None,
-            asn: None,
-            tags: vec![],
-            hostname: None,
+            ..Declared::default()
         },
         agent_version: None,
     };

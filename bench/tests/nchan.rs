@@ -113,13 +113,7 @@ fn enrol_node(hub: &Path, data: &Path, url: &str, node_dir: &Path) -> String {
         token: Some(token),
         declared: Declared {
             country: "DE".into(),
-            continent: None,
-            city: None,
-            latitude: None,
-            longitude: None,
-            asn: None,
-            tags: vec![],
-            hostname: None,
+            ..Declared::default()
         },
         agent_version: None,
     };

@@ -252,13 +252,7 @@ impl Hub {
             token: Some(token),
             declared: Declared {
                 country: "DE".into(),
-                continent: None,
-                city: None,
-                latitude: None,
-                longitude: None,
-                asn: None,
-                tags: vec![],
-                hostname: None,
+                ..Declared::default()
             },
             agent_version: None,
         };
