@@ -9,15 +9,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, mpsc};
+use vantage_node::backoff::Backoff;
+use vantage_node::client::{self, ClientIdentity, PinnedCa, Timeouts};
+use vantage_node::policy_chain::load_policy;
+use vantage_node::revocation::{self, Evidence, Marker};
+use vantage_node::state::{DataDir, FORMAT, NodeState};
 use vantage_proto::data::TruncatedData;
 use vantage_proto::envelope::Envelope;
 use vantage_proto::job::{Job, Refusal, SignedJob};
 use vantage_proto::node::{GapEvent, GapReport, Heartbeat};
-use vantage_proto::policy::{Policy, SignedPolicy};
+use vantage_proto::policy::Policy;
 use vantage_proto::result::{MAX_RESULT_BYTES, ProbeResult, Status};
-use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
-use vantage_provision::revocation::{self, Evidence, Marker};
-use vantage_provision::state::{DataDir, FORMAT, NodeState};
 
 use crate::certs::{self, unix_ms, unix_now};
 use crate::cli::Cli;
@@ -27,7 +29,7 @@ use crate::owner::{OwnerPolicy, RateCap};
 use crate::probe::{self, ProbeError};
 use crate::reconcile::HubSeq;
 use crate::replay::{Record, ReplaySet};
-use crate::subscribe::{SubEvent, Subscription, backoff};
+use crate::subscribe::{SubEvent, Subscription};
 use crate::tally::Tally;
 use crate::verify::Verifier;
 
@@ -66,17 +68,6 @@ struct RunState {
     connected: bool,
     last_error: Option<String>,
     cert_problem: Option<String>,
-}
-
-/// Reads the approval policy file (`{"policy": ..., "signatures": [...]}`).
-pub fn load_policy(path: &std::path::Path) -> anyhow::Result<Policy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the approval policy {}", path.display()))?;
-    let signed = SignedPolicy::from_json(&text)
-        .map_err(|e| anyhow!("approval policy {}: {e}", path.display()))?;
-    signed
-        .parse()
-        .map_err(|e| anyhow!("approval policy {}: {e}", path.display()))
 }
 
 impl Agent {
@@ -565,7 +556,7 @@ impl Agent {
     // ---- delivery -----------------------------------------------------
 
     async fn sender(self: Arc<Self>) {
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         loop {
             let batch = self
                 .outbox
@@ -586,7 +577,7 @@ impl Agent {
                     .await
                 {
                     Ok((200..=299, _)) => {
-                        failures = 0;
+                        backoff.reset();
                         if let Err(e) = self
                             .outbox
                             .lock()
@@ -626,8 +617,7 @@ impl Agent {
                 }
             }
             if failed {
-                let d = backoff(Duration::from_secs(1), Duration::from_secs(300), failures);
-                failures = failures.saturating_add(1);
+                let d = backoff.next_delay();
                 let _ = tokio::time::timeout(d, self.outbox_changed.notified()).await;
             }
         }
@@ -693,7 +683,8 @@ impl Agent {
 
     async fn report_gap(self: &Arc<Self>, report: GapReport) {
         let body = serde_json::to_vec(&report).unwrap_or_default();
-        for attempt in 0..5 {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+        for _ in 0..5 {
             match self
                 .post(self.node.endpoints.gap.clone(), body.clone())
                 .await
@@ -704,12 +695,7 @@ impl Agent {
                 }
                 Err(e) => tracing::warn!("gap report: {e}"),
             }
-            tokio::time::sleep(backoff(
-                Duration::from_secs(1),
-                Duration::from_secs(60),
-                attempt,
-            ))
-            .await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
         self.set_error(format!("could not report a gap after {}", report.requested));
     }
@@ -717,7 +703,7 @@ impl Agent {
     // ---- certificate --------------------------------------------------
 
     async fn renewal(self: Arc<Self>) {
-        let mut failures = 0u32;
+        let mut backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(3600));
         loop {
             let cert = self.data.read_cert().ok().flatten().unwrap_or_default();
             let validity = match certs::validity(&cert) {
@@ -758,48 +744,25 @@ impl Agent {
             }
             match self.renew().await {
                 Ok(()) => {
-                    failures = 0;
+                    backoff.reset();
                     tracing::info!("renewed the node certificate");
                 }
                 Err(e) => {
                     self.set_error(format!("certificate renewal failed: {e}; will retry"));
-                    tokio::time::sleep(backoff(
-                        Duration::from_secs(60),
-                        Duration::from_secs(3600),
-                        failures,
-                    ))
-                    .await;
-                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
     }
 
+    /// Renews through the node library's one renewal path, which refuses a
+    /// certificate for another key than the node's and keeps the current one.
     async fn renew(self: &Arc<Self>) -> anyhow::Result<()> {
-        let key_pem = self
-            .data
-            .read_key()
-            .map_err(|e| anyhow!("{e}"))?
-            .ok_or_else(|| anyhow!("the node key is missing"))?;
-        let key =
-            vantage_provision::csr::NodeKey::from_pem(&key_pem).map_err(|e| anyhow!("{e}"))?;
-        let csr = key
-            .csr_pem(Some(&self.node.node_id))
-            .map_err(|e| anyhow!("{e}"))?;
-        let spki = key.public_key_der();
-        let agent = self.hub();
-        let url = self.node.endpoints.renew.clone();
-        let issued = tokio::task::spawn_blocking(move || {
-            vantage_provision::enrol::renew(&agent, &url, &csr)
+        let (data, ca) = (self.data.clone(), self.ca.clone());
+        tokio::task::spawn_blocking(move || {
+            vantage_node::enrol::renew_stored(&data, &ca, Timeouts::default())
         })
-        .await?
-        .map_err(|e| anyhow!("{e}"))?;
-        certs::certifies_key(&issued.cert_pem, &spki).map_err(|e| {
-            anyhow!("the hub's renewal answer was refused ({e}); keeping the current certificate")
-        })?;
-        self.data
-            .store_issued(&issued.node, &issued.cert_pem, &issued.chain_pem)
-            .map_err(|e| anyhow!("{e}"))?;
+        .await??;
         self.reload_identity();
         Ok(())
     }

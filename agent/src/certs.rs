@@ -2,6 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use vantage_node::cert::CertInfo;
+
 /// Validity of a certificate, Unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Validity {
@@ -13,27 +15,11 @@ pub struct Validity {
 
 /// Reads the validity of the first certificate in a PEM text.
 pub fn validity(pem_text: &str) -> Result<Validity, String> {
-    let block = pem::parse(pem_text).map_err(|e| format!("certificate is not PEM: {e}"))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(block.contents())
-        .map_err(|e| format!("certificate does not parse: {e}"))?;
-    let v = cert.validity();
+    let cert = CertInfo::from_pem(pem_text)?;
     Ok(Validity {
-        not_before: v.not_before.timestamp().max(0) as u64,
-        not_after: v.not_after.timestamp().max(0) as u64,
+        not_before: cert.not_before.max(0) as u64,
+        not_after: cert.not_after.max(0) as u64,
     })
-}
-
-/// Checks that the first certificate in a PEM text is for the public key
-/// `spki_der` (DER SubjectPublicKeyInfo). A renewal answer for another key
-/// would replace a working certificate with one the node cannot use.
-pub fn certifies_key(pem_text: &str, spki_der: &[u8]) -> Result<(), String> {
-    let block = pem::parse(pem_text).map_err(|e| format!("certificate is not PEM: {e}"))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(block.contents())
-        .map_err(|e| format!("certificate does not parse: {e}"))?;
-    if cert.public_key().raw != spki_der {
-        return Err("the certificate is for another key than this node's".into());
-    }
-    Ok(())
 }
 
 impl Validity {
@@ -82,23 +68,6 @@ mod tests {
         assert_eq!(v.renew_at(1.0), 76_000);
         assert!(!v.expired(100_999));
         assert!(v.expired(101_000));
-    }
-
-    #[test]
-    fn a_certificate_for_another_key_is_refused() {
-        let mine = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let params = rcgen::CertificateParams::new(vec!["n-1".into()]).unwrap();
-        let good = params.clone().self_signed(&mine).unwrap().pem();
-        let bad = params.self_signed(&other).unwrap().pem();
-        let spki = rcgen::PublicKeyData::subject_public_key_info(&mine);
-        assert_eq!(certifies_key(&good, &spki), Ok(()));
-        assert!(
-            certifies_key(&bad, &spki)
-                .unwrap_err()
-                .contains("another key")
-        );
-        assert!(certifies_key("garbage", &spki).is_err());
     }
 
     #[test]

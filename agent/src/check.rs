@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use vantage_provision::client::{ClientIdentity, PinnedCa};
-use vantage_provision::state::{DataDir, FORMAT};
+use vantage_node::client::{ClientIdentity, PinnedCa};
+use vantage_node::state::{DataDir, FORMAT};
 
 use crate::certs::{self, unix_now};
 use crate::cli::Cli;
@@ -35,7 +35,7 @@ pub fn main(cli: &Cli) -> ExitCode {
             .map_err(|e| format!("{e}; the image ships it as /etc/vantage/ca.pem (setting: ca)")),
     );
     report(
-        crate::agent::load_policy(&cfg.policy)
+        vantage_node::policy_chain::load_policy(&cfg.policy)
             .map(|p| {
                 format!(
                     "approval policy {} (network {}, serial {}, {} of {} approvers)",

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use vantage_node::client::{self, ClientIdentity, PinnedCa, Timeouts};
 use vantage_proto::data::ProbeData;
 use vantage_proto::probe::{AddressFamily, DnsArgs, DnsTransport, Probe, QType};
-use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
 
 use crate::config::Owner;
 use crate::owner::OwnerPolicy;
@@ -54,7 +54,7 @@ pub fn main(a: &Args) -> ExitCode {
     let mut ok = true;
     ok &= step(
         "key and CSR",
-        vantage_provision::csr::NodeKey::generate()
+        vantage_node::csr::NodeKey::generate()
             .map_err(|e| e.to_string())
             .and_then(|k| k.csr_pem(Some("selftest")).map_err(|e| e.to_string()))
             .map(|csr| format!("P-256 key, CSR of {} bytes", csr.len())),

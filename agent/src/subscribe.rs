@@ -1,16 +1,17 @@
 //! The subscription: one long-lived HTTPS request to the hub (or to nginx +
 //! Nchan serving the same channels), read on a dedicated thread with ureq and
 //! decoded with the protocol's bounded event-stream decoder. Events go to the
-//! async side over a channel. Reconnects with exponential backoff and jitter;
+//! async side over a channel. Reconnects with `vantage_node::backoff` (exponential, full jitter);
 //! a connection silent for longer than the keep-alive timeout is dropped.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use vantage_node::backoff::Backoff;
+use vantage_node::revocation::{self, Evidence};
 use vantage_proto::node::GapEvent;
 use vantage_proto::sse::{Decoder, Event, Frame};
-use vantage_provision::revocation::{self, Evidence};
 
 use crate::config::{Subscribe, SubscribeMode};
 
@@ -72,19 +73,13 @@ pub struct Subscription {
     pub hub_stream: bool,
 }
 
-/// The delay before reconnect attempt `attempt` (0-based): doubling from
-/// `min` up to `max`, then a uniformly random part of it (full jitter, at least half).
-pub fn backoff(min: Duration, max: Duration, attempt: u32) -> Duration {
-    let base = min
-        .saturating_mul(2u32.saturating_pow(attempt.min(20)))
-        .min(max);
-    base.mul_f64(0.5 + fastrand::f64() * 0.5)
-}
-
 impl Subscription {
     /// Runs forever on the calling thread, sending events to `tx`; returns when `tx` closes.
     pub fn run(mut self, tx: mpsc::Sender<SubEvent>) {
-        let mut attempt = 0u32;
+        let mut backoff = Backoff::new(
+            Duration::from_secs(self.cfg.min_backoff_secs),
+            Duration::from_secs(self.cfg.max_backoff_secs),
+        );
         loop {
             let started = Instant::now();
             let outcome = self.connect_once(&tx);
@@ -106,7 +101,7 @@ impl Subscription {
             };
             // A long-poll that ends normally reconnects at once.
             if self.cfg.mode == SubscribeMode::LongPoll && reason == "poll complete" {
-                attempt = 0;
+                backoff.reset();
                 continue;
             }
             if tx.blocking_send(SubEvent::Lost(reason)).is_err() {
@@ -116,15 +111,9 @@ impl Subscription {
             // after a hub restart the node is back within the minimum delay,
             // not after a delay that grew while the hub was away.
             if std::mem::take(&mut self.connected) || started.elapsed() > Duration::from_secs(60) {
-                attempt = 0;
+                backoff.reset();
             }
-            let delay = backoff(
-                Duration::from_secs(self.cfg.min_backoff_secs),
-                Duration::from_secs(self.cfg.max_backoff_secs),
-                attempt,
-            );
-            attempt = attempt.saturating_add(1);
-            std::thread::sleep(delay);
+            std::thread::sleep(backoff.next_delay());
         }
     }
 
@@ -313,16 +302,5 @@ mod tests {
         assert_eq!(read_last_id(&p).as_deref(), Some("1543512360:0"));
         std::fs::write(&p, "").unwrap();
         assert_eq!(read_last_id(&p), None);
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_caps() {
-        let min = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for attempt in 0..30 {
-            let d = backoff(min, max, attempt);
-            let base = Duration::from_secs(1u64 << attempt.min(6)).min(max);
-            assert!(d >= base / 2 && d <= base, "{attempt}: {d:?} vs {base:?}");
-        }
     }
 }

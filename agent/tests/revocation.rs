@@ -8,8 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{Agent, Hub, wait_for};
-use vantage_provision::revocation::Marker;
-use vantage_provision::state::DataDir;
+use vantage_node::revocation::Marker;
+use vantage_node::state::DataDir;
 
 #[test]
 fn a_revoked_node_stops_for_good_and_leaves_its_marker() {

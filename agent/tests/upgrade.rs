@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use common::{Agent, Client, Hub, wait_for};
 use serde_json::{Value, json};
+use vantage_node::client::{PinnedCa, Timeouts};
+use vantage_node::enrol::{EnrolOutcome, enrol};
 use vantage_proto::enrol::{Declared, EnrolRequest};
-use vantage_provision::client::{PinnedCa, Timeouts};
-use vantage_provision::enrol::{EnrolOutcome, enrol};
 
 const OWNER: &str = "[owner]\nallow_special_addresses = true\n";
 
@@ -98,8 +98,8 @@ fn make_fixture() {
     let other_dir = tempfile::tempdir().unwrap();
     let other = hub.enrol(other_dir.path());
     let ca = PinnedCa::load(&hub.ca_path()).unwrap();
-    let anon = vantage_provision::client::agent(&ca, None, Timeouts::default());
-    let key = vantage_provision::csr::NodeKey::generate().unwrap();
+    let anon = vantage_node::client::agent(&ca, None, Timeouts::default());
+    let key = vantage_node::csr::NodeKey::generate().unwrap();
     let req = EnrolRequest {
         csr: key.csr_pem(None).unwrap(),
         token: None,
@@ -246,7 +246,7 @@ fn an_unversioned_network_is_upgraded_and_keeps_working() {
     agent.subscribed(1);
     assert_eq!(
         std::fs::read_to_string(&format).unwrap(),
-        format!("{}\n", vantage_provision::state::FORMAT)
+        format!("{}\n", vantage_node::state::FORMAT)
     );
     assert!(
         agent.log().contains("upgraded from format 0"),
@@ -283,7 +283,7 @@ fn an_unversioned_network_is_upgraded_and_keeps_working() {
 fn a_data_directory_of_a_newer_release_is_refused() {
     let (hub, facts) = fixture_hub();
     let agent = fixture_agent(&hub, &facts);
-    let newer = format!("{}\n", vantage_provision::state::FORMAT + 1);
+    let newer = format!("{}\n", vantage_node::state::FORMAT + 1);
     std::fs::write(agent.data().join("format"), &newer).unwrap();
     let run = |args: &[&str]| {
         std::process::Command::new(common::AGENT)

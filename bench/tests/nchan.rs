@@ -17,10 +17,10 @@ use vantage_bench::client::{Poster, Refused, subscribe};
 use vantage_bench::pki::{Creds, client_tls};
 use vantage_bench::servers::{Nginx, start_hub, start_redis};
 use vantage_hub::datadir::DataDir;
+use vantage_node::client::{PinnedCa, Timeouts};
+use vantage_node::enrol::{EnrolOutcome, enrol};
 use vantage_proto::enrol::{Declared, EnrolRequest};
 use vantage_proto::sign::ApproverKey;
-use vantage_provision::client::{PinnedCa, Timeouts};
-use vantage_provision::enrol::{EnrolOutcome, enrol};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -103,11 +103,11 @@ fn enrol_node(hub: &Path, data: &Path, url: &str, node_dir: &Path) -> String {
         .as_str()
         .unwrap()
         .to_string();
-    let state = vantage_provision::state::DataDir::new(node_dir);
-    let key = vantage_provision::csr::NodeKey::generate().unwrap();
+    let state = vantage_node::state::DataDir::new(node_dir);
+    let key = vantage_node::csr::NodeKey::generate().unwrap();
     state.write_key(&key.to_pem()).unwrap();
     let ca = PinnedCa::load(&data.join("ca.pem")).unwrap();
-    let agent = vantage_provision::client::agent(&ca, None, Timeouts::default());
+    let agent = vantage_node::client::agent(&ca, None, Timeouts::default());
     let req = EnrolRequest {
         csr: key.csr_pem(None).unwrap(),
         token: Some(token),

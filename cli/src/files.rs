@@ -1,6 +1,6 @@
 //! Reading and writing the CLI's files: job files, policy files, approver keys.
 //!
-//! Every write goes through [`vantage_provision::state::atomic_write`], so an
+//! Every write goes through [`vantage_node::durable::atomic_write`], so an
 //! interrupted write never leaves half a job file or half a key behind.
 
 use crate::error::{CliError, CliResult};
@@ -41,7 +41,7 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32, overwrite: bool) -> CliR
             path.display()
         )));
     }
-    vantage_provision::state::atomic_write(path, bytes, mode)
+    vantage_node::durable::atomic_write(path, bytes, mode)
         .map_err(|e| CliError::local(format!("cannot write {}: {e}", path.display())))
 }
 

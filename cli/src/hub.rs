@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use vantage_node::client::{self, ClientIdentity, PinnedCa, Timeouts};
 use vantage_proto::api::ErrorBody;
-use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
 
 /// Largest JSON answer read from the hub (a big job's results).
 const MAX_ANSWER: u64 = 64 * 1024 * 1024;

@@ -5,8 +5,7 @@ use crate::db::{CertRole, Db};
 use crate::pki::Ca;
 use anyhow::{Context, Result, bail};
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Paths inside a data directory.
@@ -16,12 +15,7 @@ pub struct DataDir {
 }
 
 /// Unix time now, seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use vantage_node::time::now;
 
 impl DataDir {
     /// A data directory at `root` (not yet checked).
@@ -134,67 +128,17 @@ pub fn write_private(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, text.as_bytes(), 0o600)
 }
 
-/// Writes a file atomically (temp file, fsync, rename, fsync of the directory).
+/// Writes a file atomically (temp file, fsync, rename, fsync of the
+/// directory): the node library's one atomic write, so a power cut never
+/// leaves a half-written or missing CA key, server key or CRL.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    write_atomic_then(path, bytes, mode, sync_dir)
-}
-
-/// Makes a rename in `dir` durable: without it a power cut can leave the old
-/// file (or none) although the new CA key, server key or CRL was reported written.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
-}
-
-fn write_atomic_then(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-    sync: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> Result<()> {
-    // Unique per process and call: the CLI and the running hub may write the same file.
-    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp.{}.{n}", std::process::id()));
-    let tmp = path.with_file_name(name);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    sync(dir).with_context(|| format!("cannot sync the directory {}", dir.display()))?;
-    Ok(())
+    vantage_node::durable::atomic_write(path, bytes, mode)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_directory_is_synced_after_the_rename() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("crl.pem");
-        let mut synced = None;
-        write_atomic_then(&p, b"new", 0o644, |dir| {
-            // The rename is done when the directory is synced.
-            synced = Some((dir.to_path_buf(), fs::read(&p)?));
-            sync_dir(dir)
-        })
-        .unwrap();
-        assert_eq!(synced, Some((d.path().to_path_buf(), b"new".to_vec())));
-        let err = write_atomic_then(&p, b"x", 0o644, |_| Err(std::io::Error::other("disk")));
-        assert!(err.unwrap_err().to_string().contains("cannot sync"));
-    }
 
     #[test]
     fn init_creates_everything_once() {

@@ -20,7 +20,8 @@ use std::time::{Duration, UNIX_EPOCH};
 /// (and counts it) rather than stall job submission or grow without bound
 /// behind a dead nginx.
 const QUEUE: usize = 10_000;
-/// Back-off between attempts: doubling from `FIRST_BACKOFF` up to `MAX_BACKOFF`,
+/// Back-off between attempts (`vantage_node::backoff`, full jitter): doubling from
+/// `FIRST_BACKOFF` up to `MAX_BACKOFF`,
 /// so a recovered Nchan gets the waiting entries within `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -134,7 +135,7 @@ fn post_until_taken(
     m: &NchanMetrics,
     log: &crate::limits::LogThrottle,
 ) {
-    let mut wait = FIRST_BACKOFF;
+    let mut backoff = vantage_node::backoff::Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     let mut failed_since = None;
     loop {
         let why = match agent
@@ -152,8 +153,7 @@ fn post_until_taken(
             tracing::warn!(%url, seq, left_out, waiting = m.waiting.load(Ordering::Relaxed),
                 "Nchan publish failed: {why}; retrying, later entries wait in order");
         }
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(MAX_BACKOFF);
+        std::thread::sleep(backoff.next_delay());
     }
     if let Some(t) = failed_since {
         tracing::info!(%url, seq, "Nchan took the entry after {:.1} s of failures", t.elapsed().as_secs_f64());

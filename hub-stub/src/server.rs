@@ -30,7 +30,6 @@ use tokio::sync::{broadcast, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use vantage_proto::identity::Role;
-use vantage_proto::policy::{Policy, SignedPolicy};
 
 /// Everything `serve` can be told.
 #[derive(Debug, Clone)]
@@ -284,21 +283,15 @@ impl Caller {
     }
 }
 
-fn load_policy(path: &std::path::Path) -> Result<Policy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the approval policy {}", path.display()))?;
-    let signed = SignedPolicy::from_json(&text)
-        .with_context(|| format!("{} is not a signed policy file", path.display()))?;
-    signed
-        .parse()
-        .with_context(|| format!("{} holds an invalid policy", path.display()))
-}
-
 impl Hub {
     /// Opens the data directory and prepares TLS; does not listen yet.
     pub fn new(dd: DataDir, cfg: ServeConfig) -> Result<Arc<Self>> {
         let (ca, db) = dd.open()?;
-        let policy = cfg.policy.as_deref().map(load_policy).transpose()?;
+        let policy = cfg
+            .policy
+            .as_deref()
+            .map(vantage_node::policy_chain::load_policy)
+            .transpose()?;
         let policy = crate::governance::PolicyState::open(policy, dd.root())?;
         let server_chain = CertificateDer::pem_file_iter(dd.server_cert())
             .with_context(|| format!("cannot read {}", dd.server_cert().display()))?

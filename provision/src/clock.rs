@@ -4,7 +4,6 @@
 //! start of validity, is certainly wrong.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Where systemd-timesyncd signals that it has set the clock from the network.
 pub const DEFAULT_TIMESYNC_FLAG: &str = "/run/systemd/timesync/synchronized";
@@ -14,13 +13,7 @@ pub fn build_time() -> i64 {
     env!("VANTAGE_BUILD_TIME").parse().unwrap_or(0)
 }
 
-/// The current time, Unix seconds (negative before 1970).
-pub fn now() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    }
-}
+pub use vantage_node::time::now;
 
 /// The earliest time the clock can plausibly show: the later of the build
 /// time and the CA certificates' start of validity.

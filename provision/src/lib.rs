@@ -1,21 +1,16 @@
-//! First-boot provisioning of a vantage node, and the node state, HTTPS
-//! client and CSR code the agent shares.
+//! First-boot provisioning of a vantage node: read the volunteer's settings
+//! from the boot partition, enrol with the hub, store the node's state (with
+//! `vantage-node`, the library the agent shares), and tell the volunteer how
+//! it went.
 //!
-//! - [`state`]: the data directory (`/var/lib/vantage`), `node.json`, crash-safe writes.
-//! - [`client`]: HTTPS to the hub, trusting only the pinned network CA, optional mTLS.
-//! - [`csr`]: the node's P-256 key and its certificate signing requests.
-//! - [`enrol`]: `POST /v1/enrol` and `POST /v1/renew`.
-//! - [`revocation`]: telling a revoked certificate from other failures; the marker the agent leaves.
+//! - [`config`]: `vantage.toml` on the boot partition.
+//! - [`run`]: what happens at every boot (reset, Wi-Fi, host name, enrolment).
+//! - [`status`]: the status file the volunteer reads.
+//! - [`clock`]: whether the clock can be right (no real-time clock on a Pi).
+//! - [`wifi`]: the wpa_supplicant file.
 
-pub mod cert;
-pub mod client;
 pub mod clock;
 pub mod config;
-pub mod csr;
-pub mod enrol;
-pub mod fault;
-pub mod revocation;
 pub mod run;
-pub mod state;
 pub mod status;
 pub mod wifi;

@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use vantage_node::{client, state};
 use vantage_provision::run::{self, Options, Outcome};
-use vantage_provision::{client, clock, state, wifi};
+use vantage_provision::{clock, wifi};
 
 #[derive(Parser)]
 #[command(
@@ -44,7 +45,8 @@ struct Cli {
     /// One attempt only: exit 75 when not enrolled yet instead of retrying.
     #[arg(long)]
     once: bool,
-    /// First delay between attempts, seconds (doubles up to --retry-max).
+    /// First delay between attempts, seconds (doubles up to --retry-max; each
+    /// wait is a random part of it, so nodes behind one outage spread out).
     #[arg(long, env = "VANTAGE_RETRY_MIN", default_value_t = 5)]
     retry_min: u64,
     /// Longest delay between attempts, seconds.

@@ -13,15 +13,18 @@ use std::time::Duration;
 
 use vantage_proto::enrol::EnrolRequest;
 
-use crate::cert::CertInfo;
-use crate::client::{self, ClientIdentity, PinnedCa, Timeouts, rustls_error};
+use vantage_node::backoff::Backoff;
+use vantage_node::cert::CertInfo;
+use vantage_node::client::{self, ClientIdentity, PinnedCa, Timeouts, rustls_error};
+use vantage_node::csr::{CsrError, NodeKey};
+use vantage_node::durable::{atomic_write, sync_dir};
+use vantage_node::enrol::{self, AttrsChange, AttrsResponse, EnrolError, EnrolOutcome, Issued};
+use vantage_node::fault;
+use vantage_node::revocation::{Evidence, Marker};
+use vantage_node::state::{DataDir, FORMAT, NodeState, StateError};
+
 use crate::clock;
 use crate::config::{self, Settings};
-use crate::csr::{CsrError, NodeKey};
-use crate::enrol::{self, AttrsChange, AttrsResponse, EnrolError, EnrolOutcome, Issued};
-use crate::fault;
-use crate::revocation::{Evidence, Marker};
-use crate::state::{DataDir, FORMAT, NodeState, StateError, atomic_write, sync_dir};
 use crate::status::{Reporter, Status};
 use crate::wifi;
 
@@ -51,7 +54,7 @@ pub struct Options {
     pub timesync_flag: PathBuf,
     /// Make one attempt and return [`Outcome::NotYet`] instead of waiting.
     pub once: bool,
-    /// First delay between attempts.
+    /// First delay between attempts (before jitter; see `vantage_node::backoff`).
     pub retry_min: Duration,
     /// Longest delay between attempts.
     pub retry_max: Duration,
@@ -295,7 +298,7 @@ impl Enrolment<'_> {
                      administrator to approve it."
                 .to_owned(),
         };
-        let mut delay = self.opts.retry_min;
+        let mut backoff = Backoff::new(self.opts.retry_min, self.opts.retry_max);
         loop {
             let now = clock::now();
             if now < self.floor {
@@ -368,9 +371,9 @@ impl Enrolment<'_> {
             if self.opts.once {
                 return Ok(Outcome::NotYet);
             }
-            log(&format!("next attempt in {} s", delay.as_secs()));
-            std::thread::sleep(jitter(delay));
-            delay = (delay * 2).min(self.opts.retry_max);
+            let delay = backoff.next_delay();
+            log(&format!("next attempt in {:.1} s", delay.as_secs_f64()));
+            std::thread::sleep(delay);
         }
     }
 
@@ -957,14 +960,6 @@ fn host_of(hub: &str) -> &str {
     }
 }
 
-fn jitter(d: Duration) -> Duration {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 1];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    // 80% to 120% of the delay, so many nodes behind one outage do not return in step.
-    d * (80 + u32::from(b[0]) * 40 / 255) / 100
-}
-
 fn log(msg: &str) {
     eprintln!("vantage-provision: {msg}");
 }
@@ -972,17 +967,6 @@ fn log(msg: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jitter_stays_within_a_fifth() {
-        for _ in 0..50 {
-            let j = jitter(Duration::from_secs(100));
-            assert!(
-                j >= Duration::from_secs(80) && j <= Duration::from_secs(120),
-                "{j:?}"
-            );
-        }
-    }
 
     #[test]
     fn tls_failures_are_named_by_their_cause() {

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::clock;
-use crate::state::atomic_write;
+use vantage_node::durable::atomic_write;
 
 /// Name of the status file on the boot partition.
 pub const FILE_NAME: &str = "vantage-status.txt";

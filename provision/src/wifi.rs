@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 use crate::config::Wifi;
-use crate::state::atomic_write;
+use vantage_node::durable::atomic_write;
 
 /// The file `wpa_supplicant@wlan0.service` reads.
 pub const DEFAULT_WPA_CONF: &str = "/etc/wpa_supplicant/wpa_supplicant-wlan0.conf";

@@ -9,8 +9,8 @@ use std::time::Duration;
 use std::process::Stdio;
 
 use common::{Hub, Node, Running, settings, stderr, wait_for};
-use vantage_provision::cert::CertInfo;
-use vantage_provision::fault;
+use vantage_node::cert::CertInfo;
+use vantage_node::fault;
 
 #[test]
 fn enrols_with_token_scrubs_it_and_then_does_nothing() {
@@ -536,9 +536,9 @@ fn power_loss_at_every_step_converges_to_one_identity() {
 
 #[test]
 fn renewal_over_mtls_replaces_the_certificate_for_the_same_node() {
-    use vantage_provision::client::{PinnedCa, Timeouts};
-    use vantage_provision::enrol::renew_stored;
-    use vantage_provision::state::DataDir;
+    use vantage_node::client::{PinnedCa, Timeouts};
+    use vantage_node::enrol::renew_stored;
+    use vantage_node::state::DataDir;
 
     let hub = Hub::start();
     let node = Node::new(&hub.ca_path());
@@ -604,9 +604,9 @@ fn expired_certificate_makes_the_node_ask_again() {
 
 #[test]
 fn the_hub_refuses_a_country_that_is_not_iso_3166() {
-    use vantage_provision::client::{self, PinnedCa, Timeouts};
-    use vantage_provision::csr::NodeKey;
-    use vantage_provision::enrol::{self, Declared, EnrolRequest};
+    use vantage_node::client::{self, PinnedCa, Timeouts};
+    use vantage_node::csr::NodeKey;
+    use vantage_node::enrol::{self, Declared, EnrolRequest};
 
     // What a node with an older image declares: provisioning refuses "UK"
     // now, the hub must too, or the node would sit on cc.UK forever.
@@ -647,9 +647,9 @@ fn the_hub_refuses_a_country_that_is_not_iso_3166() {
 /// node again.
 #[test]
 fn a_revoked_node_says_so_until_it_is_reset() {
-    use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
-    use vantage_provision::revocation::{self, Evidence, Marker};
-    use vantage_provision::state::DataDir;
+    use vantage_node::client::{self, ClientIdentity, PinnedCa, Timeouts};
+    use vantage_node::revocation::{self, Evidence, Marker};
+    use vantage_node::state::DataDir;
 
     let hub = Hub::start();
     let node = Node::new(&hub.ca_path());

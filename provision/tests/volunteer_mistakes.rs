@@ -293,8 +293,8 @@ fn without_token_line(text: &[u8]) -> Vec<u8> {
 /// Enrols `node`, revokes it at the hub and leaves the marker its agent
 /// leaves when the hub refuses it (the detection is tested in enrol.rs).
 fn revoke(hub: &Hub, node: &Node) {
-    use vantage_provision::revocation::{Evidence, Marker};
-    use vantage_provision::state::DataDir;
+    use vantage_node::revocation::{Evidence, Marker};
+    use vantage_node::state::DataDir;
 
     node.write_config(&format!(
         "hub = \"{}\"\ntoken = \"{}\"\ncountry = \"DE\"\n",

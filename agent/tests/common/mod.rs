@@ -11,11 +11,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+use vantage_node::client::{PinnedCa, Timeouts};
+use vantage_node::enrol::{EnrolOutcome, enrol};
+use vantage_node::state::DataDir;
 use vantage_proto::enrol::{Declared, EnrolRequest};
 use vantage_proto::sign::ApproverKey;
-use vantage_provision::client::{PinnedCa, Timeouts};
-use vantage_provision::enrol::{EnrolOutcome, enrol};
-use vantage_provision::state::DataDir;
 
 pub mod hostile;
 
@@ -243,10 +243,10 @@ impl Hub {
             .unwrap()
             .to_string();
         let data = DataDir::new(data_dir);
-        let key = vantage_provision::csr::NodeKey::generate().unwrap();
+        let key = vantage_node::csr::NodeKey::generate().unwrap();
         data.write_key(&key.to_pem()).unwrap();
         let ca = PinnedCa::load(&self.ca_path()).unwrap();
-        let agent = vantage_provision::client::agent(&ca, None, Timeouts::default());
+        let agent = vantage_node::client::agent(&ca, None, Timeouts::default());
         let req = EnrolRequest {
             csr: key.csr_pem(None).unwrap(),
             token: Some(token),

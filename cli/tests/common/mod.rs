@@ -8,11 +8,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use vantage_node::client::{self, ClientIdentity, PinnedCa, Timeouts};
+use vantage_node::csr::NodeKey;
+use vantage_node::enrol::{self, Declared, EnrolOutcome, EnrolRequest};
 use vantage_proto::data::{DnsData, DnsFlags, DnsRecord, DnssecVerdict, ProbeData, SecurityStatus};
 use vantage_proto::probe::{DnsTransport, QType};
-use vantage_provision::client::{self, ClientIdentity, PinnedCa, Timeouts};
-use vantage_provision::csr::NodeKey;
-use vantage_provision::enrol::{self, Declared, EnrolOutcome, EnrolRequest};
 
 pub const VANTAGE: &str = env!("CARGO_BIN_EXE_vantage");
 
@@ -301,7 +301,7 @@ impl Net {
         ))
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let data = vantage_provision::state::DataDir::new(dir.path().join("data"));
+        let data = vantage_node::state::DataDir::new(dir.path().join("data"));
         data.ensure().unwrap();
         let key = NodeKey::generate().unwrap();
         data.write_key(&key.to_pem()).unwrap();

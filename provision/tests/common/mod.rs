@@ -264,7 +264,7 @@ impl Node {
             .arg("--timesync-flag")
             .arg(self.dir.path().join("timesync-synchronized"))
             .args(["--retry-min", "1", "--retry-max", "2"])
-            .env_remove(vantage_provision::fault::ENV)
+            .env_remove(vantage_node::fault::ENV)
             .stdin(Stdio::null());
         cmd
     }

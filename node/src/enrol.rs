@@ -158,9 +158,12 @@ pub fn renew_stored(
     let cert = CertInfo::from_pem(&issued.cert_pem)
         .map_err(|e| EnrolError::BadResponse(format!("renewed certificate: {e}")))?;
     if cert.spki_der != key.public_key_der() {
-        return Err(
-            EnrolError::BadResponse("renewed certificate is for another key".into()).into(),
-        );
+        return Err(EnrolError::BadResponse(
+            "the renewed certificate is for another key than this node's; keeping the \
+                 current certificate"
+                .into(),
+        )
+        .into());
     }
     data.store_issued(&issued.node, &issued.cert_pem, &issued.chain_pem)
         .map_err(|e| RenewError::Store(e.to_string()))?;

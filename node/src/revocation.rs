@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use vantage_proto::api::ErrorBody;
 
 use crate::client::rustls_error;
-use crate::state::{DataDir, atomic_write};
+use crate::durable::atomic_write;
+use crate::state::DataDir;
 
 /// Name of the marker file in the data directory.
 pub const FILE_NAME: &str = "revoked";
@@ -107,7 +108,7 @@ impl Marker {
     /// A marker for now.
     pub fn new(node_id: &str, evidence: Evidence, url: &str, detail: &str) -> Self {
         Marker {
-            at: crate::clock::now(),
+            at: crate::time::now(),
             node_id: node_id.to_owned(),
             evidence: evidence.code().to_owned(),
             url: url.to_owned(),

@@ -1,21 +1,20 @@
-//! The node's data directory: its key, certificates and `node.json`, and the
-//! crash-safe write every file in it goes through.
+//! The node's data directory: its key, certificates and `node.json`, each
+//! written with [`crate::durable::atomic_write`].
 //!
 //! Layout (fixed, shared with the agent and the image):
 //! `key.pem` (0600), `cert.pem`, `chain.pem`, `node.json`, and `format`, the
 //! layout's version ([`FORMAT`]), which [`DataDir::upgrade`] brings every
 //! older layout to and which a newer release's directory is refused by.
 
-use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use vantage_proto::channel::NodeAttrs;
 
+use crate::durable::{atomic_write, sync_dir};
 use crate::enrol::{Endpoints, EnrolResponse};
 
 /// Where the data partition is mounted on a node.
@@ -298,69 +297,6 @@ fn read_optional(path: &Path) -> Result<Option<String>, StateError> {
     }
 }
 
-/// Replaces `path` with `bytes` so that after a crash or power loss the file
-/// holds either the old or the new content, never a mix: write a temporary
-/// file in the same directory (created with `mode`), fsync it, rename it over
-/// `path`, fsync the directory. The new file takes the owner of the directory
-/// (the data directory belongs to the agent's user; provisioning runs as root).
-pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".tmp");
-    let tmp = dir.join(tmp_name);
-    // A leftover from an interrupted write may have other permissions; start afresh.
-    match fs::remove_file(&tmp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        let dir_meta = fs::metadata(dir)?;
-        let file_meta = file.metadata()?;
-        if (file_meta.uid(), file_meta.gid()) != (dir_meta.uid(), dir_meta.gid()) {
-            // Only root may give a file away; FAT refuses it even to root.
-            // Either way the file stays readable by whoever wrote it.
-            match std::os::unix::fs::fchown(&file, Some(dir_meta.uid()), Some(dir_meta.gid())) {
-                Err(e) if e.kind() != io::ErrorKind::PermissionDenied => return Err(e),
-                _ => {}
-            }
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        crate::fault::point(&format!("{}.tmp", name.to_string_lossy()));
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir)?;
-    crate::fault::point(&name.to_string_lossy());
-    Ok(())
-}
-
-/// Makes a rename or delete in `dir` durable. Some file systems (FAT) do not
-/// support fsync on a directory; there the rename is as durable as it gets.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    match File::open(dir)?.sync_all() {
-        Err(e) if e.kind() == io::ErrorKind::InvalidInput || e.raw_os_error() == Some(22) => Ok(()),
-        other => other,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,47 +315,6 @@ mod tests {
             channels: vec!["all".into(), "node.n-0123456789".into(), "cc.DE".into()],
             endpoints: Endpoints::for_hub("https://127.0.0.1:8443"),
         }
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_sets_mode() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("key.pem");
-        atomic_write(&path, b"old", 0o600).unwrap();
-        atomic_write(&path, b"new", 0o600).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"new");
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(
-            names,
-            vec![OsString::from("key.pem")],
-            "no temporary file left behind"
-        );
-    }
-
-    #[test]
-    fn atomic_write_ignores_a_stale_temporary_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let stale = dir.path().join(".cert.pem.tmp");
-        fs::write(&stale, b"half written").unwrap();
-        fs::set_permissions(&stale, fs::Permissions::from_mode(0o400)).unwrap();
-        let path = dir.path().join("cert.pem");
-        atomic_write(&path, b"whole", 0o644).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"whole");
-        assert!(!stale.exists());
-    }
-
-    #[test]
-    fn atomic_write_into_missing_directory_fails_without_debris() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = atomic_write(&dir.path().join("nope/x"), b"x", 0o644).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
     }
 
     #[test]
