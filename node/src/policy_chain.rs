@@ -359,9 +359,10 @@ mod tests {
             3
         );
         // A fork signed by the retired approvers is refused where it starts.
-        let fork = signed(4, &[&k[0]], &[&k[0], &k[1]]);
+        let fork = signed(4, &[&k[0], &k[1]], &[&k[0], &k[1]]);
         let out = chain.offer(&[fork]).unwrap();
-        assert!(matches!(out.refused, Some((0, ref e)) if e.code() == "unknown-approver"));
+        let (at, e) = out.refused.unwrap();
+        assert_eq!((at, e.code()), (0, "unknown-approver"), "{e}");
         assert_eq!((out.adopted, chain.serial()), (None, 3));
 
         tamper(d.path(), 1);

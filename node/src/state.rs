@@ -300,7 +300,6 @@ fn read_optional(path: &Path) -> Result<Option<String>, StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn sample_node() -> NodeState {
         NodeState {
