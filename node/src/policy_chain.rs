@@ -144,7 +144,7 @@ impl PolicyChain {
         let current = Arc::new(w.accepted.last().map(|(_, p)| p.clone()).unwrap_or(shipped));
         if !w.accepted.is_empty() {
             tracing::info!(
-                "approval policy serial {} (shipped policy plus {} stored successor(s))",
+                "approval policy serial {} (shipped policy plus {} verified successor(s))",
                 current.serial,
                 w.accepted.len()
             );
@@ -376,6 +376,34 @@ mod tests {
         let e = PolicyChain::open(shipped.clone(), d.path()).err().unwrap();
         assert!(e.to_string().contains("not a policy chain"), "{e}");
         assert_eq!(PolicyChain::shipped_only(shipped, d.path()).serial(), 1);
+    }
+
+    #[test]
+    fn forged_and_underapproved_successors_change_nothing() {
+        let k = keys();
+        let d = tempfile::tempdir().unwrap();
+        let shipped = Policy::from_value(&value(1, &[&k[0], &k[1], &k[2]])).unwrap();
+        let chain = PolicyChain::open(shipped, d.path()).unwrap();
+        let few = signed(2, &[&k[3], &k[4]], &[&k[0]]);
+        let outsiders = signed(2, &[&k[3], &k[4]], &[&k[3], &k[4]]);
+        let mut altered = signed(2, &[&k[0], &k[1], &k[2]], &[&k[0], &k[1]]);
+        altered.policy["approvers"][0]["key"] = json!(k[4].public_key());
+        for (bad, code) in [
+            (few, "too-few-approvals"),
+            (outsiders, "unknown-approver"),
+            (altered, "forged-signature"),
+        ] {
+            let out = chain.offer(std::slice::from_ref(&bad)).unwrap();
+            assert_eq!(out.adopted, None);
+            assert_eq!(out.refused.map(|(i, e)| (i, e.code())), Some((0, code)));
+            let e = chain.accept(&bad).unwrap_err();
+            assert!(
+                matches!(&e, AcceptError::Refused(e) if e.code() == code),
+                "{e}"
+            );
+            assert_eq!(chain.serial(), 1);
+        }
+        assert!(!d.path().join(CHAIN_FILE).exists());
     }
 
     #[test]
