@@ -342,7 +342,7 @@ pub fn generate_id(kind: &str, now: u64) -> CliResult<String> {
     let mut rnd = [0u8; 2];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd)
         .map_err(|_| CliError::local("the system random generator failed"))?;
-    let stamp: String = timespec::format_utc(now)
+    let stamp: String = vantage_human::utc(now)
         .chars()
         .filter(char::is_ascii_digit)
         .collect();
