@@ -200,15 +200,17 @@ pub fn main() -> ExitCode {
 }
 
 /// `cli` with the settings of its --config file where neither a flag nor
-/// the environment gave one.
+/// the environment gave one, checked.
 pub fn settle(mut cli: Cli, matches: &clap::ArgMatches) -> Result<Cli, ConfigError> {
-    let Some(path) = &cli.config else {
-        return Ok(cli);
-    };
-    let file = ConfigFile::load(path)?;
-    cli.hub = file.layer(cli.hub, matches)?;
-    if let (Command::Serve(s), Some(("serve", m))) = (&mut cli.cmd, matches.subcommand()) {
-        *s = file.layer(s.clone(), m)?;
+    if let Some(path) = &cli.config {
+        let file = ConfigFile::load(path)?;
+        cli.hub = file.layer(cli.hub, matches)?;
+        if let (Command::Serve(s), Some(("serve", m))) = (&mut cli.cmd, matches.subcommand()) {
+            *s = file.layer(s.clone(), m)?;
+        }
+    }
+    if let Command::Serve(s) = &cli.cmd {
+        s.reserved()?;
     }
     Ok(cli)
 }

@@ -165,8 +165,9 @@ pub struct ServeSettings {
 }
 
 impl ServeSettings {
-    /// What `serve` runs with; `default_host` is the first server name.
-    pub fn serve_config(&self, default_host: String) -> Result<ServeConfig, ConfigError> {
+    /// Connection slots reserved for callers with a certificate; fewer than
+    /// `max_connections`, or enrolling nodes (no certificate yet) find none.
+    pub fn reserved(&self) -> Result<usize, ConfigError> {
         let reserved = self
             .reserved_for_identified
             .unwrap_or(self.max_connections / 10);
@@ -176,6 +177,12 @@ impl ServeSettings {
                 self.max_connections
             )));
         }
+        Ok(reserved)
+    }
+
+    /// What `serve` runs with; `default_host` is the first server name.
+    pub fn serve_config(&self, default_host: String) -> Result<ServeConfig, ConfigError> {
+        let reserved = self.reserved()?;
         Ok(ServeConfig {
             listen: self.listen,
             public_url: self.public_url.clone(),
@@ -387,14 +394,12 @@ mod tests {
 
     #[test]
     fn settings_that_do_not_fit_together_are_refused() {
-        let cli = settled(
+        let e = settled(
             "max_connections = 10\nreserved_for_identified = 10\n",
             &["serve"],
-        );
-        let e = serve(cli.unwrap())
-            .serve_config("localhost".into())
-            .unwrap_err()
-            .to_string();
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             e.contains("reserved_for_identified (10) must be below max_connections (10)"),
             "{e}"
