@@ -119,8 +119,8 @@ impl Subscription {
                 attempt = 0;
             }
             let delay = backoff(
-                Duration::from_secs(self.cfg.min_backoff_secs),
-                Duration::from_secs(self.cfg.max_backoff_secs),
+                self.cfg.min_backoff.get(),
+                self.cfg.max_backoff.get(),
                 attempt,
             );
             attempt = attempt.saturating_add(1);
@@ -135,7 +135,8 @@ impl Subscription {
                 let sep = if self.url.contains('?') { '&' } else { '?' };
                 format!(
                     "{}{sep}mode=poll&timeout={}",
-                    self.url, self.cfg.poll_timeout_secs
+                    self.url,
+                    self.cfg.poll_timeout.as_secs()
                 )
             }
         }
@@ -143,12 +144,12 @@ impl Subscription {
 
     fn connect_once(&mut self, tx: &mpsc::Sender<SubEvent>) -> Result<(), Lost> {
         let read_timeout = match self.cfg.mode {
-            SubscribeMode::EventStream => Duration::from_secs(self.cfg.keepalive_timeout_secs),
-            SubscribeMode::LongPoll => Duration::from_secs(
-                self.cfg
-                    .keepalive_timeout_secs
-                    .max(self.cfg.poll_timeout_secs + 15),
-            ),
+            SubscribeMode::EventStream => self.cfg.keepalive_timeout.get(),
+            SubscribeMode::LongPoll => self
+                .cfg
+                .keepalive_timeout
+                .get()
+                .max(self.cfg.poll_timeout.get() + Duration::from_secs(15)),
         };
         let agent = (self.agent)(read_timeout).map_err(Lost::Failed)?;
         let url = self.request_url();
