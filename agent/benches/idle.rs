@@ -104,7 +104,7 @@ fn main() {
         .unwrap()
         .to_path_buf();
     println!("# vantage-agent benchmark\n");
-    let hub = common::Hub::start_with(&["--keepalive-secs", "15"]);
+    let hub = common::Hub::start_with(&["--keepalive", "15s"]);
     let mut agent = common::Agent::new(
         &hub,
         "heartbeat_secs = 300",

@@ -420,12 +420,7 @@ impl Agent {
         }
         let started_ms = unix_ms();
         let t = Instant::now();
-        let outcome = probe::run(
-            &job.probe,
-            &self.probes,
-            Duration::from_secs(self.cfg.probes.max_secs),
-        )
-        .await;
+        let outcome = probe::run(&job.probe, &self.probes, self.cfg.probes.max_time.get()).await;
         let duration_ms = t.elapsed().as_millis() as u64;
         let (status, reason, code, data) = match outcome {
             Ok(data) => (Status::Ok, None, None, data.to_value()),
@@ -677,7 +672,7 @@ impl Agent {
                 }
                 Err(e) => tracing::warn!("heartbeat: {e}"),
             }
-            tokio::time::sleep(Duration::from_secs(self.cfg.heartbeat_secs)).await;
+            tokio::time::sleep(self.cfg.heartbeat.get()).await;
         }
     }
 

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -80,7 +79,7 @@ fn probe_once(cli: &Cli, json: &str) -> ExitCode {
             crate::owner::OwnerPolicy::new(&cfg.owner),
             cfg.trust_anchor.as_deref(),
         )?;
-        let limit = Duration::from_secs(cfg.probes.max_secs);
+        let limit = cfg.probes.max_time.get();
         Ok(rt.block_on(async {
             match crate::probe::run(&probe, &ctx, limit).await {
                 Ok(data) => serde_json::json!({"status": "ok", "data": data}),

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use vantage_human::Duration;
 
 /// Default location of the configuration file.
 pub const DEFAULT_CONFIG: &str = "/etc/vantage/agent.toml";
@@ -64,37 +65,38 @@ pub struct Config {
     /// Results outbox.
     #[serde(default)]
     pub outbox: Outbox,
-    /// Heartbeat interval in seconds.
-    #[serde(default = "default_heartbeat")]
-    pub heartbeat_secs: u64,
+    /// Heartbeat interval (`heartbeat_secs = 300` on older cards still reads).
+    #[serde(
+        default = "default_heartbeat",
+        alias = "heartbeat_secs",
+        deserialize_with = "secs"
+    )]
+    pub heartbeat: Duration,
 }
 
-/// `[subscribe]`
+/// `[subscribe]`; a missing key takes its value from `Subscribe::default()`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Subscribe {
     /// Event stream (default) or long poll.
-    #[serde(default)]
     pub mode: SubscribeMode,
     /// Subscriber URL template; `{channels}` becomes the comma-separated channel list.
     /// Default: the hub's `sub` endpoint from `node.json`. Set it for nginx + Nchan.
-    #[serde(default)]
     pub url: Option<String>,
     /// What each message's data holds.
-    #[serde(default)]
     pub message: MessageForm,
-    /// Seconds without any bytes (events or keep-alive comments) before reconnecting.
-    #[serde(default = "default_keepalive")]
-    pub keepalive_timeout_secs: u64,
-    /// First reconnect delay in seconds (doubles up to `max_backoff_secs`, with jitter).
-    #[serde(default = "default_min_backoff")]
-    pub min_backoff_secs: u64,
-    /// Largest reconnect delay in seconds.
-    #[serde(default = "default_max_backoff")]
-    pub max_backoff_secs: u64,
-    /// Long-poll: seconds the server may hold a request.
-    #[serde(default = "default_poll_timeout")]
-    pub poll_timeout_secs: u64,
+    /// Time without any bytes (events or keep-alive comments) before reconnecting.
+    #[serde(alias = "keepalive_timeout_secs", deserialize_with = "secs")]
+    pub keepalive_timeout: Duration,
+    /// First reconnect delay (doubles up to `max_backoff`, with jitter).
+    #[serde(alias = "min_backoff_secs", deserialize_with = "secs")]
+    pub min_backoff: Duration,
+    /// Largest reconnect delay.
+    #[serde(alias = "max_backoff_secs", deserialize_with = "secs")]
+    pub max_backoff: Duration,
+    /// Long-poll: how long the server may hold a request (whole seconds).
+    #[serde(alias = "poll_timeout_secs", deserialize_with = "secs")]
+    pub poll_timeout: Duration,
 }
 
 /// `[probes]`
@@ -107,9 +109,13 @@ pub struct Probes {
     /// Probes running at the same time.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Hard limit on one probe's run time, in seconds, whatever the job asks.
-    #[serde(default = "default_probe_timeout")]
-    pub max_secs: u64,
+    /// Hard limit on one probe's run time, whatever the job asks.
+    #[serde(
+        default = "default_probe_timeout",
+        alias = "max_secs",
+        deserialize_with = "secs"
+    )]
+    pub max_time: Duration,
     /// Largest serialised result in bytes; larger `data` is replaced by a note.
     #[serde(default = "default_result_bytes")]
     pub max_result_bytes: usize,
@@ -143,6 +149,11 @@ pub struct Outbox {
     pub max_results: usize,
 }
 
+/// Durations of keys that once held bare seconds: either form reads.
+fn secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Duration::deserialize_seconds_or_text(d)
+}
+
 fn default_data_dir() -> PathBuf {
     DEFAULT_DATA_DIR.into()
 }
@@ -152,20 +163,20 @@ fn default_ca() -> PathBuf {
 fn default_policy() -> PathBuf {
     DEFAULT_POLICY.into()
 }
-fn default_heartbeat() -> u64 {
-    300
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(300)
 }
-fn default_keepalive() -> u64 {
-    45
+fn default_keepalive() -> Duration {
+    Duration::from_secs(45)
 }
-fn default_min_backoff() -> u64 {
-    1
+fn default_min_backoff() -> Duration {
+    Duration::from_secs(1)
 }
-fn default_max_backoff() -> u64 {
-    300
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
 }
-fn default_poll_timeout() -> u64 {
-    25
+fn default_poll_timeout() -> Duration {
+    Duration::from_secs(25)
 }
 fn default_allowed() -> Vec<String> {
     PROBE_KINDS.iter().map(|s| s.to_string()).collect()
@@ -173,8 +184,8 @@ fn default_allowed() -> Vec<String> {
 fn default_concurrency() -> usize {
     4
 }
-fn default_probe_timeout() -> u64 {
-    120
+fn default_probe_timeout() -> Duration {
+    Duration::from_secs(120)
 }
 fn default_result_bytes() -> usize {
     64 * 1024
@@ -195,10 +206,10 @@ impl Default for Subscribe {
             mode: SubscribeMode::default(),
             url: None,
             message: MessageForm::default(),
-            keepalive_timeout_secs: default_keepalive(),
-            min_backoff_secs: default_min_backoff(),
-            max_backoff_secs: default_max_backoff(),
-            poll_timeout_secs: default_poll_timeout(),
+            keepalive_timeout: default_keepalive(),
+            min_backoff: default_min_backoff(),
+            max_backoff: default_max_backoff(),
+            poll_timeout: default_poll_timeout(),
         }
     }
 }
@@ -207,7 +218,7 @@ impl Default for Probes {
         Probes {
             allowed: default_allowed(),
             concurrency: default_concurrency(),
-            max_secs: default_probe_timeout(),
+            max_time: default_probe_timeout(),
             max_result_bytes: default_result_bytes(),
         }
     }
@@ -322,19 +333,18 @@ impl Config {
                 return Err("subscribe.url must use https (the node authenticates with its client certificate)".into());
             }
         }
-        if self.subscribe.keepalive_timeout_secs < 5 {
-            return Err("subscribe.keepalive_timeout_secs must be at least 5".into());
+        let s = &self.subscribe;
+        if s.keepalive_timeout < Duration::from_secs(5) {
+            return Err("subscribe.keepalive_timeout must be at least 5s".into());
         }
-        if self.subscribe.min_backoff_secs == 0
-            || self.subscribe.max_backoff_secs < self.subscribe.min_backoff_secs
-        {
-            return Err("subscribe: need 1 <= min_backoff_secs <= max_backoff_secs".into());
+        if s.min_backoff < Duration::from_secs(1) || s.max_backoff < s.min_backoff {
+            return Err("subscribe: need 1s <= min_backoff <= max_backoff".into());
         }
         if self.outbox.max_results == 0 {
             return Err("outbox.max_results must be at least 1".into());
         }
-        if self.heartbeat_secs < 5 {
-            return Err("heartbeat_secs must be at least 5".into());
+        if self.heartbeat < Duration::from_secs(5) {
+            return Err("heartbeat must be at least 5s".into());
         }
         Ok(())
     }
@@ -386,6 +396,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("websocket"), "{e}");
+    }
+
+    #[test]
+    fn durations_in_one_form_and_the_old_keys_of_cards_in_use() {
+        let new = parse(
+            "heartbeat = \"1m\"\n[subscribe]\nkeepalive_timeout = \"30s\"\nmin_backoff = \"2s\"\nmax_backoff = \"5m\"\npoll_timeout = \"20s\"\n[probes]\nmax_time = \"90s\"\n",
+        )
+        .unwrap();
+        // What agent.toml files written before the durations had units hold.
+        let old = parse(
+            "heartbeat_secs = 60\n[subscribe]\nkeepalive_timeout_secs = 30\nmin_backoff_secs = 2\nmax_backoff_secs = 300\npoll_timeout_secs = 20\n[probes]\nmax_secs = 90\n",
+        )
+        .unwrap();
+        for c in [&new, &old] {
+            assert_eq!(c.heartbeat, Duration::from_secs(60));
+            assert_eq!(c.subscribe.keepalive_timeout, Duration::from_secs(30));
+            assert_eq!(c.subscribe.min_backoff, Duration::from_secs(2));
+            assert_eq!(c.subscribe.max_backoff, Duration::from_secs(300));
+            assert_eq!(c.subscribe.poll_timeout, Duration::from_secs(20));
+            assert_eq!(c.probes.max_time, Duration::from_secs(90));
+        }
+        // A bare number is seconds under either name, as the old keys held.
+        assert_eq!(
+            parse("heartbeat = 60\n").unwrap().heartbeat,
+            Duration::from_secs(60)
+        );
+        let e = parse("heartbeat_secs = 60\nheartbeat = \"1m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("heartbeat"), "both names at once: {e}");
+        let e = parse("heartbeat = \"soon\"\n").unwrap_err().to_string();
+        assert!(e.contains("\"soon\" is not a duration"), "{e}");
+        let e = parse("heartbeat = \"1s\"\n").unwrap_err().to_string();
+        assert!(e.contains("heartbeat must be at least 5s"), "{e}");
     }
 
     #[test]

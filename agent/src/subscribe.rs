@@ -77,8 +77,8 @@ impl Subscription {
     /// Runs forever on the calling thread, sending events to `tx`; returns when `tx` closes.
     pub fn run(mut self, tx: mpsc::Sender<SubEvent>) {
         let mut backoff = Backoff::new(
-            Duration::from_secs(self.cfg.min_backoff_secs),
-            Duration::from_secs(self.cfg.max_backoff_secs),
+            self.cfg.min_backoff.get(),
+            self.cfg.max_backoff.get(),
         );
         loop {
             let started = Instant::now();
@@ -124,7 +124,8 @@ impl Subscription {
                 let sep = if self.url.contains('?') { '&' } else { '?' };
                 format!(
                     "{}{sep}mode=poll&timeout={}",
-                    self.url, self.cfg.poll_timeout_secs
+                    self.url,
+                    self.cfg.poll_timeout.as_secs()
                 )
             }
         }
@@ -132,12 +133,12 @@ impl Subscription {
 
     fn connect_once(&mut self, tx: &mpsc::Sender<SubEvent>) -> Result<(), Lost> {
         let read_timeout = match self.cfg.mode {
-            SubscribeMode::EventStream => Duration::from_secs(self.cfg.keepalive_timeout_secs),
-            SubscribeMode::LongPoll => Duration::from_secs(
-                self.cfg
-                    .keepalive_timeout_secs
-                    .max(self.cfg.poll_timeout_secs + 15),
-            ),
+            SubscribeMode::EventStream => self.cfg.keepalive_timeout.get(),
+            SubscribeMode::LongPoll => self
+                .cfg
+                .keepalive_timeout
+                .get()
+                .max(self.cfg.poll_timeout.get() + Duration::from_secs(15)),
         };
         let agent = (self.agent)(read_timeout).map_err(Lost::Failed)?;
         let url = self.request_url();

@@ -82,7 +82,7 @@ fn outbox_survives_sigkill() {
 
 #[test]
 fn a_gap_older_than_the_hubs_retention_is_reported() {
-    let hub = Hub::start_with(&["--keepalive-secs", "1", "--retention-entries", "2"]);
+    let hub = Hub::start_with(&["--keepalive", "1s", "--retention-entries", "2"]);
     let mut agent = Agent::new(&hub, "", "[owner]\nallow_special_addresses = true\n");
     agent.start();
     agent.subscribed(1);

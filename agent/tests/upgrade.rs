@@ -58,7 +58,7 @@ fn make_fixture() {
         std::env::var("VANTAGE_FIXTURE_OUT")
             .expect("set VANTAGE_FIXTURE_OUT to an empty directory"),
     );
-    let mut hub = Hub::start_with(&["--keepalive-secs", "1", "--node-cert-days", FIXTURE_DAYS]);
+    let mut hub = Hub::start_with(&["--keepalive", "1s", "--node-cert-days", FIXTURE_DAYS]);
     let (ok, _, err) = hub.cli(&[
         "server-cert",
         "--name",
@@ -183,7 +183,7 @@ fn fixture_hub() -> (Hub, Value) {
         url: String::new(),
         port: 0,
         keys: common::approver_keys(),
-        serve_args: vec!["--keepalive-secs".into(), "1".into()],
+        serve_args: vec!["--keepalive".into(), "1s".into()],
     };
     hub.spawn(common::free_port());
     (hub, facts)

@@ -33,9 +33,9 @@ enum Cmd {
         /// TLS handshakes in flight while connecting.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
-        /// Longest wait for one phase, seconds.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
+        /// Longest wait for one phase.
+        #[arg(long, default_value = "2m")]
+        timeout: vantage_human::Duration,
         /// The hub binary (build it with `cargo build --release -p vantage-hub`).
         #[arg(long, default_value = "target/release/vantage-hub")]
         hub_bin: PathBuf,
@@ -43,18 +43,18 @@ enum Cmd {
     /// Flood the hub with one attack at a time from many loopback addresses
     /// and print the operator's latency under each (Markdown).
     Hostile {
-        /// Seconds the operator is measured under each attack (and the baseline).
-        #[arg(long, default_value_t = 8)]
-        secs: u64,
+        /// How long the operator is measured under each attack (and the baseline), whole seconds.
+        #[arg(long, default_value = "8s")]
+        duration: vantage_human::Duration,
         /// Attacker source addresses (127.0.0.2 and up).
         #[arg(long, default_value_t = 40)]
         addresses: u8,
         /// Attack connections per source address.
         #[arg(long, default_value_t = 50)]
         per_address: usize,
-        /// Milliseconds between two operator requests.
-        #[arg(long, default_value_t = 200)]
-        operator_every_ms: u64,
+        /// Time between two operator requests.
+        #[arg(long, default_value = "200ms")]
+        operator_every: vantage_human::Duration,
         /// Scratch directory (default: a new temporary directory, removed afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -95,7 +95,7 @@ fn main() -> Result<()> {
                 hub_bin,
                 dir: dir.unwrap_or_else(|| tmp.path().to_path_buf()),
                 concurrency,
-                timeout: Duration::from_secs(timeout),
+                timeout: timeout.get(),
             };
             let rt = tokio::runtime::Runtime::new()?;
             let rows = rt.block_on(run(&opts))?;
@@ -103,10 +103,10 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Hostile {
-            secs,
+            duration,
             addresses,
             per_address,
-            operator_every_ms,
+            operator_every,
             dir,
             hub_bin,
             hub_args,
@@ -115,10 +115,10 @@ fn main() -> Result<()> {
             let opts = hostile::Opts {
                 hub_bin,
                 dir: dir.unwrap_or_else(|| tmp.path().to_path_buf()),
-                secs,
+                secs: duration.as_secs().max(1),
                 addresses,
                 per_address,
-                operator_every: Duration::from_millis(operator_every_ms),
+                operator_every: operator_every.get(),
                 warmup: Duration::from_secs(2),
                 hub_args,
             };

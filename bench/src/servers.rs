@@ -42,7 +42,7 @@ pub fn start_hub(
         .arg("--listen")
         .arg(addr.to_string())
         .args(["--max-connections", "200000", "--rate", "1000000"])
-        .args(["--burst", "1000000", "--revocation-poll-ms", "200"])
+        .args(["--burst", "1000000", "--revocation-poll", "200ms"])
         .args(extra);
     if let Some(u) = nchan_pub {
         cmd.arg("--nchan-publish-url").arg(u);

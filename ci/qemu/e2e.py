@@ -175,7 +175,7 @@ def agent_config(trust_anchor_path):
     DNSSEC trust anchors and permission to probe the addresses of QEMU's user
     network (private range 10.0.2.0/24, refused by default)."""
     return (f'trust_anchor = "{trust_anchor_path}"\n'
-            "heartbeat_secs = 10\n"
+            "heartbeat = \"10s\"\n"
             "[owner]\nallow_special_addresses = true\n").encode()
 
 

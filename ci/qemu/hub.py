@@ -50,7 +50,7 @@ class Hub:
         cmd = [self.binary, "--data-dir", str(self.datadir), "serve",
                "--listen", f"127.0.0.1:{port}", "--addr-file", str(addr_file),
                "--policy", str(self.policy), "--unsafe-raw-publish",
-               "--online-window", "2m", "--keepalive-secs", "5"]
+               "--online-window", "2m", "--keepalive", "5s"]
         if self.public_url:
             cmd += ["--public-url", self.public_url]
         with open(self.log, "ab") as out:

@@ -2,9 +2,10 @@
 //! signatures against a policy the way the hub and the nodes will.
 
 use crate::error::{CliError, CliResult};
-use crate::{files, timespec};
+use crate::files;
 use std::io::{BufRead, Write};
 use std::path::Path;
+use vantage_human::{Duration, utc};
 use vantage_proto::job::{Job, SignedJob};
 use vantage_proto::policy::Policy;
 
@@ -22,9 +23,9 @@ pub fn show(signed: &SignedJob, job: &Job, policy: Option<&Policy>) -> String {
     let mut s = job.describe();
     s += &format!(
         "\n  valid from {} to {} (UTC, {})",
-        timespec::format_utc(job.not_before),
-        timespec::format_utc(job.expires),
-        timespec::format_duration(job.expires - job.not_before)
+        utc(job.not_before),
+        utc(job.expires),
+        Duration::from_secs(job.expires - job.not_before)
     );
     s += &format!(
         "\n  exact probe: {}",

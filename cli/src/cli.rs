@@ -363,7 +363,7 @@ fn status(id: &str, json: bool, opts: &HubOpts) -> CliResult {
         v.status.as_str(),
         v.results,
         rec.nodes.len(),
-        timespec::format_utc(u64::try_from(rec.submitted).unwrap_or(0)),
+        vantage_human::utc(rec.submitted),
         rec.submitter,
         rec.signers.join(", "),
         rec.channels.join(", "),
@@ -371,7 +371,7 @@ fn status(id: &str, json: bool, opts: &HubOpts) -> CliResult {
     for a in &v.audit {
         s += &format!(
             "\n  {} {} {} {}",
-            timespec::format_utc(u64::try_from(a.time).unwrap_or(0)),
+            vantage_human::utc(a.time),
             a.actor,
             a.action,
             a.detail

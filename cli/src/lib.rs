@@ -14,6 +14,5 @@ pub mod nodes;
 pub mod policy;
 pub mod propose;
 pub mod results;
-pub mod table;
 pub mod timespec;
 pub mod watch;

@@ -1,9 +1,8 @@
 //! `vantage nodes`: the hub's node registry, filtered like a job's selection.
 
 use crate::error::{CliError, CliResult};
-use crate::table;
-use crate::timespec;
 use clap::Args;
+use vantage_human::{Duration, table};
 use vantage_proto::api::{NodeEntry, NodeStatus};
 use vantage_proto::channel::NodeAttrs;
 use vantage_proto::select::Selection;
@@ -97,7 +96,7 @@ pub fn render(nodes: &[NodeEntry], now: u64) -> String {
                 .last_seen
                 .or(n.last_poll)
                 .and_then(|t| u64::try_from(t).ok())
-                .map(|t| format!("{} ago", timespec::format_duration(now.saturating_sub(t))))
+                .map(|t| format!("{} ago", Duration::from_secs(now.saturating_sub(t))))
                 .unwrap_or_else(|| "never".into());
             // A pending enrolment has no id yet; the admin approves it by fingerprint.
             let fp = &n.key_fingerprint;

@@ -3,9 +3,9 @@
 
 use crate::error::{CliError, CliResult};
 use crate::files;
-use crate::timespec::format_duration;
 use clap::Args;
 use std::path::{Path, PathBuf};
+use vantage_human::Duration;
 use vantage_proto::policy::{Approver, Limits, Policy, SignedPolicy};
 use vantage_proto::probe::ProbeKind;
 use vantage_proto::sign::ApproverKey;
@@ -232,9 +232,9 @@ pub fn describe(p: &Policy) -> String {
             kinds.join(", ")
         },
         l.max_nodes,
-        format_duration(l.max_spread_secs),
-        format_duration(l.max_validity_secs),
-        format_duration(l.min_repeat_secs),
+        Duration::from_secs(l.max_spread_secs),
+        Duration::from_secs(l.max_validity_secs),
+        Duration::from_secs(l.min_repeat_secs),
         l.max_jobs_per_target_per_hour
     );
     s

@@ -59,9 +59,9 @@ pub struct NetOpts {
     /// Address family: ipv4, ipv6 or any.
     #[arg(long, value_name = "FAMILY")]
     pub af: Option<String>,
-    /// Timeout in milliseconds (per packet or hop for ping and traceroute).
-    #[arg(long, value_name = "MS")]
-    pub timeout_ms: Option<u32>,
+    /// Timeout, e.g. 500ms or 3s (per packet or hop for ping and traceroute).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<vantage_human::Duration>,
 }
 
 /// The probe to propose.
@@ -206,7 +206,11 @@ fn put(args: &mut Map<String, Value>, key: &str, v: Option<Value>) {
 
 fn put_net(args: &mut Map<String, Value>, net: &NetOpts) {
     put(args, "af", net.af.clone().map(Value::from));
-    put(args, "timeout_ms", net.timeout_ms.map(Value::from));
+    // The protocol counts milliseconds; people write `500ms` or `3s`.
+    let ms = net
+        .timeout
+        .map(|d| u32::try_from(d.get().as_millis()).unwrap_or(u32::MAX));
+    put(args, "timeout_ms", ms.map(Value::from));
 }
 
 impl ProbeCmd {
@@ -342,7 +346,7 @@ pub fn generate_id(kind: &str, now: u64) -> CliResult<String> {
     let mut rnd = [0u8; 2];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd)
         .map_err(|_| CliError::local("the system random generator failed"))?;
-    let stamp: String = timespec::format_utc(now)
+    let stamp: String = vantage_human::utc(now)
         .chars()
         .filter(char::is_ascii_digit)
         .collect();
@@ -422,7 +426,7 @@ mod tests {
             ][..],
             &["tls", "example.com", "--port", "8443", "--sni", ""],
             &["tcp", "192.0.2.1", "--port", "25", "--af", "ipv4"],
-            &["ping", "example.com", "--count", "5", "--timeout-ms", "500"],
+            &["ping", "example.com", "--count", "5", "--timeout", "500ms"],
             &[
                 "traceroute",
                 "example.com",
@@ -435,6 +439,8 @@ mod tests {
             let job = build(args).unwrap();
             assert_eq!(job.probe.kind().as_str(), args[0]);
         }
+        let ping = build(&["ping", "example.com", "--timeout", "1s"]).unwrap();
+        assert_eq!(ping.to_value()["probe"]["args"]["timeout_ms"], 1000);
     }
 
     #[test]

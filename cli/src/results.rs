@@ -1,10 +1,10 @@
 //! Results as a table: one row per node and run, with the key figures of
 //! each probe kind read from the result's typed `data`.
 
-use crate::table;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use vantage_human::table;
 use vantage_proto::api::NodeEntry;
 use vantage_proto::data::{Certificate, ProbeData};
 use vantage_proto::probe::ProbeKind;

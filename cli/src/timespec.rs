@@ -1,16 +1,13 @@
 //! Durations and points in time as people type them (`30m`, `1h`, `2d`,
-//! `now`, `+10m`, Unix seconds, RFC 3339), and times as people read them.
+//! `now`, `+10m`, Unix seconds, RFC 3339).
 
 use crate::error::{CliError, CliResult};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+use vantage_human::Duration;
 
 /// Parses a duration like `90s`, `30m`, `1h`, `2d` or `1h30m` into whole seconds.
 pub fn parse_duration(text: &str) -> CliResult<u64> {
-    let d = humantime::parse_duration(text.trim()).map_err(|e| {
-        CliError::usage(format!(
-            "{text:?} is not a duration ({e}); write e.g. 90s, 30m, 1h, 2d"
-        ))
-    })?;
+    let d: Duration = text.parse().map_err(|e| CliError::usage(format!("{e}")))?;
     Ok(d.as_secs())
 }
 
@@ -46,16 +43,6 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// `2026-11-24T18:00:00Z`.
-pub fn format_utc(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
-
-/// A short human duration: `45s`, `30m`, `1h 30m`, `2d`.
-pub fn format_duration(secs: u64) -> String {
-    humantime::format_duration(Duration::from_secs(secs)).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +68,5 @@ mod tests {
             1_764_007_200
         );
         assert!(parse_time("tomorrow", now).is_err());
-        assert_eq!(format_utc(1_795_543_200), "2026-11-24T18:00:00Z");
-        assert_eq!(format_duration(5400), "1h 30m");
     }
 }

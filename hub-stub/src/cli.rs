@@ -1,30 +1,34 @@
 //! The `vantage-hub` command line: everything the operator of a hub does.
 
 use crate::api::{issue_operator, node_status, pending_entry, registry_entry};
+use crate::config::{ConfigError, ConfigFile, HubSettings, ServeSettings};
 use crate::datadir::{DataDir, now, write_atomic, write_private};
 use crate::db::{Attrs, CertRole};
-use crate::server::{Hub, ServeConfig, serve};
+use crate::server::{Hub, serve};
 use crate::tokens;
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::json;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::process::ExitCode;
+use vantage_human::Duration;
+use vantage_human::table;
 use vantage_proto::channel::{validate_continent, validate_country, validate_tag};
 
 /// The vantage hub: TLS pub/sub with client-certificate identity, enrolment CA, job log and results.
+///
+/// Every setting is a flag, an environment variable VANTAGE_HUB_<KEY> and a
+/// key of the --config file; a flag wins over the environment, which wins
+/// over the file (docs/hub.md lists the keys).
 #[derive(Parser, Debug)]
 #[command(name = "vantage-hub", version)]
 pub struct Cli {
-    /// The hub's data directory (CA, certificates, database).
-    #[arg(
-        long,
-        global = true,
-        env = "VANTAGE_HUB_DATA_DIR",
-        default_value = "/var/lib/vantage-hub"
-    )]
-    pub data_dir: PathBuf,
+    /// Configuration file (TOML); its keys are the settings' names, e.g. keepalive = "15s".
+    #[arg(long, global = true, env = "VANTAGE_HUB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Settings of every subcommand.
+    #[command(flatten)]
+    pub hub: HubSettings,
     /// What to do.
     #[command(subcommand)]
     pub cmd: Command,
@@ -55,7 +59,7 @@ pub enum Command {
         days: i64,
     },
     /// Serve HTTPS until stopped.
-    Serve(ServeArgs),
+    Serve(ServeSettings),
     /// Print the hub's OpenAPI 3.1 document (as served at /v1/openapi.json).
     Openapi,
     /// Enrolment tokens.
@@ -73,86 +77,6 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-}
-
-/// `serve` options.
-#[derive(Args, Debug)]
-pub struct ServeArgs {
-    /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:8443", env = "VANTAGE_HUB_LISTEN")]
-    listen: SocketAddr,
-    /// Base URL nodes use to reach the hub; default https://NAME:PORT (NAME: the first --name given to init).
-    #[arg(long, env = "VANTAGE_HUB_PUBLIC_URL")]
-    public_url: Option<String>,
-    /// Approval policy file (the image's /etc/vantage/policy.json); without it every job is refused.
-    #[arg(long, env = "VANTAGE_HUB_POLICY")]
-    policy: Option<PathBuf>,
-    /// TESTS ONLY: allow operators to publish unsigned payloads (POST /v1/publish/CHANNEL).
-    #[arg(long)]
-    unsafe_raw_publish: bool,
-    /// Seconds between keep-alive comments on event streams.
-    #[arg(long, default_value_t = 15)]
-    keepalive_secs: u64,
-    /// Job-log entries kept for catch-up.
-    #[arg(long, default_value_t = 100_000)]
-    retention_entries: u64,
-    /// Job-log age kept for catch-up (e.g. 7d).
-    #[arg(long, default_value = "7d", value_parser = tokens::parse_duration)]
-    retention: i64,
-    /// Node certificate lifetime in days.
-    #[arg(long, default_value_t = 30)]
-    node_cert_days: i64,
-    /// Enrolments without token waiting for approval, at most (more are refused).
-    #[arg(long, default_value_t = 10_000)]
-    max_pending: u64,
-    /// Enrolments without token waiting for approval from one source address, at most.
-    #[arg(long, default_value_t = 16)]
-    max_pending_per_address: u64,
-    /// A node counts as online this long after it was last seen (e.g. 5m).
-    #[arg(long, default_value = "5m", value_parser = tokens::parse_duration)]
-    online_window: i64,
-    /// Milliseconds between checks for new revocations.
-    #[arg(long, default_value_t = 1000)]
-    revocation_poll_ms: u64,
-    /// Open connections in total, TLS handshakes included (when full, the oldest unfinished handshake gives way).
-    #[arg(long, default_value_t = 20_000)]
-    max_connections: usize,
-    /// Of --max-connections, slots only connections with a node or operator
-    /// certificate may use [default: a tenth of --max-connections].
-    #[arg(long)]
-    reserved_for_identified: Option<usize>,
-    /// Open connections per node or operator (per address without a certificate).
-    #[arg(long, default_value_t = 8)]
-    max_conns_per_identity: usize,
-    /// Connections per source address before their TLS handshake ends (more are closed at once).
-    #[arg(long, default_value_t = 64)]
-    max_handshakes_per_address: usize,
-    /// Requests per second per identity, sustained.
-    #[arg(long, default_value_t = 10.0)]
-    rate: f64,
-    /// Request burst per identity.
-    #[arg(long, default_value_t = 60.0)]
-    burst: f64,
-    /// Seconds allowed for the TLS handshake and request headers.
-    #[arg(long, default_value_t = 10)]
-    header_timeout_secs: u64,
-    /// Seconds without any bytes moving after which a connection is closed.
-    #[arg(long, default_value_t = 120)]
-    idle_timeout_secs: u64,
-    /// Write the bound address to this file once listening.
-    #[arg(long)]
-    addr_file: Option<PathBuf>,
-    /// Also publish every stored job to nginx + Nchan at this publisher base URL,
-    /// e.g. http://127.0.0.1:8081/pub (see scale/nginx-nchan.conf).
-    #[arg(long, env = "VANTAGE_HUB_NCHAN_PUBLISH_URL")]
-    nchan_publish_url: Option<String>,
-    /// Jobs accepted per target host and hour, when stricter than the policy's
-    /// max_jobs_per_target_per_hour (the policy's limit always applies).
-    #[arg(long)]
-    max_target_rate: Option<u32>,
-    /// Bytes of results stored per node per day, at most (more are answered 429 result-volume).
-    #[arg(long, default_value_t = 100 * 1024 * 1024)]
-    max_result_bytes_per_node_day: u64,
 }
 
 /// `token` subcommands.
@@ -173,8 +97,8 @@ pub enum TokenCmd {
         #[arg(long = "tag")]
         tags: Vec<String>,
         /// Validity, e.g. 7d, 12h.
-        #[arg(long, default_value = "7d", value_parser = tokens::parse_duration)]
-        expires: i64,
+        #[arg(long, default_value = "7d")]
+        expires: Duration,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -252,13 +176,48 @@ fn print_json(v: &impl serde::Serialize) {
 }
 
 fn fmt_time(t: Option<i64>) -> String {
-    t.map(|t| httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64)))
-        .unwrap_or_else(|| "-".into())
+    t.map(vantage_human::utc).unwrap_or_else(|| "-".into())
+}
+
+/// Parses the command line, layers the --config file under it, and runs it.
+pub fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = match settle(cli, &matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `cli` with the settings of its --config file where neither a flag nor
+/// the environment gave one, checked.
+pub fn settle(mut cli: Cli, matches: &clap::ArgMatches) -> Result<Cli, ConfigError> {
+    if let Some(path) = &cli.config {
+        let file = ConfigFile::load(path)?;
+        cli.hub = file.layer(cli.hub, matches)?;
+        if let (Command::Serve(s), Some(("serve", m))) = (&mut cli.cmd, matches.subcommand()) {
+            *s = file.layer(s.clone(), m)?;
+        }
+    }
+    if let Command::Serve(s) = &cli.cmd {
+        s.reserved()?;
+    }
+    Ok(cli)
 }
 
 /// Runs the command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let dd = DataDir::new(&cli.data_dir);
+    let dd = DataDir::new(&cli.hub.data_dir);
     match cli.cmd {
         Command::Openapi => print!("{}", crate::api::ApiDoc::pretty()),
         Command::Init {
@@ -289,41 +248,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .and_then(|n| n.split(',').next().map(str::to_string))
                 .context("the data directory has no server name; run `server-cert --name HOST`")?;
             drop(db);
-            let reserved = a.reserved_for_identified.unwrap_or(a.max_connections / 10);
-            if a.max_connections == 0 || reserved >= a.max_connections {
-                bail!(
-                    "--reserved-for-identified ({reserved}) must be below --max-connections ({}): enrolling nodes have no certificate yet",
-                    a.max_connections
-                );
-            }
-            let cfg = ServeConfig {
-                listen: a.listen,
-                public_url: a.public_url,
-                default_host,
-                policy: a.policy,
-                unsafe_raw_publish: a.unsafe_raw_publish,
-                keepalive: Duration::from_secs(a.keepalive_secs.max(1)),
-                retention_entries: a.retention_entries,
-                retention_age: Duration::from_secs(a.retention as u64),
-                node_cert_days: a.node_cert_days,
-                pending_caps: crate::db::PendingCaps {
-                    total: a.max_pending,
-                    per_address: a.max_pending_per_address,
-                },
-                online_window: Duration::from_secs(a.online_window as u64),
-                revocation_poll: Duration::from_millis(a.revocation_poll_ms.max(50)),
-                max_connections: a.max_connections,
-                reserved_for_identified: reserved,
-                max_conns_per_identity: a.max_conns_per_identity,
-                max_handshakes_per_address: a.max_handshakes_per_address.max(1),
-                rate: a.rate,
-                burst: a.burst,
-                header_timeout: Duration::from_secs(a.header_timeout_secs),
-                idle_timeout: Duration::from_secs(a.idle_timeout_secs),
-                addr_file: a.addr_file,
-                max_target_rate: a.max_target_rate,
-                result_bytes_per_node_day: a.max_result_bytes_per_node_day,
-            };
+            let cfg = a.serve_config(default_host)?;
             let hub = Hub::new(dd, cfg)?;
             if let Some(url) = &a.nchan_publish_url {
                 let publisher = crate::nchan::Publisher::start(url)?;
@@ -364,7 +289,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 asn,
                 tags,
             };
-            let exp = now() + expires;
+            if expires.get().is_zero() {
+                bail!("--expires must be longer than 0s");
+            }
+            let exp = now() + i64::try_from(expires.as_secs()).unwrap_or(i64::MAX / 2);
             db.insert_token(&tokens::hash(&token), &attrs, now(), exp)?;
             db.audit(
                 now(),
@@ -389,14 +317,18 @@ pub fn run(cli: Cli) -> Result<()> {
             if json {
                 print_json(&serde_json::to_value(&list)?);
             } else {
-                for t in list {
-                    let state = match (&t.node_id, t.expires > now()) {
-                        (Some(n), _) => format!("used by {n}"),
-                        (None, true) => format!("valid until {}", fmt_time(Some(t.expires))),
-                        (None, false) => "expired".into(),
-                    };
-                    println!("{}  {}  {state}", &t.hash[..16], t.attrs.country);
-                }
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|t| {
+                        let state = match (&t.node_id, t.expires > now()) {
+                            (Some(n), _) => format!("used by {n}"),
+                            (None, true) => format!("valid until {}", fmt_time(Some(t.expires))),
+                            (None, false) => "expired".into(),
+                        };
+                        vec![t.hash[..16].to_string(), t.attrs.country.clone(), state]
+                    })
+                    .collect();
+                print!("{}", table::render(&["hash", "country", "state"], &rows));
             }
         }
         Command::Nodes(cmd) => nodes(&dd, cmd)?,
@@ -477,6 +409,56 @@ pub fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+fn continent(c: &Option<String>) -> String {
+    c.as_deref().unwrap_or("-").to_string()
+}
+
+/// `nodes pending` for people: changes of country or continent nodes asked
+/// for, then enrolments waiting for approval (each table only when it has rows).
+fn pending_tables(db: &crate::db::Db, list: &[crate::db::PendingRow]) -> Result<String> {
+    let mut changes = Vec::new();
+    for c in db.attr_changes()? {
+        let now_in = db.node(&c.node_id)?.map(|n| n.attrs).unwrap_or_default();
+        let state = if c.approved.is_some() {
+            "approved, made at the node's next start"
+        } else {
+            "pending: vantage-hub nodes approve <node id>"
+        };
+        changes.push(vec![
+            c.node_id,
+            format!("{} {}", c.country, continent(&c.continent)),
+            format!("{} {}", now_in.country, continent(&now_in.continent)),
+            state.into(),
+        ]);
+    }
+    let enrolments: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            let state = if p.approved.is_some() {
+                "approved, waiting for the node to poll"
+            } else {
+                "pending"
+            };
+            vec![
+                p.fingerprint.clone(),
+                p.declared.country.clone(),
+                continent(&p.declared.continent),
+                p.address.as_deref().unwrap_or("-").into(),
+                state.into(),
+            ]
+        })
+        .collect();
+    let mut out = String::new();
+    if !changes.is_empty() {
+        out += &table::render(&["node", "asks for", "now", "state"], &changes);
+    }
+    if !enrolments.is_empty() {
+        let headers = ["fingerprint", "country", "continent", "from", "state"];
+        out += &table::render(&headers, &enrolments);
+    }
+    Ok(out)
+}
+
 fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
     let (ca, db) = dd.open()?;
     // Without the running hub's view of open streams, "online" is "seen recently".
@@ -495,25 +477,37 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
                 v.extend(pending.iter().map(pending_entry));
                 print_json(&v);
             } else {
-                for n in list {
-                    println!(
-                        "{:14} {:8} {:3} {:4} last seen {}",
-                        n.id,
-                        node_status(n.revoked.is_some(), online(n.last_seen)).as_str(),
-                        n.attrs.country,
-                        n.attrs.continent.as_deref().unwrap_or("-"),
-                        fmt_time(n.last_seen)
-                    );
-                }
-                for p in pending {
-                    println!(
-                        "{:14} pending  {:3} {:4} fingerprint {}",
-                        "-",
-                        p.declared.country,
-                        p.declared.continent.as_deref().unwrap_or("-"),
-                        p.fingerprint
-                    );
-                }
+                let nodes = list.iter().map(|n| {
+                    let status = node_status(n.revoked.is_some(), online(n.last_seen));
+                    vec![
+                        n.id.clone(),
+                        status.as_str().into(),
+                        n.attrs.country.clone(),
+                        continent(&n.attrs.continent),
+                        fmt_time(n.last_seen),
+                        String::new(),
+                    ]
+                });
+                let pending = pending.iter().map(|p| {
+                    vec![
+                        "-".into(),
+                        "pending".into(),
+                        p.declared.country.clone(),
+                        continent(&p.declared.continent),
+                        "-".into(),
+                        p.fingerprint.clone(),
+                    ]
+                });
+                let rows: Vec<Vec<String>> = nodes.chain(pending).collect();
+                let headers = [
+                    "node",
+                    "status",
+                    "country",
+                    "continent",
+                    "last seen",
+                    "fingerprint",
+                ];
+                print!("{}", table::render(&headers, &rows));
             }
         }
         NodesCmd::Show { id, json } => {
@@ -535,36 +529,7 @@ fn nodes(dd: &DataDir, cmd: NodesCmd) -> Result<()> {
             if json {
                 print_json(&serde_json::to_value(&list)?);
             } else {
-                for c in db.attr_changes()? {
-                    let now_in = db.node(&c.node_id)?.map(|n| n.attrs).unwrap_or_default();
-                    println!(
-                        "{}  asks for country {} continent {} (now {} {})  {}",
-                        c.node_id,
-                        c.country,
-                        c.continent.as_deref().unwrap_or("-"),
-                        now_in.country,
-                        now_in.continent.as_deref().unwrap_or("-"),
-                        if c.approved.is_some() {
-                            "approved, made at the node's next start"
-                        } else {
-                            "pending: vantage-hub nodes approve <node id>"
-                        }
-                    );
-                }
-                for p in list {
-                    println!(
-                        "{}  {} {}  from {}  {}",
-                        p.fingerprint,
-                        p.declared.country,
-                        p.declared.continent.as_deref().unwrap_or("-"),
-                        p.address.as_deref().unwrap_or("-"),
-                        if p.approved.is_some() {
-                            "approved, waiting for the node to poll"
-                        } else {
-                            "pending"
-                        }
-                    );
-                }
+                print!("{}", pending_tables(&db, &list)?);
             }
         }
         NodesCmd::Approve { fingerprint } if fingerprint.trim().starts_with("n-") => {

@@ -12,9 +12,11 @@
 //! - [`metrics`]: counters, gauges and latency histograms in one registry (`/metrics`).
 //! - [`stream`]: subscriptions (SSE, long-poll) with catch-up and gap events; result streams.
 //! - [`limits`]: per-identity connection slots and request rate.
+//! - [`config`]: every setting once: flag, `VANTAGE_HUB_*` variable and `--config` file key.
 //! - [`cli`]: the `vantage-hub` command line.
 pub mod api;
 pub mod cli;
+pub mod config;
 pub mod datadir;
 pub mod db;
 pub mod governance;

@@ -1,5 +1,4 @@
 //! `vantage-hub`: the master server of a vantage network.
-use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -9,11 +8,5 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match vantage_hub::cli::run(vantage_hub::cli::Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    vantage_hub::cli::main()
 }

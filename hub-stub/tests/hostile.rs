@@ -136,7 +136,7 @@ impl std::io::Read for Trickle {
 
 #[test]
 fn a_trickled_request_body_has_a_deadline() {
-    let hub = Hub::start(&["--header-timeout-secs", "2"]);
+    let hub = Hub::start(&["--header-timeout", "2s"]);
     let client = hub.anonymous();
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut body = Trickle {
@@ -185,8 +185,8 @@ fn silent_connections_are_limited_per_address_before_tls() {
     let hub = Hub::start(&[
         "--max-handshakes-per-address",
         "3",
-        "--header-timeout-secs",
-        "30",
+        "--header-timeout",
+        "30s",
     ]);
     let op = hub.operator("alice");
     let held: Vec<_> = (0..3)

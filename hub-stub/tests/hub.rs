@@ -425,8 +425,8 @@ fn limits_refuse_with_reasons() {
         "3",
         "--max-conns-per-identity",
         "1",
-        "--header-timeout-secs",
-        "1",
+        "--header-timeout",
+        "1s",
     ]);
     // Request rate per identity.
     let op = hub.operator("rate");
@@ -638,10 +638,10 @@ fn a_subscriber_that_stops_reading_is_cut_off() {
         "1000",
         "--burst",
         "1000",
-        "--idle-timeout-secs",
-        "2",
-        "--keepalive-secs",
-        "60",
+        "--idle-timeout",
+        "2s",
+        "--keepalive",
+        "60s",
     ]);
     let op = hub.operator("alice");
     let n = hub.node("DE");

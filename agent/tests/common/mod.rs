@@ -121,7 +121,7 @@ impl Hub {
     }
 
     pub fn start() -> Hub {
-        Hub::start_with(&["--keepalive-secs", "1"])
+        Hub::start_with(&["--keepalive", "1s"])
     }
 
     /// Starts a hub with extra `serve` arguments.

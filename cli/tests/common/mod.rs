@@ -223,8 +223,8 @@ impl Net {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
-                "--keepalive-secs",
-                "1",
+                "--keepalive",
+                "1s",
                 "--addr-file",
             ])
             .arg(&addr)

@@ -90,7 +90,7 @@ impl Hub {
             policy.to_string_lossy().into(),
         ];
         // Test defaults, unless the test sets them itself.
-        for (flag, value) in [("--keepalive-secs", "1"), ("--revocation-poll-ms", "100")] {
+        for (flag, value) in [("--keepalive", "1s"), ("--revocation-poll", "100ms")] {
             if !self.serve_args.iter().any(|a| a == flag) {
                 args.extend([flag.to_string(), value.to_string()]);
             }
