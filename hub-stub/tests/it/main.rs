@@ -1,0 +1,7 @@
+//! The hub's integration tests, one binary: the real `vantage-hub` on
+//! loopback through the workspace's test kit (`vantage-testkit`).
+
+mod governance;
+mod hostile;
+mod hub;
+mod upgrade;
