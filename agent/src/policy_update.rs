@@ -267,38 +267,18 @@ pub async fn refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
-    use vantage_proto::sign::ApproverKey;
-
-    fn keys() -> Vec<ApproverKey> {
-        (1..=5u8)
-            .map(|i| ApproverKey::from_seed(&[i; 32]).unwrap())
-            .collect()
-    }
-
-    fn value(serial: u64, who: &[&ApproverKey]) -> Value {
-        json!({"serial": serial, "network": "t", "threshold": 2,
-               "approvers": who.iter().enumerate().map(|(i, k)| json!({"name": format!("a{i}"), "key": k.public_key()})).collect::<Vec<_>>(),
-               "allowed_probes": ["dns"]})
-    }
-
-    fn signed(serial: u64, who: &[&ApproverKey], by: &[&ApproverKey]) -> SignedPolicy {
-        let policy = value(serial, who);
-        SignedPolicy {
-            signatures: by.iter().map(|k| k.sign_policy(&policy).unwrap()).collect(),
-            policy,
-        }
-    }
+    use serde_json::json;
+    use vantage_testkit::approvers::{approver_keys, policy_value, signed_policy};
 
     #[test]
     fn verified_successors_are_kept_and_reverified_at_start() {
-        let k = keys();
+        let k = approver_keys(5);
         let d = tempfile::tempdir().unwrap();
-        let shipped = Policy::from_value(&value(1, &[&k[0], &k[1], &k[2]])).unwrap();
+        let shipped = Policy::from_value(&policy_value(1, &[&k[0], &k[1], &k[2]])).unwrap();
         let chain = PolicyChain::open(shipped.clone(), d.path());
         assert_eq!(chain.serial(), 1);
-        let two = signed(2, &[&k[2], &k[3], &k[4]], &[&k[0], &k[1]]);
-        let three = signed(3, &[&k[3], &k[4]], &[&k[3], &k[4]]);
+        let two = signed_policy(2, &[&k[2], &k[3], &k[4]], &[&k[0], &k[1]]);
+        let three = signed_policy(3, &[&k[3], &k[4]], &[&k[3], &k[4]]);
         let out = chain.offer(std::slice::from_ref(&two)).unwrap();
         assert_eq!(
             out,
@@ -328,9 +308,9 @@ mod tests {
     #[test]
     fn refusals_a_newer_policy_might_lift_trigger_one_fetch_per_interval() {
         use vantage_proto::policy::ApprovalError;
-        let k = keys();
+        let k = approver_keys(5);
         let d = tempfile::tempdir().unwrap();
-        let shipped = Policy::from_value(&value(1, &[&k[0], &k[1], &k[2]])).unwrap();
+        let shipped = Policy::from_value(&policy_value(1, &[&k[0], &k[1], &k[2]])).unwrap();
         let chain = PolicyChain::open(shipped, d.path());
         let few = Refusal::Approval(ApprovalError::TooFew { have: 1, need: 2 });
         assert!(!chain.refresh_may_help(&Refusal::Replayed("j".into())));
@@ -343,13 +323,13 @@ mod tests {
 
     #[test]
     fn forged_and_underapproved_successors_change_nothing() {
-        let k = keys();
+        let k = approver_keys(5);
         let d = tempfile::tempdir().unwrap();
-        let shipped = Policy::from_value(&value(1, &[&k[0], &k[1], &k[2]])).unwrap();
+        let shipped = Policy::from_value(&policy_value(1, &[&k[0], &k[1], &k[2]])).unwrap();
         let chain = PolicyChain::open(shipped, d.path());
-        let few = signed(2, &[&k[3], &k[4]], &[&k[0]]);
-        let outsiders = signed(2, &[&k[3], &k[4]], &[&k[3], &k[4]]);
-        let mut altered = signed(2, &[&k[0], &k[1], &k[2]], &[&k[0], &k[1]]);
+        let few = signed_policy(2, &[&k[3], &k[4]], &[&k[0]]);
+        let outsiders = signed_policy(2, &[&k[3], &k[4]], &[&k[3], &k[4]]);
+        let mut altered = signed_policy(2, &[&k[0], &k[1], &k[2]], &[&k[0], &k[1]]);
         altered.policy["approvers"][0]["key"] = json!(k[4].public_key());
         for (bad, words) in [
             (few, "too few approvals"),

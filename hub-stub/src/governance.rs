@@ -177,45 +177,25 @@ pub enum RotateError {
 mod tests {
     use super::*;
     use serde_json::json;
-    use vantage_proto::sign::ApproverKey;
-
-    fn keys() -> Vec<ApproverKey> {
-        (1..=5u8)
-            .map(|i| ApproverKey::from_seed(&[i; 32]).unwrap())
-            .collect()
-    }
-
-    fn value(serial: u64, who: &[&ApproverKey]) -> serde_json::Value {
-        json!({"serial": serial, "network": "t", "threshold": 2,
-               "approvers": who.iter().enumerate().map(|(i, k)| json!({"name": format!("a{i}"), "key": k.public_key()})).collect::<Vec<_>>(),
-               "allowed_probes": ["dns"]})
-    }
-
-    fn signed(serial: u64, who: &[&ApproverKey], by: &[&ApproverKey]) -> SignedPolicy {
-        let policy = value(serial, who);
-        SignedPolicy {
-            signatures: by.iter().map(|k| k.sign_policy(&policy).unwrap()).collect(),
-            policy,
-        }
-    }
+    use vantage_testkit::approvers::{approver_keys, policy_value, signed_policy};
 
     #[test]
     fn chain_is_stored_and_reverified_at_start() {
-        let k = keys();
+        let k = approver_keys(5);
         let d = tempfile::tempdir().unwrap();
-        let shipped = Policy::from_value(&value(1, &[&k[0], &k[1], &k[2]])).unwrap();
+        let shipped = Policy::from_value(&policy_value(1, &[&k[0], &k[1], &k[2]])).unwrap();
         let st = PolicyState::open(Some(shipped.clone()), d.path()).unwrap();
-        let two = signed(2, &[&k[1], &k[2], &k[3]], &[&k[0], &k[1]]);
+        let two = signed_policy(2, &[&k[1], &k[2], &k[3]], &[&k[0], &k[1]]);
         assert!(matches!(
-            st.rotate(signed(2, &[&k[3]], &[&k[0]])),
+            st.rotate(signed_policy(2, &[&k[3]], &[&k[0]])),
             Err(RotateError::Refused(_))
         ));
         assert_eq!(st.rotate(two.clone()).unwrap().serial, 2);
         // Signed by the old approvers only: no longer enough.
-        let three_old = signed(3, &[&k[4], &k[0]], &[&k[0], &k[1]]);
+        let three_old = signed_policy(3, &[&k[4], &k[0]], &[&k[0], &k[1]]);
         let e = st.rotate(three_old).unwrap_err();
         assert!(matches!(&e, RotateError::Refused(c) if c.code() == "unknown-approver"));
-        let three = signed(3, &[&k[3], &k[4]], &[&k[2], &k[3]]);
+        let three = signed_policy(3, &[&k[3], &k[4]], &[&k[2], &k[3]]);
         st.rotate(three).unwrap();
         let again = PolicyState::open(Some(shipped.clone()), d.path()).unwrap();
         assert_eq!(again.current().unwrap().serial, 3);
@@ -234,17 +214,17 @@ mod tests {
 
     #[test]
     fn walk_skips_history_and_refuses_forks() {
-        let k = keys();
-        let one = Policy::from_value(&value(1, &[&k[0], &k[1], &k[2]])).unwrap();
-        let two = signed(2, &[&k[2], &k[3], &k[4]], &[&k[0], &k[1]]);
+        let k = approver_keys(5);
+        let one = Policy::from_value(&policy_value(1, &[&k[0], &k[1], &k[2]])).unwrap();
+        let two = signed_policy(2, &[&k[2], &k[3], &k[4]], &[&k[0], &k[1]]);
         let two_p = one.accept_successor(&two).unwrap();
         // A node already at serial 2 skips it and takes serial 3 from the new approvers.
-        let three = signed(3, &[&k[3], &k[4]], &[&k[3], &k[4]]);
+        let three = signed_policy(3, &[&k[3], &k[4]], &[&k[3], &k[4]]);
         let w = walk(&two_p, &[two.clone(), three.clone()]);
         assert_eq!(w.accepted.len(), 1);
         assert!(w.refused.is_none());
         // A fork signed by the retired approvers is refused at serial 3.
-        let fork = signed(3, &[&k[0]], &[&k[0], &k[1]]);
+        let fork = signed_policy(3, &[&k[0]], &[&k[0], &k[1]]);
         let w = walk(&one, &[two, fork, three]);
         assert_eq!(w.accepted.len(), 1);
         assert!(matches!(w.refused, Some((1, _))));
