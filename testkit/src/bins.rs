@@ -68,10 +68,18 @@ fn build_command(name: &str, profile_dir: &Path) -> Command {
             cmd.env_remove(k.as_ref());
         }
     }
-    cmd.args(["build", "--quiet", "-p", package_of(name), "--bin", name])
-        .arg("--manifest-path")
-        .arg(repo_root().join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
+    cmd.args([
+        "build",
+        "--quiet",
+        "--locked",
+        "-p",
+        package_of(name),
+        "--bin",
+        name,
+    ])
+    .arg("--manifest-path")
+    .arg(repo_root().join("Cargo.toml"))
+    .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
