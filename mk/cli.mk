@@ -5,6 +5,7 @@ cli: deps ## build the operator CLI (release): target/release/vantage
 	$(CARGO) build --release --locked -p vantage-cli
 
 test-cli: deps ## CLI tests: unit, property, and the real vantage-hub on loopback and a real vantage-agent, driven by the vantage binary (about 10 s after the build)
-	$(CARGO) build --locked -p vantage-hub -p vantage-agent
+	@# The test kit builds vantage-hub and vantage-agent (one package at a time,
+	@# the feature set they ship with) before the first test that runs them.
 	$(CARGO) test --locked -p vantage-cli
 

@@ -9,7 +9,7 @@ deps-dnssec: ## install the DNSSEC world's tools (knot, unbound, delv, dnssec-si
 	@bash scripts/deps.sh dnssec
 
 test-dnssec: deps deps-dnssec ## agent: DNSSEC verdicts equal delv's and unbound's (table + timing medians)
-	$(CARGO) test --locked -p vantage-agent --test dnssec_differential -- --ignored --nocapture
+	$(CARGO) test --locked -p vantage-agent --test it -- dnssec_differential:: --ignored --nocapture
 
 dnssec-world-start: deps-dnssec ## start the signed DNS world in DNSSEC_WORLD_DIR (for manual probing)
 	@bash ci/fixtures/dnssec-world.sh start $(DNSSEC_WORLD_DIR)

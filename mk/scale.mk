@@ -10,4 +10,4 @@ bench-fanout: deps-scale ## fan-out benchmark: hub alone vs nginx + Nchan vs Mos
 	@bash scale/bench-fanout.sh $(N)
 
 test-nchan: deps-scale ## integration test: agent and hub through real nginx + Nchan + Redis with mTLS and CRL
-	$(CARGO) test --locked -p vantage-bench --test nchan -- --ignored --nocapture
+	$(CARGO) test --locked -p vantage-bench --test it -- nchan:: --ignored --nocapture

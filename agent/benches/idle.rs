@@ -7,12 +7,10 @@
 //! over every thread) during the idle window: a sleeping process that is
 //! woken is switched in once per wake-up.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use vantage_testkit::{Agent, Hub, bin};
 
 const IDLE_SECS: u64 = 60;
 const TARGETS: [(&str, &str, &str); 2] = [
@@ -104,8 +102,8 @@ fn main() {
         .unwrap()
         .to_path_buf();
     println!("# vantage-agent benchmark\n");
-    let hub = common::Hub::start_with(&["--keepalive", "15s"]);
-    let mut agent = common::Agent::new(
+    let hub = Hub::start(&["--keepalive", "15s"]);
+    let mut agent = Agent::new(
         &hub,
         "heartbeat_secs = 300",
         "keepalive_timeout_secs = 45\n",
@@ -172,8 +170,8 @@ fn main() {
     println!("| threads | {} | {} | |", athreads, cthreads);
     println!(
         "\nhost build measured: {} ({} bytes); curl: {}",
-        common::AGENT,
-        std::fs::metadata(common::AGENT).unwrap().len(),
+        bin("vantage-agent").display(),
+        std::fs::metadata(bin("vantage-agent")).unwrap().len(),
         String::from_utf8_lossy(
             &Command::new("curl")
                 .arg("--version")

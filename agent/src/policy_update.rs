@@ -182,21 +182,12 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
     use vantage_proto::sign::ApproverKey;
+    use vantage_testkit::approvers::{approver_keys, policy_value};
 
     /// Serial 1 of `network` "t": two of the approvers with seeds 1, 2, 3.
     fn shipped() -> (Value, Vec<ApproverKey>) {
-        let k: Vec<ApproverKey> = [1u8, 2, 3]
-            .iter()
-            .map(|s| ApproverKey::from_seed(&[*s; 32]).unwrap())
-            .collect();
-        let approvers: Vec<Value> = k
-            .iter()
-            .zip(["a", "b", "c"])
-            .map(|(k, n)| json!({"name": n, "key": k.public_key()}))
-            .collect();
-        let v = json!({"serial": 1, "network": "t", "threshold": 2,
-                       "approvers": approvers, "allowed_probes": ["dns"]});
-        (v, k)
+        let k = approver_keys(3);
+        (policy_value(1, &[&k[0], &k[1], &k[2]]), k)
     }
 
     #[test]

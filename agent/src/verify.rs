@@ -47,32 +47,8 @@ mod tests {
     use super::*;
     use crate::replay::Record;
     use serde_json::{Value, json};
-    use vantage_proto::policy::{Approver, Limits};
     use vantage_proto::sign::ApproverKey;
-
-    fn keys() -> Vec<ApproverKey> {
-        (1..=4u8)
-            .map(|i| ApproverKey::from_seed(&[i; 32]).unwrap())
-            .collect()
-    }
-
-    fn policy(k: &[ApproverKey]) -> Policy {
-        Policy {
-            serial: 1,
-            network: "t".into(),
-            threshold: 2,
-            approvers: k[..3]
-                .iter()
-                .enumerate()
-                .map(|(i, k)| Approver {
-                    name: format!("a{i}"),
-                    key: k.public_key(),
-                })
-                .collect(),
-            allowed_probes: ProbeKind::ALL.to_vec(),
-            limits: Limits::default(),
-        }
-    }
+    use vantage_testkit::approvers::{approver_keys, policy};
 
     fn attrs() -> NodeAttrs {
         NodeAttrs {
@@ -102,8 +78,8 @@ mod tests {
     }
 
     fn check(s: &SignedJob, allowed: &[&str], replay: &ReplaySet) -> Result<Job, Refusal> {
-        let k = keys();
-        let p = policy(&k);
+        let k = approver_keys(4);
+        let p = policy(&k[..3], ProbeKind::ALL.to_vec());
         let a = attrs();
         let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
         Verifier {
@@ -119,7 +95,7 @@ mod tests {
     fn refusals_have_codes() {
         let d = tempfile::tempdir().unwrap();
         let replay = ReplaySet::open(d.path()).unwrap();
-        let k = keys();
+        let k = approver_keys(4);
         let all = ["dns", "ping"];
         let good = signed(job("j1", json!({"country": "DE"}), "dns"), &[&k[0], &k[1]]);
         assert_eq!(check(&good, &all, &replay).unwrap().id, "j1");

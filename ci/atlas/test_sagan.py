@@ -1,6 +1,6 @@
 """RIPE's own parser (ripe.atlas.sagan) reads vantage's Atlas export.
 
-agent/tests/atlas.rs runs a real hub and agent on loopback and writes, per
+agent/tests/it/atlas.rs runs a real hub and agent on loopback and writes, per
 job, the native result and the hub's `?format=atlas` answer to the file in
 VANTAGE_ATLAS_OUT. Every figure sagan reads is compared with the native one.
 """

@@ -96,13 +96,10 @@ mod tests {
     use super::*;
     use vantage_proto::policy::{Approver, Limits};
     use vantage_proto::probe::ProbeKind;
-    use vantage_proto::sign::ApproverKey;
 
     #[test]
     fn check_counts_named_approvers() {
-        let keys: Vec<ApproverKey> = (1..=4u8)
-            .map(|i| ApproverKey::from_seed(&[i; 32]).unwrap())
-            .collect();
+        let keys = vantage_testkit::approvers::approver_keys(4);
         let policy = Policy {
             serial: 1,
             network: "t".into(),

@@ -279,19 +279,11 @@ pub fn default_next_path(serial: u64) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vantage_testkit::approvers as test_keys;
 
     fn approvers(n: u8) -> (Vec<ApproverKey>, Vec<Approver>) {
-        let keys: Vec<ApproverKey> = (1..=n)
-            .map(|i| ApproverKey::from_seed(&[i; 32]).unwrap())
-            .collect();
-        let a = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| Approver {
-                name: format!("a{i}"),
-                key: k.public_key(),
-            })
-            .collect();
+        let keys = test_keys::approver_keys(n);
+        let a = test_keys::approvers(&keys);
         (keys, a)
     }
 

@@ -125,14 +125,13 @@ pub enum RotateError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vantage_proto::sign::ApproverKey;
+    use vantage_testkit::approvers::{approver_keys, policy_value};
 
     #[test]
     fn a_damaged_chain_stops_the_hub_with_advice_and_no_policy_refuses_rotation() {
         let d = tempfile::tempdir().unwrap();
-        let key = ApproverKey::from_seed(&[1; 32]).unwrap();
-        let value = serde_json::json!({"serial": 1, "network": "t", "threshold": 1,
-            "approvers": [{"name": "a", "key": key.public_key()}], "allowed_probes": ["dns"]});
+        let k = approver_keys(2);
+        let value = policy_value(1, &[&k[0], &k[1]]);
         let shipped = Policy::from_value(&value).unwrap();
         let next = SignedPolicy {
             signatures: vec![],

@@ -1,0 +1,29 @@
+//! The test kit of the vantage workspace (a dev-dependency only).
+//!
+//! Every crate's integration tests drive the real binaries on loopback through
+//! this one kit: [`bin`] finds (and if needed builds) any workspace binary,
+//! [`Hub`] is the one way to run a hub, [`Client`] talks to it with the
+//! `vantage_proto` types it returns, [`Node`] is an enrolled node, [`Agent`] a
+//! running `vantage-agent`, [`approvers`] holds the approver keys and policies
+//! unit tests share, and [`wait_for`] is the one poll loop.
+//!
+//! Tests are allowed to panic: every helper unwraps and says what failed.
+#![allow(clippy::missing_panics_doc)]
+
+pub mod agent;
+pub mod approvers;
+mod bins;
+pub mod client;
+pub mod fixtures;
+pub mod hub;
+pub mod jobs;
+pub mod node;
+pub mod sse_server;
+mod wait;
+
+pub use agent::Agent;
+pub use bins::{bin, repo_root};
+pub use client::{Client, Next, Sse, envelope};
+pub use hub::{Hub, HubBuilder, PolicySource};
+pub use node::Node;
+pub use wait::{Running, free_port, now, read, wait_for, wait_until};
