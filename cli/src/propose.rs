@@ -360,6 +360,7 @@ pub fn unsigned(job: &Job) -> SignedJob {
     SignedJob {
         job: job.to_value(),
         signatures: Vec::new(),
+        mandated: None,
     }
 }
 
