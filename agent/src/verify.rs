@@ -74,7 +74,11 @@ mod tests {
 
     fn signed(job: Value, by: &[&ApproverKey]) -> SignedJob {
         let signatures = by.iter().map(|k| k.sign_job(&job).unwrap()).collect();
-        SignedJob { job, signatures }
+        SignedJob {
+            job,
+            signatures,
+            mandated: None,
+        }
     }
 
     fn check(s: &SignedJob, allowed: &[&str], replay: &ReplaySet) -> Result<Job, Refusal> {

@@ -120,6 +120,7 @@ mod tests {
         let mut signed = SignedJob {
             job,
             signatures: vec![],
+            mandated: None,
         };
         signed.add_signature(&keys[3]).unwrap();
         signed.add_signature(&keys[0]).unwrap();

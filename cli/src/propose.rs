@@ -364,6 +364,7 @@ pub fn unsigned(job: &Job) -> SignedJob {
     SignedJob {
         job: job.to_value(),
         signatures: Vec::new(),
+        mandated: None,
     }
 }
 

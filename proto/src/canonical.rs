@@ -14,6 +14,14 @@ use std::fmt::Write as _;
 pub const JOB_DOMAIN: &[u8] = b"vantage-job-v1\0";
 /// Domain-separation prefix of a policy's signed bytes.
 pub const POLICY_DOMAIN: &[u8] = b"vantage-policy-v1\0";
+/// Domain-separation prefix of a mandate's signed bytes.
+pub const MANDATE_DOMAIN: &[u8] = b"vantage-mandate-v1\0";
+/// Domain-separation prefix of an operator's signature over a job ordered under
+/// a mandate: never the job domain, so an operator's signature can never count
+/// as an approval, even from a key that is also an approver's.
+pub const MANDATED_JOB_DOMAIN: &[u8] = b"vantage-mandated-job-v1\0";
+/// Domain-separation prefix of a mandate revocation's signed bytes.
+pub const REVOCATION_DOMAIN: &[u8] = b"vantage-mandate-revocation-v1\0";
 
 /// Largest integer magnitude allowed: 2^53 - 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -113,6 +121,23 @@ pub fn job_signing_bytes(job: &Value) -> Result<Vec<u8>, ProtoError> {
 /// The bytes an approver signs for a policy: [`POLICY_DOMAIN`] then the canonical policy.
 pub fn policy_signing_bytes(policy: &Value) -> Result<Vec<u8>, ProtoError> {
     with_domain(POLICY_DOMAIN, policy)
+}
+
+/// The bytes approvers sign for a mandate: [`MANDATE_DOMAIN`] then the canonical mandate.
+pub fn mandate_signing_bytes(mandate: &Value) -> Result<Vec<u8>, ProtoError> {
+    with_domain(MANDATE_DOMAIN, mandate)
+}
+
+/// The bytes an operator signs for a job under a mandate: [`MANDATED_JOB_DOMAIN`]
+/// then the canonical job.
+pub fn mandated_job_signing_bytes(job: &Value) -> Result<Vec<u8>, ProtoError> {
+    with_domain(MANDATED_JOB_DOMAIN, job)
+}
+
+/// The bytes an approver signs to revoke a mandate: [`REVOCATION_DOMAIN`] then
+/// the canonical revocation.
+pub fn revocation_signing_bytes(revocation: &Value) -> Result<Vec<u8>, ProtoError> {
+    with_domain(REVOCATION_DOMAIN, revocation)
 }
 
 fn with_domain(domain: &[u8], value: &Value) -> Result<Vec<u8>, ProtoError> {

@@ -92,6 +92,7 @@ mod tests {
             SignedJob {
                 job: json!({}),
                 signatures: vec![],
+                mandated: None,
             },
             UNIX_EPOCH + Duration::from_secs(1_342_999_824),
         );
@@ -104,6 +105,7 @@ mod tests {
         let payload = SignedJob {
             job: json!({"id": "j1", "v": 1, "note": "a \"quoted\" word"}),
             signatures: vec![],
+            mandated: None,
         };
         let compact = serde_json::to_string(&payload).unwrap();
         let text = Envelope::encode(9372, "cc.DE", at, &compact);

@@ -2,6 +2,7 @@
 
 use crate::ProtoError;
 use crate::canonical;
+use crate::mandate::{Bound, SignedMandate};
 use crate::policy::{ApprovalError, Policy};
 use crate::probe::{Probe, ProbeKind};
 use crate::select::Selection;
@@ -34,8 +35,10 @@ pub struct Job {
     pub spread_secs: u64,
     /// If set, nodes repeat the job every `repeat_secs` until it expires.
     pub repeat_secs: Option<u64>,
-    /// Who proposed it.
+    /// Who proposed it (under a mandate: the ordering operator's name).
     pub proposer: String,
+    /// The id of the mandate it is ordered under, if not approved by a quorum itself.
+    pub mandate: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +57,8 @@ struct JobWire {
     #[serde(default)]
     repeat_secs: Option<u64>,
     proposer: String,
+    #[serde(default)]
+    mandate: Option<String>,
 }
 
 impl Job {
@@ -104,6 +109,7 @@ impl Job {
             spread_secs: w.spread_secs,
             repeat_secs: w.repeat_secs,
             proposer: w.proposer,
+            mandate: w.mandate,
         })
     }
 
@@ -143,6 +149,9 @@ impl Job {
         }
         if let Some(r) = self.repeat_secs {
             s += &format!(", repeated every {r} s");
+        }
+        if let Some(m) = &self.mandate {
+            s += &format!(", ordered under mandate {m}");
         }
         s
     }
@@ -214,6 +223,21 @@ pub struct SignedJob {
     /// Approver signatures over [`canonical::job_signing_bytes`] of `job`.
     #[serde(default)]
     pub signatures: Vec<Signature>,
+    /// For a job ordered under a mandate (instead of approver signatures):
+    /// the mandate and the operator's signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mandated: Option<Mandated>,
+}
+
+/// The authority of a job ordered under a mandate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Mandated {
+    /// The mandate, with its approvals.
+    pub mandate: SignedMandate,
+    /// The operator's signature over [`canonical::mandated_job_signing_bytes`] of the job.
+    pub operator: Signature,
 }
 
 /// Why a job is not run (or not accepted). The `Display` text is the reason
@@ -255,6 +279,32 @@ pub enum Refusal {
     /// The node's probe rate cap is reached.
     #[error("rate limited: {0}")]
     RateLimited(String),
+    /// The mandate a job carries does not parse or validate.
+    #[error("invalid mandate: {0}")]
+    MandateInvalid(ProtoError),
+    /// The mandate's approvals do not meet the policy.
+    #[error("mandate: {0}")]
+    MandateApproval(ApprovalError),
+    /// The job and its mandate do not belong together.
+    #[error("mandate mismatch: {0}")]
+    MandateMismatch(String),
+    /// The job's signer is not an operator of the mandate.
+    #[error("operator key {0} is not named by the mandate")]
+    UnknownOperator(String),
+    /// The operator's signature does not verify.
+    #[error("forged operator signature: the signature for key {0} does not verify")]
+    ForgedOperatorSignature(String),
+    /// The job exceeds one of the mandate's bounds.
+    #[error("outside the mandate ({bound}): {detail}")]
+    OutsideMandate {
+        /// Which bound.
+        bound: Bound,
+        /// What exceeds it.
+        detail: String,
+    },
+    /// An approver revoked the mandate.
+    #[error("mandate {0} was revoked")]
+    MandateRevoked(String),
 }
 
 impl Refusal {
@@ -262,7 +312,16 @@ impl Refusal {
     /// check after the signatures. Anything else may be made up by whoever
     /// sent it, so nothing it carries (a sequence number, an id) is trusted.
     pub fn is_authentic(&self) -> bool {
-        !matches!(self, Self::Invalid(_) | Self::Approval(_))
+        !matches!(
+            self,
+            Self::Invalid(_)
+                | Self::Approval(_)
+                | Self::MandateInvalid(_)
+                | Self::MandateApproval(_)
+                | Self::MandateMismatch(_)
+                | Self::UnknownOperator(_)
+                | Self::ForgedOperatorSignature(_)
+        )
     }
 
     /// A stable short code for programs and dashboards.
@@ -280,6 +339,17 @@ impl Refusal {
             Self::KindNotOnAllowlist(_) => "kind-not-allowed",
             Self::OwnerPolicy(_) => "owner-policy",
             Self::RateLimited(_) => "rate-limited",
+            Self::MandateInvalid(_) => "mandate-invalid",
+            Self::MandateApproval(ApprovalError::Forged { .. }) => "mandate-forged-signature",
+            Self::MandateApproval(ApprovalError::UnknownApprover { .. }) => {
+                "mandate-unknown-approver"
+            }
+            Self::MandateApproval(ApprovalError::TooFew { .. }) => "mandate-too-few-approvals",
+            Self::MandateMismatch(_) => "mandate-mismatch",
+            Self::UnknownOperator(_) => "unknown-operator",
+            Self::ForgedOperatorSignature(_) => "forged-operator-signature",
+            Self::OutsideMandate { bound, .. } => bound.code(),
+            Self::MandateRevoked(_) => "mandate-revoked",
         }
     }
 }
@@ -303,6 +373,22 @@ impl SignedJob {
         Ok(Self {
             job: value,
             signatures,
+            mandated: None,
+        })
+    }
+
+    /// Orders `job` under `mandate`, signed by the operator's `key`.
+    pub fn sign_under_mandate(
+        job: &Job,
+        mandate: SignedMandate,
+        key: &ApproverKey,
+    ) -> Result<Self, ProtoError> {
+        let value = job.to_value();
+        let operator = key.sign_bytes(&canonical::mandated_job_signing_bytes(&value)?);
+        Ok(Self {
+            job: value,
+            signatures: Vec::new(),
+            mandated: Some(Mandated { mandate, operator }),
         })
     }
 
@@ -319,14 +405,40 @@ impl SignedJob {
         self.job.get("id").and_then(Value::as_str)
     }
 
-    /// Every network-wide check: the job parses, a quorum of the policy's approvers
-    /// signed exactly these bytes, it has not expired at `now` (Unix seconds), and it
-    /// respects the policy's allowlist and limits. Node-local checks (replay,
-    /// targeting, the owner's policy) come after this.
+    /// Every network-wide check: the job parses; a quorum of the policy's approvers
+    /// signed exactly these bytes, or, for a job under a mandate, a quorum signed
+    /// the mandate, an operator it names signed the job, and the job lies within
+    /// every bound of the mandate; it has not expired at `now` (Unix seconds); and
+    /// it respects the policy's allowlist and limits. Node-local checks (replay,
+    /// targeting, a mandate's node bounds and revocation, the owner's policy)
+    /// come after this.
     pub fn verify(&self, policy: &Policy, now: u64) -> Result<Job, Refusal> {
         let job = Job::from_value(&self.job)?;
-        let bytes = canonical::job_signing_bytes(&self.job)?;
-        policy.check_approvals(&bytes, &self.signatures)?;
+        match (&self.mandated, &job.mandate) {
+            (None, None) => {
+                let bytes = canonical::job_signing_bytes(&self.job)?;
+                policy.check_approvals(&bytes, &self.signatures)?;
+            }
+            (Some(m), Some(_)) if self.signatures.is_empty() => {
+                m.mandate
+                    .verify_job(policy, &job, &self.job, &m.operator, now)?;
+            }
+            (Some(_), Some(_)) => {
+                return Err(Refusal::MandateMismatch(
+                    "a job under a mandate carries no approver signatures".into(),
+                ));
+            }
+            (None, Some(id)) => {
+                return Err(Refusal::MandateMismatch(format!(
+                    "the job names mandate {id} but carries none"
+                )));
+            }
+            (Some(_), None) => {
+                return Err(Refusal::MandateMismatch(
+                    "the job carries a mandate but does not name it".into(),
+                ));
+            }
+        }
         if now >= job.expires {
             return Err(Refusal::Expired {
                 expires: job.expires,
@@ -376,7 +488,11 @@ mod tests {
     fn signed(keys: &[&ApproverKey]) -> SignedJob {
         let job = job_value();
         let signatures = keys.iter().map(|k| k.sign_job(&job).unwrap()).collect();
-        SignedJob { job, signatures }
+        SignedJob {
+            job,
+            signatures,
+            mandated: None,
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod envelope;
 pub mod error;
 pub mod identity;
 pub mod job;
+pub mod mandate;
 pub mod node;
 pub mod policy;
 pub mod probe;

@@ -4,7 +4,8 @@
 use serde_json::Value;
 use std::path::Path;
 use vantage_proto::canonical;
-use vantage_proto::job::{Job, SignedJob};
+use vantage_proto::job::{Job, Mandated, SignedJob};
+use vantage_proto::mandate::{Mandate, Revocation, SignedMandate, SignedRevocation};
 use vantage_proto::policy::{Policy, SignedPolicy};
 use vantage_proto::sign::{ApproverKey, PublicKey, Signature};
 
@@ -35,6 +36,9 @@ fn check(path: &Path) {
     let bytes = match kind {
         "job" => canonical::job_signing_bytes(object).unwrap(),
         "policy" => canonical::policy_signing_bytes(object).unwrap(),
+        "mandate" => canonical::mandate_signing_bytes(object).unwrap(),
+        "mandated-job" => canonical::mandated_job_signing_bytes(object).unwrap(),
+        "revocation" => canonical::revocation_signing_bytes(object).unwrap(),
         other => panic!("{name}: unknown kind {other}"),
     };
     assert_eq!(
@@ -65,10 +69,20 @@ fn check(path: &Path) {
             let signed = SignedJob {
                 job: object.clone(),
                 signatures: expected,
+                mandated: None,
             };
             let again: SignedJob =
                 serde_json::from_str(&serde_json::to_string(&signed).unwrap()).unwrap();
             assert_eq!(again, signed);
+        }
+        "mandate" => {
+            Mandate::from_value(object).unwrap();
+        }
+        "mandated-job" => {
+            assert!(Job::from_value(object).unwrap().mandate.is_some(), "{name}");
+        }
+        "revocation" => {
+            serde_json::from_value::<Revocation>(object.clone()).unwrap();
         }
         _ => {
             Policy::from_value(object).unwrap();
@@ -94,6 +108,47 @@ fn every_vector_reproduces() {
         }
     }
     assert!(n >= 3, "expected the shipped vectors in {}", dir.display());
+}
+
+fn vector(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testvectors")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn signatures(v: &Value) -> Vec<Signature> {
+    serde_json::from_value(v["signatures"].clone()).unwrap()
+}
+
+/// The mandate vectors belong together: the job runs under the mandate signed
+/// by the serial-2 policy's approvers, and the revocation is one of theirs.
+#[test]
+fn mandate_vectors_verify_together() {
+    let policy = Policy::from_value(&vector("policy-rotation.json")["policy"]).unwrap();
+    let mandate = vector("mandate-everyday.json");
+    let job = vector("mandated-job-ping.json");
+    let signed = SignedJob {
+        job: job["mandated-job"].clone(),
+        signatures: vec![],
+        mandated: Some(Mandated {
+            mandate: SignedMandate {
+                mandate: mandate["mandate"].clone(),
+                signatures: signatures(&mandate),
+            },
+            operator: signatures(&job).remove(0),
+        }),
+    };
+    let at = job["mandated-job"]["not_before"].as_u64().unwrap();
+    assert_eq!(signed.verify(&policy, at).unwrap().proposer, "olga");
+    let revocation = vector("revocation-everyday.json");
+    let revoked = SignedRevocation {
+        revocation: revocation["revocation"].clone(),
+        signature: signatures(&revocation).remove(0),
+    }
+    .verify(&policy)
+    .unwrap();
+    assert_eq!(revoked.mandate, "everyday-2026-12");
 }
 
 #[test]
