@@ -19,7 +19,13 @@ fn jobs_are_listed_newest_first_in_pages() {
     let op = hub.operator("alice");
     let de = hub.node("DE");
     hub.node("FR");
-    assert_eq!(page(&op, ""), JobList { jobs: vec![], next_before: None });
+    assert_eq!(
+        page(&op, ""),
+        JobList {
+            jobs: vec![],
+            next_before: None
+        }
+    );
     for id in ["a", "b", "c"] {
         let (s, r) = op.post("/v1/jobs", &hub.job(id, json!("everyone")));
         assert_eq!(s, 201, "{r}");
@@ -33,8 +39,14 @@ fn jobs_are_listed_newest_first_in_pages() {
     assert_eq!(ids, ["c", "b"]);
     let b = &first.jobs[1];
     assert_eq!((b.selected, b.answered, b.results), (2, 1, 1));
-    assert_eq!((b.probe.as_str(), b.target.as_str()), ("dns", "example.com"));
-    assert_eq!((b.status, b.submitter.as_str()), (JobPhase::Active, "alice"));
+    assert_eq!(
+        (b.probe.as_str(), b.target.as_str()),
+        ("dns", "example.com")
+    );
+    assert_eq!(
+        (b.status, b.submitter.as_str()),
+        (JobPhase::Active, "alice")
+    );
     assert_eq!(b.signers.len(), 2);
     assert!(b.expires > b.not_before);
     let before = first.next_before.expect("an older page");

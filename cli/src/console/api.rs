@@ -49,11 +49,21 @@ impl From<CliError> for Refusal {
 }
 
 /// The hub's answer to `GET path` (or `POST` with `body`): status and bytes.
-async fn call(c: &Arc<Console>, path: String, body: Option<Vec<u8>>) -> Result<(u16, Vec<u8>), Refusal> {
+async fn call(
+    c: &Arc<Console>,
+    path: String,
+    body: Option<Vec<u8>>,
+) -> Result<(u16, Vec<u8>), Refusal> {
     let c = c.clone();
     tokio::task::spawn_blocking(move || c.hub.raw(&path, body.as_deref()))
         .await
-        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "console-failed", e.to_string()))?
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "console-failed",
+                e.to_string(),
+            )
+        })?
         .map_err(Refusal::from)
 }
 
@@ -72,8 +82,10 @@ fn answer(status: u16, kind: &str, body: Vec<u8>, download: Option<String>) -> R
         .into_response();
     if let Some(name) = download.filter(|_| status < 400) {
         let v = format!("attachment; filename=\"{name}\"");
-        r.headers_mut()
-            .insert(header::CONTENT_DISPOSITION, v.parse().expect("ASCII job id"));
+        r.headers_mut().insert(
+            header::CONTENT_DISPOSITION,
+            v.parse().expect("ASCII job id"),
+        );
     }
     r
 }
@@ -112,7 +124,12 @@ async fn submit(State(c): State<Arc<Console>>, body: Bytes) -> ApiResult {
 
 async fn results_json(State(c): State<Arc<Console>>, Path(id): Path<String>) -> ApiResult {
     let (status, bytes) = call(&c, format!("/v1/jobs/{}/results", job_id(&id)?), None).await?;
-    Ok(answer(status, "application/json", bytes, Some(format!("{id}.results.json"))))
+    Ok(answer(
+        status,
+        "application/json",
+        bytes,
+        Some(format!("{id}.results.json")),
+    ))
 }
 
 async fn results_csv(State(c): State<Arc<Console>>, Path(id): Path<String>) -> ApiResult {
@@ -121,10 +138,19 @@ async fn results_csv(State(c): State<Arc<Console>>, Path(id): Path<String>) -> A
         return Ok(answer(status, "application/json", bytes, None));
     }
     let list: Vec<ProbeResult> = serde_json::from_slice(&bytes).map_err(|e| {
-        Refusal::new(StatusCode::BAD_GATEWAY, "hub-answer-unreadable", format!("the hub's results do not parse: {e}"))
+        Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            "hub-answer-unreadable",
+            format!("the hub's results do not parse: {e}"),
+        )
     })?;
     let csv = results::csv(&list).into_bytes();
-    Ok(answer(200, "text/csv; charset=utf-8", csv, Some(format!("{id}.results.csv"))))
+    Ok(answer(
+        200,
+        "text/csv; charset=utf-8",
+        csv,
+        Some(format!("{id}.results.csv")),
+    ))
 }
 
 /// What the Submit page shows about a dropped job file.
@@ -143,10 +169,19 @@ struct Checked {
 
 async fn check(State(c): State<Arc<Console>>, body: Bytes) -> ApiResult {
     let signed = SignedJob::from_json(&body).map_err(|e| {
-        Refusal::new(StatusCode::BAD_REQUEST, "bad-job-file", format!("not a signed job file: {e}"))
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad-job-file",
+            format!("not a signed job file: {e}"),
+        )
     })?;
-    let job = Job::from_value(&signed.job)
-        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "bad-job-file", format!("not a job: {e}")))?;
+    let job = Job::from_value(&signed.job).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad-job-file",
+            format!("not a job: {e}"),
+        )
+    })?;
     let policy = current_policy(&c).await?;
     let now = timespec::now();
     let out = match &policy {
@@ -178,16 +213,30 @@ async fn current_policy(c: &Arc<Console>) -> Result<Option<Policy>, Refusal> {
     }
     let (status, bytes) = call(c, "/v1/policy".into(), None).await?;
     if status >= 400 {
-        return Err(Refusal::new(StatusCode::BAD_GATEWAY, "hub-refused", String::from_utf8_lossy(&bytes)));
+        return Err(Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            "hub-refused",
+            String::from_utf8_lossy(&bytes),
+        ));
     }
     let doc: ChainDoc = serde_json::from_slice(&bytes).map_err(|e| {
-        Refusal::new(StatusCode::BAD_GATEWAY, "hub-answer-unreadable", e.to_string())
+        Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            "hub-answer-unreadable",
+            e.to_string(),
+        )
     })?;
     doc.chain
         .last()
         .map(|p| p.parse())
         .transpose()
-        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, "hub-answer-unreadable", e.to_string()))
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::BAD_GATEWAY,
+                "hub-answer-unreadable",
+                e.to_string(),
+            )
+        })
 }
 
 /// Where a browser's stream resumes: `Last-Event-ID`, as EventSource sends it.
@@ -216,7 +265,9 @@ async fn stream(
     let c2 = c.clone();
     tokio::task::spawn_blocking(move || relay(&c2, &path, &tx));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     });
     Ok((
         [
@@ -235,7 +286,15 @@ fn relay(c: &Console, path: &str, tx: &tokio::sync::mpsc::Sender<Bytes>) {
         Ok(b) => b,
         Err(e) => {
             let e = Refusal::from(e);
-            send(Event { id: None, event: Some("refused".into()), data: e.body_json(), retry: None }.encode());
+            send(
+                Event {
+                    id: None,
+                    event: Some("refused".into()),
+                    data: e.body_json(),
+                    retry: None,
+                }
+                .encode(),
+            );
             return;
         }
     };
@@ -247,10 +306,10 @@ fn relay(c: &Console, path: &str, tx: &tokio::sync::mpsc::Sender<Bytes>) {
         }
         let mut out = String::new();
         for frame in decoder.feed(&buf[..n]) {
-            if let Ok(Frame::Event(ev)) = frame {
-                if ev.event.is_none() {
-                    out += &with_row(&ev).encode();
-                }
+            if let Ok(Frame::Event(ev)) = frame
+                && ev.event.is_none()
+            {
+                out += &with_row(&ev).encode();
             }
         }
         // Keep-alives too: a closed browser tab shows up as a failed send.
@@ -268,7 +327,9 @@ fn with_row(ev: &Event) -> Event {
     let raw: serde_json::Value = serde_json::from_str(&ev.data).unwrap_or_default();
     let typed = serde_json::from_value::<ProbeResult>(raw.clone()).ok();
     let (target, ms, _) = typed.as_ref().map(results::key_figures).unwrap_or_default();
-    let detail = results::row(&raw, &Default::default()).pop().unwrap_or_default();
+    let detail = results::row(&raw, &Default::default())
+        .pop()
+        .unwrap_or_default();
     let row = serde_json::json!({
         "target": target,
         "ms": ms,

@@ -20,8 +20,17 @@ macro_rules! web {
 
 /// Every file of `console/web/`, by name.
 const FILES: &[(&str, &[u8])] = web!(
-    "index.html", "style.css", "app.js", "util.js", "map.js", "chart.js", "stats.js",
-    "nodes.js", "jobs.js", "job.js", "submit.js",
+    "index.html",
+    "style.css",
+    "app.js",
+    "util.js",
+    "map.js",
+    "chart.js",
+    "stats.js",
+    "nodes.js",
+    "jobs.js",
+    "job.js",
+    "submit.js",
 );
 
 const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; \
@@ -32,7 +41,10 @@ pub(super) fn router() -> Router {
     Router::new()
         .route("/", get(|| async { file("index.html") }))
         .route("/world.json", get(world))
-        .route("/{name}", get(|Path(name): Path<String>| async move { file(&name) }))
+        .route(
+            "/{name}",
+            get(|Path(name): Path<String>| async move { file(&name) }),
+        )
 }
 
 fn kind(name: &str) -> &'static str {
@@ -60,8 +72,12 @@ fn serve(name: &str, bytes: &'static [u8]) -> Response {
 fn file(name: &str) -> Response {
     match FILES.iter().find(|(n, _)| *n == name) {
         Some((n, bytes)) => serve(n, bytes),
-        None => Refusal::new(StatusCode::NOT_FOUND, "not-found", format!("no page {name:?}"))
-            .into_response(),
+        None => Refusal::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no page {name:?}"),
+        )
+        .into_response(),
     }
 }
 

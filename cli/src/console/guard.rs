@@ -140,15 +140,15 @@ pub(crate) async fn check(State(s): State<Arc<Session>>, req: Request, next: Nex
         )
         .into_response();
     }
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        if origin.to_str().ok() != Some(&format!("http://{host}")) {
-            return Refusal::new(
-                StatusCode::FORBIDDEN,
-                "wrong-origin",
-                "requests from other web pages are refused; use the console's own pages",
-            )
-            .into_response();
-        }
+    if let Some(origin) = headers.get(header::ORIGIN)
+        && origin.to_str().ok() != Some(&format!("http://{host}"))
+    {
+        return Refusal::new(
+            StatusCode::FORBIDDEN,
+            "wrong-origin",
+            "requests from other web pages are refused; use the console's own pages",
+        )
+        .into_response();
     }
     if let Some(t) = query_token(&req) {
         if !s.token_ok(&t) {
@@ -162,8 +162,15 @@ pub(crate) async fn check(State(s): State<Arc<Session>>, req: Request, next: Nex
         return (
             StatusCode::SEE_OTHER,
             [
-                (header::LOCATION, HeaderValue::from_str(req.uri().path()).unwrap_or(HeaderValue::from_static("/"))),
-                (header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ASCII")),
+                (
+                    header::LOCATION,
+                    HeaderValue::from_str(req.uri().path())
+                        .unwrap_or(HeaderValue::from_static("/")),
+                ),
+                (
+                    header::SET_COOKIE,
+                    HeaderValue::from_str(&cookie).expect("ASCII"),
+                ),
             ],
         )
             .into_response();
@@ -208,7 +215,9 @@ mod tests {
         h.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
         assert_eq!(s.cookie_token(&h), Some(s.token.as_str()));
         assert_ne!(
-            Session::new("127.0.0.1:4242".parse().unwrap()).unwrap().token,
+            Session::new("127.0.0.1:4242".parse().unwrap())
+                .unwrap()
+                .token,
             s.token
         );
     }

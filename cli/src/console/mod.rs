@@ -78,12 +78,13 @@ async fn serve(console: Arc<Console>, opts: &ConsoleOpts) -> CliResult {
     if !opts.no_open {
         open_browser(&url);
     }
-    let app = api::router(console)
-        .merge(assets::router())
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(session),
-            guard::check,
-        ));
+    let app =
+        api::router(console)
+            .merge(assets::router())
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(session),
+                guard::check,
+            ));
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
