@@ -155,6 +155,8 @@ test("a job submitted on the Submit page fills in live, and its figures match th
   await page.click(`#job-body tbody button >> nth=0`);
   assert.equal(JSON.parse(await page.textContent("#raw")).job_id, id);
   await shot("job");
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: `${shots}/job-view.png` }); // the first screen, as in the README
   await page.setViewportSize({ width: 390, height: 844 });
   await shot("job-phone");
   await page.setViewportSize({ width: 1280, height: 800 });

@@ -16,7 +16,7 @@ export async function jobsPage(main) {
     before = page.next_before ?? null;
     more.hidden = before === null;
     holder.replaceChildren(rows.length
-      ? table(`${rows.length} most recent jobs`, ["job", "status", "probe", "target", "signers", "answered", "results", "submitted", "by"], rows)
+      ? table(`The ${rows.length} newest job(s)`, ["job", "status", "probe", "target", "signers", "answered", "results", "submitted", "by"], rows)
       : el("p", {}, "No jobs yet. Propose one with vantage propose, sign it, then submit it here or with vantage submit."));
   };
   more.addEventListener("click", load);

@@ -14,7 +14,7 @@ export function submitPage(main) {
     answer.replaceChildren();
     try {
       const c = await api("/api/check", { method: "POST", body: text, headers: { "content-type": "application/json" } });
-      out.replaceChildren(el("h2", {}, file.name), el("pre", {}, c.shown),
+      out.replaceChildren(el("h2", {}, file.name), el("pre", { class: "wrap" }, c.shown),
         el("p", { class: c.accepted ? "good" : "bad", id: "verdict" }, c.accepted ? "✔ " : "✘ ", c.verdict));
       send.disabled = false;
       send.textContent = c.accepted ? "Submit to the hub" : "Submit anyway (the hub will refuse it)";

@@ -187,8 +187,8 @@ pub(super) async fn status(State(hub): State<Arc<Hub>>, _: Operator, Seg(id): Se
         .db(move |db| Ok((db.job(&id)?, db.audit_of(&id)?, db.result_count(&id)?)))
         .await?;
     let job = job.ok_or_else(|| ApiError::not_found("no-such-job", "no such job"))?;
-    let field = |k: &str| job.signed_job.job[k].as_u64().unwrap_or(0);
-    let status = JobPhase::at(now() as u64, field("not_before"), field("expires"));
+    let (not_before, expires) = validity(&job);
+    let status = JobPhase::at(now() as u64, not_before, expires);
     Ok(json(
         StatusCode::OK,
         &JobStatus {
@@ -254,9 +254,14 @@ pub(super) async fn list(State(hub): State<Arc<Hub>>, _: Operator, Params(q): Pa
     Ok(json(StatusCode::OK, &JobList { jobs, next_before }))
 }
 
-fn summary(job: JobRecord, results: u64, answered: u64) -> JobSummary {
+/// When a stored job is valid: its signed `not_before` and `expires`.
+fn validity(job: &JobRecord) -> (u64, u64) {
     let field = |k: &str| job.signed_job.job[k].as_u64().unwrap_or(0);
-    let (not_before, expires) = (field("not_before"), field("expires"));
+    (field("not_before"), field("expires"))
+}
+
+fn summary(job: JobRecord, results: u64, answered: u64) -> JobSummary {
+    let (not_before, expires) = validity(&job);
     let probe = job.signed_job.job["probe"]["cmd"]
         .as_str()
         .unwrap_or_default()
