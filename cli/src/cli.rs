@@ -116,6 +116,13 @@ enum Command {
     /// The approval policy: create, change, sign, check, submit.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// The web console on 127.0.0.1: nodes on a map, jobs, live results, submitting.
+    Console {
+        #[command(flatten)]
+        opts: crate::console::ConsoleOpts,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -599,6 +606,7 @@ pub fn run(cli: Cli) -> CliResult {
         }
         Command::Nodes { filter, json, hub } => show_nodes(filter, *json, hub),
         Command::Policy(cmd) => policy_cmd(cmd),
+        Command::Console { opts, hub } => crate::console::run(opts, hub),
     }
 }
 

@@ -203,6 +203,34 @@ impl Hub {
         self.answer(resp)
     }
 
+    /// `GET path` (or `POST` it `body`) and hand back the hub's status and
+    /// body as they are, refusals included: for the console, which passes
+    /// the hub's answers and error codes on to the browser.
+    pub fn raw(&self, path: &str, body: Option<&[u8]>) -> CliResult<(u16, Vec<u8>)> {
+        let resp = match body {
+            None => self.agent.get(self.url(path)).call(),
+            Some(b) => self
+                .agent
+                .post(self.url(path))
+                .header("content-type", "application/json")
+                .send(b),
+        }
+        .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .into_with_config()
+            .limit(MAX_ANSWER)
+            .read_to_vec()
+            .map_err(|e| self.unreachable(e))?;
+        Ok((status, bytes))
+    }
+
+    /// The hub's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// `GET path` as an event stream; the body as a reader.
     pub fn stream(&self, path: &str) -> CliResult<impl Read + use<>> {
         let resp = self

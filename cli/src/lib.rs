@@ -7,6 +7,7 @@
 
 pub mod approve;
 pub mod cli;
+pub mod console;
 pub mod error;
 pub mod files;
 pub mod hub;

@@ -101,14 +101,17 @@ fn typed_figures(data: &ProbeData) -> Vec<String> {
             v
         }
         ProbeData::Traceroute(d) => {
-            // Reached when the last hop answered from the target address.
-            let reached = d.hops.last().is_some_and(|h| h.addrs.contains(&d.target));
             vec![
                 format!("hops {}", d.hops.len()),
-                format!("reached {}", if reached { "yes" } else { "no" }),
+                format!("reached {}", if reached(d) { "yes" } else { "no" }),
             ]
         }
     }
+}
+
+/// Whether a traceroute got there: its last hop answered from the target address.
+fn reached(d: &vantage_proto::data::TraceData) -> bool {
+    d.hops.last().is_some_and(|h| h.addrs.contains(&d.target))
 }
 
 /// One table row for one result.
@@ -180,7 +183,7 @@ fn csv_field(s: &str) -> String {
 
 /// The target, the headline time in ms and one key figure of a result,
 /// read through its typed probe data; empty when it has none or it does not parse.
-fn key_figures(r: &ProbeResult) -> (String, Option<f64>, String) {
+pub fn key_figures(r: &ProbeResult) -> (String, Option<f64>, String) {
     let Ok(Some(data)) = r.probe_data() else {
         return (String::new(), None, String::new());
     };
@@ -212,6 +215,31 @@ fn key_figures(r: &ProbeResult) -> (String, Option<f64>, String) {
             d.session.version.unwrap_or_default(),
         ),
         ProbeData::Tcp(d) => (d.peer, Some(d.connect_ms), String::new()),
+    }
+}
+
+/// The one word or two a map colours a result by: the status of a result
+/// that did not run; else the DNSSEC verdict (or rcode), the HTTP status
+/// class, TLS validity, ping loss, whether a traceroute reached its target.
+pub fn key_class(r: &ProbeResult) -> String {
+    let status = serde_json::to_value(r.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let Ok(Some(data)) = r.probe_data() else {
+        return status;
+    };
+    match data {
+        ProbeData::Dns(d) => d.dnssec.map_or(d.rcode, |v| v.verdict.to_string()),
+        ProbeData::Http(d) => format!("HTTP {}xx", d.status / 100),
+        ProbeData::Tls(d) if d.session.valid => "valid".into(),
+        ProbeData::Tls(_) => "invalid".into(),
+        ProbeData::Tcp(_) => "connected".into(),
+        ProbeData::Ping(d) if d.received == 0 => "all lost".into(),
+        ProbeData::Ping(d) if d.received < d.sent => "some lost".into(),
+        ProbeData::Ping(_) => "none lost".into(),
+        ProbeData::Traceroute(d) if reached(&d) => "reached".into(),
+        ProbeData::Traceroute(_) => "not reached".into(),
     }
 }
 

@@ -222,7 +222,7 @@ pub enum PendingFull {
 /// version `i` to `i + 1` (SQLite's `user_version`). Append only: databases in
 /// the field have run every released entry, so changing one would leave them
 /// with a schema no code describes.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, DROP_SUPERSEDED_PENDING];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, DROP_SUPERSEDED_PENDING, JOBS_BY_SEQ];
 
 /// The schema version this hub writes and reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -280,6 +280,9 @@ const DROP_SUPERSEDED_PENDING: &str = "
 DELETE FROM pending WHERE node_id IS NULL AND EXISTS
   (SELECT 1 FROM nodes WHERE key_fp=pending.fp AND via='token' AND enrolled>=pending.created);
 ";
+
+/// Version 3: `GET /v1/jobs` pages through jobs newest first by log sequence.
+const JOBS_BY_SEQ: &str = "CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);";
 
 /// The database's schema version; an error if a newer hub wrote it.
 fn schema_version(conn: &Connection) -> Result<u32> {
@@ -1120,44 +1123,30 @@ impl Db {
 
     /// The audit record of a job.
     pub fn job(&self, id: &str) -> Result<Option<JobRecord>> {
-        let row = self
-            .c()
-            .query_row(
-                "SELECT id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes,target FROM jobs WHERE id=?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, String>(7)?,
-                        r.get::<_, String>(8)?,
-                        r.get::<_, String>(9)?,
-                    ))
-                },
-            )
-            .optional()?;
-        row.map(
-            |(id, seq, sj, submitted, submitter, proposer, signers, channels, nodes, target)| {
-                Ok(JobRecord {
-                    id,
-                    seq: seq as u64,
-                    signed_job: serde_json::from_str(&sj)?,
-                    submitted,
-                    submitter,
-                    proposer,
-                    signers: serde_json::from_str(&signers)?,
-                    channels: serde_json::from_str(&channels)?,
-                    nodes: serde_json::from_str(&nodes)?,
-                    target,
-                })
-            },
-        )
-        .transpose()
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id=?1");
+        let row = self.c().query_row(&sql, [id], raw_job).optional()?;
+        row.map(RawJob::parse).transpose()
+    }
+
+    /// One page of jobs, newest (highest seq) first, with seq below `before`,
+    /// each with its result count and the number of distinct nodes that answered.
+    pub fn jobs_page(&self, before: u64, limit: usize) -> Result<Vec<(JobRecord, u64, u64)>> {
+        let c = self.r();
+        let mut st = c.prepare(&format!(
+            "SELECT {JOB_COLUMNS},
+               (SELECT count(*) FROM results r WHERE r.job_id=jobs.id),
+               (SELECT count(DISTINCT node_id) FROM results r WHERE r.job_id=jobs.id)
+             FROM jobs WHERE seq<?1 ORDER BY seq DESC LIMIT ?2"
+        ))?;
+        let rows = st.query_map(
+            params![i64::try_from(before).unwrap_or(i64::MAX), limit as i64],
+            |r| Ok((raw_job(r)?, r.get::<_, i64>(10)?, r.get::<_, i64>(11)?)),
+        )?;
+        rows.map(|row| {
+            let (raw, results, answered) = row?;
+            Ok((raw.parse()?, results as u64, answered as u64))
+        })
+        .collect()
     }
 
     /// Jobs accepted against `target` since `since` (Unix seconds).
@@ -1225,6 +1214,56 @@ impl Db {
         self.c()
             .execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
         Ok(())
+    }
+}
+
+/// The columns [`raw_job`] reads, in its order.
+const JOB_COLUMNS: &str =
+    "id,seq,signed_job,submitted,submitter,proposer,signers,channels,nodes,target";
+
+/// A `jobs` row as stored, its JSON columns still text.
+struct RawJob {
+    id: String,
+    seq: i64,
+    signed_job: String,
+    submitted: i64,
+    submitter: String,
+    proposer: Option<String>,
+    signers: String,
+    channels: String,
+    nodes: String,
+    target: String,
+}
+
+fn raw_job(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawJob> {
+    Ok(RawJob {
+        id: r.get(0)?,
+        seq: r.get(1)?,
+        signed_job: r.get(2)?,
+        submitted: r.get(3)?,
+        submitter: r.get(4)?,
+        proposer: r.get(5)?,
+        signers: r.get(6)?,
+        channels: r.get(7)?,
+        nodes: r.get(8)?,
+        target: r.get(9)?,
+    })
+}
+
+impl RawJob {
+    fn parse(self) -> Result<JobRecord> {
+        Ok(JobRecord {
+            id: self.id,
+            seq: self.seq as u64,
+            signed_job: serde_json::from_str(&self.signed_job)?,
+            submitted: self.submitted,
+            submitter: self.submitter,
+            proposer: self.proposer,
+            signers: serde_json::from_str(&self.signers)?,
+            channels: serde_json::from_str(&self.channels)?,
+            nodes: serde_json::from_str(&self.nodes)?,
+            target: self.target,
+        })
     }
 }
 

@@ -275,6 +275,51 @@ pub struct JobStatus {
     pub audit: Vec<AuditEntry>,
 }
 
+/// One entry of `GET /v1/jobs`: a job and how far it got, without its signed body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobSummary {
+    /// Job id.
+    pub id: String,
+    /// Log sequence number (the listing's order and cursor).
+    pub seq: u64,
+    /// Acceptance time, Unix seconds.
+    pub submitted: i64,
+    /// Operator whose certificate submitted it.
+    pub submitter: String,
+    /// The job's proposer.
+    pub proposer: Option<String>,
+    /// The probe's command (`dns`, `http`, ...), as signed.
+    pub probe: String,
+    /// The host the probe measures.
+    pub target: String,
+    /// Key ids of the signatures that counted.
+    pub signers: Vec<String>,
+    /// Where it is in its life.
+    pub status: JobPhase,
+    /// Valid from, Unix seconds.
+    pub not_before: u64,
+    /// Valid until, Unix seconds.
+    pub expires: u64,
+    /// Nodes the selection resolved to at acceptance.
+    pub selected: u64,
+    /// Distinct nodes that sent at least one result.
+    pub answered: u64,
+    /// Results stored for it.
+    pub results: u64,
+}
+
+/// `GET /v1/jobs`: one page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JobList {
+    /// At most `limit` jobs, newest (highest `seq`) first.
+    pub jobs: Vec<JobSummary>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_before: Option<u64>,
+}
+
 /// One entry of `GET /v1/channels`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

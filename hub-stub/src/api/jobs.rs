@@ -1,6 +1,8 @@
 //! Jobs: submission of signed jobs, their status, and the test networks' raw publish.
 
-use super::{ApiError, ApiResult, Body, MAX_JOB_BODY, Operator, Seg, json, node_attrs, online};
+use super::{
+    ApiError, ApiResult, Body, MAX_JOB_BODY, Operator, Params, Seg, json, node_attrs, online,
+};
 use crate::datadir::now;
 use crate::db::NodeRow;
 use crate::server::Hub;
@@ -8,7 +10,9 @@ use axum::extract::State;
 use http::StatusCode;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use vantage_proto::api::{ErrorBody, JobAccepted, JobPhase, JobRecord, JobStatus, Published};
+use vantage_proto::api::{
+    ErrorBody, JobAccepted, JobList, JobPhase, JobRecord, JobStatus, JobSummary, Published,
+};
 use vantage_proto::channel;
 use vantage_proto::job::{Job, SignedJob};
 use vantage_proto::policy::Policy;
@@ -183,8 +187,8 @@ pub(super) async fn status(State(hub): State<Arc<Hub>>, _: Operator, Seg(id): Se
         .db(move |db| Ok((db.job(&id)?, db.audit_of(&id)?, db.result_count(&id)?)))
         .await?;
     let job = job.ok_or_else(|| ApiError::not_found("no-such-job", "no such job"))?;
-    let field = |k: &str| job.signed_job.job[k].as_u64().unwrap_or(0);
-    let status = JobPhase::at(now() as u64, field("not_before"), field("expires"));
+    let (not_before, expires) = validity(&job);
+    let status = JobPhase::at(now() as u64, not_before, expires);
     Ok(json(
         StatusCode::OK,
         &JobStatus {
@@ -194,6 +198,90 @@ pub(super) async fn status(State(hub): State<Arc<Hub>>, _: Operator, Seg(id): Se
             audit,
         },
     ))
+}
+
+/// Jobs per page of `GET /v1/jobs` unless `limit` says otherwise.
+const JOBS_PAGE: u64 = 50;
+/// The largest `limit` of `GET /v1/jobs`.
+const MAX_JOBS_PAGE: u64 = 500;
+
+/// The accepted jobs, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/jobs", tag = "operators",
+    params(
+        ("limit" = Option<u64>, Query, description = "jobs per page, 1 to 500 (default 50)"),
+        ("before" = Option<u64>, Query, description = "only jobs with a log sequence number below this: the `next_before` of the previous page"),
+    ),
+    security(("client_certificate" = [])),
+    responses(
+        (status = 200, description = "one page, newest first", body = JobList),
+        (status = 400, description = "`limit` or `before` is not a number in range; `code` is `bad-limit` or `bad-before`", body = ErrorBody),
+        (status = 401, description = "no client certificate", body = ErrorBody),
+        (status = 403, description = "not an operator", body = ErrorBody),
+    ))]
+pub(super) async fn list(State(hub): State<Arc<Hub>>, _: Operator, Params(q): Params) -> ApiResult {
+    let number = |name: &str, code: &'static str, range: std::ops::RangeInclusive<u64>| {
+        q.get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad(
+                            code,
+                            format!(
+                                "{name}={v:?} is not a whole number from {} to {}",
+                                range.start(),
+                                range.end()
+                            ),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let limit = number("limit", "bad-limit", 1..=MAX_JOBS_PAGE)?.unwrap_or(JOBS_PAGE);
+    let before = number("before", "bad-before", 1..=i64::MAX as u64)?.unwrap_or(i64::MAX as u64);
+    // One more than asked tells whether an older page exists.
+    let mut rows = hub
+        .db(move |db| db.jobs_page(before, limit as usize + 1))
+        .await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let jobs: Vec<JobSummary> = rows
+        .into_iter()
+        .map(|(job, results, answered)| summary(job, results, answered))
+        .collect();
+    let next_before = more.then(|| jobs.last().map(|j| j.seq)).flatten();
+    Ok(json(StatusCode::OK, &JobList { jobs, next_before }))
+}
+
+/// When a stored job is valid: its signed `not_before` and `expires`.
+fn validity(job: &JobRecord) -> (u64, u64) {
+    let field = |k: &str| job.signed_job.job[k].as_u64().unwrap_or(0);
+    (field("not_before"), field("expires"))
+}
+
+fn summary(job: JobRecord, results: u64, answered: u64) -> JobSummary {
+    let (not_before, expires) = validity(&job);
+    let probe = job.signed_job.job["probe"]["cmd"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    JobSummary {
+        status: JobPhase::at(now() as u64, not_before, expires),
+        not_before,
+        expires,
+        probe,
+        selected: job.nodes.len() as u64,
+        answered,
+        results,
+        id: job.id,
+        seq: job.seq,
+        submitted: job.submitted,
+        submitter: job.submitter,
+        proposer: job.proposer,
+        target: job.target,
+        signers: job.signers,
+    }
 }
 
 /// Test networks only (`--unsafe-raw-publish`): any JSON on any channel, unsigned.

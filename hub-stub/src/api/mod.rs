@@ -173,7 +173,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/gap", post(nodes::gap))
         .route("/v1/results", post(results::post))
         .route("/v1/policy", get(policy::get).post(policy::post))
-        .route("/v1/jobs", post(jobs::submit))
+        .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::status))
         .route("/v1/jobs/{id}/results", get(results::of_job))
         .route("/v1/nodes", get(nodes::list))

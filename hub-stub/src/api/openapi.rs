@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
         enrol::enrol, enrol::renew, enrol::update_attrs,
         subscribe::subscribe, nodes::heartbeat, nodes::gap, results::post,
         policy::get, policy::post,
-        jobs::submit, jobs::status, results::of_job, jobs::raw_publish,
+        jobs::submit, jobs::list, jobs::status, results::of_job, jobs::raw_publish,
         nodes::list, nodes::one, admin::channels, admin::stats, admin::metrics,
     ),
     modifiers(&MutualTls),
