@@ -7,7 +7,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Replaces `path` with `bytes` so that after a crash or power loss the file
 /// holds either the old or the new content, never a mix: write a temporary
@@ -48,17 +47,14 @@ fn parent(path: &Path) -> &Path {
 }
 
 /// The temporary file of a write of `name`: hidden, ending in `.tmp` (the
-/// outbox skips such names), unique per process and write, since the hub's
-/// CLI and the running hub may write the same file at once.
-fn tmp_path(dir: &Path, name: &std::ffi::OsStr, n: u64) -> PathBuf {
+/// outbox skips such names), and always the same, so that the next write
+/// finds and replaces what a crash left behind.
+fn tmp_path(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
     let mut tmp = OsString::from(".");
     tmp.push(name);
-    tmp.push(format!(".{}.{n}.tmp", std::process::id()));
+    tmp.push(".tmp");
     dir.join(tmp)
 }
-
-/// Counts this process's writes, for [`tmp_path`].
-static WRITES: AtomicU64 = AtomicU64::new(0);
 
 fn atomic_write_then(
     path: &Path,
@@ -70,9 +66,14 @@ fn atomic_write_then(
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = tmp_path(dir, name, WRITES.fetch_add(1, Ordering::Relaxed));
-    // A leftover of an interrupted write by a process of the same id (ids
-    // repeat from boot to boot) may have other permissions; start afresh.
+    let tmp = tmp_path(dir, name);
+    // Writers of one directory take turns (the hub's CLI and the running hub
+    // may write the same file; the agent's tasks write side by side), so a
+    // temporary file found now is a crash's leftover, never another
+    // writer's. The kernel drops the lock of a process that dies.
+    let turn = File::open(dir)?;
+    turn.lock()?;
+    // The leftover may have other permissions; start afresh.
     match fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -88,6 +89,7 @@ fn atomic_write_then(
     result?;
     sync(dir)?;
     crate::fault::point(&name.to_string_lossy());
+    drop(turn);
     Ok(())
 }
 
@@ -150,26 +152,41 @@ mod tests {
     }
 
     #[test]
-    fn atomic_write_ignores_stale_temporary_files() {
+    fn atomic_write_ignores_a_stale_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join(".cert.pem.tmp");
+        fs::write(&stale, b"half written").unwrap();
+        fs::set_permissions(&stale, fs::Permissions::from_mode(0o400)).unwrap();
         let path = dir.path().join("cert.pem");
-        // Leftovers of a write interrupted on an earlier boot, under every
-        // name this process might pick next.
-        let next = WRITES.load(Ordering::Relaxed);
-        let stale: Vec<PathBuf> = (next..next + 64)
-            .map(|n| tmp_path(dir.path(), "cert.pem".as_ref(), n))
-            .collect();
-        for s in &stale {
-            fs::write(s, b"half written").unwrap();
-            fs::set_permissions(s, fs::Permissions::from_mode(0o400)).unwrap();
-        }
         atomic_write(&path, b"whole", 0o644).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"whole");
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o644
+        assert!(!stale.exists());
+    }
+
+    #[test]
+    fn concurrent_writers_of_one_file_never_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crl.pem");
+        let writers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        atomic_write(&path, &[b'a' + i; 4096], 0o644).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let content = fs::read(&path).unwrap();
+        assert_eq!(content.len(), 4096);
+        assert!(
+            content.iter().all(|b| *b == content[0]),
+            "one writer's bytes"
         );
-        assert_eq!(names(dir.path()).len(), stale.len(), "one leftover reused");
+        assert_eq!(names(dir.path()), vec![OsString::from("crl.pem")]);
     }
 
     #[test]
