@@ -59,7 +59,7 @@ pub enum Command {
         days: i64,
     },
     /// Serve HTTPS until stopped.
-    Serve(ServeSettings),
+    Serve(Box<ServeSettings>),
     /// Print the hub's OpenAPI 3.1 document (as served at /v1/openapi.json).
     Openapi,
     /// Enrolment tokens.
@@ -206,7 +206,7 @@ pub fn settle(mut cli: Cli, matches: &clap::ArgMatches) -> Result<Cli, ConfigErr
         let file = ConfigFile::load(path)?;
         cli.hub = file.layer(cli.hub, matches)?;
         if let (Command::Serve(s), Some(("serve", m))) = (&mut cli.cmd, matches.subcommand()) {
-            *s = file.layer(s.clone(), m)?;
+            **s = file.layer(ServeSettings::clone(s), m)?;
         }
     }
     if let Command::Serve(s) = &cli.cmd {

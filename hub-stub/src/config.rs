@@ -325,7 +325,7 @@ mod tests {
 
     fn serve(cli: Cli) -> ServeSettings {
         match cli.cmd {
-            Cmd::Serve(s) => s,
+            Cmd::Serve(s) => *s,
             other => panic!("{other:?}"),
         }
     }
