@@ -76,10 +76,7 @@ pub struct Subscription {
 impl Subscription {
     /// Runs forever on the calling thread, sending events to `tx`; returns when `tx` closes.
     pub fn run(mut self, tx: mpsc::Sender<SubEvent>) {
-        let mut backoff = Backoff::new(
-            self.cfg.min_backoff.get(),
-            self.cfg.max_backoff.get(),
-        );
+        let mut backoff = Backoff::new(self.cfg.min_backoff.get(), self.cfg.max_backoff.get());
         loop {
             let started = Instant::now();
             let outcome = self.connect_once(&tx);

@@ -5,4 +5,5 @@ mod config;
 mod governance;
 mod hostile;
 mod hub;
+mod jobs_list;
 mod upgrade;

@@ -1,13 +1,11 @@
 //! `GET /v1/jobs`: the accepted jobs newest first, a page at a time, with
 //! how many nodes answered; operators only; bad paging refused with codes.
 
-mod common;
-
-use common::Hub;
 use serde_json::json;
 use vantage_proto::api::{JobList, JobPhase};
+use vantage_testkit::{Client, Hub};
 
-fn page(op: &common::Client, query: &str) -> JobList {
+fn page(op: &Client, query: &str) -> JobList {
     let (s, v) = op.get(&format!("/v1/jobs{query}"));
     assert_eq!(s, 200, "{v}");
     serde_json::from_value(v).unwrap()
