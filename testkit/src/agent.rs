@@ -22,9 +22,26 @@ impl Agent {
     /// `[owner]`, `[probes]` ... as the test needs). The hub's CA and policy
     /// are the node's.
     pub fn new(hub: &Hub, top: &str, extra: &str) -> Agent {
+        Agent::enrolled(
+            hub,
+            &["--country", "DE", "--continent", "EU"],
+            "DE",
+            top,
+            extra,
+        )
+    }
+
+    /// Like [`Agent::new`], with a token made with `token_args`, declaring `country`.
+    pub fn enrolled(
+        hub: &Hub,
+        token_args: &[&str],
+        country: &str,
+        top: &str,
+        extra: &str,
+    ) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let node = hub.node_with(&["--country", "DE", "--continent", "EU"], "DE");
+        let node = hub.node_with(token_args, country);
         node.install(&data);
         // Quick heartbeats and reconnects for tests, unless the caller sets them.
         let heartbeat = if top.contains("heartbeat_secs") {
