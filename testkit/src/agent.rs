@@ -2,7 +2,7 @@
 //! the process, its log.
 
 use crate::hub::Hub;
-use crate::{bin, wait_for};
+use crate::{bin, poll};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -109,9 +109,14 @@ impl Agent {
 
     /// Waits until the log holds `needle` `n` times.
     pub fn wait_log(&self, needle: &str, n: usize, secs: u64) {
-        wait_for(&format!("agent log line {needle:?} x{n}"), secs, || {
-            self.log().matches(needle).count() >= n
+        let seen = poll(secs, || {
+            (self.log().matches(needle).count() >= n).then_some(())
         });
+        assert!(
+            seen.is_some(),
+            "timed out after {secs} s waiting for agent log line {needle:?} x{n}; the log:\n{}",
+            self.log()
+        );
     }
 
     /// Waits for the `n`th subscription.
