@@ -2,7 +2,7 @@
 //! the process, its log.
 
 use crate::hub::Hub;
-use crate::{bin, wait_for};
+use crate::{bin, poll};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -22,9 +22,26 @@ impl Agent {
     /// `[owner]`, `[probes]` ... as the test needs). The hub's CA and policy
     /// are the node's.
     pub fn new(hub: &Hub, top: &str, extra: &str) -> Agent {
+        Agent::enrolled(
+            hub,
+            &["--country", "DE", "--continent", "EU"],
+            "DE",
+            top,
+            extra,
+        )
+    }
+
+    /// Like [`Agent::new`], with a token made with `token_args`, declaring `country`.
+    pub fn enrolled(
+        hub: &Hub,
+        token_args: &[&str],
+        country: &str,
+        top: &str,
+        extra: &str,
+    ) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let node = hub.node_with(&["--country", "DE", "--continent", "EU"], "DE");
+        let node = hub.node_with(token_args, country);
         node.install(&data);
         // Quick heartbeats and reconnects for tests, unless the caller sets them.
         let heartbeat = if top.contains("heartbeat_secs") {
@@ -92,9 +109,14 @@ impl Agent {
 
     /// Waits until the log holds `needle` `n` times.
     pub fn wait_log(&self, needle: &str, n: usize, secs: u64) {
-        wait_for(&format!("agent log line {needle:?} x{n}"), secs, || {
-            self.log().matches(needle).count() >= n
+        let seen = poll(secs, || {
+            (self.log().matches(needle).count() >= n).then_some(())
         });
+        assert!(
+            seen.is_some(),
+            "timed out after {secs} s waiting for agent log line {needle:?} x{n}; the log:\n{}",
+            self.log()
+        );
     }
 
     /// Waits for the `n`th subscription.

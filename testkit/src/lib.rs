@@ -26,4 +26,4 @@ pub use bins::{bin, repo_root};
 pub use client::{Client, Next, Sse, envelope};
 pub use hub::{Hub, HubBuilder, PolicySource};
 pub use node::Node;
-pub use wait::{Running, free_port, now, read, wait_for, wait_until};
+pub use wait::{Running, free_port, now, poll, read, wait_for, wait_until};

@@ -27,16 +27,20 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
 }
 
 /// Polls `f` every 100 ms until it returns `Some`; fails the test after `secs` seconds.
-pub fn wait_until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(what: &str, secs: u64, f: impl FnMut() -> Option<T>) -> T {
+    poll(secs, f).unwrap_or_else(|| panic!("timed out after {secs} s waiting for {what}"))
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `secs` seconds.
+pub fn poll<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
-        );
+        if start.elapsed() >= Duration::from_secs(secs) {
+            return None;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 }

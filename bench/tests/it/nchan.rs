@@ -171,6 +171,9 @@ async fn agent_and_hub_through_nginx_nchan_redis() {
     assert_eq!(env["channel"], "all", "{env}");
     assert_eq!(env["payload"]["job"]["id"], "j-nchan-all", "{env}");
     drop(s);
+    // A runs it too; its result must be in before A is revoked, or the hub's
+    // refusal of that result, not nginx, tells the agent.
+    assert_eq!(hub.result(&op, "j-nchan-all", 30)["node_id"], a.as_str());
 
     // Revoke A at the hub; once nginx has the refreshed CRL it refuses A's
     // certificate, and B still gets in.

@@ -432,7 +432,7 @@ fn policy_rotation_needs_a_quorum_of_the_current_approvers() {
 #[test]
 fn a_real_agent_answers_and_watch_shows_its_figures() {
     let net = Net::start();
-    let agent = net.agent();
+    let agent = net.agent("NL");
     let sel = format!("node={}", agent.node_id);
     let file = "real.job.json";
     // A TCP connect to the hub itself: loopback only, allowed by this node's owner policy.

@@ -177,10 +177,11 @@ impl Net {
         net
     }
 
-    /// Enrols and starts a real agent (owner policy allowing loopback
-    /// targets), and waits until it is subscribed.
-    pub fn agent(&self) -> Agent {
-        let mut agent = Agent::new(&self.hub, "", "[owner]\nallow_special_addresses = true\n");
+    /// Enrols and starts a real agent in `country` (owner policy allowing
+    /// loopback targets), and waits until it is subscribed.
+    pub fn agent(&self, country: &str) -> Agent {
+        let owner = "[owner]\nallow_special_addresses = true\n";
+        let mut agent = Agent::enrolled(&self.hub, &["--country", country], country, "", owner);
         agent.start();
         agent.wait_log("subscribed:", 1, 30);
         agent
