@@ -18,20 +18,12 @@ use vantage_human::Duration;
 /// Why the settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not TOML.
+    /// The file cannot be read, or is not TOML.
     #[error("{path}: {message}")]
-    Syntax {
+    File {
         /// The file.
         path: PathBuf,
-        /// The parser's explanation, with line and column.
+        /// The I/O error, or the parser's explanation with line and column.
         message: String,
     },
     /// The file names a setting the hub does not have.
@@ -242,16 +234,15 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Reads `path`; every key must be one of [`known_keys`].
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let file_error = |message: String| ConfigError::File {
             path: path.into(),
-            source,
-        })?;
-        let table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: path.into(),
-                    message: e.to_string(),
-                })?;
+            message,
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| file_error(format!("cannot read it: {e}")))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| file_error(e.to_string()))?;
         let known = known_keys();
         if let Some(key) = table.keys().find(|k| !known.contains(k)) {
             return Err(ConfigError::UnknownKey {
@@ -364,31 +355,18 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_name_key_and_file() {
-        let e = settled("keepalive_secs = 15\n", &["serve"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("hub.toml: unknown key `keepalive_secs`") && e.contains("keepalive,"),
-            "{e}"
-        );
-        let e = settled("keepalive = 15\n", &["serve"])
-            .unwrap_err()
-            .to_string();
+        let err = |toml: &str| settled(toml, &["serve"]).unwrap_err().to_string();
+        let e = err("keepalive_secs = 15\n");
+        assert!(e.contains("hub.toml: unknown key `keepalive_secs`"), "{e}");
+        assert!(e.contains("keepalive,"), "the known keys are listed: {e}");
+        let e = err("keepalive = 15\n");
         assert!(
             e.contains("hub.toml: keepalive: ") && e.contains("\"15s\""),
             "{e}"
         );
-        let e = settled("listen = \"nowhere\"\n", &["serve"])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("hub.toml: listen: "), "{e}");
-        let e = settled("[serve]\nlisten = 1\n", &["serve"])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("unknown key `serve`"), "{e}");
-        let e = settled("keepalive = \n", &["serve"])
-            .unwrap_err()
-            .to_string();
+        assert!(err("listen = \"nowhere\"\n").contains("hub.toml: listen: "));
+        assert!(err("[serve]\nlisten = 1\n").contains("unknown key `serve`"));
+        let e = err("keepalive = \n");
         assert!(e.contains("hub.toml") && e.contains("line 1"), "{e}");
     }
 
