@@ -9,6 +9,7 @@ CONSOLE_OUT ?= target/console-test
 
 console/node_modules/.package-lock.json: console/package.json console/package-lock.json
 	@bash scripts/deps.sh console
+	@command -v npm >/dev/null || bash scripts/deps.sh console-npm
 	cd console && npm ci --no-audit --no-fund --loglevel=error
 
 $(CONSOLE_WORLD): console/build/world.mjs console/node_modules/.package-lock.json
