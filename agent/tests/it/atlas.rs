@@ -4,20 +4,16 @@
 //! With `VANTAGE_ATLAS_OUT` set, both are written there for
 //! `ci/atlas/test_sagan.py`, which reads them with RIPE's own parser.
 
-use crate::support::hub;
+use crate::support::hub_and_fixture_agent;
 use serde_json::{Value, json};
 use vantage_proto::atlas::{AtlasResult, msm_id, prb_id};
-use vantage_testkit::{Agent, fixtures::Fixtures, free_port, jobs::node_job};
+use vantage_testkit::{fixtures::Fixtures, free_port, jobs::node_job};
 
 #[test]
 fn atlas_export_of_every_probe_kind() {
     let fx = Fixtures::start();
-    let hub = hub();
+    let (hub, agent) = hub_and_fixture_agent(&fx);
     let op = hub.operator("ops");
-    let top = format!("trust_anchor = {:?}", fx.trust_anchor);
-    let mut agent = Agent::new(&hub, &top, "[owner]\nallow_special_addresses = true\n");
-    agent.start();
-    agent.subscribed(1);
     let node = agent.node_id.clone();
 
     // A UDP socket that never answers (DNS timeout), a TCP listener that

@@ -1,22 +1,18 @@
 //! Enrol → subscribe → job → every probe kind against the loopback fixtures
 //! → results stored at the hub with the expected content. Real hub, real agent.
 
-use crate::support::hub;
+use crate::support::hub_and_fixture_agent;
 use serde_json::{Value, json};
 use vantage_proto::data::{Certificate, ProbeData, SecurityStatus};
 use vantage_proto::probe::{DnsTransport, QType};
 use vantage_proto::result::ProbeResult;
-use vantage_testkit::{Agent, fixtures::Fixtures, jobs::node_job};
+use vantage_testkit::{fixtures::Fixtures, jobs::node_job};
 
 #[test]
 fn every_probe_kind_reports_through_the_hub() {
     let fx = Fixtures::start();
-    let hub = hub();
+    let (hub, agent) = hub_and_fixture_agent(&fx);
     let op = hub.operator("ops");
-    let top = format!("trust_anchor = {:?}", fx.trust_anchor);
-    let mut agent = Agent::new(&hub, &top, "[owner]\nallow_special_addresses = true\n");
-    agent.start();
-    agent.subscribed(1);
     let node = agent.node_id.clone();
 
     let jobs: Vec<(&str, Value)> = vec![
