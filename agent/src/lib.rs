@@ -1,21 +1,56 @@
 //! The vantage node agent: subscribes to the hub, verifies every order against
 //! the network's approval policy and its owner's policy, runs probes, and
 //! reports results through a durable outbox.
+//!
+//! The running agent is a few tasks, each owning its part of the state and
+//! sharing only narrow handles (`Hub`, `Results`, `Approvals`, `Health`,
+//! `Refusals`, `Revoked`); `agent` wires them. Modules are layered: each uses
+//! only modules of earlier layers in this list (or, where named, earlier in
+//! its own layer), so there are no import cycles.
+//!
+//! 1. Foundations, without agent state: `durable`, `logging`, `certs`,
+//!    `cidr`, `config`, `owner`, `probe`, `outbox`, `replay`, `verify`,
+//!    `tally`, `policy_update`, `subscribe`, `reconcile` (each may use those
+//!    before it).
+//! 2. Shared handles: `health` (connected, last error), `revoked` (marker
+//!    and stop), `hub` (the HTTPS client; uses `revoked`), `results` (the
+//!    outbox), `approvals` (the policy chain; uses `hub`).
+//! 3. Components: `jobs` (schedule and run accepted jobs), `orders` (read
+//!    and verify, then `jobs`), `gaps` (report lost messages).
+//! 4. Tasks: `stream` (the subscription's events to `orders` and `gaps`,
+//!    catch-up), `sender` (delivery), `heartbeat`, `renewal`, `systemd`.
+//! 5. Commands: `selftest`, `args` (the command line; uses `selftest`'s
+//!    arguments), `agent` (wiring and shutdown of `run`), `check`, then `cli`.
 
 pub mod agent;
+pub mod approvals;
+pub mod args;
 pub mod certs;
 pub mod check;
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod durable;
+pub mod gaps;
+pub mod health;
+pub mod heartbeat;
+pub mod hub;
+pub mod jobs;
 pub mod logging;
+pub mod orders;
 pub mod outbox;
 pub mod owner;
 pub mod policy_update;
 pub mod probe;
 pub mod reconcile;
+pub mod renewal;
 pub mod replay;
+pub mod results;
+pub mod revoked;
 pub mod selftest;
+pub mod sender;
+pub mod stream;
 pub mod subscribe;
+pub mod systemd;
 pub mod tally;
 pub mod verify;

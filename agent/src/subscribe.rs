@@ -137,9 +137,23 @@ impl Subscription {
                 .get()
                 .max(self.cfg.poll_timeout.get() + Duration::from_secs(15)),
         };
-        let agent = (self.agent)(read_timeout).map_err(Lost::Failed)?;
         let url = self.request_url();
-        let mut req = agent.get(&url).header("Accept", "text/event-stream");
+        let resp = self.open(&url, read_timeout)?;
+        self.connected = true;
+        if tx.blocking_send(SubEvent::Connected(url.clone())).is_err() {
+            return Ok(());
+        }
+        self.read(tx, resp, &url, read_timeout)
+    }
+
+    /// Sends the request; the response if the server took it (HTTP 200).
+    fn open(
+        &self,
+        url: &str,
+        read_timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, Lost> {
+        let agent = (self.agent)(read_timeout).map_err(Lost::Failed)?;
+        let mut req = agent.get(url).header("Accept", "text/event-stream");
         if let Some(id) = &self.last_id {
             req = req.header("Last-Event-ID", id);
         }
@@ -169,10 +183,17 @@ impl Subscription {
                 },
             );
         }
-        self.connected = true;
-        if tx.blocking_send(SubEvent::Connected(url.clone())).is_err() {
-            return Ok(());
-        }
+        Ok(resp)
+    }
+
+    /// Reads the stream until it ends or fails, sending its events to `tx`.
+    fn read(
+        &mut self,
+        tx: &mpsc::Sender<SubEvent>,
+        resp: ureq::http::Response<ureq::Body>,
+        url: &str,
+        read_timeout: Duration,
+    ) -> Result<(), Lost> {
         let mut decoder = Decoder::default().with_last_id(self.last_id.clone());
         let mut reader = resp.into_body().into_reader();
         let mut buf = vec![0u8; 16 * 1024];
@@ -193,32 +214,47 @@ impl Subscription {
                 }
                 Err(e) => return Err(Lost::Failed(format!("reading the stream: {e}"))),
             };
-            for frame in decoder.feed(&buf[..n]) {
-                match frame {
-                    Ok(Frame::Event(ev)) => {
-                        let id = ev.id.clone();
-                        let Some(out) = frame_event(ev) else {
-                            continue;
-                        };
-                        self.last_id = id.or(self.last_id.take());
-                        if tx.blocking_send(out).is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Ok(Frame::Comment(_)) => {}
-                    Err(e) => tracing::warn!("event stream from {url}: {e}"),
-                }
-            }
-            let position = decoder.last_id().map(str::to_string);
-            if position.is_some() && position != self.last_id {
-                self.last_id = position.clone();
-                if let Some(p) = position
-                    && tx.blocking_send(SubEvent::Position(p)).is_err()
-                {
-                    return Ok(());
-                }
+            if !self.forward(tx, &mut decoder, &buf[..n], url) {
+                return Ok(());
             }
         }
+    }
+
+    /// Decodes `bytes` and sends the events and the new position to `tx`;
+    /// false once `tx` is closed.
+    fn forward(
+        &mut self,
+        tx: &mpsc::Sender<SubEvent>,
+        decoder: &mut Decoder,
+        bytes: &[u8],
+        url: &str,
+    ) -> bool {
+        for frame in decoder.feed(bytes) {
+            match frame {
+                Ok(Frame::Event(ev)) => {
+                    let id = ev.id.clone();
+                    let Some(out) = frame_event(ev) else {
+                        continue;
+                    };
+                    self.last_id = id.or(self.last_id.take());
+                    if tx.blocking_send(out).is_err() {
+                        return false;
+                    }
+                }
+                Ok(Frame::Comment(_)) => {}
+                Err(e) => tracing::warn!("event stream from {url}: {e}"),
+            }
+        }
+        let position = decoder.last_id().map(str::to_string);
+        if position.is_some() && position != self.last_id {
+            self.last_id = position.clone();
+            if let Some(p) = position
+                && tx.blocking_send(SubEvent::Position(p)).is_err()
+            {
+                return false;
+            }
+        }
+        true
     }
 }
 

@@ -6,6 +6,7 @@
 //! on the next heartbeat (one report per heartbeat interval).
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use vantage_proto::node::{MAX_REFUSAL_SAMPLE, RefusalSummary};
 
@@ -67,6 +68,31 @@ impl Tally {
                 self.sample = None;
             }
         }
+    }
+}
+
+/// A handle on one [`Tally`]: orders count into it, the heartbeat reports it.
+#[derive(Debug, Default, Clone)]
+pub struct Refusals(Arc<Mutex<Tally>>);
+
+impl Refusals {
+    fn with<T>(&self, f: impl FnOnce(&mut Tally) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// [`Tally::add`].
+    pub fn add(&self, code: &str, now_ms: u64, describe: impl FnOnce() -> String) -> bool {
+        self.with(|t| t.add(code, now_ms, describe))
+    }
+
+    /// [`Tally::summary`].
+    pub fn summary(&self, now_ms: u64) -> Option<RefusalSummary> {
+        self.with(|t| t.summary(now_ms))
+    }
+
+    /// [`Tally::reported`].
+    pub fn reported(&self, reported: &RefusalSummary) {
+        self.with(|t| t.reported(reported));
     }
 }
 

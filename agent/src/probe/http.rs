@@ -110,11 +110,31 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     s.write_all(request.as_bytes())
         .await
         .map_err(|e| ProbeError::Failed(format!("sending the request: {e}")))?;
+    let (mut resp, rest) = read_head(&mut s, a, t0).await?;
+    let head_only =
+        matches!(a.method, HttpMethod::HEAD) || resp.status == 204 || resp.status == 304;
+    if head_only {
+        // The declared length is reported with the body only, as before.
+        resp.content_length = None;
+    } else {
+        let cap = a.max_body as usize;
+        resp.body = Some(read_body(&mut s, rest, cap, resp.content_length).await?);
+    }
+    Ok(resp)
+}
+
+/// Reads up to the end of the response head: the response without its body,
+/// and what was read of the body.
+async fn read_head<S: AsyncRead + Unpin>(
+    s: &mut S,
+    a: &HttpArgs,
+    t0: Instant,
+) -> Result<(Response, Vec<u8>), ProbeError> {
     let mut buf = Vec::with_capacity(4096);
     let mut first_byte_ms = None;
-    let (status, reason, headers, head_len, first_byte_ms) = loop {
+    loop {
         let mut chunk = [0u8; 4096];
-        let n = read_some(&mut s, &mut chunk).await?;
+        let n = read_some(s, &mut chunk).await?;
         if n == 0 {
             return Err(ProbeError::Failed(
                 "the server closed the connection before a complete response head".into(),
@@ -126,8 +146,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         let mut resp = httparse::Response::new(&mut hdrs);
         match resp.parse(&buf) {
             Ok(httparse::Status::Complete(len)) => {
-                let picked = pick_headers(resp.headers, &a.headers);
-                let length = resp
+                let content_length = resp
                     .headers
                     .iter()
                     .find(|h| h.name.eq_ignore_ascii_case("content-length"))
@@ -138,13 +157,16 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                             .parse::<u64>()
                             .ok()
                     });
-                break (
-                    resp.code.unwrap_or(0),
-                    resp.reason.unwrap_or("").to_string(),
-                    (picked, length),
-                    len,
-                    first,
-                );
+                let head = Response {
+                    status: resp.code.unwrap_or(0),
+                    reason: resp.reason.unwrap_or("").to_string(),
+                    headers: pick_headers(resp.headers, &a.headers),
+                    first_byte_ms: first,
+                    head_bytes: len as u64,
+                    body: None,
+                    content_length,
+                };
+                return Ok((head, buf.split_off(len)));
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => continue,
             Ok(httparse::Status::Partial) => {
@@ -154,49 +176,43 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Err(e) => return Err(ProbeError::Failed(format!("malformed response: {e}"))),
         }
-    };
-    let (picked, content_length) = headers;
-    let cap = a.max_body as usize;
+    }
+}
+
+/// Reads and hashes the body (starting with `pending`) up to `cap` bytes or
+/// the declared `content_length`.
+async fn read_body<S: AsyncRead + Unpin>(
+    s: &mut S,
+    mut pending: Vec<u8>,
+    cap: usize,
+    content_length: Option<u64>,
+) -> Result<Body, ProbeError> {
     let mut ctx = digest::Context::new(&digest::SHA256);
     let mut body_len = 0usize;
     let mut truncated = false;
-    let head_only = matches!(a.method, HttpMethod::HEAD) || status == 204 || status == 304;
-    let mut pending = buf.split_off(head_len);
-    if !head_only {
-        loop {
-            let room = cap - body_len;
-            if pending.len() > room {
-                pending.truncate(room);
-                truncated = true;
-            }
-            ctx.update(&pending);
-            body_len += pending.len();
-            if truncated || content_length.is_some_and(|l| body_len as u64 >= l) {
-                break;
-            }
-            let mut chunk = [0u8; 8192];
-            let n = read_some(&mut s, &mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            pending = chunk[..n].to_vec();
+    loop {
+        let room = cap - body_len;
+        if pending.len() > room {
+            pending.truncate(room);
+            truncated = true;
         }
+        ctx.update(&pending);
+        body_len += pending.len();
+        if truncated || content_length.is_some_and(|l| body_len as u64 >= l) {
+            break;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = read_some(s, &mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        pending = chunk[..n].to_vec();
     }
     let hash = ctx.finish();
-    let body = (!head_only).then(|| Body {
+    Ok(Body {
         bytes: body_len as u64,
         truncated,
         sha256: hash.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
-    });
-    Ok(Response {
-        status,
-        reason,
-        headers: picked,
-        first_byte_ms,
-        head_bytes: head_len as u64,
-        // The declared length is reported with the body only, as before.
-        content_length: content_length.filter(|_| !head_only),
-        body,
     })
 }
 

@@ -8,6 +8,7 @@ pub mod ping;
 pub mod tcp;
 pub mod tls;
 pub mod trace;
+pub mod upstream;
 pub mod validate;
 pub mod wire;
 

@@ -16,7 +16,7 @@ use hickory_resolver::proto::rr::{Name, RData, Record, RecordType};
 use vantage_proto::data::{DnssecVerdict as Verdict, SecurityStatus};
 
 use super::anchors::Anchors;
-use super::dns::Upstream;
+use super::upstream::Upstream;
 
 /// NSEC3 iterations above which hickory (and RFC 9276 §3.2) treat a denial as
 /// insecure.
@@ -92,29 +92,8 @@ pub async fn validate(
     anchors: &Anchors,
     timeout: Duration,
 ) -> Verdict {
-    // Failures that are not DNSSEC failures are reported as what they are.
-    match response.response_code {
-        ResponseCode::NoError | ResponseCode::NXDomain => {}
-        code => {
-            let text = format!("{code:?}").to_lowercase();
-            return verdict(
-                SecurityStatus::Indeterminate,
-                format!("rcode-{text}"),
-                format!(
-                    "the server answered {}: nothing to validate",
-                    text.to_uppercase()
-                ),
-            );
-        }
-    }
-    if let Some(zone) = referral(response) {
-        return verdict(
-            SecurityStatus::Indeterminate,
-            "referral",
-            format!(
-                "the server is not authoritative for {name} and does not recurse: it refers to {zone} (a lame delegation if it is listed as a server of the zone)"
-            ),
-        );
+    if let Some(v) = not_a_dnssec_question(response, name) {
+        return v;
     }
     let Some(zone) = anchors.covering(name) else {
         return verdict(
@@ -131,55 +110,9 @@ pub async fn validate(
     // unbound say insecure.
     let validator = DnssecDnsHandle::with_trust_anchor(upstream.clone(), trust.into())
         .nsec3_iteration_limits(Some(NSEC3_ITERATIONS_LIMIT), Some(u16::MAX));
-    let mut options = DnsRequestOptions::default();
-    options.edns_set_dnssec_ok = true;
-    options.edns_payload_len = 1232;
-    let mut answers = validator.lookup(Query::query(name.clone(), qtype), options);
-    // The validator's fetches each have the probe's timeout; a chain of them
-    // is bounded by the node's probe time limit around the whole probe.
-    let outcome = tokio::time::timeout(timeout * 4, answers.next()).await;
-    let (proof, checked) = match outcome {
-        Err(_) => {
-            return verdict(
-                SecurityStatus::Indeterminate,
-                "validation-timeout",
-                format!(
-                    "the chain of trust could not be fetched within {} ms",
-                    (timeout * 4).as_millis()
-                ),
-            );
-        }
-        Ok(None) => {
-            return verdict(
-                SecurityStatus::Indeterminate,
-                "validation-failed",
-                "the validator returned nothing",
-            );
-        }
-        Ok(Some(Ok(r))) => {
-            let section = if r.answers.is_empty() {
-                &r.authorities
-            } else {
-                &r.answers
-            };
-            (summary(section), r)
-        }
-        Ok(Some(Err(NetError::Dns(DnsError::Nsec {
-            proof, response, ..
-        })))) => {
-            if proof == Proof::Bogus && wildcard_expansion_proven(&response, name) {
-                (Proof::Secure, *response)
-            } else {
-                (proof, *response)
-            }
-        }
-        Ok(Some(Err(e))) => {
-            return verdict(
-                SecurityStatus::Indeterminate,
-                "validation-failed",
-                one_line(&e),
-            );
-        }
+    let (proof, checked) = match prove(validator, name, qtype, timeout).await {
+        Ok(p) => p,
+        Err(v) => return v,
     };
     match proof {
         Proof::Secure => verdict(
@@ -194,6 +127,88 @@ pub async fn validate(
             "validation-failed",
             "the validator could neither prove nor disprove the answer",
         ),
+    }
+}
+
+/// Failures that are not DNSSEC failures, reported as what they are: an
+/// error rcode, or a referral.
+fn not_a_dnssec_question(response: &DnsResponse, name: &Name) -> Option<Verdict> {
+    match response.response_code {
+        ResponseCode::NoError | ResponseCode::NXDomain => {}
+        code => {
+            let text = format!("{code:?}").to_lowercase();
+            return Some(verdict(
+                SecurityStatus::Indeterminate,
+                format!("rcode-{text}"),
+                format!(
+                    "the server answered {}: nothing to validate",
+                    text.to_uppercase()
+                ),
+            ));
+        }
+    }
+    referral(response).map(|zone| {
+        verdict(
+            SecurityStatus::Indeterminate,
+            "referral",
+            format!(
+                "the server is not authoritative for {name} and does not recurse: it refers to {zone} (a lame delegation if it is listed as a server of the zone)"
+            ),
+        )
+    })
+}
+
+/// Asks `validator` the question again: its proof and the response it was
+/// made on, or the verdict when it could not decide.
+async fn prove(
+    validator: DnssecDnsHandle<Upstream>,
+    name: &Name,
+    qtype: RecordType,
+    timeout: Duration,
+) -> Result<(Proof, DnsResponse), Verdict> {
+    let mut options = DnsRequestOptions::default();
+    options.edns_set_dnssec_ok = true;
+    options.edns_payload_len = 1232;
+    let mut answers = validator.lookup(Query::query(name.clone(), qtype), options);
+    // The validator's fetches each have the probe's timeout; a chain of them
+    // is bounded by the node's probe time limit around the whole probe.
+    let outcome = tokio::time::timeout(timeout * 4, answers.next()).await;
+    match outcome {
+        Err(_) => Err(verdict(
+            SecurityStatus::Indeterminate,
+            "validation-timeout",
+            format!(
+                "the chain of trust could not be fetched within {} ms",
+                (timeout * 4).as_millis()
+            ),
+        )),
+        Ok(None) => Err(verdict(
+            SecurityStatus::Indeterminate,
+            "validation-failed",
+            "the validator returned nothing",
+        )),
+        Ok(Some(Ok(r))) => {
+            let section = if r.answers.is_empty() {
+                &r.authorities
+            } else {
+                &r.answers
+            };
+            Ok((summary(section), r))
+        }
+        Ok(Some(Err(NetError::Dns(DnsError::Nsec {
+            proof, response, ..
+        })))) => {
+            if proof == Proof::Bogus && wildcard_expansion_proven(&response, name) {
+                Ok((Proof::Secure, *response))
+            } else {
+                Ok((proof, *response))
+            }
+        }
+        Ok(Some(Err(e))) => Err(verdict(
+            SecurityStatus::Indeterminate,
+            "validation-failed",
+            one_line(&e),
+        )),
     }
 }
 
@@ -361,45 +376,8 @@ async fn bogus_reason(
         .collect();
     let anchored = anchors.zones();
     for signer in signers {
-        let Some(keys) = upstream.fetch(&signer, RecordType::DNSKEY).await else {
-            continue;
-        };
-        let dnskeys: Vec<_> = keys
-            .answers
-            .iter()
-            .filter_map(|x| match &x.data {
-                RData::DNSSEC(DNSSECRData::DNSKEY(k)) if x.name == signer => Some(k),
-                _ => None,
-            })
-            .collect();
-        if dnskeys.is_empty() {
-            return verdict(
-                SecurityStatus::Bogus,
-                "dnskey-missing",
-                format!("{signer} has signatures but no DNSKEY"),
-            );
-        }
-        if let Some(v) = signature_times(&keys.answers, now) {
+        if let Some(v) = signer_problem(&signer, upstream, &anchored, now).await {
             return v;
-        }
-        if anchored.contains(&signer) {
-            continue;
-        }
-        let Some(dss) = fetch_ds(upstream, &signer).await else {
-            continue;
-        };
-        if !dss.is_empty()
-            && !dss.iter().any(|d| {
-                dnskeys
-                    .iter()
-                    .any(|k| d.covers(&signer, k).unwrap_or(false))
-            })
-        {
-            return verdict(
-                SecurityStatus::Bogus,
-                "ds-mismatch",
-                format!("no DS of {signer} matches any of its DNSKEYs"),
-            );
         }
     }
     if negative {
@@ -416,6 +394,52 @@ async fn bogus_reason(
             "no signature over the answer verifies with a key chained to the anchor for {anchor_zone}"
         ),
     )
+}
+
+/// What is wrong with the chain of trust of `signer`'s keys, if anything
+/// the probe can see: no DNSKEY, keys outside their validity, or a DS that
+/// matches none of them (zones with an anchor have no DS to check).
+async fn signer_problem(
+    signer: &Name,
+    upstream: &Upstream,
+    anchored: &[Name],
+    now: u32,
+) -> Option<Verdict> {
+    let keys = upstream.fetch(signer, RecordType::DNSKEY).await?;
+    let dnskeys: Vec<_> = keys
+        .answers
+        .iter()
+        .filter_map(|x| match &x.data {
+            RData::DNSSEC(DNSSECRData::DNSKEY(k)) if x.name == *signer => Some(k),
+            _ => None,
+        })
+        .collect();
+    if dnskeys.is_empty() {
+        return Some(verdict(
+            SecurityStatus::Bogus,
+            "dnskey-missing",
+            format!("{signer} has signatures but no DNSKEY"),
+        ));
+    }
+    if let Some(v) = signature_times(&keys.answers, now) {
+        return Some(v);
+    }
+    if anchored.contains(signer) {
+        return None;
+    }
+    let dss = fetch_ds(upstream, signer).await?;
+    if !dss.is_empty()
+        && !dss
+            .iter()
+            .any(|d| dnskeys.iter().any(|k| d.covers(signer, k).unwrap_or(false)))
+    {
+        return Some(verdict(
+            SecurityStatus::Bogus,
+            "ds-mismatch",
+            format!("no DS of {signer} matches any of its DNSKEYs"),
+        ));
+    }
+    None
 }
 
 /// `signature-expired` or `signature-not-yet-valid` when every signature

@@ -1,0 +1,77 @@
+//! The heartbeat: every interval, ask the hub for a newer approval policy,
+//! then tell it the node's version, uptime, outbox, last error, policy
+//! serial and the refusals counted since the last report.
+
+use std::time::{Duration, Instant};
+
+use vantage_proto::node::Heartbeat as Beat;
+
+use crate::approvals::Approvals;
+use crate::certs::unix_ms;
+use crate::health::Health;
+use crate::hub::Hub;
+use crate::results::Results;
+use crate::tally::Refusals;
+
+/// The heartbeat task's parts.
+pub struct Heartbeat {
+    /// How often.
+    pub every: Duration,
+    /// The client to the hub.
+    pub hub: Hub,
+    /// The hub's heartbeat endpoint.
+    pub url: String,
+    /// The approval policy (refreshed, and its serial reported).
+    pub approvals: Approvals,
+    /// The outbox (its depth and dropped count).
+    pub results: Results,
+    /// The last error.
+    pub health: Health,
+    /// Refusals to report.
+    pub refusals: Refusals,
+    /// When the agent started.
+    pub started: Instant,
+}
+
+impl Heartbeat {
+    /// Beats forever.
+    pub async fn run(self) {
+        loop {
+            self.approvals.refresh().await;
+            self.beat().await;
+            tokio::time::sleep(self.every).await;
+        }
+    }
+
+    async fn beat(&self) {
+        let (depth, dropped) = self.results.counts();
+        let health = self.health.get();
+        let refused = self.refusals.summary(unix_ms());
+        let hb = Beat {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            outbox_depth: depth,
+            outbox_dropped: dropped,
+            last_error: health.error(),
+            policy_serial: Some(self.approvals.serial()),
+            refused: refused.clone(),
+        };
+        let body = serde_json::to_vec(&hb).unwrap_or_default();
+        match self.hub.post(self.url.clone(), body).await {
+            Ok((200..=299, _)) => {
+                if let Some(r) = refused {
+                    tracing::info!(
+                        "reported {} refused stream message(s) to the hub: {:?}",
+                        r.total(),
+                        r.counts
+                    );
+                    self.refusals.reported(&r);
+                }
+            }
+            Ok((s, b)) => {
+                tracing::warn!("heartbeat: HTTP {s}: {}", crate::logging::one_line(&b))
+            }
+            Err(e) => tracing::warn!("heartbeat: {e}"),
+        }
+    }
+}
