@@ -159,20 +159,7 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
         apply_system_settings(opts, s);
     }
 
-    // A revoked node stays stopped until the volunteer resets it (the reset
-    // above removes the marker): enrolling again needs a new token or
-    // approval anyway, and ENROLLED would tell them all is well.
-    if let Some(marker) = Marker::read(&data) {
-        let token = matches!(&settings, Ok(Some(s)) if s.token.is_some());
-        report(&revoked(&data, &marker, token));
-        return Err(Fatal::NeedsVolunteer(format!(
-            "the hub revoked this node's certificate ({} has {}); the node needs a reset and a \
-             new token to enrol again",
-            Marker::path(&data).display(),
-            marker.evidence
-        )));
-    }
-
+    stop_if_revoked(&data, &settings, &report)?;
     let lost_identity = match healthy_identity(&data) {
         Ok(node) => {
             return Ok(already_enrolled(
@@ -186,76 +173,14 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
         }
         Err(why) => why,
     };
-
-    let settings = match settings {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            let f = Fatal::NeedsVolunteer(format!(
-                "There is no {} on the boot partition, so the node does not know its hub.",
-                config::FILE_NAME
-            ));
-            report(&problem(
-                &f.to_string(),
-                "Put the card in your computer, copy vantage.toml.example to vantage.toml on the \
-                 boot partition, fill it in (at least hub and country), and start the node again.",
-            ));
-            return Err(f);
-        }
-        Err(invalid) => {
-            let f = Fatal::NeedsVolunteer(format!("vantage.toml has problems:\n{invalid}"));
-            report(&problem(
-                &f.to_string(),
-                "Put the card in your computer, correct vantage.toml as described above (the \
-                 file vantage.toml.example shows every setting), and start the node again.",
-            ));
-            return Err(f);
-        }
-    };
-
-    let ca = match PinnedCa::load(&opts.ca) {
-        Ok(ca) => ca,
-        Err(e) => {
-            let f = Fatal::Broken(format!(
-                "The network's CA certificate is missing or damaged: {e}"
-            ));
-            report(&problem(
-                &f.to_string(),
-                "The system image is damaged or incomplete: flash the SD card again with the \
-                 image of your network.",
-            ));
-            return Err(f);
-        }
-    };
+    let settings = required(settings, &report)?;
+    let ca = network_ca(&opts.ca, &report)?;
     let floor = clock::floor(
         ca.ders()
             .filter_map(|der| CertInfo::from_der(der).ok())
             .map(|c| c.not_before),
     );
-
-    let key = match NodeKey::load_or_generate(&data).or_else(|e| match e {
-        // A damaged key is useless to anyone: replace it.
-        CsrError::Crypto(_) => {
-            log(&format!(
-                "{}: {e}; making a new key",
-                data.key_path().display()
-            ));
-            let key = NodeKey::generate()?;
-            data.write_key(&key.to_pem())?;
-            Ok((key, true))
-        }
-        other => Err(other),
-    }) {
-        Ok((key, _)) => key,
-        Err(e) => {
-            let f = Fatal::Broken(format!("The node's key cannot be stored: {e}"));
-            report(&problem(
-                &f.to_string(),
-                "The SD card may be full, damaged or write-protected. Try another card, \
-                 flashed with the image of your network.",
-            ));
-            return Err(f);
-        }
-    };
+    let key = node_key(&data, &report)?;
     log(&format!("key fingerprint {}", key.fingerprint()));
 
     Enrolment {
@@ -272,6 +197,103 @@ pub fn run(opts: &Options) -> Result<Outcome, Fatal> {
     .run()
 }
 
+/// A revoked node stays stopped until the volunteer resets it (the reset
+/// removes the marker): enrolling again needs a new token or approval
+/// anyway, and ENROLLED would tell them all is well.
+fn stop_if_revoked(
+    data: &DataDir,
+    settings: &Result<Option<Settings>, config::Invalid>,
+    report: &dyn Fn(&Status),
+) -> Result<(), Fatal> {
+    let Some(marker) = Marker::read(data) else {
+        return Ok(());
+    };
+    let token = matches!(settings, Ok(Some(s)) if s.token.is_some());
+    report(&revoked(data, &marker, token));
+    Err(Fatal::NeedsVolunteer(format!(
+        "the hub revoked this node's certificate ({} has {}); the node needs a reset and a \
+         new token to enrol again",
+        Marker::path(data).display(),
+        marker.evidence
+    )))
+}
+
+/// The volunteer's settings, which enrolment needs.
+fn required(
+    settings: Result<Option<Settings>, config::Invalid>,
+    report: &dyn Fn(&Status),
+) -> Result<Settings, Fatal> {
+    match settings {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => {
+            let f = Fatal::NeedsVolunteer(format!(
+                "There is no {} on the boot partition, so the node does not know its hub.",
+                config::FILE_NAME
+            ));
+            report(&problem(
+                &f.to_string(),
+                "Put the card in your computer, copy vantage.toml.example to vantage.toml on the \
+                 boot partition, fill it in (at least hub and country), and start the node again.",
+            ));
+            Err(f)
+        }
+        Err(invalid) => {
+            let f = Fatal::NeedsVolunteer(format!("vantage.toml has problems:\n{invalid}"));
+            report(&problem(
+                &f.to_string(),
+                "Put the card in your computer, correct vantage.toml as described above (the \
+                 file vantage.toml.example shows every setting), and start the node again.",
+            ));
+            Err(f)
+        }
+    }
+}
+
+/// The network's CA certificate shipped in the image.
+fn network_ca(path: &Path, report: &dyn Fn(&Status)) -> Result<PinnedCa, Fatal> {
+    PinnedCa::load(path).map_err(|e| {
+        let f = Fatal::Broken(format!(
+            "The network's CA certificate is missing or damaged: {e}"
+        ));
+        report(&problem(
+            &f.to_string(),
+            "The system image is damaged or incomplete: flash the SD card again with the \
+             image of your network.",
+        ));
+        f
+    })
+}
+
+/// The node's key, made and stored (before any CSR leaves the node) if
+/// there is none or it is damaged.
+fn node_key(data: &DataDir, report: &dyn Fn(&Status)) -> Result<NodeKey, Fatal> {
+    let loaded = NodeKey::load_or_generate(data).or_else(|e| match e {
+        // A damaged key is useless to anyone: replace it.
+        CsrError::Crypto(_) => {
+            log(&format!(
+                "{}: {e}; making a new key",
+                data.key_path().display()
+            ));
+            let key = NodeKey::generate()?;
+            data.write_key(&key.to_pem())?;
+            Ok((key, true))
+        }
+        other => Err(other),
+    });
+    match loaded {
+        Ok((key, _)) => Ok(key),
+        Err(e) => {
+            let f = Fatal::Broken(format!("The node's key cannot be stored: {e}"));
+            report(&problem(
+                &f.to_string(),
+                "The SD card may be full, damaged or write-protected. Try another card, \
+                 flashed with the image of your network.",
+            ));
+            Err(f)
+        }
+    }
+}
+
 struct Enrolment<'a> {
     opts: &'a Options,
     config: &'a Path,
@@ -284,9 +306,18 @@ struct Enrolment<'a> {
     report: &'a dyn Fn(&Status),
 }
 
+/// What one enrolment attempt came to.
+enum Step {
+    /// Enrolled.
+    Done(Outcome),
+    /// The token was refused: ask for approval instead, at once.
+    Again,
+    /// Pending or unreachable: try again after a while.
+    Wait,
+}
+
 impl Enrolment<'_> {
     fn run(&self) -> Result<Outcome, Fatal> {
-        let hub = &self.settings.hub;
         let mut token = self.settings.token.clone();
         let mut pending_why = match &self.lost_identity {
             Some(why) => format!(
@@ -309,64 +340,10 @@ impl Enrolment<'_> {
                 std::thread::sleep(Duration::from_secs(2));
                 continue;
             }
-
-            let csr = self
-                .key
-                .csr_pem(self.settings.hostname.as_deref())
-                .map_err(|e| Fatal::Broken(format!("cannot make a CSR: {e}")))?;
-            let req = EnrolRequest {
-                csr,
-                token: token.clone(),
-                declared: self.settings.declared(),
-                agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-            };
-            let agent = client::agent(self.ca, None, Timeouts::default());
-            log(&format!(
-                "enrolling with {hub} ({})",
-                if token.is_some() {
-                    "with token"
-                } else {
-                    "asking for approval"
-                }
-            ));
-            match enrol::enrol(&agent, hub, &req) {
-                Ok(EnrolOutcome::Issued(issued)) => return self.store(*issued),
-                Ok(EnrolOutcome::Pending {
-                    fingerprint,
-                    message,
-                }) => {
-                    (self.report)(&Status::Pending {
-                        fingerprint,
-                        hub: hub.clone(),
-                        why: pending_why.clone(),
-                        hub_says: message,
-                    });
-                }
-                Err(e) => match e.permanent_refusal() {
-                    Some((status, message)) => {
-                        if token.take().is_some() {
-                            log(&format!("token refused (HTTP {status}): {message}"));
-                            pending_why = format!(
-                                "The hub did not accept the token in vantage.toml ({message}), \
-                                 so the node asks the hub's administrator to approve it instead."
-                            );
-                            continue;
-                        }
-                        let f = Fatal::NeedsVolunteer(format!(
-                            "The hub {hub} refused to enrol this node: {message}"
-                        ));
-                        (self.report)(&problem(
-                            &f.to_string(),
-                            "Check the settings in vantage.toml, or ask the hub's administrator \
-                             what is wrong, then start the node again.",
-                        ));
-                        return Err(f);
-                    }
-                    None => {
-                        let clock_wrong = clock::now() < self.floor;
-                        (self.report)(&unreachable_status(hub, &e, clock_wrong));
-                    }
-                },
+            match self.attempt(&mut token, &mut pending_why)? {
+                Step::Done(outcome) => return Ok(outcome),
+                Step::Again => continue,
+                Step::Wait => {}
             }
             if self.opts.once {
                 return Ok(Outcome::NotYet);
@@ -375,6 +352,83 @@ impl Enrolment<'_> {
             log(&format!("next attempt in {:.1} s", delay.as_secs_f64()));
             std::thread::sleep(delay);
         }
+    }
+
+    /// One enrolment request, with `token` if there is one still unrefused.
+    fn attempt(&self, token: &mut Option<String>, pending_why: &mut String) -> Result<Step, Fatal> {
+        let hub = &self.settings.hub;
+        let csr = self
+            .key
+            .csr_pem(self.settings.hostname.as_deref())
+            .map_err(|e| Fatal::Broken(format!("cannot make a CSR: {e}")))?;
+        let req = EnrolRequest {
+            csr,
+            token: token.clone(),
+            declared: self.settings.declared(),
+            agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        };
+        let agent = client::agent(self.ca, None, Timeouts::default());
+        log(&format!(
+            "enrolling with {hub} ({})",
+            if token.is_some() {
+                "with token"
+            } else {
+                "asking for approval"
+            }
+        ));
+        match enrol::enrol(&agent, hub, &req) {
+            Ok(EnrolOutcome::Issued(issued)) => return self.store(*issued).map(Step::Done),
+            Ok(EnrolOutcome::Pending {
+                fingerprint,
+                message,
+            }) => {
+                (self.report)(&Status::Pending {
+                    fingerprint,
+                    hub: hub.clone(),
+                    why: pending_why.clone(),
+                    hub_says: message,
+                });
+            }
+            Err(e) => match e.permanent_refusal() {
+                Some((status, message)) => {
+                    return self.refused(token, pending_why, status, message);
+                }
+                None => {
+                    let clock_wrong = clock::now() < self.floor;
+                    (self.report)(&unreachable_status(hub, &e, clock_wrong));
+                }
+            },
+        }
+        Ok(Step::Wait)
+    }
+
+    /// The hub refused for good: without the token if there was one, else
+    /// the volunteer must act.
+    fn refused(
+        &self,
+        token: &mut Option<String>,
+        pending_why: &mut String,
+        status: u16,
+        message: &str,
+    ) -> Result<Step, Fatal> {
+        if token.take().is_some() {
+            log(&format!("token refused (HTTP {status}): {message}"));
+            *pending_why = format!(
+                "The hub did not accept the token in vantage.toml ({message}), \
+                 so the node asks the hub's administrator to approve it instead."
+            );
+            return Ok(Step::Again);
+        }
+        let hub = &self.settings.hub;
+        let f = Fatal::NeedsVolunteer(format!(
+            "The hub {hub} refused to enrol this node: {message}"
+        ));
+        (self.report)(&problem(
+            &f.to_string(),
+            "Check the settings in vantage.toml, or ask the hub's administrator \
+             what is wrong, then start the node again.",
+        ));
+        Err(f)
     }
 
     fn store(&self, issued: Issued) -> Result<Outcome, Fatal> {
@@ -886,45 +940,8 @@ fn describe_tls(hub: &str, tls: &rustls::Error, clock_wrong: bool) -> Option<(St
             ),
             ntp.to_owned(),
         ),
-        C::Expired | C::ExpiredContext { .. } => {
-            let when = match cert {
-                C::ExpiredContext { not_after, .. } => {
-                    format!(" on {}", clock::human(unix(*not_after)))
-                }
-                _ => String::new(),
-            };
-            (
-                format!(
-                    "The hub's certificate expired{when} (the node's clock says {now}), so the \
-                     node cannot trust {hub}."
-                ),
-                "tell the hub's administrator that the hub's certificate has expired \
-                 (vantage-hub server-cert makes a new one). If the node's clock is far ahead \
-                 instead, check that it can reach time servers (NTP, UDP port 123)."
-                    .to_owned(),
-            )
-        }
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            let host = host_of(hub);
-            let names = match cert {
-                C::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
-                    format!(" It is made out for: {}.", presented.join(", "))
-                }
-                _ => String::new(),
-            };
-            (
-                format!(
-                    "The server at {hub} has a certificate from your network's authority, but \
-                     not for the name {host}.{names}"
-                ),
-                format!(
-                    "write the hub's address in vantage.toml exactly as the administrator gave \
-                     it (hub = \"https://NAME:PORT\", with one of the names above); or ask the \
-                     administrator to add {host} to the hub's certificate \
-                     (vantage-hub server-cert --name {host} ...)."
-                ),
-            )
-        }
+        C::Expired | C::ExpiredContext { .. } => hub_cert_expired(hub, cert, &now),
+        C::NotValidForName | C::NotValidForNameContext { .. } => wrong_name(hub, cert),
         C::Revoked => (
             format!("The hub's certificate at {hub} has been revoked by your network."),
             "tell the hub's administrator; nothing to change on the node.".to_owned(),
@@ -944,6 +961,51 @@ fn describe_tls(hub: &str, tls: &rustls::Error, clock_wrong: bool) -> Option<(St
             "tell the hub's administrator this message.".to_owned(),
         ),
     })
+}
+
+/// The hub's certificate expired (and the node's clock is plausible).
+fn hub_cert_expired(hub: &str, cert: &rustls::CertificateError, now: &str) -> (String, String) {
+    let when = match cert {
+        rustls::CertificateError::ExpiredContext { not_after, .. } => {
+            format!(" on {}", clock::human(unix(*not_after)))
+        }
+        _ => String::new(),
+    };
+    (
+        format!(
+            "The hub's certificate expired{when} (the node's clock says {now}), so the \
+             node cannot trust {hub}."
+        ),
+        "tell the hub's administrator that the hub's certificate has expired \
+         (vantage-hub server-cert makes a new one). If the node's clock is far ahead \
+         instead, check that it can reach time servers (NTP, UDP port 123)."
+            .to_owned(),
+    )
+}
+
+/// The hub's certificate is the network's but not for the name in `hub`.
+fn wrong_name(hub: &str, cert: &rustls::CertificateError) -> (String, String) {
+    let host = host_of(hub);
+    let names = match cert {
+        rustls::CertificateError::NotValidForNameContext { presented, .. }
+            if !presented.is_empty() =>
+        {
+            format!(" It is made out for: {}.", presented.join(", "))
+        }
+        _ => String::new(),
+    };
+    (
+        format!(
+            "The server at {hub} has a certificate from your network's authority, but \
+             not for the name {host}.{names}"
+        ),
+        format!(
+            "write the hub's address in vantage.toml exactly as the administrator gave \
+             it (hub = \"https://NAME:PORT\", with one of the names above); or ask the \
+             administrator to add {host} to the hub's certificate \
+             (vantage-hub server-cert --name {host} ...)."
+        ),
+    )
 }
 
 fn unix(t: rustls::pki_types::UnixTime) -> i64 {
