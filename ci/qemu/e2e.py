@@ -233,21 +233,49 @@ def assemble_debian(args, work, p, volunteer, extra, log):
     return {}
 
 
-def qemu_part(run, args, cache, work, fx):
-    """The aarch64 guest: steps 1-7."""
-    log = work / "build.log"
-    run.logs["build log"] = log
-    st = {}
+class QemuPart:
+    """The aarch64 guest: steps 1-7, one method each. What a step learns (the
+    hub, its token, the approvers, the node, its boot id) is an attribute the
+    later steps read."""
 
-    def assemble():
+    def __init__(self, run, args, cache, work, fx):
+        self.run, self.args, self.cache, self.work, self.fx = run, args, cache, work, fx
+        self.log = work / "build.log"
+        run.logs["build log"] = self.log
+        self.pieces = self.approvers = self.hub = self.token = None
+        self.node = self.boot_id = None
+
+    def steps(self):
+        run, args = self.run, self.args
+        run.step(f"assemble the test system ({args.system}: kernel, initramfs, disk, hub, "
+                 "fixtures)", self.assemble)
+        run.step("1 first boot: enrol with the token, online with country, token gone, status",
+                 self.first_boot)
+        run.step("2 approved jobs: dns secure+bogus, http, tls, tcp, ping, traceroute",
+                 self.approved_jobs)
+        run.step("3 forged and under-quorum jobs via raw publish: refused, counted at the hub, "
+                 "nothing run", self.refused)
+        run.step("4 no failed units, no ordering cycles, agent logs in the journal, "
+                 "the image's OS with a read-only root", self.health)
+        run.step("5 reboot: no second enrolment, job published while down is caught up",
+                 self.reboot)
+        run.step("6 power cut with a result in the outbox: delivered after boot, exactly once",
+                 self.power_cut)
+        run.step("7 revocation at the hub: the agent stops for good, its log and the status "
+                 "file say why; the card afterwards", self.revoke)
+        self.hub.stop()
+
+    def assemble(self):
+        run, args, cache, work, fx, log = (self.run, self.args, self.cache, self.work, self.fx,
+                                           self.log)
         p = testsys.pieces(cache, log, with_base=args.system == "debian")
-        st["pieces"] = p
+        self.pieces = p
         bins = Path(args.bin_dir) / AARCH64
         for b in ("vantage-agent", "vantage-provision"):
             expect((bins / b).is_file(), f"{bins / b} missing: run make agent")
         approvers = [jobs.Approver(n, hashlib.sha256(f"vq-{n}".encode()).digest(), work)
                      for n in ("alice", "bob", "carol")]
-        st["approvers"] = approvers
+        self.approvers = approvers
         policy = jobs.make_policy(approvers, threshold=2)
         (work / "policy.json").write_text(json.dumps(policy, indent=1))
         hub = hubmod.Hub(args.hub_bin, work / "hub", work / "hub.log",
@@ -255,9 +283,9 @@ def qemu_part(run, args, cache, work, fx):
         run.hubs.append(hub)
         run.logs["hub log"] = work / "hub.log"
         hub.start()
-        st["hub"] = hub
+        self.hub = hub
         token = hub.token(COUNTRY)
-        st["token"] = token
+        self.token = token
         volunteer = (f'hub = "{HUB_URL}"\ntoken = "{token}"\ncountry = "{COUNTRY}"\n'
                      'tags = ["qemu"]\n').encode()
         ta = Path(fx["FIXTURE_TRUST_ANCHOR"]).read_bytes()
@@ -281,14 +309,10 @@ def qemu_part(run, args, cache, work, fx):
         cached = ",".join(k for k, v in p["cached"].items() if v) or "none"
         return {"system": args.system, "cached": cached, **info}
 
-    run.step(f"assemble the test system ({args.system}: kernel, initramfs, disk, hub, fixtures)",
-             assemble)
-    hub = st["hub"]
-    ports = fx["ports"]
-
-    def boot():
+    def boot(self):
+        run, args, work, hub, ports = self.run, self.args, self.work, self.hub, self.fx["ports"]
         g = guestmod.Guest(
-            st["pieces"]["kernel"] / "vmlinuz", st["pieces"]["initrd"], work / "disk.img",
+            self.pieces["kernel"] / "vmlinuz", self.pieces["initrd"], work / "disk.img",
             work / "serial.log",
             [(HUB_IP, 8443, hub.addr[1]), (DNS_IP, 53, ports["DNS_PORT"]),
              (WWW_IP, 80, ports["HTTP_PORT"]), (WWW_IP, 443, ports["HTTPS_PORT"])],
@@ -297,8 +321,9 @@ def qemu_part(run, args, cache, work, fx):
         run.logs["serial console"] = work / "serial.log"
         return g
 
-    def first_boot():
-        g = boot()
+    def first_boot(self):
+        hub = self.hub
+        g = self.boot()
         # The hub is watched while the guest boots, so the time to enrolment
         # is when the hub first shows the node online.
         def online():
@@ -310,25 +335,21 @@ def qemu_part(run, args, cache, work, fx):
         t_ready = g.uptime()
         expect(len(hub.nodes()) == 1, f"expected one node, hub has {hub.nodes()}")
         n = nodes[0]
-        st["node"] = n["id"]
+        self.node = n["id"]
         expect(json.dumps(n).find(f'"{COUNTRY}"') >= 0,
                f"node {n['id']} lacks its declared country {COUNTRY}: {n}")
         rc, status = g.check("status")
         expect(rc == 0 and "enrolled" in status.lower(),
                f"status file does not say enrolled:\n{status}")
         rc, vol = g.check("volunteer")
-        expect(rc == 0 and st["token"] not in vol and "<present>" not in vol,
+        expect(rc == 0 and self.token not in vol and "<present>" not in vol,
                f"the token is still in vantage.toml on the boot partition:\n{vol}")
-        st["boot_id"] = ready.group(1)
+        self.boot_id = ready.group(1)
         return {"node": n["id"], "multi-user_s": round(t_ready, 1),
                 "boot_to_enrolled_s": round(t_enrolled, 1)}
 
-    run.step("1 first boot: enrol with the token, online with country, token gone, status",
-             first_boot)
-    node = st["node"]
-    alice, bob, carol = st["approvers"]
-
-    def approved_jobs():
+    def approved_jobs(self):
+        hub, node, (alice, bob, _) = self.hub, self.node, self.approvers
         probes = {
             "dns-secure": ({"cmd": "dns", "args": {
                 "name": "www.secure.test", "qtype": "A", "resolver": f"{DNS_IP}:53",
@@ -370,10 +391,9 @@ def qemu_part(run, args, cache, work, fx):
         return {"job_to_first_result_s": first,
                 "jobs_to_all_results_s": round(time.monotonic() - t, 1)}
 
-    run.step("2 approved jobs: dns secure+bogus, http, tls, tcp, ping, traceroute",
-             approved_jobs)
-
-    def refused():
+    def refused(self):
+        run, work, hub, node = self.run, self.work, self.hub, self.node
+        alice = self.approvers[0]
         mallory = [jobs.Approver(n, hashlib.sha256(f"vq-{n}".encode()).digest(), work)
                    for n in ("mallory", "trudy")]
         forged_id = f"vq-forged-{int(time.time())}"
@@ -398,10 +418,8 @@ def qemu_part(run, args, cache, work, fx):
             expect(f"job {jid} run" not in log, f"agent ran {jid}:\n{log[-2000:]}")
         return {"refused_totals": totals}
 
-    run.step("3 forged and under-quorum jobs via raw publish: refused, counted at the hub, "
-             "nothing run", refused)
-
-    def health():
+    def health(self):
+        run, args = self.run, self.args
         g = run.guest
         rc, failed = g.check("failed")
         expect(rc == 0 and not failed.strip(), f"systemctl --failed is not empty:\n{failed}")
@@ -422,18 +440,16 @@ def qemu_part(run, args, cache, work, fx):
         return {"os": next((l.split("=", 1)[1].strip('"') for l in release.splitlines()
                             if l.startswith("PRETTY_NAME=")), "?")}
 
-    run.step("4 no failed units, no ordering cycles, agent logs in the journal, "
-             "the image's OS with a read-only root", health)
-
-    def reboot():
+    def reboot(self):
+        run, hub, node, (alice, _, carol) = self.run, self.hub, self.node, self.approvers
         g = run.guest
         g.poweroff()
         down_id = f"vq-caughtup-{int(time.time())}"
         hub.submit(jobs.signed_job(job(down_id, {"cmd": "tcp", "args": {
             "host": WWW_IP, "port": 80}}, node), [alice, carol]))
-        g = boot()
+        g = self.boot()
         m = g.wait_console(r"VQ-READY boot=(\S+)", 300, "multi-user after reboot")
-        expect(m.group(1) != st["boot_id"], "same boot id after reboot")
+        expect(m.group(1) != self.boot_id, "same boot id after reboot")
         t = time.monotonic()
         r = one_result(hub, down_id, 180, "job published while the node was down")
         expect(r.get("status") == "ok", f"caught-up job: {r}")
@@ -448,9 +464,8 @@ def qemu_part(run, args, cache, work, fx):
         return {"boot_to_caught_up_result_s": round(g.uptime(), 1),
                 "after_ready_s": round(time.monotonic() - t, 1)}
 
-    run.step("5 reboot: no second enrolment, job published while down is caught up", reboot)
-
-    def power_cut():
+    def power_cut(self):
+        run, hub, node, (alice, bob, _) = self.run, self.hub, self.node, self.approvers
         g = run.guest
         delay = 25
         jid = f"vq-outbox-{int(time.time())}"
@@ -464,7 +479,7 @@ def qemu_part(run, args, cache, work, fx):
         outbox = wait_for(lambda: g.check("outbox")[1].strip(), 30, "result in the outbox")
         g.kill()
         hub.start()
-        g = boot()
+        g = self.boot()
         g.wait_console(r"VQ-READY", 300, "multi-user after the power cut")
         r = one_result(hub, jid, 180, "result held in the outbox over the power cut")
         expect(r.get("status") == "ok", f"outbox result: {r}")
@@ -472,10 +487,8 @@ def qemu_part(run, args, cache, work, fx):
         expect(len(hub.results(jid)) == 1, "the outbox result arrived more than once")
         return {"outbox": len(outbox.splitlines())}
 
-    run.step("6 power cut with a result in the outbox: delivered after boot, exactly once",
-             power_cut)
-
-    def revoke():
+    def revoke(self):
+        run, work, hub, node = self.run, self.work, self.hub, self.node
         g = run.guest
         hub.revoke(node)
         expect(any(n["id"] == node and n["status"] == "revoked" for n in hub.nodes()),
@@ -501,13 +514,14 @@ def qemu_part(run, args, cache, work, fx):
         files = testsys.fat_list(disk)
         vol = testsys.fat_read(disk, "vantage.toml") or b""
         status = testsys.fat_read(disk, "vantage-status.txt") or b""
-        expect(st["token"].encode() not in vol, f"token still on the boot partition: {vol!r}")
+        expect(self.token.encode() not in vol, f"token still on the boot partition: {vol!r}")
         expect(b"vantage node: REVOKED" in status, f"the status file on the boot partition "
                f"does not say REVOKED: {status!r} (files: {files})")
 
-    run.step("7 revocation at the hub: the agent stops for good, its log and the status "
-             "file say why; the card afterwards", revoke)
-    hub.stop()
+
+def qemu_part(run, args, cache, work, fx):
+    """The aarch64 guest: steps 1-7."""
+    QemuPart(run, args, cache, work, fx).steps()
 
 
 def armv6_part(run, args, work, fx):
