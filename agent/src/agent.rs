@@ -49,6 +49,7 @@ pub struct Agent {
     policy: Arc<crate::policy_update::PolicyChain>,
     outbox: Mutex<Outbox>,
     replay: ReplaySet,
+    mandate_rate: crate::mandate_rate::NodeRate,
     hub_seq: HubSeq,
     probes: probe::Context,
     rate: Mutex<RateCap>,
@@ -116,6 +117,7 @@ impl Agent {
             policy,
             outbox: Mutex::new(outbox),
             replay,
+            mandate_rate: crate::mandate_rate::NodeRate::open(&cfg.data_dir),
             hub_seq: HubSeq::open(cfg.data_dir.join("hub-seq")),
             probes,
             outbox_changed: Notify::new(),
@@ -312,6 +314,8 @@ impl Agent {
                 attrs: &self.node.attrs,
                 allowed: &self.cfg.probes.allowed,
                 replay: &self.replay,
+                revoked: self.policy.revocations(),
+                mandate_rate: &self.mandate_rate,
             }
             .check(&signed, unix_now())
         };

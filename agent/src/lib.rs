@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod durable;
 pub mod logging;
+pub mod mandate_rate;
+pub mod mandate_revocations;
 pub mod outbox;
 pub mod owner;
 pub mod policy_update;
