@@ -1,5 +1,6 @@
 # Protocol crate: fuzz targets for the event-stream decoder, the signed-job parser,
-# and the result and enrolment bodies the hub reads.
+# the result and enrolment bodies the hub reads, and the mandate revocation list
+# nodes read.
 .PHONY: fuzz-smoke
 TEST_TARGETS += fuzz-smoke
 

@@ -24,6 +24,7 @@ use crate::health::Health;
 use crate::heartbeat::Heartbeat;
 use crate::hub::Hub;
 use crate::jobs::Jobs;
+use crate::mandate_rate::NodeRate;
 use crate::orders::Orders;
 use crate::outbox::Outbox;
 use crate::owner::{OwnerPolicy, RateCap};
@@ -159,6 +160,7 @@ impl Shared {
             node_id: node.node_id.clone(),
             attrs: node.attrs.clone(),
             allowed: cfg.probes.allowed.clone(),
+            mandate_rate: NodeRate::open(&cfg.data_dir),
             replay,
             approvals: self.approvals.clone(),
             refusals: self.refusals.clone(),

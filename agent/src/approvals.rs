@@ -9,6 +9,7 @@ use vantage_proto::policy::Policy;
 
 use crate::health::Health;
 use crate::hub::Hub;
+use crate::mandate_revocations::MandateRevocations;
 use crate::policy_update::PolicyChain;
 
 /// A handle on the node's approval policy.
@@ -35,6 +36,11 @@ impl Approvals {
     /// The newest verified policy: what jobs are checked against.
     pub fn current(&self) -> Arc<Policy> {
         self.chain.current()
+    }
+
+    /// The mandate revocations that verified against the policy.
+    pub fn revocations(&self) -> &MandateRevocations {
+        self.chain.revocations()
     }
 
     /// Serial of [`Approvals::current`].

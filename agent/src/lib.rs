@@ -9,7 +9,8 @@
 //! its own layer), so there are no import cycles.
 //!
 //! 1. Foundations, without agent state: `durable`, `logging`, `certs`,
-//!    `cidr`, `config`, `owner`, `probe`, `outbox`, `replay`, `verify`,
+//!    `cidr`, `config`, `owner`, `probe`, `outbox`, `replay`, `mandate_rate`,
+//!    `mandate_revocations`, `verify`,
 //!    `tally`, `policy_update`, `subscribe`, `reconcile` (each may use those
 //!    before it).
 //! 2. Shared handles: `health` (connected, last error), `revoked` (marker
@@ -37,6 +38,8 @@ pub mod heartbeat;
 pub mod hub;
 pub mod jobs;
 pub mod logging;
+pub mod mandate_rate;
+pub mod mandate_revocations;
 pub mod orders;
 pub mod outbox;
 pub mod owner;

@@ -14,6 +14,7 @@ use crate::certs::{unix_ms, unix_now};
 use crate::config::MessageForm;
 use crate::health::Health;
 use crate::jobs::Jobs;
+use crate::mandate_rate::NodeRate;
 use crate::replay::{Record, ReplaySet};
 use crate::results::{self, Results};
 use crate::tally::Refusals;
@@ -29,6 +30,8 @@ pub struct Orders {
     pub allowed: Vec<String>,
     /// Jobs already accepted.
     pub replay: ReplaySet,
+    /// Jobs run here under each mandate (its per-node rate).
+    pub mandate_rate: NodeRate,
     /// The approval policy.
     pub approvals: Approvals,
     /// Counts refusals of what anyone could have sent.
@@ -81,6 +84,8 @@ impl Orders {
             attrs: &self.attrs,
             allowed: &self.allowed,
             replay: &self.replay,
+            revoked: self.approvals.revocations(),
+            mandate_rate: &self.mandate_rate,
         }
         .check(signed, unix_now())
     }

@@ -7,6 +7,10 @@
 //! A successor that does not verify is logged loudly and ignored: a stolen
 //! hub, or stolen keys of approvers who were already rotated out, cannot
 //! change who approves jobs.
+//!
+//! Mandate revocations travel the same way (`GET /v1/mandates/revocations`,
+//! fetched right after the chain and verified against the policy it
+//! yields; see `mandate_revocations`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -14,14 +18,19 @@ use std::time::Instant;
 
 use vantage_node::policy_chain::{self, MAX_CHAIN_BYTES};
 use vantage_proto::job::Refusal;
+use vantage_proto::mandate::{MAX_REVOCATION_LIST_BYTES, RevocationList};
 use vantage_proto::policy::{Policy, SignedPolicy};
+
+use crate::mandate_revocations::MandateRevocations;
 
 /// Fewest seconds between policy fetches caused by refused jobs.
 const REFUSAL_FETCH_SECS: u64 = 30;
 
-/// The policy this node enforces: the shipped one plus verified successors.
+/// The policy this node enforces: the shipped one plus verified successors,
+/// and the mandates its approvers revoked.
 pub struct PolicyChain {
     store: policy_chain::PolicyChain,
+    revocations: MandateRevocations,
     last_refusal: Mutex<Option<String>>,
     refusal_fetch: Mutex<Option<Instant>>,
 }
@@ -49,6 +58,7 @@ impl PolicyChain {
         });
         PolicyChain {
             store,
+            revocations: MandateRevocations::open(data_dir),
             last_refusal: Mutex::new(None),
             refusal_fetch: Mutex::new(None),
         }
@@ -61,7 +71,12 @@ impl PolicyChain {
     pub fn refresh_may_help(&self, reason: &Refusal) -> bool {
         let may = matches!(
             reason.code(),
-            "unknown-approver" | "too-few-approvals" | "probe-not-allowed" | "over-limit"
+            "unknown-approver"
+                | "too-few-approvals"
+                | "probe-not-allowed"
+                | "over-limit"
+                | "mandate-unknown-approver"
+                | "mandate-too-few-approvals"
         );
         let mut last = self.refusal_fetch.lock().unwrap_or_else(|p| p.into_inner());
         let due = last.is_none_or(|t| t.elapsed().as_secs() >= REFUSAL_FETCH_SECS);
@@ -74,6 +89,31 @@ impl PolicyChain {
     /// The newest verified policy: what jobs are checked against.
     pub fn current(&self) -> Arc<Policy> {
         self.store.current()
+    }
+
+    /// The mandates revoked by an approver, as far as this node verified.
+    pub fn revocations(&self) -> &MandateRevocations {
+        &self.revocations
+    }
+
+    /// Takes the revocations of `offered` that verify against the current
+    /// policy; logs what does not (a hub may serve what it likes).
+    pub fn offer_revocations(&self, offered: RevocationList) -> Result<(), String> {
+        let out = self
+            .revocations
+            .offer(&self.current(), offered)
+            .map_err(|e| format!("cannot store the mandate revocations: {e}"))?;
+        for id in &out.added {
+            tracing::warn!("mandate {id} revoked by an approver: jobs under it are refused");
+        }
+        for e in &out.refused {
+            tracing::warn!(
+                "ignored a mandate revocation from the hub: {e} ({}); not signed by an approver of policy serial {}",
+                e.code(),
+                self.serial()
+            );
+        }
+        Ok(())
     }
 
     /// Serial of [`PolicyChain::current`].
@@ -126,9 +166,15 @@ impl PolicyChain {
     }
 }
 
-/// `GET <hub>/v1/policy`; a hub without the endpoint (404) offers nothing.
-pub fn fetch(http: &ureq::Agent, hub_base: &str) -> Result<Vec<SignedPolicy>, String> {
-    let url = format!("{}/v1/policy", hub_base.trim_end_matches('/'));
+/// `GET <hub><path>`, at most `limit` bytes; `None` from a hub without the
+/// endpoint (404).
+fn fetch_text(
+    http: &ureq::Agent,
+    hub_base: &str,
+    path: &str,
+    limit: u64,
+) -> Result<Option<String>, String> {
+    let url = format!("{}{path}", hub_base.trim_end_matches('/'));
     let mut resp = http
         .get(&url)
         .header("Accept", "application/json")
@@ -136,16 +182,34 @@ pub fn fetch(http: &ureq::Agent, hub_base: &str) -> Result<Vec<SignedPolicy>, St
         .map_err(|e| format!("GET {url}: {e}"))?;
     match resp.status().as_u16() {
         200 => {}
-        404 => return Ok(Vec::new()),
+        404 => return Ok(None),
         s => return Err(format!("GET {url}: HTTP {s}")),
     }
-    let text = resp
-        .body_mut()
+    resp.body_mut()
         .with_config()
-        .limit(MAX_CHAIN_BYTES)
+        .limit(limit)
         .read_to_string()
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    policy_chain::parse_chain(&text).map_err(|e| format!("GET {url}: not a policy chain: {e}"))
+        .map(Some)
+        .map_err(|e| format!("GET {url}: {e}"))
+}
+
+/// `GET <hub>/v1/policy`; a hub without the endpoint (404) offers nothing.
+pub fn fetch(http: &ureq::Agent, hub_base: &str) -> Result<Vec<SignedPolicy>, String> {
+    match fetch_text(http, hub_base, "/v1/policy", MAX_CHAIN_BYTES)? {
+        None => Ok(Vec::new()),
+        Some(text) => policy_chain::parse_chain(&text)
+            .map_err(|e| format!("GET /v1/policy: not a policy chain: {e}")),
+    }
+}
+
+/// `GET <hub>/v1/mandates/revocations`; a hub without the endpoint offers none.
+pub fn fetch_revocations(http: &ureq::Agent, hub_base: &str) -> Result<RevocationList, String> {
+    let path = "/v1/mandates/revocations";
+    match fetch_text(http, hub_base, path, MAX_REVOCATION_LIST_BYTES)? {
+        None => Ok(RevocationList::default()),
+        Some(text) => RevocationList::from_json(text.as_bytes())
+            .map_err(|e| format!("GET {path}: not a revocation list: {e}")),
+    }
 }
 
 /// Fetches the hub's chain and takes what verifies. Returns the refusal or
@@ -164,10 +228,15 @@ pub async fn refresh(
                 return Ok(None);
             }
         };
-        chain
+        let out = chain
             .offer(&offered)
-            .map(Some)
-            .map_err(|e| format!("cannot store the verified policy chain: {e}"))
+            .map_err(|e| format!("cannot store the verified policy chain: {e}"))?;
+        // Verified against the policy just taken: revocations by new approvers count.
+        match fetch_revocations(&http, &hub_base) {
+            Ok(list) => chain.offer_revocations(list)?,
+            Err(e) => tracing::warn!("mandate revocations: {e}"),
+        }
+        Ok::<_, String>(Some(out))
     })
     .await
     .map_err(|e| format!("policy update thread: {e}"))??;

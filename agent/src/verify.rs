@@ -1,12 +1,16 @@
 //! Verification of every order before anything runs: the network's approval
-//! policy (signatures, expiry, allowlist, limits), then this node's checks
-//! (replay, targeting, the owner's allowlist).
+//! policy (signatures or a mandate, expiry, allowlist, limits), then this
+//! node's checks (revoked mandates, replay, targeting, the mandate's nodes,
+//! the owner's allowlist) and last the mandate's per-node rate, which counts
+//! the job only once everything else let it through.
 
 use vantage_proto::channel::NodeAttrs;
 use vantage_proto::job::{Job, Refusal, SignedJob};
 use vantage_proto::policy::Policy;
 use vantage_proto::probe::ProbeKind;
 
+use crate::mandate_rate::NodeRate;
+use crate::mandate_revocations::MandateRevocations;
 use crate::replay::ReplaySet;
 
 /// What an order is checked against.
@@ -19,12 +23,21 @@ pub struct Verifier<'a> {
     pub allowed: &'a [String],
     /// Jobs already accepted.
     pub replay: &'a ReplaySet,
+    /// Mandates an approver revoked.
+    pub revoked: &'a MandateRevocations,
+    /// Jobs run under each mandate within the hour (counted by `check`).
+    pub mandate_rate: &'a NodeRate,
 }
 
 impl Verifier<'_> {
     /// Runs every check at `now` (Unix seconds) and returns the job if it may run.
     pub fn check(&self, signed: &SignedJob, now: u64) -> Result<Job, Refusal> {
-        let job = signed.verify(self.policy, now)?;
+        let (job, mandate) = signed.verify_with_mandate(self.policy, now)?;
+        if let Some(m) = &mandate
+            && self.revoked.is_revoked(&m.id)
+        {
+            return Err(Refusal::MandateRevoked(m.id.clone()));
+        }
         if self.replay.contains(&job.id) {
             return Err(Refusal::Replayed(job.id));
         }
@@ -34,9 +47,15 @@ impl Verifier<'_> {
                 self.attrs.node_id
             )));
         }
+        if let Some(m) = &mandate {
+            m.check_node(self.attrs)?;
+        }
         let kind: ProbeKind = job.probe.kind();
         if !self.allowed.iter().any(|k| k == kind.as_str()) {
             return Err(Refusal::KindNotOnAllowlist(kind));
+        }
+        if let Some(m) = &mandate {
+            self.mandate_rate.take(m, now)?;
         }
         Ok(job)
     }
@@ -81,7 +100,25 @@ mod tests {
         }
     }
 
-    fn check(s: &SignedJob, allowed: &[&str], replay: &ReplaySet) -> Result<Job, Refusal> {
+    /// A node's stores in a temporary data directory.
+    struct Stores {
+        _dir: tempfile::TempDir,
+        replay: ReplaySet,
+        revoked: MandateRevocations,
+        rate: NodeRate,
+    }
+
+    fn stores() -> Stores {
+        let d = tempfile::tempdir().unwrap();
+        Stores {
+            replay: ReplaySet::open(&d.path().join("replay")).unwrap(),
+            revoked: MandateRevocations::open(d.path()),
+            rate: NodeRate::open(d.path()),
+            _dir: d,
+        }
+    }
+
+    fn check(s: &SignedJob, allowed: &[&str], st: &Stores) -> Result<Job, Refusal> {
         let k = approver_keys(4);
         let p = policy(&k[..3], ProbeKind::ALL.to_vec());
         let a = attrs();
@@ -90,15 +127,58 @@ mod tests {
             policy: &p,
             attrs: &a,
             allowed: &allowed,
-            replay,
+            replay: &st.replay,
+            revoked: &st.revoked,
+            mandate_rate: &st.rate,
         }
         .check(s, NOW)
     }
 
+    /// Operator olga may ping on nodes in `select`, once per node and hour.
+    fn mandated(id: &str, select: Value) -> SignedJob {
+        use vantage_testkit::mandates::{mandate, order, sign_mandate};
+        let k = approver_keys(2);
+        let mut m = mandate("m1", json!({"ping": {}}), select, [9, 9, 1]);
+        m["not_before"] = json!(NOW - 100);
+        m["expires"] = json!(NOW + 3600);
+        let mut j = job(id, json!("everyone"), "ping");
+        j["expires"] = json!(NOW + 60);
+        serde_json::from_value(order(&j, &sign_mandate(&m, &[&k[0], &k[1]]))).unwrap()
+    }
+
+    #[test]
+    fn mandated_jobs_meet_the_nodes_own_checks() {
+        let st = stores();
+        let all = ["dns", "ping"];
+        let code = |s: &SignedJob, allowed: &[&str]| check(s, allowed, &st).unwrap_err().code();
+        assert_eq!(
+            code(&mandated("fr", json!({"country": "FR"})), &all),
+            "mandate-selection"
+        );
+        // The owner's allowlist still wins, and a refused job is not counted.
+        let de = json!({"country": "DE"});
+        assert_eq!(
+            code(&mandated("a", de.clone()), &["dns"]),
+            "kind-not-allowed"
+        );
+        assert_eq!(
+            check(&mandated("a", de.clone()), &all, &st).unwrap().id,
+            "a"
+        );
+        assert_eq!(code(&mandated("b", de.clone()), &all), "mandate-rate-node");
+
+        let revocation = vantage_testkit::mandates::revocation("m1", &approver_keys(1)[0]);
+        let list = vantage_proto::mandate::RevocationList {
+            revocations: vec![serde_json::from_value(revocation).unwrap()],
+        };
+        let p = policy(&approver_keys(3), ProbeKind::ALL.to_vec());
+        st.revoked.offer(&p, list).unwrap();
+        assert_eq!(code(&mandated("c", de), &all), "mandate-revoked");
+    }
+
     #[test]
     fn refusals_have_codes() {
-        let d = tempfile::tempdir().unwrap();
-        let replay = ReplaySet::open(d.path()).unwrap();
+        let replay = stores();
         let k = approver_keys(4);
         let all = ["dns", "ping"];
         let good = signed(job("j1", json!({"country": "DE"}), "dns"), &[&k[0], &k[1]]);
@@ -120,6 +200,7 @@ mod tests {
         let ping = signed(job("j6", json!("everyone"), "ping"), &[&k[0], &k[1]]);
         assert_eq!(code(&ping, &["dns"]), "kind-not-allowed");
         replay
+            .replay
             .insert(
                 "j1",
                 &Record {

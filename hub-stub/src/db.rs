@@ -222,7 +222,7 @@ pub enum PendingFull {
 /// version `i` to `i + 1` (SQLite's `user_version`). Append only: databases in
 /// the field have run every released entry, so changing one would leave them
 /// with a schema no code describes.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, DROP_SUPERSEDED_PENDING, JOBS_BY_SEQ];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, DROP_SUPERSEDED_PENDING, JOBS_BY_SEQ, MANDATES];
 
 /// The schema version this hub writes and reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -283,6 +283,34 @@ DELETE FROM pending WHERE node_id IS NULL AND EXISTS
 
 /// Version 3: `GET /v1/jobs` pages through jobs newest first by log sequence.
 const JOBS_BY_SEQ: &str = "CREATE INDEX IF NOT EXISTS jobs_seq ON jobs(seq);";
+
+/// Version 4: mandates. `job_mandates` holds, for each job ordered under a
+/// mandate, what the mandate's hourly rates per operator and per target are
+/// counted from (filled in for jobs already stored), so the counts survive
+/// restarts; `mandate_revocations` the revocations approvers sent, which
+/// nodes fetch. Idempotent, like every step.
+const MANDATES: &str = "
+CREATE TABLE IF NOT EXISTS job_mandates(
+  job_id TEXT PRIMARY KEY, mandate TEXT NOT NULL, operator TEXT NOT NULL, target TEXT NOT NULL,
+  submitted INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS job_mandates_operator ON job_mandates(mandate, operator, submitted);
+CREATE INDEX IF NOT EXISTS job_mandates_target ON job_mandates(mandate, target, submitted);
+INSERT OR IGNORE INTO job_mandates(job_id,mandate,operator,target,submitted)
+  SELECT id, json_extract(signed_job,'$.job.mandate'), coalesce(proposer,''), target, submitted
+  FROM jobs WHERE json_extract(signed_job,'$.job.mandate') IS NOT NULL;
+CREATE TABLE IF NOT EXISTS mandate_revocations(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, mandate TEXT NOT NULL UNIQUE, signed TEXT NOT NULL,
+  received INTEGER NOT NULL, submitter TEXT NOT NULL);
+";
+
+/// Which of a mandate's hub-counted rates [`Db::mandate_jobs`] counts.
+#[derive(Debug, Clone, Copy)]
+pub enum MandateCount<'a> {
+    /// Jobs ordered by this operator (the job's proposer).
+    Operator(&'a str),
+    /// Jobs against this target host.
+    Target(&'a str),
+}
 
 /// The database's schema version; an error if a newer hub wrote it.
 fn schema_version(conn: &Connection) -> Result<u32> {
@@ -974,6 +1002,12 @@ impl Db {
                     j.target
                 ],
             )?;
+            if let Some(m) = j.signed_job.job.get("mandate").and_then(|m| m.as_str()) {
+                tx.execute(
+                    "INSERT INTO job_mandates(job_id,mandate,operator,target,submitted) VALUES(?1,?2,?3,?4,?5)",
+                    params![j.id, m, j.proposer.as_deref().unwrap_or(""), j.target, j.submitted],
+                )?;
+            }
             tx.execute(
                 "INSERT INTO audit(time,actor,action,subject,detail) VALUES(?1,?2,'job.accept',?3,?4)",
                 params![
@@ -1156,6 +1190,74 @@ impl Db {
             params![target, since],
             |r| r.get::<_, i64>(0),
         )? as u64)
+    }
+
+    /// Jobs accepted under `mandate` since `since` (Unix seconds), of one
+    /// operator or against one target.
+    pub fn mandate_jobs(&self, mandate: &str, by: MandateCount<'_>, since: i64) -> Result<u64> {
+        let (column, value) = match by {
+            MandateCount::Operator(o) => ("operator", o),
+            MandateCount::Target(t) => ("target", t),
+        };
+        Ok(self.r().query_row(
+            &format!(
+                "SELECT count(*) FROM job_mandates WHERE mandate=?1 AND {column}=?2 AND submitted>=?3"
+            ),
+            params![mandate, value, since],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    // ---- mandate revocations ----
+
+    /// Stores a verified revocation of `mandate` unless one is stored
+    /// already, and at most `max` in all. Returns whether it was new, or
+    /// `None` when `max` are stored.
+    pub fn insert_revocation(
+        &self,
+        mandate: &str,
+        signed: &str,
+        now: i64,
+        submitter: &str,
+        max: usize,
+    ) -> Result<Option<bool>> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM mandate_revocations WHERE mandate=?1)",
+            [mandate],
+            |r| r.get(0),
+        )?;
+        if exists {
+            return Ok(Some(false));
+        }
+        let n: i64 = tx.query_row("SELECT count(*) FROM mandate_revocations", [], |r| r.get(0))?;
+        if n as usize >= max {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO mandate_revocations(mandate,signed,received,submitter) VALUES(?1,?2,?3,?4)",
+            params![mandate, signed, now, submitter],
+        )?;
+        tx.commit()?;
+        Ok(Some(true))
+    }
+
+    /// The stored revocations as signed (JSON text), oldest first.
+    pub fn revocations(&self) -> Result<Vec<String>> {
+        let c = self.r();
+        let mut st = c.prepare("SELECT signed FROM mandate_revocations ORDER BY seq")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Whether a revocation of `mandate` is stored.
+    pub fn is_revoked(&self, mandate: &str) -> Result<bool> {
+        Ok(self.r().query_row(
+            "SELECT EXISTS(SELECT 1 FROM mandate_revocations WHERE mandate=?1)",
+            [mandate],
+            |r| r.get(0),
+        )?)
     }
 
     /// Stores a result once per (job, node, seq). Returns the new row id, or
@@ -1423,6 +1525,87 @@ mod tests {
         assert_eq!(user_version(&path), SCHEMA_VERSION);
         assert_eq!(db.tokens().unwrap()[0].attrs.country, "DE");
         db.request_attr_change("n-1", "GB", None, 1).unwrap();
+    }
+
+    fn job_row(id: &str, mandate: Option<&str>, proposer: &str, target: &str) -> JobRecord {
+        let mut job = serde_json::json!({"v": 1, "id": id, "proposer": proposer});
+        if let Some(m) = mandate {
+            job["mandate"] = serde_json::json!(m);
+        }
+        JobRecord {
+            id: id.into(),
+            seq: 0,
+            signed_job: vantage_proto::job::SignedJob {
+                job,
+                signatures: vec![],
+                mandated: None,
+            },
+            submitted: 100,
+            submitter: "ops".into(),
+            proposer: Some(proposer.into()),
+            signers: vec![],
+            channels: vec![],
+            nodes: vec![],
+            target: target.into(),
+        }
+    }
+
+    #[test]
+    fn mandated_jobs_are_counted_per_operator_and_target_also_from_before_the_upgrade() {
+        let (d, db) = db();
+        let path = d.path().join("hub.db");
+        let count = |db: &Db, by| db.mandate_jobs("m", by, 50).unwrap();
+        db.append(
+            100,
+            &[],
+            "{}",
+            Some(&job_row("j1", Some("m"), "olga", "a.example")),
+        )
+        .unwrap();
+        // Stored by a hub at version 3, before jobs named their mandate.
+        db.c()
+            .execute_batch(
+                "DROP TABLE job_mandates; DROP TABLE mandate_revocations; PRAGMA user_version=3;",
+            )
+            .unwrap();
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        for (id, mandate, who, target) in [
+            ("j2", Some("m"), "olga", "b.example"),
+            ("j3", Some("m"), "omar", "a.example"),
+            ("j4", None, "olga", "a.example"),
+            ("j5", Some("n"), "olga", "a.example"),
+        ] {
+            db.append(100, &[], "{}", Some(&job_row(id, mandate, who, target)))
+                .unwrap();
+        }
+        assert_eq!(count(&db, MandateCount::Operator("olga")), 2);
+        assert_eq!(count(&db, MandateCount::Target("a.example")), 2);
+        assert_eq!(
+            db.mandate_jobs("m", MandateCount::Target("a.example"), 101)
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn revocations_are_kept_once_per_mandate_up_to_the_bound() {
+        let (_d, db) = db();
+        assert_eq!(
+            db.insert_revocation("m", "{1}", 1, "ops", 2).unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            db.insert_revocation("m", "{2}", 2, "ops", 2).unwrap(),
+            Some(false)
+        );
+        assert_eq!(
+            db.insert_revocation("n", "{3}", 3, "ops", 2).unwrap(),
+            Some(true)
+        );
+        assert_eq!(db.insert_revocation("o", "{4}", 4, "ops", 2).unwrap(), None);
+        assert_eq!(db.revocations().unwrap(), ["{1}", "{3}"]);
+        assert!(db.is_revoked("n").unwrap() && !db.is_revoked("o").unwrap());
     }
 
     #[test]

@@ -394,6 +394,16 @@ pub struct PolicyAccepted {
     pub serial: u64,
 }
 
+/// `POST /v1/mandates/revocations` took the revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RevocationAccepted {
+    /// The mandate revoked.
+    pub mandate: String,
+    /// False if the hub held a revocation of it already (this one is not kept).
+    pub new: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use crate::ProtoError;
 use crate::canonical;
-use crate::mandate::{Bound, SignedMandate};
+use crate::mandate::{Bound, Mandate, RateScope, SignedMandate};
 use crate::policy::{ApprovalError, Policy};
 use crate::probe::{Probe, ProbeKind};
 use crate::select::Selection;
@@ -305,6 +305,14 @@ pub enum Refusal {
     /// An approver revoked the mandate.
     #[error("mandate {0} was revoked")]
     MandateRevoked(String),
+    /// One of the mandate's hourly rates is used up.
+    #[error("mandate rate ({scope}): {detail}")]
+    MandateRate {
+        /// Which rate.
+        scope: RateScope,
+        /// What is used up, and until when.
+        detail: String,
+    },
 }
 
 impl Refusal {
@@ -350,6 +358,7 @@ impl Refusal {
             Self::ForgedOperatorSignature(_) => "forged-operator-signature",
             Self::OutsideMandate { bound, .. } => bound.code(),
             Self::MandateRevoked(_) => "mandate-revoked",
+            Self::MandateRate { scope, .. } => scope.code(),
         }
     }
 }
@@ -413,15 +422,28 @@ impl SignedJob {
     /// targeting, a mandate's node bounds and revocation, the owner's policy)
     /// come after this.
     pub fn verify(&self, policy: &Policy, now: u64) -> Result<Job, Refusal> {
+        self.verify_with_mandate(policy, now).map(|(job, _)| job)
+    }
+
+    /// [`SignedJob::verify`], returning also the mandate a job is ordered
+    /// under (for the checks that follow on the node and at the hub).
+    pub fn verify_with_mandate(
+        &self,
+        policy: &Policy,
+        now: u64,
+    ) -> Result<(Job, Option<Mandate>), Refusal> {
         let job = Job::from_value(&self.job)?;
+        let mut mandate = None;
         match (&self.mandated, &job.mandate) {
             (None, None) => {
                 let bytes = canonical::job_signing_bytes(&self.job)?;
                 policy.check_approvals(&bytes, &self.signatures)?;
             }
             (Some(m), Some(_)) if self.signatures.is_empty() => {
-                m.mandate
+                let (m, _) = m
+                    .mandate
                     .verify_job(policy, &job, &self.job, &m.operator, now)?;
+                mandate = Some(m);
             }
             (Some(_), Some(_)) => {
                 return Err(Refusal::MandateMismatch(
@@ -446,7 +468,7 @@ impl SignedJob {
             });
         }
         job.check_limits(policy)?;
-        Ok(job)
+        Ok((job, mandate))
     }
 }
 

@@ -82,6 +82,63 @@ pub struct Rates {
     pub per_node: u32,
 }
 
+/// Who a mandate's hourly rate is counted for; each has its own refusal code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateScope {
+    /// Jobs of one operator (counted by the hub).
+    Operator,
+    /// Jobs against one target host (counted by the hub).
+    Target,
+    /// Jobs run by one node (counted by the node).
+    Node,
+}
+
+impl RateScope {
+    /// The refusal code of a job over this rate.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Operator => "mandate-rate-operator",
+            Self::Target => "mandate-rate-target",
+            Self::Node => "mandate-rate-node",
+        }
+    }
+}
+
+impl fmt::Display for RateScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Rates {
+    /// The jobs per rolling hour allowed for `scope`.
+    pub fn per(&self, scope: RateScope) -> u32 {
+        match scope {
+            RateScope::Operator => self.per_operator,
+            RateScope::Target => self.per_target,
+            RateScope::Node => self.per_node,
+        }
+    }
+}
+
+/// The refusal of a job when `have` jobs were already counted for `scope`
+/// within the last hour, or `None` while the rate allows one more.
+pub fn over_rate(mandate: &Mandate, scope: RateScope, have: u64) -> Option<Refusal> {
+    let max = mandate.rates.per(scope);
+    (have >= u64::from(max)).then(|| Refusal::MandateRate {
+        scope,
+        detail: format!(
+            "{have} job(s) in the last hour under mandate {}, which allows {max} per {}",
+            mandate.id,
+            match scope {
+                RateScope::Operator => "operator",
+                RateScope::Target => "target host",
+                RateScope::Node => "node",
+            }
+        ),
+    })
+}
+
 /// A mandate (the signed part).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -581,6 +638,63 @@ impl SignedRevocation {
     }
 }
 
+/// Most revocations a hub keeps and a node takes: mandates are few (each
+/// needs a quorum), and the bound keeps the list a node fetches small.
+pub const MAX_REVOCATIONS: usize = 1024;
+
+/// Most bytes of a revocation list read from the hub or from disk.
+pub const MAX_REVOCATION_LIST_BYTES: u64 = 1024 * 1024;
+
+/// Why a hub does not take a revocation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevocationError {
+    /// It does not verify against the hub's policy (its [`Refusal::code`]).
+    #[error("revocation refused: {0}")]
+    Refused(Refusal),
+    /// The hub keeps [`MAX_REVOCATIONS`] already.
+    #[error(
+        "the hub keeps at most {MAX_REVOCATIONS} mandate revocations and has them all; \
+         to disarm a mandate now, rotate the approval policy so that its signers no longer make a quorum"
+    )]
+    Full,
+}
+
+impl RevocationError {
+    /// A stable short code for programs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Refused(r) => r.code(),
+            Self::Full => "revocations-full",
+        }
+    }
+}
+
+/// The revocations a hub serves (`GET /v1/mandates/revocations`) and a node
+/// keeps, each as signed: whoever reads it verifies every one itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RevocationList {
+    /// The signed revocations, oldest first.
+    pub revocations: Vec<SignedRevocation>,
+}
+
+impl RevocationList {
+    /// Parses a list from JSON text (signed text: a duplicate object key
+    /// anywhere refuses the whole list; more than [`MAX_REVOCATIONS`] too).
+    pub fn from_json(text: &[u8]) -> Result<Self, ProtoError> {
+        canonical::check_no_duplicate_keys(text)?;
+        let list: Self = serde_json::from_slice(text)?;
+        if list.revocations.len() > MAX_REVOCATIONS {
+            return Err(ProtoError::invalid(
+                "revocations",
+                format!("more than {MAX_REVOCATIONS} revocations"),
+            ));
+        }
+        Ok(list)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -843,6 +957,85 @@ mod tests {
             d.contains("olga") && d.contains("at most 5 nodes per job"),
             "{d}"
         );
+    }
+
+    #[test]
+    fn each_rate_has_its_code_and_counts_up_to_its_bound() {
+        let m = Mandate::from_value(&mandate_value()).unwrap();
+        for (scope, max, code) in [
+            (RateScope::Operator, 60, "mandate-rate-operator"),
+            (RateScope::Target, 10, "mandate-rate-target"),
+            (RateScope::Node, 30, "mandate-rate-node"),
+        ] {
+            assert!(over_rate(&m, scope, max - 1).is_none());
+            let r = over_rate(&m, scope, max).unwrap();
+            assert_eq!(r.code(), code);
+            assert!(r.is_authentic());
+            assert!(r.to_string().contains("everyday"), "{r}");
+        }
+    }
+
+    fn revocation(mandate: &str, by: u8) -> SignedRevocation {
+        let r = Revocation {
+            v: 1,
+            mandate: mandate.into(),
+            at: 3000,
+            reason: "test".into(),
+        };
+        SignedRevocation::sign(&r, &key(by)).unwrap()
+    }
+
+    #[test]
+    fn revocation_lists_refuse_duplicate_keys_and_overlong_lists() {
+        let list = RevocationList {
+            revocations: vec![revocation("a", 1), revocation("b", 2)],
+        };
+        let text = serde_json::to_vec(&list).unwrap();
+        assert_eq!(RevocationList::from_json(&text).unwrap(), list);
+        let dup = br#"{"revocations": [], "revocations": []}"#;
+        assert_eq!(
+            RevocationList::from_json(dup).unwrap_err().code(),
+            "not-canonical"
+        );
+        let long = RevocationList {
+            revocations: vec![revocation("a", 1); MAX_REVOCATIONS + 1],
+        };
+        let e = RevocationList::from_json(&serde_json::to_vec(&long).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Whatever a hub sends, parsing gives a list or an error, and a
+            /// list that parses verifies entry by entry without panicking.
+            #[test]
+            fn any_bytes_parse_or_fail_cleanly(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+                if let Ok(list) = RevocationList::from_json(&data) {
+                    for r in &list.revocations {
+                        let _ = r.verify(&policy());
+                    }
+                }
+            }
+
+            /// Lists of signed revocations round-trip and verify as signed.
+            #[test]
+            fn signed_lists_round_trip(ids in proptest::collection::vec("[a-z0-9._-]{1,20}", 0..6), by in 1u8..=4) {
+                let list = RevocationList {
+                    revocations: ids.iter().map(|id| revocation(id, by)).collect(),
+                };
+                let back = RevocationList::from_json(&serde_json::to_vec(&list).unwrap()).unwrap();
+                prop_assert_eq!(&back, &list);
+                for (r, id) in back.revocations.iter().zip(&ids) {
+                    match r.verify(&policy()) {
+                        Ok(v) => prop_assert!(by <= 3 && &v.mandate == id),
+                        Err(e) => prop_assert!(by == 4 && e.code() == "mandate-unknown-approver"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! [`Hub`] is the one way to run a hub, [`Client`] talks to it with the
 //! `vantage_proto` types it returns, [`Node`] is an enrolled node, [`Agent`] a
 //! running `vantage-agent`, [`approvers`] holds the approver keys and policies
-//! unit tests share, and [`wait_for`] is the one poll loop.
+//! unit tests share, [`mandates`] makes mandates and the jobs ordered under
+//! them, and [`wait_for`] is the one poll loop.
 //!
 //! Tests are allowed to panic: every helper unwraps and says what failed.
 #![allow(clippy::missing_panics_doc)]
@@ -17,6 +18,7 @@ pub mod client;
 pub mod fixtures;
 pub mod hub;
 pub mod jobs;
+pub mod mandates;
 pub mod node;
 pub mod sse_server;
 mod wait;

@@ -8,6 +8,7 @@ mod delivery;
 mod dns_network;
 mod dnssec_differential;
 mod hostile;
+mod mandates;
 mod policy;
 mod probes;
 mod refusals;

@@ -14,14 +14,14 @@ use vantage_proto::api::{
     ErrorBody, JobAccepted, JobList, JobPhase, JobRecord, JobStatus, JobSummary, Published,
 };
 use vantage_proto::channel;
-use vantage_proto::job::{Job, SignedJob};
+use vantage_proto::job::{Job, Refusal, SignedJob};
 use vantage_proto::policy::Policy;
 use vantage_proto::select::Selection;
 
 /// A signed job: checked against the approval policy and the hub's limits,
 /// then published on the channels its selection names.
 #[utoipa::path(post, path = "/v1/jobs", tag = "operators",
-    request_body(content = SignedJob, description = "a job with its approvers' signatures, as `vantage sign` writes it"),
+    request_body(content = SignedJob, description = "a job with its approvers' signatures, as `vantage sign` writes it, or ordered under a mandate with the operator's signature"),
     security(("client_certificate" = [])),
     responses(
         (status = 201, description = "accepted and published", body = JobAccepted),
@@ -29,7 +29,8 @@ use vantage_proto::select::Selection;
         (status = 401, description = "no client certificate", body = ErrorBody),
         (status = 403, description = "not an operator", body = ErrorBody),
         (status = 409, description = "job id already used", body = ErrorBody),
-        (status = 422, description = "refused by the policy or the hub's limits; `code` says why", body = ErrorBody),
+        (status = 422, description = "refused by the policy, the job's mandate (`mandate-revoked`, `mandate-*`) or the hub's limits; `code` says why", body = ErrorBody),
+        (status = 429, description = "an hourly rate of the job's mandate is used up: `mandate-rate-operator` or `mandate-rate-target`", body = ErrorBody),
         (status = 503, description = "the hub has no approval policy", body = ErrorBody),
     ))]
 pub(super) async fn submit(
@@ -59,17 +60,21 @@ async fn accept(hub: &Arc<Hub>, operator: &str, body: &[u8]) -> Result<JobAccept
     };
     let signed = SignedJob::from_json(body)
         .map_err(|e| ApiError::bad(e.code(), format!("not a signed job: {e}")))?;
-    let job = signed.verify(&policy, now() as u64).map_err(|r| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            r.code(),
-            format!("job refused: {r}"),
-        )
-    })?;
+    let (job, mandate) = signed
+        .verify_with_mandate(&policy, now() as u64)
+        .map_err(refused)?;
     let target = job.probe.target();
     let _counted = hub.policy.submissions.lock().await;
     check_new(hub, &policy, &job, &target).await?;
-    let (channels, nodes) = resolve(hub, &job.select, job.limit).await?;
+    let select = match &mandate {
+        Some(m) => {
+            super::mandates::check(hub, m, &job, &target).await?;
+            // Nodes outside the mandate's own selection would only refuse.
+            Selection::And(vec![job.select.clone(), m.select.clone()])
+        }
+        None => job.select.clone(),
+    };
+    let (channels, nodes) = resolve(hub, &select, job.limit).await?;
     if channels.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -104,6 +109,15 @@ async fn accept(hub: &Arc<Hub>, operator: &str, body: &[u8]) -> Result<JobAccept
         channels,
         nodes,
     })
+}
+
+/// A job's refusal: 429 for a rate used up, else 422, with the refusal's code.
+pub(super) fn refused(r: Refusal) -> ApiError {
+    let status = match r {
+        Refusal::MandateRate { .. } => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, r.code(), format!("job refused: {r}"))
 }
 
 /// The job id is new and its target has not had too many jobs this hour.

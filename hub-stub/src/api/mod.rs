@@ -1,11 +1,12 @@
 //! The hub's HTTP API (see docs/hub.md and `docs/openapi.json`): the router,
 //! the caller's identity as extractors, refusals with stable codes, and the
-//! handlers by resource (enrolment, subscriptions, results, jobs, nodes,
-//! policy, administration).
+//! handlers by resource (enrolment, subscriptions, results, jobs, mandates,
+//! nodes, policy, administration).
 
 mod admin;
 mod enrol;
 mod jobs;
+mod mandates;
 mod nodes;
 mod openapi;
 mod policy;
@@ -173,6 +174,10 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/gap", post(nodes::gap))
         .route("/v1/results", post(results::post))
         .route("/v1/policy", get(policy::get).post(policy::post))
+        .route(
+            "/v1/mandates/revocations",
+            get(mandates::revocations).post(mandates::revoke),
+        )
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::status))
         .route("/v1/jobs/{id}/results", get(results::of_job))

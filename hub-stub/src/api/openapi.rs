@@ -3,7 +3,7 @@
 //! in the repository as `docs/openapi.json` (a test fails when it is stale).
 
 use super::{ApiResult, json};
-use super::{admin, enrol, jobs, nodes, policy, results, subscribe};
+use super::{admin, enrol, jobs, mandates, nodes, policy, results, subscribe};
 use http::StatusCode;
 use utoipa::openapi::security::SecurityScheme;
 use utoipa::{Modify, OpenApi};
@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
         admin::ca, admin::crl, document,
         enrol::enrol, enrol::renew, enrol::update_attrs,
         subscribe::subscribe, nodes::heartbeat, nodes::gap, results::post,
-        policy::get, policy::post,
+        policy::get, policy::post, mandates::revocations, mandates::revoke,
         jobs::submit, jobs::list, jobs::status, results::of_job, jobs::raw_publish,
         nodes::list, nodes::one, admin::channels, admin::stats, admin::metrics,
     ),
@@ -30,7 +30,7 @@ use utoipa::{Modify, OpenApi};
         (name = "enrolment", description = "Nodes getting and renewing their certificate"),
         (name = "nodes", description = "Node certificates only"),
         (name = "operators", description = "Operator certificates only"),
-        (name = "policy", description = "The approval policy"),
+        (name = "policy", description = "The approval policy and mandate revocations"),
     ),
 )]
 pub struct ApiDoc;
@@ -99,6 +99,7 @@ mod tests {
             "/v1/gap",
             "/v1/results",
             "/v1/policy",
+            "/v1/mandates/revocations",
             "/v1/jobs",
             "/v1/jobs/{id}",
             "/v1/jobs/{id}/results",

@@ -6,4 +6,5 @@ mod governance;
 mod hostile;
 mod hub;
 mod jobs_list;
+mod mandates;
 mod upgrade;
