@@ -262,9 +262,9 @@ enum MandateCmd {
         /// The mandate's id.
         #[arg(long, conflicts_with = "file")]
         id: Option<String>,
-        /// Your approver key.
+        /// Your approver key (--key is the hub credentials' TLS key here).
         #[arg(long, env = "VANTAGE_APPROVER_KEY", value_name = "FILE")]
-        key: PathBuf,
+        approver_key: PathBuf,
         /// Why, for the audit log.
         #[arg(long)]
         reason: String,
@@ -718,7 +718,7 @@ fn mandate_cmd(cmd: &MandateCmd) -> CliResult {
         MandateCmd::Revoke {
             file,
             id,
-            key,
+            approver_key,
             reason,
             yes,
             json,
@@ -726,7 +726,7 @@ fn mandate_cmd(cmd: &MandateCmd) -> CliResult {
         } => revoke(
             file.as_deref(),
             id.as_deref(),
-            key,
+            approver_key,
             reason,
             *yes,
             *json,
@@ -838,4 +838,16 @@ fn save_signed(
         key.public_key().key_id(),
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command's flags are unique (clap checks them only when that
+    /// command runs, so a clash would surface as a panic in the field).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }
