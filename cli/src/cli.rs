@@ -5,11 +5,13 @@ use crate::hub::{Hub, HubOpts};
 use crate::nodes::NodeFilter;
 use crate::policy::{Changes, LimitOpts};
 use crate::propose::ProbeCmd;
-use crate::{approve, files, nodes, policy, propose, results, timespec, watch};
+use crate::quick::QuickOpts;
+use crate::watch::Output;
+use crate::{approve, files, mandate, nodes, policy, propose, quick, results, timespec, watch};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use vantage_proto::api::{JobAccepted, JobStatus, NodeEntry, PolicyAccepted};
+use vantage_proto::api::{JobAccepted, JobStatus, NodeEntry, PolicyAccepted, RevocationAccepted};
 use vantage_proto::sign::ApproverKey;
 
 /// vantage: propose, approve, submit and follow measurements on a vantage network.
@@ -23,6 +25,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// One-line measurements under your mandate: vantage ping example.com from DE --limit 5
+    #[command(flatten)]
+    Quick(ProbeCmd<QuickOpts>),
     /// Create an approver key pair: NAME.key (private, 0600) and NAME.pub.
     Keygen {
         /// Base name of the two files.
@@ -98,8 +103,11 @@ enum Command {
         /// Job id.
         job: String,
         /// Print each result as one JSON line.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "latency")]
         json: bool,
+        /// Show only each node's headline time in ms.
+        #[arg(long)]
+        latency: bool,
         #[command(flatten)]
         hub: HubOpts,
     },
@@ -116,6 +124,9 @@ enum Command {
     /// The approval policy: create, change, sign, check, submit.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Mandates, standing approvals for everyday jobs: propose, sign, check, show, revoke.
+    #[command(subcommand)]
+    Mandate(MandateCmd),
     /// The web console on 127.0.0.1: nodes on a map, jobs, live results, submitting.
     Console {
         #[command(flatten)]
@@ -203,6 +214,71 @@ enum PolicyCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum MandateCmd {
+    /// Write a new mandate, unsigned, and show it in plain words.
+    Propose {
+        #[command(flatten)]
+        opts: mandate::ProposeOpts,
+        /// Where to write it (default: mandate-<id>.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show a mandate file in plain words and add your signature to it.
+    Sign {
+        /// The mandate file.
+        file: PathBuf,
+        /// Your approver key.
+        #[arg(long, env = "VANTAGE_APPROVER_KEY", value_name = "FILE")]
+        key: PathBuf,
+        /// The current policy: refuse to sign with a key it does not list.
+        #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Sign without asking.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Exit 0 if hub and nodes holding this policy accept jobs under the mandate now, else 1 and the code.
+    Check {
+        /// The mandate file.
+        file: PathBuf,
+        /// The current approval policy.
+        #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
+        policy: PathBuf,
+    },
+    /// Show a mandate file in plain words.
+    Show {
+        /// The mandate file.
+        file: PathBuf,
+    },
+    /// Revoke a mandate with your approver key alone, at the hub (nodes fetch it from there).
+    Revoke {
+        /// The mandate file (or give --id).
+        #[arg(required_unless_present = "id")]
+        file: Option<PathBuf>,
+        /// The mandate's id.
+        #[arg(long, conflicts_with = "file")]
+        id: Option<String>,
+        /// Your approver key (--key is the hub credentials' TLS key here).
+        #[arg(long, env = "VANTAGE_APPROVER_KEY", value_name = "FILE")]
+        approver_key: PathBuf,
+        /// Why, for the audit log.
+        #[arg(long)]
+        reason: String,
+        /// Revoke without asking.
+        #[arg(long, short)]
+        yes: bool,
+        /// Print the hub's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+}
+
 fn say(text: impl std::fmt::Display) {
     println!("{text}");
 }
@@ -264,12 +340,16 @@ fn keygen(out: &Path, force: bool) -> CliResult {
     Ok(())
 }
 
-fn propose_job(probe: &ProbeCmd) -> CliResult {
-    let user = std::env::var("USER")
+/// Who runs this command, as proposer.
+fn user() -> Option<String> {
+    std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
-        .filter(|u| !u.is_empty());
-    let job = probe.build(timespec::now(), user)?;
+        .filter(|u| !u.is_empty())
+}
+
+fn propose_job(probe: &ProbeCmd) -> CliResult {
+    let job = probe.build(timespec::now(), user())?;
     let opts = probe.job_opts();
     let loaded = opts.policy.as_deref().map(policy::load).transpose()?;
     if let Some((_, p)) = &loaded {
@@ -575,6 +655,128 @@ fn policy_cmd(cmd: &PolicyCmd) -> CliResult {
     Ok(())
 }
 
+fn mandate_cmd(cmd: &MandateCmd) -> CliResult {
+    match cmd {
+        MandateCmd::Propose { opts, out, force } => {
+            let signed = mandate::propose(opts, timespec::now(), user())?;
+            let out = out
+                .clone()
+                .unwrap_or_else(|| mandate::default_path(&opts.id));
+            mandate::save(&out, &signed, *force)?;
+            say(mandate::describe(&mandate::load(&out)?.1));
+            say(format!(
+                "wrote {}\nnext: approvers run  vantage mandate sign {} --key THEIR.key",
+                out.display(),
+                out.display()
+            ));
+        }
+        MandateCmd::Sign {
+            file,
+            key,
+            policy: policy_file,
+            yes,
+        } => {
+            let (mut signed, m) = mandate::load(file)?;
+            let key = files::load_approver_key(key)?;
+            say(mandate::describe(&m));
+            if let Some(p) = policy_file {
+                let (_, p) = policy::load(p)?;
+                match p.approver(&key.public_key().key_id()) {
+                    Some(a) => say(format!("you sign as {}", a.name)),
+                    None => {
+                        return Err(CliError::refused(format!(
+                            "your key {} is not an approver of policy serial {}; your signature would not count",
+                            key.public_key().key_id(),
+                            p.serial
+                        )));
+                    }
+                }
+            }
+            ask(*yes, "Sign this mandate?")?;
+            signed
+                .add_signature(&key)
+                .map_err(|e| CliError::local(format!("cannot sign: {e}")))?;
+            mandate::save(file, &signed, true)?;
+            say(format!(
+                "signed {} as key {}; it now has {} signature(s)",
+                file.display(),
+                key.public_key().key_id(),
+                signed.signatures.len()
+            ));
+        }
+        MandateCmd::Check { file, policy } => {
+            let (signed, m) = mandate::load(file)?;
+            let (_, p) = policy::load(policy)?;
+            say(mandate::describe(&m));
+            say(mandate::check(&signed, &p, timespec::now())?);
+        }
+        MandateCmd::Show { file } => {
+            let (signed, m) = mandate::load(file)?;
+            say(mandate::describe(&m));
+            say(format!("  signatures: {}", signed.signatures.len()));
+        }
+        MandateCmd::Revoke {
+            file,
+            id,
+            approver_key,
+            reason,
+            yes,
+            json,
+            hub,
+        } => revoke(
+            file.as_deref(),
+            id.as_deref(),
+            approver_key,
+            reason,
+            *yes,
+            *json,
+            hub,
+        )?,
+    }
+    Ok(())
+}
+
+fn revoke(
+    file: Option<&Path>,
+    id: Option<&str>,
+    key: &Path,
+    reason: &str,
+    yes: bool,
+    json: bool,
+    opts: &HubOpts,
+) -> CliResult {
+    let id = match (file, id) {
+        (Some(f), _) => mandate::load(f)?.1.id,
+        (None, Some(id)) => id.to_string(),
+        (None, None) => return Err(CliError::usage("which mandate? give its FILE or --id")),
+    };
+    let key = files::load_approver_key(key)?;
+    let r = vantage_proto::mandate::Revocation {
+        v: vantage_proto::mandate::REVOCATION_VERSION,
+        mandate: id.clone(),
+        at: timespec::now(),
+        reason: reason.to_string(),
+    };
+    let signed = vantage_proto::mandate::SignedRevocation::sign(&r, &key)
+        .map_err(|e| CliError::usage(format!("cannot revoke {id:?}: {e}")))?;
+    ask(
+        yes,
+        &format!("Revoke mandate {id}? Hub and nodes then refuse every job under it, for good."),
+    )?;
+    let hub = Hub::connect(opts, false)?;
+    let answer: RevocationAccepted = hub.post("/v1/mandates/revocations", &signed)?;
+    if json {
+        print_json(&answer);
+    } else if answer.new {
+        say(format!(
+            "revoked: the hub refuses jobs under mandate {id} from now on; nodes refuse them once they fetched the revocation (at their next heartbeat)"
+        ));
+    } else {
+        say(format!("mandate {id} was revoked already"));
+    }
+    Ok(())
+}
+
 /// Runs one command line.
 pub fn run(cli: Cli) -> CliResult {
     match &cli.command {
@@ -600,12 +802,19 @@ pub fn run(cli: Cli) -> CliResult {
             format,
             hub,
         } => show_results(job, if *json { ResultsFormat::Json } else { *format }, hub),
-        Command::Watch { job, json, hub } => {
+        Command::Watch {
+            job,
+            json,
+            latency,
+            hub,
+        } => {
             job_path(job)?;
-            watch::run(hub, job, *json)
+            watch::run(hub, job, Output::from_flags(*json, *latency))
         }
         Command::Nodes { filter, json, hub } => show_nodes(filter, *json, hub),
         Command::Policy(cmd) => policy_cmd(cmd),
+        Command::Mandate(cmd) => mandate_cmd(cmd),
+        Command::Quick(probe) => quick::run(probe),
         Command::Console { opts, hub } => crate::console::run(opts, hub),
     }
 }
@@ -629,4 +838,16 @@ fn save_signed(
         key.public_key().key_id(),
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command's flags are unique (clap checks them only when that
+    /// command runs, so a clash would surface as a panic in the field).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

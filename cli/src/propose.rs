@@ -64,26 +64,38 @@ pub struct NetOpts {
     pub timeout: Option<vantage_human::Duration>,
 }
 
-/// The probe to propose.
-#[derive(Debug, Clone, Subcommand)]
-pub enum ProbeCmd {
-    /// DNS query: vantage propose dns example.com --type AAAA --dnssec
-    Dns(DnsCmd),
-    /// HTTP(S) request: vantage propose http https://example.com/
-    Http(HttpCmd),
-    /// TLS handshake and certificate: vantage propose tls example.com --port 443
-    Tls(TlsCmd),
-    /// TCP connect: vantage propose tcp example.com --port 25
-    Tcp(TcpCmd),
-    /// ICMP echo: vantage propose ping example.com --count 5
-    Ping(PingCmd),
-    /// Traceroute: vantage propose traceroute example.com --protocol icmp
-    Traceroute(TracerouteCmd),
+/// A probe's arguments with the options of the command that orders it.
+#[derive(Debug, Clone, Args)]
+pub struct With<P: Args, J: Args> {
+    /// The probe's arguments.
+    #[command(flatten)]
+    pub probe: P,
+    /// How the job is made and sent.
+    #[command(flatten)]
+    pub job: J,
 }
 
-/// `propose dns`.
+/// The probe to measure, with `J` the options of the command (`propose`'s
+/// [`JobOpts`], or the one-line measurements' own).
+#[derive(Debug, Clone, Subcommand)]
+pub enum ProbeCmd<J: Args = JobOpts> {
+    /// DNS query: dns example.com --type AAAA --dnssec
+    Dns(With<DnsArgs, J>),
+    /// HTTP(S) request: http https://example.com/
+    Http(With<HttpArgs, J>),
+    /// TLS handshake and certificate: tls example.com --port 443
+    Tls(With<TlsArgs, J>),
+    /// TCP connect: tcp example.com --port 25
+    Tcp(With<TcpArgs, J>),
+    /// ICMP echo: ping example.com --count 5
+    Ping(With<PingArgs, J>),
+    /// Traceroute: traceroute example.com --protocol icmp
+    Traceroute(With<TracerouteArgs, J>),
+}
+
+/// The arguments of a `dns` probe.
 #[derive(Debug, Clone, Args)]
-pub struct DnsCmd {
+pub struct DnsArgs {
     /// The name to query.
     pub name: String,
     /// Record type: A, AAAA, MX, TXT, NS, SOA, CNAME, PTR, SRV, CAA, DS, DNSKEY, HTTPS, SVCB, ANY.
@@ -109,13 +121,11 @@ pub struct DnsCmd {
     pub dnssec: bool,
     #[command(flatten)]
     net: NetOpts,
-    #[command(flatten)]
-    job: JobOpts,
 }
 
-/// `propose http`.
+/// The arguments of a `http` probe.
 #[derive(Debug, Clone, Args)]
-pub struct HttpCmd {
+pub struct HttpArgs {
     /// http:// or https:// URL.
     pub url: String,
     /// GET or HEAD.
@@ -129,13 +139,11 @@ pub struct HttpCmd {
     pub headers: Vec<String>,
     #[command(flatten)]
     net: NetOpts,
-    #[command(flatten)]
-    job: JobOpts,
 }
 
-/// `propose tls`.
+/// The arguments of a `tls` probe.
 #[derive(Debug, Clone, Args)]
-pub struct TlsCmd {
+pub struct TlsArgs {
     /// Host name or IP address.
     pub host: String,
     /// Port (default 443).
@@ -146,13 +154,11 @@ pub struct TlsCmd {
     pub sni: Option<String>,
     #[command(flatten)]
     net: NetOpts,
-    #[command(flatten)]
-    job: JobOpts,
 }
 
-/// `propose tcp`.
+/// The arguments of a `tcp` probe.
 #[derive(Debug, Clone, Args)]
-pub struct TcpCmd {
+pub struct TcpArgs {
     /// Host name or IP address.
     pub host: String,
     /// Port to connect to.
@@ -160,13 +166,11 @@ pub struct TcpCmd {
     pub port: u16,
     #[command(flatten)]
     net: NetOpts,
-    #[command(flatten)]
-    job: JobOpts,
 }
 
-/// `propose ping`.
+/// The arguments of a `ping` probe.
 #[derive(Debug, Clone, Args)]
-pub struct PingCmd {
+pub struct PingArgs {
     /// Host name or IP address.
     pub host: String,
     /// Echo requests to send (1-16, default 3).
@@ -174,13 +178,11 @@ pub struct PingCmd {
     pub count: Option<u8>,
     #[command(flatten)]
     net: NetOpts,
-    #[command(flatten)]
-    job: JobOpts,
 }
 
-/// `propose traceroute`.
+/// The arguments of a `traceroute` probe.
 #[derive(Debug, Clone, Args)]
-pub struct TracerouteCmd {
+pub struct TracerouteArgs {
     /// Host name or IP address.
     pub host: String,
     /// udp (default), icmp or tcp.
@@ -194,8 +196,6 @@ pub struct TracerouteCmd {
     pub max_hops: Option<u8>,
     #[command(flatten)]
     net: NetOpts,
-    #[command(flatten)]
-    job: JobOpts,
 }
 
 fn put(args: &mut Map<String, Value>, key: &str, v: Option<Value>) {
@@ -213,9 +213,9 @@ fn put_net(args: &mut Map<String, Value>, net: &NetOpts) {
     put(args, "timeout_ms", ms.map(Value::from));
 }
 
-impl ProbeCmd {
+impl<J: Args> ProbeCmd<J> {
     /// The job options given with this probe.
-    pub fn job_opts(&self) -> &JobOpts {
+    pub fn job_opts(&self) -> &J {
         match self {
             Self::Dns(c) => &c.job,
             Self::Http(c) => &c.job,
@@ -230,7 +230,7 @@ impl ProbeCmd {
     pub fn probe_value(&self) -> Value {
         let mut a = Map::new();
         let cmd = match self {
-            Self::Dns(c) => {
+            Self::Dns(With { probe: c, .. }) => {
                 put(&mut a, "name", Some(c.name.clone().into()));
                 put(
                     &mut a,
@@ -246,7 +246,7 @@ impl ProbeCmd {
                 put_net(&mut a, &c.net);
                 "dns"
             }
-            Self::Http(c) => {
+            Self::Http(With { probe: c, .. }) => {
                 put(&mut a, "url", Some(c.url.clone().into()));
                 put(
                     &mut a,
@@ -262,26 +262,26 @@ impl ProbeCmd {
                 put_net(&mut a, &c.net);
                 "http"
             }
-            Self::Tls(c) => {
+            Self::Tls(With { probe: c, .. }) => {
                 put(&mut a, "host", Some(c.host.clone().into()));
                 put(&mut a, "port", c.port.map(Value::from));
                 put(&mut a, "sni", c.sni.clone().map(Value::from));
                 put_net(&mut a, &c.net);
                 "tls"
             }
-            Self::Tcp(c) => {
+            Self::Tcp(With { probe: c, .. }) => {
                 put(&mut a, "host", Some(c.host.clone().into()));
                 put(&mut a, "port", Some(c.port.into()));
                 put_net(&mut a, &c.net);
                 "tcp"
             }
-            Self::Ping(c) => {
+            Self::Ping(With { probe: c, .. }) => {
                 put(&mut a, "host", Some(c.host.clone().into()));
                 put(&mut a, "count", c.count.map(Value::from));
                 put_net(&mut a, &c.net);
                 "ping"
             }
-            Self::Traceroute(c) => {
+            Self::Traceroute(With { probe: c, .. }) => {
                 put(&mut a, "host", Some(c.host.clone().into()));
                 put(
                     &mut a,
@@ -296,48 +296,83 @@ impl ProbeCmd {
         };
         json!({"cmd": cmd, "args": a})
     }
+}
 
+impl<J: Args> ProbeCmd<J> {
+    /// The job of this probe in `frame`, validated by the protocol crate
+    /// (which fills in every default).
+    pub fn job(&self, frame: JobFrame, now: u64) -> CliResult<Job> {
+        let probe = self.probe_value();
+        let kind = probe["cmd"].as_str().unwrap_or("job").to_string();
+        let id = match frame.id {
+            Some(id) => id,
+            None => generate_id(&kind, now)?,
+        };
+        let mut job = json!({
+            "v": vantage_proto::job::JOB_VERSION, "id": id, "probe": probe,
+            "select": frame.select, "not_before": frame.not_before, "expires": frame.expires,
+            "proposer": frame.proposer,
+        });
+        if let Some(l) = frame.limit {
+            job["limit"] = l.into();
+        }
+        if let Some(m) = frame.mandate {
+            job["mandate"] = m.into();
+        }
+        for (key, secs) in [("spread_secs", frame.spread), ("repeat_secs", frame.repeat)] {
+            if let Some(s) = secs {
+                job[key] = s.into();
+            }
+        }
+        Job::from_value(&job).map_err(|e| CliError::usage(e.to_string()))
+    }
+}
+
+/// What a job says besides its probe.
+#[derive(Debug, Clone)]
+pub struct JobFrame {
+    /// Job id (generated when `None`).
+    pub id: Option<String>,
+    /// Which nodes.
+    pub select: Selection,
+    /// At most this many of them.
+    pub limit: Option<u32>,
+    /// Valid from (Unix seconds).
+    pub not_before: u64,
+    /// Valid until (Unix seconds).
+    pub expires: u64,
+    /// Start-time spread (seconds).
+    pub spread: Option<u64>,
+    /// Repeat interval (seconds).
+    pub repeat: Option<u64>,
+    /// Who proposes (under a mandate: the operator's name in it).
+    pub proposer: String,
+    /// The mandate it is ordered under.
+    pub mandate: Option<String>,
+}
+
+impl ProbeCmd {
     /// The job these flags describe, validated by the protocol crate.
     pub fn build(&self, now: u64, default_proposer: Option<String>) -> CliResult<Job> {
         let o = self.job_opts();
         let select = Selection::parse(&o.from)
             .map_err(|e| CliError::usage(format!("--from {:?}: {e}", o.from)))?;
         let not_before = timespec::parse_time(&o.not_before, now)?;
-        let expires = not_before.saturating_add(timespec::parse_duration(&o.expires)?);
-        let spread = o
-            .spread
-            .as_deref()
-            .map(timespec::parse_duration)
-            .transpose()?;
-        let repeat = o
-            .repeat
-            .as_deref()
-            .map(timespec::parse_duration)
-            .transpose()?;
-        let probe = self.probe_value();
-        let kind = probe["cmd"].as_str().unwrap_or("job").to_string();
-        let id = match &o.id {
-            Some(id) => id.clone(),
-            None => generate_id(&kind, now)?,
+        let duration = |d: &Option<String>| d.as_deref().map(timespec::parse_duration).transpose();
+        let frame = JobFrame {
+            id: o.id.clone(),
+            select,
+            limit: o.limit,
+            not_before,
+            expires: not_before.saturating_add(timespec::parse_duration(&o.expires)?),
+            spread: duration(&o.spread)?,
+            repeat: duration(&o.repeat)?,
+            proposer: o.proposer.clone().or(default_proposer).ok_or_else(|| {
+                CliError::usage("who proposes this job? give --proposer NAME (or set $USER)")
+            })?,
+            mandate: None,
         };
-        let proposer = o.proposer.clone().or(default_proposer).ok_or_else(|| {
-            CliError::usage("who proposes this job? give --proposer NAME (or set $USER)")
-        })?;
-        let mut job = json!({
-            "v": vantage_proto::job::JOB_VERSION, "id": id, "probe": probe,
-            "select": select, "not_before": not_before, "expires": expires,
-            "proposer": proposer,
-        });
-        if let Some(l) = o.limit {
-            job["limit"] = l.into();
-        }
-        if let Some(s) = spread {
-            job["spread_secs"] = s.into();
-        }
-        if let Some(r) = repeat {
-            job["repeat_secs"] = r.into();
-        }
-        Job::from_value(&job).map_err(|e| CliError::usage(e.to_string()))
+        self.job(frame, now)
     }
 }
 

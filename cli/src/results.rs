@@ -162,6 +162,29 @@ pub fn row(result: &Value, nodes: &HashMap<String, NodeInfo>) -> Vec<String> {
 /// Column headers of the results table.
 pub const HEADERS: [&str; 6] = ["node", "country", "asn", "status", "duration", "figures"];
 
+/// Column headers of the `--latency` table.
+pub const LATENCY_HEADERS: [&str; 4] = ["node", "country", "asn", "ms"];
+
+/// One `--latency` row: the node and the headline time of its result (the
+/// query, mean RTT, last hop, whole request, handshake or connect time), or
+/// the status of a result without one.
+pub fn latency_row(result: &Value, nodes: &HashMap<String, NodeInfo>) -> Vec<String> {
+    let mut cells = row(result, nodes);
+    cells.truncate(3);
+    let headline = ProbeResult::deserialize(result)
+        .ok()
+        .and_then(|r| key_figures(&r).1);
+    cells.push(match headline {
+        Some(x) => ms(x),
+        None => result
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    });
+    cells
+}
+
 /// The whole table.
 pub fn render(results: &[Value], nodes: &HashMap<String, NodeInfo>) -> String {
     let rows: Vec<Vec<String>> = results.iter().map(|r| row(r, nodes)).collect();

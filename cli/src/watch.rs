@@ -39,13 +39,38 @@ impl Target {
     }
 }
 
+/// How results are shown as they arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A table for people: redrawn whole on a terminal, a row a line otherwise.
+    Table,
+    /// One JSON line per result.
+    Json,
+    /// Only each node's headline time.
+    Latency,
+}
+
+impl Output {
+    /// From the `--json` and `--latency` flags.
+    pub fn from_flags(json: bool, latency: bool) -> Self {
+        match (json, latency) {
+            (true, _) => Self::Json,
+            (_, true) => Self::Latency,
+            _ => Self::Table,
+        }
+    }
+}
+
 /// Tracks answers and prints rows and the progress line.
 pub struct Progress<'a, O: Write, E: Write> {
     target: Target,
     answered: BTreeSet<String>,
     nodes: HashMap<String, NodeInfo>,
-    json: bool,
+    output: Output,
     tty: bool,
+    /// When stdout is a terminal: the rows so far, and how many lines the
+    /// table drawn last took (to draw it again in their place).
+    redraw: Option<(Vec<Vec<String>>, usize)>,
     out: &'a mut O,
     err: &'a mut E,
 }
@@ -55,16 +80,19 @@ impl<'a, O: Write, E: Write> Progress<'a, O, E> {
     pub fn new(
         target: Target,
         nodes: HashMap<String, NodeInfo>,
-        json: bool,
+        output: Output,
         out: &'a mut O,
         err: &'a mut E,
     ) -> Self {
+        let redraw =
+            (output != Output::Json && std::io::stdout().is_terminal()).then(|| (Vec::new(), 0));
         Self {
             target,
             answered: BTreeSet::new(),
             nodes,
-            json,
+            output,
             tty: std::io::stderr().is_terminal(),
+            redraw,
             out,
             err,
         }
@@ -89,12 +117,39 @@ impl<'a, O: Write, E: Write> Progress<'a, O, E> {
         let _ = self.err.flush();
     }
 
-    /// Prints the header (table mode) and the initial progress.
+    fn headers(&self) -> &'static [&'static str] {
+        match self.output {
+            Output::Latency => &results::LATENCY_HEADERS,
+            _ => &results::HEADERS,
+        }
+    }
+
+    /// Prints the header (table modes, a row a line) and the initial progress.
     pub fn start(&mut self) {
-        if !self.json {
-            let _ = writeln!(self.out, "{}", fixed(&results::HEADERS.map(str::to_string)));
+        if self.output != Output::Json && self.redraw.is_none() {
+            let headers: Vec<String> = self.headers().iter().map(|h| h.to_string()).collect();
+            let _ = writeln!(self.out, "{}", fixed(&headers));
         }
         self.progress();
+    }
+
+    /// Prints one row: on a terminal, the whole table again in its place.
+    fn row(&mut self, cells: Vec<String>) {
+        let headers = self.headers();
+        match &mut self.redraw {
+            Some((rows, lines)) => {
+                rows.push(cells);
+                let table = vantage_human::table::render(headers, rows);
+                if *lines > 0 {
+                    let _ = write!(self.out, "\x1b[{lines}A\x1b[J");
+                }
+                *lines = table.lines().count();
+                let _ = write!(self.out, "{table}");
+            }
+            None => {
+                let _ = writeln!(self.out, "{}", fixed(&cells));
+            }
+        }
     }
 
     /// One result arrived.
@@ -102,10 +157,12 @@ impl<'a, O: Write, E: Write> Progress<'a, O, E> {
         if self.tty {
             let _ = write!(self.err, "\r\x1b[K");
         }
-        if self.json {
-            let _ = writeln!(self.out, "{r}");
-        } else {
-            let _ = writeln!(self.out, "{}", fixed(&results::row(r, &self.nodes)));
+        match self.output {
+            Output::Json => {
+                let _ = writeln!(self.out, "{r}");
+            }
+            Output::Table => self.row(results::row(r, &self.nodes)),
+            Output::Latency => self.row(results::latency_row(r, &self.nodes)),
         }
         let _ = self.out.flush();
         if let Some(n) = r.get("node_id").and_then(Value::as_str) {
@@ -172,14 +229,25 @@ pub fn feed<O: Write, E: Write>(
 }
 
 /// Follows the job until every targeted node answered, it expires, or Ctrl-C.
-pub fn run(opts: &HubOpts, id: &str, json: bool) -> CliResult {
+pub fn run(opts: &HubOpts, id: &str, output: Output) -> CliResult {
     let hub = Hub::connect(opts, false)?;
+    let nodes = results::node_index(&hub.get::<Vec<NodeEntry>>("/v1/nodes")?);
+    follow(&hub, opts, id, nodes, output)
+}
+
+/// [`run`] with the hub and the node index already at hand.
+pub fn follow(
+    hub: &Hub,
+    opts: &HubOpts,
+    id: &str,
+    nodes: HashMap<String, NodeInfo>,
+    output: Output,
+) -> CliResult {
     let path = format!("/v1/jobs/{id}");
     let target = Target::from_status(&hub.get(&path)?);
-    let nodes = results::node_index(&hub.get::<Vec<NodeEntry>>("/v1/nodes")?);
     let stream_hub = Hub::connect(opts, true)?;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-    let mut p = Progress::new(target, nodes, json, &mut out, &mut err);
+    let mut p = Progress::new(target, nodes, output, &mut out, &mut err);
     p.start();
     let mut decoder = Decoder::default();
     let mut reconnects = 0;
@@ -236,7 +304,7 @@ mod tests {
             repeats: false,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut p = Progress::new(target, HashMap::new(), false, &mut out, &mut err);
+        let mut p = Progress::new(target, HashMap::new(), Output::Table, &mut out, &mut err);
         p.start();
         let mut d = Decoder::default();
         let ev = |id: u32, node: &str| {
@@ -273,7 +341,7 @@ mod tests {
             repeats: true,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut p = Progress::new(target, HashMap::new(), true, &mut out, &mut err);
+        let mut p = Progress::new(target, HashMap::new(), Output::Json, &mut out, &mut err);
         p.result(&json!({"node_id": "n-a"}));
         assert_eq!(p.done(99), None);
         assert!(p.done(100).unwrap().starts_with("job expired"));

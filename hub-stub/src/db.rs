@@ -312,6 +312,16 @@ pub enum MandateCount<'a> {
     Target(&'a str),
 }
 
+impl MandateCount<'_> {
+    /// The `job_mandates` column counted, and its value.
+    fn column(&self) -> (&'static str, &str) {
+        match *self {
+            MandateCount::Operator(o) => ("operator", o),
+            MandateCount::Target(t) => ("target", t),
+        }
+    }
+}
+
 /// The database's schema version; an error if a newer hub wrote it.
 fn schema_version(conn: &Connection) -> Result<u32> {
     let found: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -1195,10 +1205,7 @@ impl Db {
     /// Jobs accepted under `mandate` since `since` (Unix seconds), of one
     /// operator or against one target.
     pub fn mandate_jobs(&self, mandate: &str, by: MandateCount<'_>, since: i64) -> Result<u64> {
-        let (column, value) = match by {
-            MandateCount::Operator(o) => ("operator", o),
-            MandateCount::Target(t) => ("target", t),
-        };
+        let (column, value) = by.column();
         Ok(self.r().query_row(
             &format!(
                 "SELECT count(*) FROM job_mandates WHERE mandate=?1 AND {column}=?2 AND submitted>=?3"
@@ -1206,6 +1213,34 @@ impl Db {
             params![mandate, value, since],
             |r| r.get::<_, i64>(0),
         )? as u64)
+    }
+
+    /// When (Unix seconds) the job was accepted whose leaving the window
+    /// `since..` brings the count of [`Db::mandate_jobs`] below `max`: the
+    /// `count - max + 1`-th oldest. `None` while the count is below `max`.
+    pub fn mandate_slot_frees(
+        &self,
+        mandate: &str,
+        by: MandateCount<'_>,
+        since: i64,
+        max: u32,
+    ) -> Result<Option<i64>> {
+        let have = self.mandate_jobs(mandate, by, since)?;
+        let Some(skip) = have.checked_sub(u64::from(max)) else {
+            return Ok(None);
+        };
+        let (column, value) = by.column();
+        Ok(self
+            .r()
+            .query_row(
+                &format!(
+                    "SELECT submitted FROM job_mandates WHERE mandate=?1 AND {column}=?2 AND submitted>=?3 \
+                     ORDER BY submitted LIMIT 1 OFFSET ?4"
+                ),
+                params![mandate, value, since, skip as i64],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?)
     }
 
     // ---- mandate revocations ----

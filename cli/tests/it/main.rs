@@ -3,5 +3,6 @@
 //! workspace's test kit (`vantage-testkit`).
 
 mod hub;
+mod mandates;
 mod rotation;
 mod support;

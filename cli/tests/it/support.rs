@@ -142,19 +142,26 @@ pub struct Net {
 }
 
 impl Net {
-    pub fn start() -> Net {
+    /// A hub started with `serve_args` and no node yet.
+    pub fn bare(serve_args: &[&str]) -> Net {
         let desk = Desk::new();
         let hub = Hub::builder()
             .policy(PolicySource::File(desk.path("policy.json")))
+            .serve_args(serve_args)
             .start();
         hub.issue_operator("ops", &desk.path("creds"));
-        let mut net = Net {
+        Net {
             desk,
             url: hub.url.clone(),
             port: hub.port().to_string(),
             hub,
             nodes: BTreeMap::new(),
-        };
+        }
+    }
+
+    /// A hub with enrolled nodes of several countries and ASNs, all but one online.
+    pub fn start() -> Net {
+        let mut net = Net::bare(&[]);
         // name, country, continent, asn, tags, online
         for (name, cc, ct, asn, tags, online) in [
             ("de1", "DE", "EU", 3320, &["fiber"][..], true),

@@ -148,8 +148,35 @@ pub(super) async fn check(
         (RateScope::Target, by_target),
     ] {
         if let Some(r) = over_rate(mandate, scope, have) {
-            return Err(refused(r));
+            let wait = slot_frees_in(hub, mandate, job, target, scope, since).await?;
+            return Err(refused(r).retry_after(wait));
         }
     }
     Ok(())
+}
+
+/// Seconds until the rolling hour of `scope` frees a slot: when the job
+/// that makes the count one too many leaves the window (1 to 3600).
+async fn slot_frees_in(
+    hub: &Arc<Hub>,
+    mandate: &Mandate,
+    job: &Job,
+    target: &str,
+    scope: RateScope,
+    since: i64,
+) -> Result<u64, ApiError> {
+    let (id, operator, tg) = (mandate.id.clone(), job.proposer.clone(), target.to_string());
+    let max = mandate.rates.per(scope);
+    let oldest = hub
+        .db(move |db| {
+            let by = match scope {
+                RateScope::Target => MandateCount::Target(&tg),
+                // Per-node rates are counted by nodes, never here.
+                RateScope::Operator | RateScope::Node => MandateCount::Operator(&operator),
+            };
+            db.mandate_slot_frees(&id, by, since, max)
+        })
+        .await?;
+    let frees_at = oldest.map_or(now(), |t| t + 3600);
+    Ok(u64::try_from(frees_at - now()).unwrap_or(0).clamp(1, 3600))
 }

@@ -53,6 +53,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds for a 429's `Retry-After` (default 1: the request rates).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -62,6 +64,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// The same refusal, telling clients to retry after `secs` seconds.
+    pub fn retry_after(self, secs: u64) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..self
         }
     }
     fn bad(code: &'static str, message: impl Into<String>) -> Self {
@@ -89,8 +99,10 @@ impl IntoResponse for ApiError {
             },
         );
         if self.status == StatusCode::TOO_MANY_REQUESTS {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                http::HeaderValue::from(self.retry_after.unwrap_or(1)),
+            );
         }
         r
     }

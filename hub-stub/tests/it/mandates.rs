@@ -8,6 +8,21 @@ use vantage_proto::mandate::{RevocationList, SignedMandate};
 use vantage_testkit::mandates::{mandate, order, revocation, sign_mandate};
 use vantage_testkit::{Hub, jobs};
 
+/// `POST /v1/jobs` of `body`: the status and the `Retry-After` header in seconds.
+fn retry_after(op: &vantage_testkit::Client, body: &Value) -> (u16, Option<u64>) {
+    let r = op
+        .agent
+        .post(format!("{}/v1/jobs", op.base))
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .unwrap();
+    let secs = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    (r.status().as_u16(), secs)
+}
+
 /// A `dns` lookup of `name` ordered under `m`.
 fn lookup(id: &str, name: &str, m: &SignedMandate) -> Value {
     let mut job = jobs::dns_job(id, json!("everyone"));
@@ -47,6 +62,17 @@ fn mandate_rates_are_counted_per_operator_and_target_across_restarts() {
         "{e}"
     );
     assert!(e["error"].as_str().unwrap().contains("everyday"), "{e}");
+    // An hourly rate frees a slot when the oldest counted job leaves the
+    // window, about an hour from now: Retry-After says so, not "1".
+    for body in [
+        lookup("q4b", "a.example", &m),
+        lookup("q4c", "c.example", &m),
+    ] {
+        let (s, secs) = retry_after(&op, &body);
+        assert_eq!(s, 429);
+        let secs = secs.expect("a Retry-After header");
+        assert!((3500..=3600).contains(&secs), "Retry-After {secs}");
+    }
 
     hub.kill();
     hub.spawn();
