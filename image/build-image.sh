@@ -60,9 +60,9 @@ case $SOURCES in
       rpi0w) debarch=armel ;;
       *)
         echo "error: SOURCES=registries builds BOARD=qemu_aarch64, rpi3, rpi4 and rpi0w only. $BOARD needs" >&2
-        echo "       what no package registry serves: a kernel and firmware for the Pi 5 (BCM2712)," >&2
-        echo "       which Debian 12's kernel and raspi-firmware lack. Build $BOARD with Internet" >&2
-        echo "       access (SOURCES=upstream); docs/images.md, 'Which sources for which board'." >&2
+        echo "       a kernel that boots the Pi 5 (BCM2712) from its SD card: Debian 12's has no BCM2712" >&2
+        echo "       support, Debian 13's no SD driver for it; trixie-backports' has (not wired yet)." >&2
+        echo "       Build $BOARD with Internet access (SOURCES=upstream); docs/images.md, 'Pi 5 from registries'." >&2
         exit 64 ;;
     esac
     if [ "$BOARD" != qemu_aarch64 ]; then

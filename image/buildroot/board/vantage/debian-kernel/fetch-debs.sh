@@ -105,7 +105,7 @@ if [ "$missing" -gt 0 ]; then
   echo "error: $missing of $n packages of $table could not be had (see above). Debian drops" >&2
   echo "       superseded kernels from the archive: give a store or mirror that keeps them" >&2
   echo "       (VANTAGE_CACHE, VANTAGE_BR_MIRROR), or move the table to the current version" >&2
-  echo "       (docs/images.md, 'Pi boards from registries')." >&2
+  echo "       (docs/images.md, 'Pi 3/4 cards' and 'Pi Zero/1 card from registries')." >&2
   exit 1
 fi
 echo "debs: all $n packages in $store"
