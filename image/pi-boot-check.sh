@@ -45,8 +45,9 @@ case $board in
     # Real Pi Zeros have them. The USB network adapter: user-mode networking,
     # restricted to QEMU itself (no traffic leaves this machine).
     qemu=qemu-system-arm machine=raspi0 mem=512M kernel=zImage dtb=bcm2835-rpi-zero-w.dtb
-    # journald forwards the services' logs to the console too: networkd's DHCP lease.
-    board_extra="initcall_blacklist=bcm2835_power_driver_init systemd.journald.forward_to_kmsg=1"
+    # journald forwards the services' logs to the console too, down to info
+    # (its default stops at notice): networkd logs the DHCP lease at info.
+    board_extra="initcall_blacklist=bcm2835_power_driver_init systemd.journald.forward_to_kmsg=1 systemd.journald.max_level_kmsg=info"
     net=(-device "usb-net,netdev=n0" -netdev "user,id=n0,restrict=on") ;;
   *) echo "error: BOARD must be rpi3 or rpi0w (the Pi cards QEMU can boot)" >&2; exit 64 ;;
 esac
