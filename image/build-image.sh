@@ -6,11 +6,12 @@
 #   SOURCES=upstream    Buildroot's own downloads (needs Internet); the Pi boards' default
 #   SOURCES=registries  every source from package registries and the frozen mirror
 #                       (image/sources/, docs/images.md "Sources"); qemu_aarch64's default.
-#                       rpi3 and rpi4 too: Buildroot builds qemu_aarch64's root file
-#                       system (the same output), and the Pi card gets Debian's arm64
+#                       rpi3, rpi4 and rpi0w too: Buildroot builds a root file system
+#                       with Debian's cross toolchain (rpi3/rpi4: qemu_aarch64's, the same
+#                       output; rpi0w: armel_rootfs's), and the Pi card gets Debian's
 #                       kernel, its modules, an initramfs and the Wi-Fi firmware
-#                       (board/vantage/debian-kernel/); both give the same card,
-#                       which boots Pi 3 B/B+, Zero 2 W, Pi 4 and Pi 400
+#                       (board/vantage/debian-kernel/). rpi3 and rpi4 give the same card
+#                       (Pi 3 B/B+, Zero 2 W, Pi 4, Pi 400); rpi0w's boots Pi Zero, Zero W, 1
 #   KERNEL              qemu_aarch64 only: the arm64 kernel that goes onto the card
 #   BUILDROOT_DIR       an existing tree of the pinned release (skips fetching it)
 #   BUILDROOT_TARBALL   the pinned release as a tarball (default: ../shared/buildroot/
@@ -46,23 +47,29 @@ if [ "$BOARD" = qemu_aarch64 ]; then
 fi
 SOURCES=${SOURCES:-upstream}
 # The Buildroot configuration that builds this board's root file system: its
-# own, except for the Pi 3/4 card from registries (qemu_aarch64's output).
+# own, except for the Pi cards from registries, whose root file system is
+# that of the Debian architecture's card (debian-kernel/<arch>/card.conf).
 br_board=$BOARD
+debarch=
+card=
 case $SOURCES in
   upstream) ;;
   registries)
     case $BOARD in
-      qemu_aarch64) ;;
-      rpi3|rpi4)
-        [ -z "${KERNEL:-}" ] || { echo "error: KERNEL is for BOARD=qemu_aarch64; the $BOARD card takes the kernel pinned in image/buildroot/board/vantage/debian-kernel/sources.tsv" >&2; exit 64; }
-        br_board=qemu_aarch64 ;;
+      qemu_aarch64|rpi3|rpi4) debarch=arm64 ;;
+      rpi0w) debarch=armel ;;
       *)
-        echo "error: SOURCES=registries builds BOARD=qemu_aarch64, rpi3 and rpi4 only. $BOARD needs" >&2
-        echo "       what no package registry serves: the Pi Zero (ARMv6) a toolchain built from source," >&2
-        echo "       the Pi 5 a kernel and firmware newer than Debian 12's. Build $BOARD with Internet" >&2
-        echo "       access (SOURCES=upstream); docs/images.md, 'Which sources for which board'." >&2
+        echo "error: SOURCES=registries builds BOARD=qemu_aarch64, rpi3, rpi4 and rpi0w only. $BOARD needs" >&2
+        echo "       a kernel that boots the Pi 5 (BCM2712) from its SD card: Debian 12's has no BCM2712" >&2
+        echo "       support, Debian 13's no SD driver for it; trixie-backports' has (not wired yet)." >&2
+        echo "       Build $BOARD with Internet access (SOURCES=upstream); docs/images.md, 'Pi 5 from registries'." >&2
         exit 64 ;;
-    esac ;;
+    esac
+    if [ "$BOARD" != qemu_aarch64 ]; then
+      card=$debarch
+      [ -z "${KERNEL:-}" ] || { echo "error: KERNEL is for BOARD=qemu_aarch64; the $BOARD card takes the kernel pinned in image/buildroot/board/vantage/debian-kernel/$card/sources.tsv" >&2; exit 64; }
+      br_board=$(sed -n 's/^ROOTFS_BOARD=//p' "image/buildroot/board/vantage/debian-kernel/$card/card.conf")
+    fi ;;
   *) echo "error: SOURCES must be upstream or registries" >&2; usage ;;
 esac
 
@@ -120,20 +127,28 @@ if [ "$SOURCES" = registries ]; then
   # The output directory is kept between runs, keyed by everything that decides
   # what Buildroot builds except the binaries, the overlay and the hub settings,
   # which every run puts in afresh (vantage-dirclean, target-finalize, post-build).
-  key=$( { image/defconfig.sh "$br_board" image/sources/aarch64.fragment; cat image/sources/*.sh image/sources/*.tsv \
+  # Debian's cross toolchain for the root file system's architecture: the
+  # fragment names its triple (image/sources/<arch>.fragment).
+  frags=(image/sources/registries.fragment "image/sources/$debarch.fragment")
+  triple=$(sed -n 's/^BR2_TOOLCHAIN_EXTERNAL_CUSTOM_PREFIX="\(.*\)"$/\1/p' "${frags[1]}")
+  key=$( { image/defconfig.sh "$br_board" "${frags[@]}"; cat image/sources/*.sh image/sources/*.tsv \
            image/sources/local.mk.in image/sources/patches/* image/buildroot/package/*/* image/buildroot/Config.in \
            image/buildroot/external.*; echo "$BUILDROOT_VERSION"; } | sha256sum | cut -c1-16)
   src=$cache/br-src-$(cat image/sources/sources.tsv image/sources/prepare.sh image/sources/local.mk.in image/sources/patches/* | sha256sum | cut -c1-16)
-  toolchain=$cache/toolchain-$( { cat image/sources/debian-toolchain.sh; dpkg-query -W gcc-aarch64-linux-gnu libc6-dev-arm64-cross g++-aarch64-linux-gnu; } | sha256sum | cut -c1-16)
+  toolchain=$cache/toolchain-$( { cat image/sources/debian-toolchain.sh; echo "$triple"
+    dpkg-query -W "gcc-$triple" "libc6-dev-$debarch-cross" "g++-$triple"; } | sha256sum | cut -c1-16)
   obj=$cache/br-out/$br_board-$key
   say "sources from package registries and the frozen mirror (cache $cache)"
   bash image/sources/fetch.sh "$cache/sources"
-  if [ "$br_board" != "$BOARD" ]; then
-    # The Pi card's Debian packages; its kernel is also the one the shared
-    # qemu_aarch64 output puts on its own card (kernel.sh).
+  if [ -n "$card" ]; then
+    # The Pi card's Debian packages.
     pi=image/buildroot/board/vantage/debian-kernel
-    bash $pi/fetch-debs.sh "$cache/sources"
-    kdeb=$cache/sources/$(awk -F'\t' '$2 == "kernel" { print $4 }' $pi/sources.tsv)
+    bash $pi/fetch-debs.sh "$cache/sources" "$card"
+  fi
+  if [ "$br_board" = qemu_aarch64 ] && [ "$BOARD" != qemu_aarch64 ]; then
+    # The shared qemu_aarch64 output puts a kernel on its own card (kernel.sh):
+    # the Pi card's.
+    kdeb=$cache/sources/$(awk -F'\t' '$2 == "kernel" { print $4 }' "$pi/$card/sources.tsv")
     mkdir -p "$out/$BOARD"
     kx=$(mktemp -d)
     dpkg-deb -x "$kdeb" "$kx"
@@ -149,15 +164,15 @@ if [ "$SOURCES" = registries ]; then
     sed -i "s|$src.tmp|$src|g" "$src.tmp/local.mk"
     mv "$src.tmp" "$src"
   fi
-  if [ ! -x "$toolchain/usr/bin/aarch64-linux-gnu-gcc" ]; then
+  if [ ! -x "$toolchain/usr/bin/$triple-gcc" ]; then
     rm -rf "$toolchain.tmp"
-    bash image/sources/debian-toolchain.sh "$toolchain.tmp"
+    bash image/sources/debian-toolchain.sh "$toolchain.tmp" "$triple"
     mv "$toolchain.tmp" "$toolchain"
     # The toolchain's wrappers name the directory they were made in.
     grep -rl "$toolchain.tmp" "$toolchain/usr/bin" | xargs -r sed -i "s|$toolchain.tmp|$toolchain|g"
   fi
-  sed -e "s|@SRC@|$src|g" -e "s|@TOOLCHAIN@|$toolchain|g" image/sources/aarch64.fragment > "$cache/aarch64.fragment.$$"
-  fragments=("$cache/aarch64.fragment.$$")
+  cat "${frags[@]}" | sed -e "s|@SRC@|$src|g" -e "s|@TOOLCHAIN@|$toolchain|g" > "$cache/registries.fragment.$$"
+  fragments=("$cache/registries.fragment.$$")
   # Older outputs of this board only take space (a few GB each).
   # (Not this output's lock file: another build may hold it.)
   for old in "$cache/br-out/$br_board"-*; do
@@ -209,11 +224,11 @@ fi
 mkdir -p "$out/$BOARD"
 if [ "$br_board" != "$BOARD" ]; then
   # Still under the output's lock: its images/ are this run's.
-  say "the $BOARD card: Debian's kernel, modules, initramfs and Wi-Fi firmware (board/vantage/debian-kernel)"
+  say "the $BOARD card: Debian's kernel, modules, initramfs and Wi-Fi firmware (board/vantage/debian-kernel/$card)"
   PATH="$obj/host/bin:/usr/sbin:/sbin:$PATH" VANTAGE_STORE=$cache/sources VANTAGE_SETTINGS=$obj/vantage-settings \
-    image/buildroot/board/vantage/debian-kernel/assemble.sh "$obj/images" "$BOARD" "$obj/card-$BOARD"
+    image/buildroot/board/vantage/debian-kernel/assemble.sh "$card" "$obj/images" "$BOARD" "$obj/card-$BOARD"
   cp "$obj/card-$BOARD/images/sdcard.img" "$obj/card-$BOARD/images/sdcard.img.sha256" "$out/$BOARD/"
-  rm -rf "$obj/card-$BOARD" "$VANTAGE_KERNEL"
+  rm -rf "$obj/card-$BOARD" "${VANTAGE_KERNEL:-}"
 else
   cp "$obj/images/sdcard.img" "$obj/images/sdcard.img.sha256" "$out/$BOARD/"
 fi

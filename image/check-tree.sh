@@ -20,9 +20,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BR=image/buildroot
 OV=image/overlay
-BOARDS=(rpi0w rpi3 rpi4 rpi5 qemu_aarch64)
-declare -A KERNEL=([rpi0w]=zImage [rpi3]=Image [rpi4]=Image [rpi5]=Image [qemu_aarch64]=Image)
-declare -A ARCH=([rpi0w]=BR2_arm=y [rpi3]=BR2_aarch64=y [rpi4]=BR2_aarch64=y [rpi5]=BR2_aarch64=y [qemu_aarch64]=BR2_aarch64=y)
+BOARDS=(rpi0w rpi3 rpi4 rpi5 qemu_aarch64 armel_rootfs)
+declare -A KERNEL=([rpi0w]=zImage [rpi3]=Image [rpi4]=Image [rpi5]=Image [qemu_aarch64]=Image [armel_rootfs]=zImage)
+declare -A ARCH=([rpi0w]=BR2_arm=y [rpi3]=BR2_aarch64=y [rpi4]=BR2_aarch64=y [rpi5]=BR2_aarch64=y [qemu_aarch64]=BR2_aarch64=y
+                 [armel_rootfs]=BR2_arm=y)
+# Where a board's config.txt and cmdline.txt are (board/vantage/...), and the
+# Pi board it is without the Pi kernel (its defconfig may differ in nothing else).
+declare -A BOARD_DIR=([armel_rootfs]=debian-kernel/armel)
+declare -A PI_BOARD=([qemu_aarch64]=rpi3 [armel_rootfs]=rpi0w)
+# The Pi cards from registries (debian-kernel/<arch>/) and the boards built for them.
+DEBIAN_ARCHES=(arm64 armel)
 BUILDROOT_TAG=$(sed -n 's/^BUILDROOT_VERSION=//p' image/build-image.sh)
 MAX_EXPOSURE=${MAX_EXPOSURE:-2.0}
 
@@ -69,23 +76,26 @@ for b in "${BOARDS[@]}"; do
   # The whole configuration: the board's defconfig and the shared fragments.
   cfg=$work/vantage_${b}_defconfig
   image/defconfig.sh "$b" > "$cfg"
-  check "$b: config.txt and cmdline.txt" test -f "$BR/board/vantage/$b/config.txt" -a -f "$BR/board/vantage/$b/cmdline.txt"
+  dir=$BR/board/vantage/${BOARD_DIR[$b]:-$b}
+  check "$b: config.txt and cmdline.txt" test -f "$dir/config.txt" -a -f "$dir/cmdline.txt"
+  check "$b: the firmware package takes them" grep -qxF "BR2_PACKAGE_RPI_FIRMWARE_CONFIG_FILE=\"\$(BR2_EXTERNAL_VANTAGE_PATH)/${dir#"$BR/"}/config.txt\"" "$cfg"
   check "$b: post-script argument is the board" grep -qx "BR2_ROOTFS_POST_SCRIPT_ARGS=\"$b\"" "$cfg"
   check "$b: architecture ${ARCH[$b]}" grep -qx "${ARCH[$b]}" "$cfg"
-  check "$b: config.txt boots kernel=${KERNEL[$b]}" grep -qx "kernel=${KERNEL[$b]}" "$BR/board/vantage/$b/config.txt"
-  check "$b: cmdline.txt mounts the root read-only from partition 2" \
-    grep -qE '(^| )root=/dev/mmcblk0p2 .*(^| )ro( |$)' "$BR/board/vantage/$b/cmdline.txt"
+  check "$b: config.txt boots kernel=${KERNEL[$b]}" grep -qx "kernel=${KERNEL[$b]}" "$dir/config.txt"
+  check "$b: cmdline.txt mounts the root read-only from partition 2 (or by its label)" \
+    grep -qE '(^| )root=(/dev/mmcblk0p2|LABEL=rootfs) .*(^| )ro( |$)' "$dir/cmdline.txt"
   for opt in BR2_INIT_SYSTEMD=y BR2_PACKAGE_SYSTEMD_TIMESYNCD=y BR2_PACKAGE_CA_CERTIFICATES=y \
              BR2_PACKAGE_VANTAGE=y BR2_PACKAGE_WPA_SUPPLICANT=y \
              '# BR2_TARGET_GENERIC_REMOUNT_ROOTFS_RW is not set'; do
     check "$b: $opt" grep -qxF "$opt" "$cfg"
   done
+  pi=${PI_BOARD[$b]:-}
   case $b in
     rpi*) check "$b: Wi-Fi firmware" grep -qxF BR2_PACKAGE_BRCMFMAC_SDIO_FIRMWARE_RPI_WIFI=y "$cfg" ;;
-    qemu_*) check "$b: differs from rpi3 only in toolchain, pi.fragment (kernel, Wi-Fi firmware) and its name" \
-      diff <(image/defconfig.sh rpi3 | grep -vxF -f "$BR/board/vantage/pi.fragment" | grep -v -e '^#' -e '^BR2_LINUX_KERNEL' -e TOOLCHAIN_EXTERNAL \
-               -e POST_IMAGE_SCRIPT | sed 's/rpi3/BOARD/g' | sort) \
-           <(grep -v -e '^#' -e POST_IMAGE_SCRIPT "$cfg" | sed 's/qemu_aarch64/BOARD/g' | sort) ;;
+    *) check "$b: differs from $pi only in toolchain, pi.fragment (kernel, Wi-Fi firmware), config.txt/cmdline.txt and its name" \
+      diff <(image/defconfig.sh "$pi" | grep -vxF -f "$BR/board/vantage/pi.fragment" | grep -v -e '^#' -e '^BR2_LINUX_KERNEL' -e TOOLCHAIN_EXTERNAL \
+               -e POST_IMAGE_SCRIPT -e '_FILE="' | sed "s/$pi/BOARD/g" | sort) \
+           <(grep -v -e '^#' -e POST_IMAGE_SCRIPT -e '_FILE="' "$cfg" | sed "s/$b/BOARD/g" | sort) ;;
   esac
   # Every path the defconfig names: ours (via BR2_EXTERNAL_VANTAGE_PATH) must
   # exist here; Buildroot's relative ones in the pinned release.
@@ -121,7 +131,7 @@ if [ -f "${BUILDROOT_DIR:-}/Makefile" ]; then
     if [ -z "$dropped" ]; then ok "$b: Buildroot's Kconfig keeps every line of the defconfig"
     else bad "$b: Buildroot's Kconfig dropped: $dropped"; fi
     site=$(make -s -C "$BUILDROOT_DIR" O="$o" printvars VARS=VANTAGE_SITE 2>/dev/null | sed -n 's/^VANTAGE_SITE=//p')
-    want=$([ "$b" = rpi0w ] && echo arm-unknown-linux-musleabihf || echo aarch64-unknown-linux-musl)
+    want=$(case ${ARCH[$b]} in BR2_arm=y) echo arm-unknown-linux-musleabihf ;; *) echo aarch64-unknown-linux-musl ;; esac)
     check "$b: package vantage takes out/bin/$want" test "$(basename "$site")" = "$want"
   done
 fi
@@ -133,18 +143,29 @@ scripts=("$BR"/board/vantage/*.sh "$BR"/board/vantage/*/*.sh "$OV"/usr/libexec/v
 for s in "${scripts[@]}"; do check "shellcheck $s" shellcheck -x "$s"; done
 for s in "$BR"/board/vantage/*.sh "$BR"/board/vantage/*/*.sh "$OV"/usr/libexec/vantage/* image/sources/*.sh; do check "$s is executable" test -x "$s"; done
 
-echo "== Pi 3/4 card from registries ($BR/board/vantage/debian-kernel)"
+echo "== Pi cards from registries ($BR/board/vantage/debian-kernel)"
 DK=$BR/board/vantage/debian-kernel
-for l in 'arm_64bit=1' 'upstream_kernel=1' 'enable_uart=1' 'kernel=Image' 'initramfs initrd.img followkernel'; do
-  check "debian-kernel config.txt: $l" grep -qx "$l" "$DK/config.txt"
-done
-check "debian-kernel cmdline.txt: root by label, read-only, console on the mini UART" \
-  grep -qE '(^| )root=LABEL=rootfs .*(^| )ro .*console=ttyS1,115200' "$DK/cmdline.txt"
-check "debian-kernel sources.tsv: every row a Debian package pinned by SHA-256" \
-  awk -F'\t' '!/^#/ { n++; if (NF != 7 || $3 !~ /\.deb$/ || length($4) != 64 || $4 ~ /[^0-9a-f]/ || $5 !~ /^deb:/) exit 1 } END { exit n == 4 ? 0 : 1 }' "$DK/sources.tsv"
-check "debian-kernel sources.tsv has one kernel row" test "$(awk -F'\t' '$2 == "kernel"' "$DK/sources.tsv" | wc -l)" -eq 1
-for l in modules.initramfs modules.rootfs; do
-  check "debian-kernel $l names modules" grep -qv -e '^#' -e '^$' "$DK/$l"
+declare -A CARD_LINES=([arm64]='arm_64bit=1|kernel=Image' [armel]='kernel=zImage')
+declare -A CARD_CONSOLE=([arm64]='console=ttyS1,115200' [armel]='console=ttyAMA0,115200 console=ttyS1,115200')
+for a in "${DEBIAN_ARCHES[@]}"; do
+  d=$DK/$a
+  IFS='|' read -ra lines <<<"${CARD_LINES[$a]}"
+  for l in "${lines[@]}" 'upstream_kernel=1' 'enable_uart=1' 'initramfs initrd.img followkernel'; do
+    check "debian-kernel $a config.txt: $l" grep -qx "$l" "$d/config.txt"
+  done
+  check "debian-kernel $a cmdline.txt: root by label, read-only, ${CARD_CONSOLE[$a]}" \
+    grep -qE "(^| )root=LABEL=rootfs .*(^| )ro .*${CARD_CONSOLE[$a]}" "$d/cmdline.txt"
+  check "debian-kernel $a sources.tsv: every row a Debian package pinned by SHA-256" \
+    awk -F'\t' '!/^#/ { n++; if (NF != 7 || $3 !~ /\.deb$/ || length($4) != 64 || $4 ~ /[^0-9a-f]/ || $5 !~ /^deb:/) exit 1 } END { exit n == 4 ? 0 : 1 }' "$d/sources.tsv"
+  check "debian-kernel $a sources.tsv has one kernel row" test "$(awk -F'\t' '$2 == "kernel"' "$d/sources.tsv" | wc -l)" -eq 1
+  for l in modules.initramfs modules.rootfs; do
+    check "debian-kernel $a $l names modules" grep -qv -e '^#' -e '^$' "$d/$l"
+  done
+  rootfs_board=$(sed -n 's/^ROOTFS_BOARD=//p' "$d/card.conf")
+  check "debian-kernel $a card.conf: root file system of board $rootfs_board, which is checked above" \
+    grep -qw "$rootfs_board" <<<"${BOARDS[*]}"
+  check "debian-kernel $a card.conf: its KERNEL_FILE is config.txt's kernel=" \
+    grep -qx "kernel=$(sed -n 's/^KERNEL_FILE=//p' "$d/card.conf")" "$d/config.txt"
 done
 check "shellcheck $DK/initramfs-init" shellcheck -s sh "$DK/initramfs-init"
 check "$DK/initramfs-init is executable" test -x "$DK/initramfs-init"

@@ -27,8 +27,8 @@ image: ## SD-card image: make image BOARD=rpi0w|rpi3|rpi4|rpi5|qemu_aarch64 HUB_
 image-cold-check: deps-buildroot ## the QEMU image from an empty cache (sources, toolchain, Buildroot): time and disk of a cold build
 	@bash image/cold-check.sh
 
-pi-boot-check: ## boot the Pi 3/4 card from registries (BOARD=rpi3 SOURCES=registries; built with test settings if missing) on QEMU -M raspi3b to the login prompt [IMG=... TIMEOUT=900]
-	@IMG=$(IMG) TIMEOUT=$(TIMEOUT) bash image/pi-boot-check.sh
+pi-boot-check: ## boot a Pi card from registries (built with test settings if missing) on QEMU to the login prompt: the Pi 3/4 card on -M raspi3b, or BOARD=rpi0w the Pi Zero/1 card on -M raspi0 [IMG=... TIMEOUT=900]
+	@BOARD=$(BOARD) IMG=$(IMG) TIMEOUT=$(TIMEOUT) bash image/pi-boot-check.sh
 
 image-check: deps-image agent ## validate the Buildroot tree and the overlay without Buildroot (paths, shellcheck, units, genimage)
 	@bash image/check-tree.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Post-build script of every vantage board.
 # Buildroot calls it as: post-build.sh TARGET_DIR BOARD
-# with BOARD from BR2_ROOTFS_POST_SCRIPT_ARGS (rpi0w, rpi3, rpi4, rpi5).
+# with BOARD from BR2_ROOTFS_POST_SCRIPT_ARGS (rpi0w, rpi3, rpi4, rpi5, qemu_aarch64,
+# armel_rootfs).
 # Hub settings come from make image (image/build-image.sh), which writes them
 # to $BASE_DIR/vantage-settings/: hub-url (post-image.sh puts it into the
 # volunteer's example file), ca.pem, policy.json, version.

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Puts every Debian binary package of TABLE (sources.tsv beside this script) into
-# the content-addressed store STORE/<sha256>, like image/sources/fetch.sh does for
-# the Buildroot inputs, and prints nothing but progress and errors.
-#   fetch-debs.sh STORE [TABLE]
+# Puts every Debian binary package of a Pi card's table (ARCH/sources.tsv beside
+# this script) into the content-addressed store STORE/<sha256>, like
+# image/sources/fetch.sh does for the Buildroot inputs, and prints nothing but
+# progress and errors.
+#   fetch-debs.sh STORE ARCH      ARCH: Debian's name, arm64 or armel
 # Where a package comes from, in order: the store itself (kept from an earlier
 # run, even after the archive dropped it), the frozen mirror (VANTAGE_BR_MIRROR,
-# by file name), then Debian for arm64 through a private apt state.
+# by file name), then Debian for ARCH through a private apt state.
 # Why not image/sources/fetch.sh: that script (arch "all", component main only)
 # is part of the cache key of every registries Buildroot output; extending it
 # would rebuild Buildroot from scratch (25-100 min) for a change that does not
@@ -13,8 +14,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../../../.." && pwd)
-store=${1:?usage: fetch-debs.sh STORE [TABLE]}
-table=${2:-$here/sources.tsv}
+store=${1:?usage: fetch-debs.sh STORE ARCH}
+arch=${2:?usage: fetch-debs.sh STORE ARCH}
+table=$here/$arch/sources.tsv
+[ -f "$table" ] || { echo "debs: no table $table (architecture '$arch')" >&2; exit 1; }
 mirror=${VANTAGE_BR_MIRROR:-$repo/../shared/buildroot/mirror}
 mkdir -p "$store"
 
@@ -31,7 +34,7 @@ take() { # file sha256: into the store if the bytes are the pinned ones
 apt_state=
 cleanup() { [ -z "$apt_state" ] || rm -rf "$apt_state"; }
 trap cleanup EXIT
-# arm64 package lists of the suites the table draws from, in an apt state of
+# ARCH's package lists of the suites the tables draw from, in an apt state of
 # its own (the host's dpkg and apt stay untouched, no multiarch needed). The
 # archive's address is the one this host's apt already uses.
 apt_env() {
@@ -51,11 +54,13 @@ apt_env() {
     for s in bookworm bookworm-updates trixie; do
       echo "deb [signed-by=$key] $uri $s main non-free-firmware"
     done
-    echo "deb [signed-by=$key] $sec bookworm-security main non-free-firmware"
+    for s in bookworm-security trixie-security; do
+      echo "deb [signed-by=$key] $sec $s main non-free-firmware"
+    done
   } > "$apt_state/sources.list"
   cat > "$apt_state/apt.conf" <<EOF
-APT::Architecture "arm64";
-APT::Architectures { "arm64"; };
+APT::Architecture "$arch";
+APT::Architectures { "$arch"; };
 Dir::State "$apt_state";
 Dir::State::Lists "$apt_state/lists";
 Dir::State::status "$apt_state/status";
@@ -64,7 +69,7 @@ Dir::Etc::SourceList "$apt_state/sources.list";
 Dir::Etc::SourceParts "/nonexistent";
 APT::Sandbox::User "root";
 EOF
-  echo "debs: reading the Debian archive's arm64 package lists (private apt state)"
+  echo "debs: reading the Debian archive's $arch package lists (private apt state)"
   if ! APT_CONFIG=$apt_state/apt.conf apt-get -q update >"$apt_state/update.log" 2>&1; then
     echo "debs: warning: apt-get update failed for some suites; using the rest:" >&2
     grep -E '^(E|W):' "$apt_state/update.log" | head -3 >&2
@@ -100,7 +105,7 @@ if [ "$missing" -gt 0 ]; then
   echo "error: $missing of $n packages of $table could not be had (see above). Debian drops" >&2
   echo "       superseded kernels from the archive: give a store or mirror that keeps them" >&2
   echo "       (VANTAGE_CACHE, VANTAGE_BR_MIRROR), or move the table to the current version" >&2
-  echo "       (docs/images.md, 'Pi boards from registries')." >&2
+  echo "       (docs/images.md, 'Pi 3/4 cards' and 'Pi Zero/1 card from registries')." >&2
   exit 1
 fi
 echo "debs: all $n packages in $store"
