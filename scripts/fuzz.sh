@@ -12,6 +12,9 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz"
   (cd /tmp && cargo +nightly install cargo-fuzz --locked)
 fi
+# Build every target first: the run below filters its output, and a target
+# that does not compile must fail the check, not pass it silently.
+cargo +nightly fuzz build --fuzz-dir fuzz
 for target in $(cargo +nightly fuzz list --fuzz-dir fuzz); do
   echo "fuzz: $target for ${secs}s"
   mkdir -p "fuzz/corpus/$target"
