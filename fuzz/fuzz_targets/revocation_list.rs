@@ -6,20 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 use vantage_proto::canonical;
 use vantage_proto::mandate::{MAX_REVOCATIONS, RevocationList};
-use vantage_proto::policy::{Approver, Limits, Policy};
-use vantage_proto::probe::ProbeKind;
-use vantage_proto::sign::ApproverKey;
 
 fuzz_target!(|data: &[u8]| {
-    let key = ApproverKey::from_seed(&[7; 32]).expect("fixed seed");
-    let policy = Policy {
-        serial: 1,
-        network: "fuzz".into(),
-        threshold: 1,
-        approvers: vec![Approver { name: "a".into(), key: key.public_key() }],
-        allowed_probes: ProbeKind::ALL.to_vec(),
-        limits: Limits::default(),
-    };
+    let policy = vantage_fuzz::policy();
     let strict = canonical::check_no_duplicate_keys(data);
     let parsed = RevocationList::from_json(data);
     if strict.is_err() {

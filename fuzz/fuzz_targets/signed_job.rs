@@ -8,20 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use vantage_proto::canonical;
 use vantage_proto::envelope::Envelope;
 use vantage_proto::job::{Job, SignedJob};
-use vantage_proto::policy::{Approver, Limits, Policy};
-use vantage_proto::probe::ProbeKind;
-use vantage_proto::sign::ApproverKey;
 
 fuzz_target!(|data: &[u8]| {
-    let key = ApproverKey::from_seed(&[7; 32]).expect("fixed seed");
-    let policy = Policy {
-        serial: 1,
-        network: "fuzz".into(),
-        threshold: 1,
-        approvers: vec![Approver { name: "a".into(), key: key.public_key() }],
-        allowed_probes: ProbeKind::ALL.to_vec(),
-        limits: Limits::default(),
-    };
+    let policy = vantage_fuzz::policy();
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(env) = Envelope::from_json(text) {
             let _ = env.payload.verify(&policy, 1_800_000_000);
