@@ -119,7 +119,7 @@ fn status_results_watch_and_nodes() {
         &dns_data("NOERROR", 2, Some(SecurityStatus::Secure)),
     );
 
-    let mut watch = net
+    let watch = net
         .op_command(&["watch", "watched"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -128,30 +128,9 @@ fn status_results_watch_and_nodes() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     net.result("de2", "watched", &dns_data("NXDOMAIN", 0, None));
-    let t = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = watch.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed().as_secs() < 20,
-            "watch did not end after every node answered"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    watch
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    watch
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, out, err) = finish(watch, 20, || {
+        "watch did not end after every node answered".into()
+    });
     assert!(status.success(), "{out}\n{err}");
     assert!(
         err.contains("0 of 2 nodes answered") || err.contains("1 of 2 nodes answered"),
@@ -453,38 +432,16 @@ fn a_real_agent_answers_and_watch_shows_its_figures() {
         net.desk.vantage(&["sign", file, "--key", k, "--yes"]).ok();
     }
     net.op(&["submit", file]).ok();
-    let mut watch = net
+    let watch = net
         .op_command(&["watch", "real"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let t = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = watch.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed().as_secs() < 30,
-            "no answer from the agent:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    watch
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    watch
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, out, err) = finish(watch, 30, || {
+        format!("no answer from the agent:\n{}", agent.log())
+    });
     assert!(status.success(), "{out}\n{err}");
     assert!(err.contains("1 of 1 nodes answered"), "{err}");
     let row = out
@@ -495,4 +452,35 @@ fn a_real_agent_answers_and_watch_shows_its_figures() {
     assert!(row.contains("connect ") && row.ends_with(" ms"), "{row}");
     let r = net.op(&["results", "real"]).ok();
     assert!(r.stdout.contains("NL"), "{}", r.stdout);
+}
+
+/// Waits up to `secs` for `child` to exit (failing with `why()` after that),
+/// then returns its status and everything it wrote.
+fn finish(
+    mut child: std::process::Child,
+    secs: u64,
+    why: impl Fn() -> String,
+) -> (std::process::ExitStatus, String, String) {
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed().as_secs() < secs, "{}", why());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status, out, err)
 }
