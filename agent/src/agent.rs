@@ -27,9 +27,10 @@ use crate::jobs::Jobs;
 use crate::mandate_rate::NodeRate;
 use crate::orders::Orders;
 use crate::outbox::Outbox;
-use crate::owner::{OwnerPolicy, RateCap};
+use crate::owner::{self, OwnerPolicy, RateCap};
 use crate::policy_update::PolicyChain;
 use crate::probe;
+use crate::reach::Caps;
 use crate::reconcile::HubSeq;
 use crate::renewal::Renewal;
 use crate::replay::ReplaySet;
@@ -115,6 +116,7 @@ impl Agent {
             approvals: Approvals::new(self.policy, hub.clone(), hub_url, health.clone()),
             results: Results::new(self.outbox, max_bytes, max_results, health.clone()),
             refusals: Refusals::default(),
+            caps: Caps::default(),
             started: self.started,
             health,
             revoked,
@@ -136,6 +138,7 @@ struct Shared {
     health: Health,
     revoked: Revoked,
     hub: Hub,
+    caps: Caps,
     started: Instant,
 }
 
@@ -159,7 +162,8 @@ impl Shared {
         Orders {
             node_id: node.node_id.clone(),
             attrs: node.attrs.clone(),
-            allowed: cfg.probes.allowed.clone(),
+            caps: self.caps.clone(),
+            owner: owner::digest(cfg),
             mandate_rate: NodeRate::open(&cfg.data_dir),
             replay,
             approvals: self.approvals.clone(),
@@ -211,6 +215,9 @@ impl Shared {
             results: self.results.clone(),
             health: self.health.clone(),
             refusals: self.refusals.clone(),
+            caps: self.caps.clone(),
+            hub_url: node.endpoints.hub.clone(),
+            owner: owner::digest(cfg),
             started: self.started,
         };
         tokio::spawn(heartbeat.run());

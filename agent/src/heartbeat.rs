@@ -1,15 +1,18 @@
-//! The heartbeat: every interval, ask the hub for a newer approval policy,
-//! then tell it the node's version, uptime, outbox, last error, policy
-//! serial and the refusals counted since the last report.
+//! The heartbeat: every interval, ask the hub for a newer approval policy
+//! and measure which address families reach it, then tell it the node's
+//! version, uptime, outbox, last error, policy serial, the refusals counted
+//! since the last report, its capabilities and its owner's policy digest.
 
 use std::time::{Duration, Instant};
 
-use vantage_proto::node::Heartbeat as Beat;
+use vantage_proto::node::{Capabilities, Heartbeat as Beat};
+use vantage_proto::owner::OwnerDigest;
 
 use crate::approvals::Approvals;
 use crate::certs::unix_ms;
 use crate::health::Health;
 use crate::hub::Hub;
+use crate::reach::Caps;
 use crate::results::Results;
 use crate::tally::Refusals;
 
@@ -29,6 +32,12 @@ pub struct Heartbeat {
     pub health: Health,
     /// Refusals to report.
     pub refusals: Refusals,
+    /// The capabilities, measured before each beat.
+    pub caps: Caps,
+    /// The hub's base URL (what the capabilities are measured against).
+    pub hub_url: String,
+    /// The owner's policy digest.
+    pub owner: OwnerDigest,
     /// When the agent started.
     pub started: Instant,
 }
@@ -38,12 +47,13 @@ impl Heartbeat {
     pub async fn run(self) {
         loop {
             self.approvals.refresh().await;
-            self.beat().await;
+            let caps = self.caps.refresh(&self.hub_url).await;
+            self.beat(caps).await;
             tokio::time::sleep(self.every).await;
         }
     }
 
-    async fn beat(&self) {
+    async fn beat(&self, caps: Capabilities) {
         let (depth, dropped) = self.results.counts();
         let health = self.health.get();
         let refused = self.refusals.summary(unix_ms());
@@ -55,6 +65,8 @@ impl Heartbeat {
             last_error: health.error(),
             policy_serial: Some(self.approvals.serial()),
             refused: refused.clone(),
+            caps: Some(caps),
+            owner: Some(self.owner.clone()),
         };
         let body = serde_json::to_vec(&hb).unwrap_or_default();
         match self.hub.post(self.url.clone(), body).await {

@@ -9,7 +9,7 @@
 //! its own layer), so there are no import cycles.
 //!
 //! 1. Foundations, without agent state: `durable`, `logging`, `certs`,
-//!    `cidr`, `config`, `owner`, `probe`, `outbox`, `replay`, `mandate_rate`,
+//!    `config`, `owner`, `reach` (the node's capabilities), `probe`, `outbox`, `replay`, `mandate_rate`,
 //!    `mandate_revocations`, `verify`,
 //!    `tally`, `policy_update`, `subscribe`, `reconcile` (each may use those
 //!    before it).
@@ -28,7 +28,6 @@ pub mod approvals;
 pub mod args;
 pub mod certs;
 pub mod check;
-pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod durable;
@@ -45,6 +44,7 @@ pub mod outbox;
 pub mod owner;
 pub mod policy_update;
 pub mod probe;
+pub mod reach;
 pub mod reconcile;
 pub mod renewal;
 pub mod replay;

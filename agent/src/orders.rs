@@ -7,6 +7,7 @@ use serde_json::Value;
 use vantage_proto::channel::NodeAttrs;
 use vantage_proto::envelope::Envelope;
 use vantage_proto::job::{Job, Refusal, SignedJob};
+use vantage_proto::owner::OwnerDigest;
 use vantage_proto::policy::Policy;
 
 use crate::approvals::Approvals;
@@ -15,6 +16,7 @@ use crate::config::MessageForm;
 use crate::health::Health;
 use crate::jobs::Jobs;
 use crate::mandate_rate::NodeRate;
+use crate::reach::Caps;
 use crate::replay::{Record, ReplaySet};
 use crate::results::{self, Results};
 use crate::tally::Refusals;
@@ -26,8 +28,10 @@ pub struct Orders {
     pub node_id: String,
     /// This node's attributes (for the job's selection).
     pub attrs: NodeAttrs,
-    /// Probe kinds the owner allows.
-    pub allowed: Vec<String>,
+    /// What the node measured it can do (for `cap=` in selections).
+    pub caps: Caps,
+    /// The owner's policy as reported to the hub (the probe kinds allowed).
+    pub owner: OwnerDigest,
     /// Jobs already accepted.
     pub replay: ReplaySet,
     /// Jobs run here under each mandate (its per-node rate).
@@ -82,7 +86,8 @@ impl Orders {
         Verifier {
             policy,
             attrs: &self.attrs,
-            allowed: &self.allowed,
+            caps: self.caps.get().as_ref(),
+            owner: &self.owner,
             replay: &self.replay,
             revoked: self.approvals.revocations(),
             mandate_rate: &self.mandate_rate,

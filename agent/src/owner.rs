@@ -4,42 +4,13 @@
 //! points into a private range is refused like the address itself.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::cidr::Cidr;
-use crate::config::Owner;
+use vantage_proto::cidr::Cidr;
+use vantage_proto::owner::{OwnerDigest, special_range, unmapped};
 
-/// Ranges no probe targets by default: private, loopback, link-local, ULA,
-/// multicast, shared (CGNAT), documentation, benchmarking and reserved.
-const SPECIAL: [(Cidr, &str); 23] = [
-    (Cidr::v4([0, 0, 0, 0], 8), "\"this network\""),
-    (Cidr::v4([10, 0, 0, 0], 8), "private"),
-    (
-        Cidr::v4([100, 64, 0, 0], 10),
-        "shared address space (CGNAT)",
-    ),
-    (Cidr::v4([127, 0, 0, 0], 8), "loopback"),
-    (Cidr::v4([169, 254, 0, 0], 16), "link-local"),
-    (Cidr::v4([172, 16, 0, 0], 12), "private"),
-    (Cidr::v4([192, 0, 0, 0], 24), "IETF protocol assignments"),
-    (Cidr::v4([192, 0, 2, 0], 24), "documentation"),
-    (Cidr::v4([192, 168, 0, 0], 16), "private"),
-    (Cidr::v4([198, 18, 0, 0], 15), "benchmarking"),
-    (Cidr::v4([198, 51, 100, 0], 24), "documentation"),
-    (Cidr::v4([203, 0, 113, 0], 24), "documentation"),
-    (Cidr::v4([224, 0, 0, 0], 4), "multicast"),
-    (Cidr::v4([240, 0, 0, 0], 4), "reserved"),
-    (Cidr::v6(0, 0, 127), "unspecified or loopback"),
-    (Cidr::v6(0x0100, 0, 64), "discard-only"),
-    (Cidr::v6(0x2001, 0x0db8, 32), "documentation"),
-    (Cidr::v6(0xfc00, 0, 7), "unique local (ULA)"),
-    (Cidr::v6(0xfe80, 0, 10), "link-local"),
-    (Cidr::v6(0xfec0, 0, 10), "site-local"),
-    (Cidr::v6(0xff00, 0, 8), "multicast"),
-    (Cidr::v6(0x2001, 0x0002, 48), "benchmarking"),
-    (Cidr::v6(0x2002, 0, 16), "6to4"),
-];
+use crate::config::{Config, Owner};
 
 /// Why the owner's policy refuses a target.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -65,6 +36,16 @@ pub enum Denied {
     RateCap(u32),
 }
 
+/// What the node reports of its owner's policy: the probe kinds allowed
+/// and the `[owner]` settings the hub can judge jobs by.
+pub fn digest(cfg: &Config) -> OwnerDigest {
+    OwnerDigest {
+        allowed: cfg.probes.allowed.clone(),
+        allow_special_addresses: cfg.owner.allow_special_addresses,
+        max_probes_per_minute: cfg.owner.max_probes_per_minute,
+    }
+}
+
 /// The owner's policy, ready to check targets.
 #[derive(Debug, Clone)]
 pub struct OwnerPolicy {
@@ -75,15 +56,15 @@ pub struct OwnerPolicy {
 
 impl OwnerPolicy {
     /// Builds the policy from the validated `[owner]` section.
-    pub fn new(cfg: &Owner) -> OwnerPolicy {
+    pub fn new(owner: &Owner) -> OwnerPolicy {
         OwnerPolicy {
-            allow_special: cfg.allow_special_addresses,
-            deny: cfg
+            allow_special: owner.allow_special_addresses,
+            deny: owner
                 .deny_cidrs
                 .iter()
                 .filter_map(|c| Cidr::parse(c).ok())
                 .collect(),
-            deny_names: cfg
+            deny_names: owner
                 .deny_names
                 .iter()
                 .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
@@ -105,10 +86,8 @@ impl OwnerPolicy {
     /// Checks a resolved target address.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), Denied> {
         // An IPv4-mapped IPv6 address reaches the IPv4 host: judge that one.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
+        let ip = unmapped(ip);
+        // The ranges the hub judges jobs by too (`OwnerDigest::admits`).
         if !self.allow_special
             && let Some(what) = special_range(ip)
         {
@@ -119,17 +98,6 @@ impl OwnerPolicy {
         }
         Ok(())
     }
-}
-
-/// Names the special range `ip` lies in, if any.
-pub fn special_range(ip: IpAddr) -> Option<&'static str> {
-    if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
-        return Some("broadcast");
-    }
-    SPECIAL
-        .iter()
-        .find(|(c, _)| c.contains(ip))
-        .map(|(_, what)| *what)
 }
 
 /// A sliding one-minute window capping how many probes start.

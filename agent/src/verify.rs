@@ -6,8 +6,9 @@
 
 use vantage_proto::channel::NodeAttrs;
 use vantage_proto::job::{Job, Refusal, SignedJob};
+use vantage_proto::node::Capabilities;
+use vantage_proto::owner::OwnerDigest;
 use vantage_proto::policy::Policy;
-use vantage_proto::probe::ProbeKind;
 
 use crate::mandate_rate::NodeRate;
 use crate::mandate_revocations::MandateRevocations;
@@ -19,8 +20,10 @@ pub struct Verifier<'a> {
     pub policy: &'a Policy,
     /// This node's attributes (for the job's selection).
     pub attrs: &'a NodeAttrs,
-    /// Probe kinds the owner allows.
-    pub allowed: &'a [String],
+    /// What this node measured it can do (for `cap=` in selections).
+    pub caps: Option<&'a Capabilities>,
+    /// The owner's policy as the node reports it (the probe kinds allowed).
+    pub owner: &'a OwnerDigest,
     /// Jobs already accepted.
     pub replay: &'a ReplaySet,
     /// Mandates an approver revoked.
@@ -41,19 +44,17 @@ impl Verifier<'_> {
         if self.replay.contains(&job.id) {
             return Err(Refusal::Replayed(job.id));
         }
-        if !job.select.matches(self.attrs) {
+        if !job.select.matches(self.attrs, self.caps) {
             return Err(Refusal::NotTargeted(format!(
                 "node {} is not selected",
                 self.attrs.node_id
             )));
         }
         if let Some(m) = &mandate {
-            m.check_node(self.attrs)?;
+            m.check_node(self.attrs, self.caps)?;
         }
-        let kind: ProbeKind = job.probe.kind();
-        if !self.allowed.iter().any(|k| k == kind.as_str()) {
-            return Err(Refusal::KindNotOnAllowlist(kind));
-        }
+        // The predicate the hub skips nodes by when it picks `limit` of them.
+        self.owner.check_kind(job.probe.kind())?;
         if let Some(m) = &mandate {
             self.mandate_rate.take(m, now)?;
         }
@@ -66,6 +67,7 @@ mod tests {
     use super::*;
     use crate::replay::Record;
     use serde_json::{Value, json};
+    use vantage_proto::probe::ProbeKind;
     use vantage_proto::sign::ApproverKey;
     use vantage_testkit::approvers::{approver_keys, policy};
 
@@ -122,11 +124,15 @@ mod tests {
         let k = approver_keys(4);
         let p = policy(&k[..3], ProbeKind::ALL.to_vec());
         let a = attrs();
-        let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+        let owner = OwnerDigest {
+            allowed: allowed.iter().map(|s| s.to_string()).collect(),
+            ..OwnerDigest::default()
+        };
         Verifier {
             policy: &p,
             attrs: &a,
-            allowed: &allowed,
+            caps: None,
+            owner: &owner,
             replay: &st.replay,
             revoked: &st.revoked,
             mandate_rate: &st.rate,

@@ -77,6 +77,8 @@ impl Network {
                 last_seen: None,
                 agent_version: None,
                 address: None,
+                caps: None,
+                owner: None,
             };
             db.insert_node(&row, None, None)?;
             nodes.push(Creds {

@@ -5,6 +5,8 @@ use clap::Args;
 use vantage_human::{Duration, table};
 use vantage_proto::api::{NodeEntry, NodeStatus};
 use vantage_proto::channel::NodeAttrs;
+use vantage_proto::owner::OwnerDigest;
+use vantage_proto::probe::ProbeKind;
 use vantage_proto::select::Selection;
 
 /// Filters for `vantage nodes`; all given filters must match.
@@ -65,7 +67,7 @@ impl NodeFilter {
         let sel = self.selection()?;
         Ok(nodes
             .into_iter()
-            .filter(|n| sel.matches(&attrs(n)))
+            .filter(|n| sel.matches(&attrs(n), n.caps.as_ref()))
             .filter(|n| self.status.is_none_or(|s| n.status == s))
             .collect())
     }
@@ -114,6 +116,8 @@ pub fn render(nodes: &[NodeEntry], now: u64) -> String {
                 n.status.as_str().to_string(),
                 seen,
                 n.agent_version.clone().unwrap_or_default(),
+                n.caps.map(|c| c.names().join(",")).unwrap_or_default(),
+                n.owner.as_ref().map(owner_cell).unwrap_or_default(),
                 last_error(n),
             ]
         })
@@ -128,10 +132,30 @@ pub fn render(nodes: &[NodeEntry], now: u64) -> String {
             "status",
             "last seen",
             "version",
+            "caps",
+            "owner allows",
             "last error",
         ],
         &rows,
     )
+}
+
+/// The owner's policy digest in a few words: the probe kinds, the rate cap
+/// and whether special addresses may be targeted.
+fn owner_cell(o: &OwnerDigest) -> String {
+    let kinds = if ProbeKind::ALL.iter().all(|k| o.check_kind(*k).is_ok()) {
+        "all kinds".to_string()
+    } else if o.allowed.is_empty() {
+        "no kind".to_string()
+    } else {
+        o.allowed.join(",")
+    };
+    let special = if o.allow_special_addresses {
+        ", special addresses"
+    } else {
+        ""
+    };
+    format!("{kinds}, {}/min{special}", o.max_probes_per_minute)
 }
 
 /// The node's last reported error, shortened for a table cell (`--json` has it whole).
@@ -214,6 +238,31 @@ mod tests {
         assert!(t.contains("last error"), "{t}");
         assert!(t.contains("subscription: HTTP 502 xxx"), "{t}");
         assert!(t.contains("x…"), "{t}");
+        let mut capable = reg[0].clone();
+        capable.caps = Some(vantage_proto::node::Capabilities {
+            ipv4: true,
+            ipv6: true,
+        });
+        capable.owner = Some(OwnerDigest {
+            allowed: vec!["ping".into(), "dns".into()],
+            allow_special_addresses: true,
+            max_probes_per_minute: 30,
+        });
+        let t = render(std::slice::from_ref(&capable), 0);
+        assert!(
+            t.contains("ipv4,ipv6  ping,dns, 30/min, special addresses"),
+            "{t}"
+        );
+        let with_cap = |nodes: Vec<NodeEntry>| {
+            NodeFilter {
+                selection: Some("cap=ipv6".into()),
+                ..Default::default()
+            }
+            .apply(nodes)
+            .unwrap()
+            .len()
+        };
+        assert_eq!(with_cap(vec![capable, reg[0].clone()]), 1);
         let pending = entry(
             json!({"id": null, "status": "pending", "key_fingerprint": "0123456789abcdef0123", "country": "DE", "last_poll": 5}),
         );

@@ -8,6 +8,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+use vantage_proto::node::Capabilities;
+use vantage_proto::owner::OwnerDigest;
 pub use vantage_proto::api::{AuditEntry, JobRecord};
 
 /// A database failure.
@@ -107,6 +109,10 @@ pub struct NodeRow {
     pub agent_version: Option<String>,
     /// Peer address of the last request.
     pub address: Option<String>,
+    /// What it last reported it can do, if it did.
+    pub caps: Option<Capabilities>,
+    /// What it last reported of its owner's policy, if it did.
+    pub owner: Option<OwnerDigest>,
 }
 
 /// One pending (token-less) enrolment.
@@ -222,7 +228,13 @@ pub enum PendingFull {
 /// version `i` to `i + 1` (SQLite's `user_version`). Append only: databases in
 /// the field have run every released entry, so changing one would leave them
 /// with a schema no code describes.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, DROP_SUPERSEDED_PENDING, JOBS_BY_SEQ, MANDATES];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1,
+    DROP_SUPERSEDED_PENDING,
+    JOBS_BY_SEQ,
+    MANDATES,
+    NODE_CAPS,
+];
 
 /// The schema version this hub writes and reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -303,6 +315,14 @@ CREATE TABLE IF NOT EXISTS mandate_revocations(
   received INTEGER NOT NULL, submitter TEXT NOT NULL);
 ";
 
+/// Version 5: what each node last reported it can do (`Heartbeat::caps`)
+/// and of its owner's policy (`Heartbeat::owner`), as JSON, so selections by
+/// `cap=` and the choice of `limit` nodes survive a restart of the hub.
+const NODE_CAPS: &str = "
+CREATE TABLE IF NOT EXISTS node_caps(
+  node_id TEXT PRIMARY KEY, caps TEXT, owner TEXT, reported INTEGER NOT NULL);
+";
+
 /// Which of a mandate's hub-counted rates [`Db::mandate_jobs`] counts.
 #[derive(Debug, Clone, Copy)]
 pub enum MandateCount<'a> {
@@ -320,6 +340,12 @@ impl MandateCount<'_> {
             MandateCount::Target(t) => ("target", t),
         }
     }
+}
+
+/// A JSON column this hub wrote, read back; `None` when empty or unreadable
+/// (then the node counts as one that never reported it).
+fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Option<T> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
 }
 
 /// The database's schema version; an error if a newer hub wrote it.
@@ -704,19 +730,67 @@ impl Db {
                 last_seen: r.get(9)?,
                 agent_version: r.get(10)?,
                 address: r.get(11)?,
+                // Written by this hub from parsed heartbeats: unreadable only if tampered with.
+                caps: json_column(r.get(12)?),
+                owner: json_column(r.get(13)?),
             },
             r.get(1)?,
         ))
     }
 
-    const NODE_COLS: &'static str = "id,attrs,key_fp,cert_pem,cert_serial,cert_not_after,enrolled,via,revoked,last_seen,agent_version,address";
+    /// The columns of a [`NodeRow`], read from `NODE_TABLES`.
+    const NODE_COLS: &'static str = "id,attrs,key_fp,cert_pem,cert_serial,cert_not_after,enrolled,via,revoked,last_seen,agent_version,address,caps,owner";
+    const NODE_TABLES: &'static str = "nodes LEFT JOIN node_caps ON node_caps.node_id=nodes.id";
+
+    /// Jobs sent to each node that were accepted since `since` (Unix
+    /// seconds), newest 4096 at most: the probes each started lately, as the
+    /// hub knows them, for the owners' rate caps.
+    pub fn recent_jobs_per_node(
+        &self,
+        since: i64,
+    ) -> Result<std::collections::HashMap<String, u32>> {
+        let c = self.r();
+        let mut st = c.prepare(
+            "SELECT nodes FROM jobs WHERE submitted>=?1 ORDER BY seq DESC LIMIT 4096",
+        )?;
+        let mut out = std::collections::HashMap::new();
+        for nodes in st.query_map([since], |r| r.get::<_, String>(0))? {
+            for n in serde_json::from_str::<Vec<String>>(&nodes?)? {
+                *out.entry(n).or_insert(0u32) += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps what a node's heartbeat said it can do and of its owner's
+    /// policy; what it left out stays as it was.
+    pub fn set_node_caps(
+        &self,
+        id: &str,
+        caps: Option<&Capabilities>,
+        owner: Option<&OwnerDigest>,
+        now: i64,
+    ) -> Result<()> {
+        let caps = caps.map(|c| serde_json::to_string(c).expect("serialises"));
+        let owner = owner.map(|o| serde_json::to_string(o).expect("serialises"));
+        self.c().execute(
+            "INSERT INTO node_caps(node_id,caps,owner,reported) VALUES(?1,?2,?3,?4)
+             ON CONFLICT(node_id) DO UPDATE SET caps=coalesce(?2,caps), owner=coalesce(?3,owner), reported=?4",
+            params![id, caps, owner, now],
+        )?;
+        Ok(())
+    }
 
     /// One node.
     pub fn node(&self, id: &str) -> Result<Option<NodeRow>> {
         let c = self.r();
         let row = c
             .query_row(
-                &format!("SELECT {} FROM nodes WHERE id=?1", Self::NODE_COLS),
+                &format!(
+                    "SELECT {} FROM {} WHERE id=?1",
+                    Self::NODE_COLS,
+                    Self::NODE_TABLES
+                ),
                 [id],
                 Self::node_from_row,
             )
@@ -732,8 +806,9 @@ impl Db {
     pub fn nodes(&self) -> Result<Vec<NodeRow>> {
         let c = self.r();
         let mut st = c.prepare(&format!(
-            "SELECT {} FROM nodes ORDER BY id",
-            Self::NODE_COLS
+            "SELECT {} FROM {} ORDER BY id",
+            Self::NODE_COLS,
+            Self::NODE_TABLES
         ))?;
         let rows = st.query_map([], Self::node_from_row)?;
         let mut out = Vec::new();
@@ -1463,6 +1538,8 @@ mod tests {
             last_seen: None,
             agent_version: None,
             address: None,
+            caps: None,
+            owner: None,
         }
     }
 

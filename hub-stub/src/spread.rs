@@ -80,6 +80,8 @@ mod tests {
             last_seen: Some(seen),
             agent_version: None,
             address: None,
+            caps: None,
+            owner: None,
         }
     }
 

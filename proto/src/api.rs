@@ -149,6 +149,12 @@ pub struct NodeEntry {
     /// Stream data it refused since the hub started, per code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused_totals: Option<BTreeMap<String, u64>>,
+    /// What it last reported it can do (which address families reach the hub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<crate::node::Capabilities>,
+    /// What it last reported of its owner's policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<crate::owner::OwnerDigest>,
     /// Pending only: when the enrolment was first asked for, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested: Option<i64>,

@@ -465,9 +465,13 @@ impl Mandate {
     }
 
     /// Whether this node may run jobs under the mandate: it is among the nodes
-    /// the mandate allows.
-    pub fn check_node(&self, node: &crate::channel::NodeAttrs) -> Result<(), Refusal> {
-        if self.select.matches(node) {
+    /// the mandate allows, with the capabilities it measured.
+    pub fn check_node(
+        &self,
+        node: &crate::channel::NodeAttrs,
+        caps: Option<&crate::node::Capabilities>,
+    ) -> Result<(), Refusal> {
+        if self.select.matches(node, caps) {
             Ok(())
         } else {
             Err(outside(
@@ -837,8 +841,8 @@ mod tests {
             country: country.into(),
             ..Default::default()
         };
-        assert!(m.check_node(&node("FR")).is_ok());
-        let e = m.check_node(&node("US")).unwrap_err();
+        assert!(m.check_node(&node("FR"), None).is_ok());
+        let e = m.check_node(&node("US"), None).unwrap_err();
         assert_eq!(e.code(), "mandate-selection");
         assert!(e.is_authentic());
     }

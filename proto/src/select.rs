@@ -2,12 +2,14 @@
 //!
 //! JSON form (signed as part of the job): `"everyone"`, `{"node": id}`,
 //! `{"country": "DE"}`, `{"continent": "EU"}`, `{"asn": 3320}`,
-//! `{"tag": "fiber"}`, `{"and": [...]}`, `{"or": [...]}`.
+//! `{"tag": "fiber"}`, `{"cap": "ipv6"}`, `{"and": [...]}`, `{"or": [...]}`.
 //! Text form for people: `country=DE or (continent=SA and tag=fiber)`;
-//! `and` binds tighter than `or`.
+//! `and` binds tighter than `or`. `cap=ipv4` / `cap=ipv6` select nodes by
+//! what they measured and reported in their heartbeat, not by what they declared.
 
 use crate::ProtoError;
 use crate::channel::{self, NodeAttrs};
+use crate::node::{Capabilities, Capability};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -27,6 +29,8 @@ pub enum Selection {
     Asn(u32),
     /// Nodes with a tag.
     Tag(String),
+    /// Nodes that reported this capability.
+    Cap(Capability),
     /// Nodes matching all of these.
     And(Vec<Selection>),
     /// Nodes matching any of these.
@@ -39,8 +43,10 @@ const MAX_DEPTH: usize = 8;
 const MAX_ATOMS: usize = 64;
 
 impl Selection {
-    /// Whether a node with these attributes is targeted.
-    pub fn matches(&self, node: &NodeAttrs) -> bool {
+    /// Whether a node with these attributes and capabilities is targeted.
+    /// A node whose capabilities are unknown (`None`: not measured yet, or
+    /// an agent from before them) has none.
+    pub fn matches(&self, node: &NodeAttrs, caps: Option<&Capabilities>) -> bool {
         match self {
             Self::Everyone => true,
             Self::Node(id) => node.node_id == *id,
@@ -48,8 +54,9 @@ impl Selection {
             Self::Continent(c) => node.continent.as_deref() == Some(c.as_str()),
             Self::Asn(a) => node.asn == Some(*a),
             Self::Tag(t) => node.tags.iter().any(|x| x == t),
-            Self::And(all) => all.iter().all(|s| s.matches(node)),
-            Self::Or(any) => any.iter().any(|s| s.matches(node)),
+            Self::Cap(c) => caps.is_some_and(|k| k.has(*c)),
+            Self::And(all) => all.iter().all(|s| s.matches(node, caps)),
+            Self::Or(any) => any.iter().any(|s| s.matches(node, caps)),
         }
     }
 
@@ -106,6 +113,8 @@ impl Selection {
             Self::Continent(c) => vec![format!("ct.{c}")],
             Self::Asn(a) => vec![format!("asn.{a}")],
             Self::Tag(t) => vec![format!("tag.{t}")],
+            // No channel per capability: capabilities change without a new subscription.
+            Self::Cap(_) => vec!["all".to_string()],
             Self::Or(v) => v.iter().flat_map(Selection::channels).collect(),
             // Any one member's channels cover the intersection; the narrowest is cheapest.
             Self::And(v) => v
@@ -154,6 +163,7 @@ impl fmt::Display for Selection {
             Self::Continent(x) => write!(f, "continent={x}"),
             Self::Asn(x) => write!(f, "asn={x}"),
             Self::Tag(x) => write!(f, "tag={x}"),
+            Self::Cap(x) => write!(f, "cap={x}"),
             Self::And(v) | Self::Or(v) => {
                 let sep = if matches!(self, Self::And(_)) {
                     " and "
@@ -202,7 +212,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, ProtoError> {
                         ProtoError::invalid(
                             "selection",
                             format!(
-                                "{w:?} is not key=value (keys: node, country, continent, asn, tag)"
+                                "{w:?} is not key=value (keys: node, country, continent, asn, tag, cap)"
                             ),
                         )
                     })?;
@@ -285,9 +295,17 @@ impl Parser {
                         ProtoError::invalid("selection", format!("asn={v} is not a number"))
                     }),
                 "tag" => Ok(Selection::Tag(v)),
+                "cap" => Capability::parse(&v).map(Selection::Cap).ok_or_else(|| {
+                    ProtoError::invalid(
+                        "selection",
+                        format!("cap={v} is not a capability (ipv4, ipv6)"),
+                    )
+                }),
                 other => Err(ProtoError::invalid(
                     "selection",
-                    format!("unknown key {other:?} (keys: node, country, continent, asn, tag)"),
+                    format!(
+                        "unknown key {other:?} (keys: node, country, continent, asn, tag, cap)"
+                    ),
                 )),
             },
             other => Err(ProtoError::invalid(
@@ -344,14 +362,46 @@ mod tests {
         let de = node("n-1", "DE", "EU", 3320, &["fiber"]);
         let br = node("n-2", "BR", "SA", 28573, &[]);
         let s = Selection::parse("(country=DE and asn=3320) or node=n-2").unwrap();
-        assert!(s.matches(&de) && s.matches(&br));
+        assert!(s.matches(&de, None) && s.matches(&br, None));
         let s = Selection::parse("continent=EU and tag=dsl").unwrap();
-        assert!(!s.matches(&de));
+        assert!(!s.matches(&de, None));
         assert_eq!(s.channels(), ["ct.EU"]);
         assert_eq!(
             Selection::parse("cc=DE or everyone").unwrap().channels(),
             ["all"]
         );
+    }
+
+    #[test]
+    fn capabilities_select_by_what_nodes_reported() {
+        let de = node("n-1", "DE", "EU", 3320, &[]);
+        let v4 = Capabilities {
+            ipv4: true,
+            ipv6: false,
+        };
+        let both = Capabilities {
+            ipv4: true,
+            ipv6: true,
+        };
+        let s = Selection::parse("country=DE and CAP=IPv6").unwrap();
+        assert_eq!(
+            s,
+            Selection::And(vec![
+                Selection::Country("DE".into()),
+                Selection::Cap(Capability::Ipv6)
+            ])
+        );
+        assert_eq!(s.to_string(), "country=DE and cap=ipv6");
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({"and": [{"country": "DE"}, {"cap": "ipv6"}]})
+        );
+        assert_eq!(s.channels(), ["cc.DE"]);
+        assert_eq!(Selection::parse("cap=ipv4").unwrap().channels(), ["all"]);
+        for (caps, want) in [(None, false), (Some(&v4), false), (Some(&both), true)] {
+            assert_eq!(s.matches(&de, caps), want, "{caps:?}");
+        }
+        assert!(Selection::parse("cap=ipv4").unwrap().matches(&de, Some(&v4)));
     }
 
     #[test]
@@ -362,6 +412,7 @@ mod tests {
             ("planet=mars", "unknown key"),
             ("country=DE or", "ends where"),
             ("asn=x", "not a number"),
+            ("cap=ipx", "not a capability"),
             ("country=DE)", "unexpected"),
         ] {
             let e = Selection::parse(text).unwrap_err().to_string();

@@ -250,6 +250,8 @@ async fn issue_node(
         last_seen: None,
         agent_version: None,
         address: Some(addr.to_string()),
+        caps: None,
+        owner: None,
     };
     let n = node.clone();
     let bound = hub

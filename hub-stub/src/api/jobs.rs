@@ -74,7 +74,7 @@ async fn accept(hub: &Arc<Hub>, operator: &str, body: &[u8]) -> Result<JobAccept
         }
         None => job.select.clone(),
     };
-    let (channels, nodes) = resolve(hub, &select, job.limit).await?;
+    let (channels, nodes) = resolve(hub, &select, &job).await?;
     if channels.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -161,20 +161,30 @@ async fn check_new(
     Ok(())
 }
 
-/// Channels to publish on and the nodes the selection covers now.
+/// Channels to publish on and the nodes the selection covers now. With a
+/// `limit`, only online nodes whose owner's policy admits the job (as their
+/// heartbeats reported it; a node that did not report one may) are picked.
 async fn resolve(
     hub: &Arc<Hub>,
     sel: &Selection,
-    limit: Option<u32>,
+    job: &Job,
 ) -> Result<(Vec<String>, Vec<String>), ApiError> {
-    let all = hub.db(|db| db.nodes()).await?;
+    let since = now() - 60;
+    let (all, recent) = hub
+        .db(move |db| Ok((db.nodes()?, db.recent_jobs_per_node(since)?)))
+        .await?;
     let mut matching: Vec<&NodeRow> = all
         .iter()
-        .filter(|n| n.revoked.is_none() && sel.matches(&node_attrs(&n.id, &n.attrs)))
+        .filter(|n| {
+            n.revoked.is_none() && sel.matches(&node_attrs(&n.id, &n.attrs), n.caps.as_ref())
+        })
         .collect();
-    match limit {
+    match job.limit {
         Some(limit) => {
-            matching.retain(|n| online(hub, n));
+            matching.retain(|n| {
+                let started = recent.get(&n.id).copied().unwrap_or(0);
+                online(hub, n) && n.owner.as_ref().is_none_or(|o| o.admits(job, started).is_ok())
+            });
             let matching = crate::spread::pick(matching, limit as usize);
             let nodes: Vec<String> = matching.iter().map(|n| n.id.clone()).collect();
             Ok((nodes.iter().map(|id| format!("node.{id}")).collect(), nodes))

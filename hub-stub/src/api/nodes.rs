@@ -13,7 +13,8 @@ use std::sync::Arc;
 use vantage_proto::api::{Ack, ErrorBody, NodeEntry, NodeStatus};
 use vantage_proto::node::{GapReport, Heartbeat};
 
-/// A node's health: version, outbox, last error, policy serial, refusals.
+/// A node's health (version, outbox, last error, policy serial, refusals)
+/// and what it can do (capabilities, owner's policy digest).
 #[utoipa::path(post, path = "/v1/heartbeat", tag = "nodes",
     request_body = Heartbeat,
     security(("client_certificate" = [])),
@@ -40,6 +41,11 @@ pub(super) async fn heartbeat(
         // One line per heartbeat, however much junk the node's stream carried.
         tracing::warn!(node = %node, total = r.total(), counts = ?r.counts,
             sample = r.sample.as_deref().unwrap_or(""), "node refused stream data");
+    }
+    if hb.caps.is_some() || hb.owner.is_some() {
+        let (id, caps, owner) = (node.clone(), hb.caps, hb.owner.clone());
+        hub.db(move |db| db.set_node_caps(&id, caps.as_ref(), owner.as_ref(), now()))
+            .await?;
     }
     touch(&hub, &node, peer, Some(hb.version)).await;
     Ok(json(StatusCode::OK, &Ack::OK))
@@ -152,6 +158,8 @@ pub fn registry_entry(n: &NodeRow, status: NodeStatus) -> NodeEntry {
         heartbeat: None,
         refused: None,
         refused_totals: None,
+        caps: n.caps,
+        owner: n.owner.clone(),
         requested: None,
         last_poll: None,
         approved: None,
@@ -184,6 +192,8 @@ pub fn pending_entry(p: &PendingRow) -> NodeEntry {
         heartbeat: None,
         refused: None,
         refused_totals: None,
+        caps: None,
+        owner: None,
         requested: Some(p.created),
         last_poll: Some(p.last_poll),
         approved: p.approved,

@@ -1,5 +1,5 @@
-//! Address ranges in CIDR notation, as the owner writes them (`owner.deny_cidrs`)
-//! and as the special ranges are listed.
+//! Address ranges in CIDR notation, as a node's owner writes them
+//! (`owner.deny_cidrs`) and as the special ranges are listed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
