@@ -7,7 +7,10 @@ use crate::policy::{Changes, LimitOpts};
 use crate::propose::ProbeCmd;
 use crate::quick::QuickOpts;
 use crate::watch::Output;
-use crate::{approve, files, mandate, nodes, policy, propose, quick, results, timespec, watch};
+use crate::{
+    approve, files, mandate, nodes, policy, predict, propose, quick, report, results, timespec,
+    watch,
+};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -56,13 +59,16 @@ enum Command {
         #[arg(long, short)]
         yes: bool,
     },
-    /// Check a job file's signatures and limits against a policy, as hub and nodes will.
+    /// Check a job file's signatures and limits against a policy, as hub and
+    /// nodes will; with a hub, also predict how many selected nodes will refuse and why.
     Check {
         /// The job file.
         file: PathBuf,
         /// The approval policy.
         #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
         policy: PathBuf,
+        #[command(flatten)]
+        hub: HubOpts,
     },
     /// Send a signed job file to the hub.
     Submit {
@@ -108,6 +114,27 @@ enum Command {
         /// Show only each node's headline time in ms.
         #[arg(long)]
         latency: bool,
+        /// Stop after N results (exit 0), even before every node answered.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        stop_after: Option<u64>,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+    /// A job's results summed up per country or AS: nodes, ok, failed,
+    /// refused, latency p50/min/max.
+    Report {
+        /// Job id (with --from-file, only its results in the file count; optional).
+        job: Option<String>,
+        /// Group by country or asn.
+        #[arg(long, value_enum)]
+        aggregate_by: report::Key,
+        /// Read the results from a file (`vantage watch --json` lines, or the
+        /// array of `vantage results --json`) instead of the hub.
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        /// The node registry from a file (`vantage nodes --json`) instead of the hub.
+        #[arg(long, value_name = "FILE")]
+        nodes: Option<PathBuf>,
         #[command(flatten)]
         hub: HubOpts,
     },
@@ -788,10 +815,13 @@ pub fn run(cli: Cli) -> CliResult {
             policy,
             yes,
         } => sign_job(file, key, policy.as_deref(), *yes),
-        Command::Check { file, policy } => {
+        Command::Check { file, policy, hub } => {
             let (signed, _) = approve::load(file)?;
             let (_, p) = policy::load(policy)?;
             say(approve::check(&signed, &p, timespec::now())?);
+            if hub.hub.is_some() {
+                say(predict::for_signed(&signed, &p, hub)?);
+            }
             Ok(())
         }
         Command::Submit { file, json, hub } => submit(file, *json, hub),
@@ -806,10 +836,27 @@ pub fn run(cli: Cli) -> CliResult {
             job,
             json,
             latency,
+            stop_after,
             hub,
         } => {
             job_path(job)?;
-            watch::run(hub, job, Output::from_flags(*json, *latency))
+            let stop_after = stop_after.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            watch::run(hub, job, Output::from_flags(*json, *latency), stop_after)
+        }
+        Command::Report {
+            job,
+            aggregate_by,
+            from_file,
+            nodes,
+            hub,
+        } => {
+            let source = report::Source {
+                job: job.as_deref(),
+                results: from_file.as_deref(),
+                nodes: nodes.as_deref(),
+            };
+            say(report::run(&source, *aggregate_by, hub)?);
+            Ok(())
         }
         Command::Nodes { filter, json, hub } => show_nodes(filter, *json, hub),
         Command::Policy(cmd) => policy_cmd(cmd),

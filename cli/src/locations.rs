@@ -1,6 +1,7 @@
 //! `from LOCATIONS` of the one-line measurements, in Globalping's habit:
 //! `,` is "or", `+` is "and"; each term is a country (code or English name),
-//! a continent (code or name), `AS3320`, a tag, a node id or `world`. It
+//! a continent (code or name), `AS3320`, a tag, a node id, `world`, or a
+//! capability the nodes measured (`ipv4`, `ipv6`: `DE+IPv6`). It
 //! compiles to our selection language ([`Selection`]), so what runs is what
 //! `-v` prints. A term that could mean two things is refused with the
 //! candidates, each in the selection language, which is also accepted as a
@@ -11,6 +12,7 @@ use std::collections::BTreeSet;
 use vantage_proto::api::NodeEntry;
 use vantage_proto::channel::CONTINENTS;
 use vantage_proto::country;
+use vantage_proto::node::Capability;
 use vantage_proto::select::Selection;
 
 /// Continent names as people write them, with the hub's codes.
@@ -88,7 +90,7 @@ fn term(text: &str, known: &Known) -> CliResult<Selection> {
     match found.len() {
         1 => Ok(found.remove(0)),
         0 => Err(CliError::usage(format!(
-            "from: {text:?} is no country, continent, AS number, tag or node of this network{}",
+            "from: {text:?} is no country, continent, AS number, capability, tag or node of this network{}",
             country::hint(&text.to_ascii_uppercase())
                 .map(|h| format!(" ({h})"))
                 .unwrap_or_default()
@@ -125,6 +127,9 @@ fn meanings(text: &str, known: &Known) -> Vec<Selection> {
     } else if let Some((_, ct)) = CONTINENT_NAMES.iter().find(|(n, _)| *n == word) {
         out.push(Selection::Continent(ct.to_string()));
     }
+    if let Some(c) = Capability::parse(&word) {
+        out.push(Selection::Cap(c));
+    }
     if known.tags.contains(text) {
         out.push(Selection::Tag(text.to_string()));
     }
@@ -151,7 +156,7 @@ mod tests {
 
     fn known() -> Known {
         Known {
-            tags: ["fiber", "germany", "na"].map(String::from).into(),
+            tags: ["fiber", "germany", "na", "ipv4"].map(String::from).into(),
             nodes: ["n-de1", "fiber"].map(String::from).into(),
         }
     }
@@ -171,6 +176,9 @@ mod tests {
             ("as3320", "asn=3320"),
             ("n-de1", "node=n-de1"),
             ("world", "everyone"),
+            ("IPv6", "cap=ipv6"),
+            ("DE+ipv6", "country=DE and cap=ipv6"),
+            ("cap=ipv4", "cap=ipv4"),
             ("DE,FR", "country=DE or country=FR"),
             ("DE+AS3320", "country=DE and asn=3320"),
             (
@@ -197,6 +205,8 @@ mod tests {
             ("germany", &["country=DE", "tag=germany"]),
             // A tag that is also a node id.
             ("fiber", &["tag=fiber", "node=fiber"]),
+            // A capability that is also a tag.
+            ("ipv4", &["cap=ipv4", "tag=ipv4"]),
             // Unknown words, with a hint where one is known.
             ("Atlantis", &["no country, continent"]),
             ("GER", &["Germany's code is \"DE\""]),

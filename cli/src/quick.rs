@@ -200,5 +200,6 @@ fn submit_and_follow(
         &job.id,
         results::node_index(nodes),
         Output::from_flags(opts.json, opts.latency),
+        None,
     )
 }

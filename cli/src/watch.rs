@@ -65,6 +65,9 @@ impl Output {
 pub struct Progress<'a, O: Write, E: Write> {
     target: Target,
     answered: BTreeSet<String>,
+    /// Results shown, and after how many to stop (`--stop-after`).
+    received: usize,
+    stop_after: Option<usize>,
     nodes: HashMap<String, NodeInfo>,
     output: Output,
     tty: bool,
@@ -89,6 +92,8 @@ impl<'a, O: Write, E: Write> Progress<'a, O, E> {
         Self {
             target,
             answered: BTreeSet::new(),
+            received: 0,
+            stop_after: None,
             nodes,
             output,
             tty: std::io::stderr().is_terminal(),
@@ -96,6 +101,12 @@ impl<'a, O: Write, E: Write> Progress<'a, O, E> {
             out,
             err,
         }
+    }
+
+    /// Stops watching after `n` results (`--stop-after N`).
+    pub fn stop_after(mut self, n: Option<usize>) -> Self {
+        self.stop_after = n;
+        self
     }
 
     /// `n of m nodes answered`.
@@ -168,11 +179,15 @@ impl<'a, O: Write, E: Write> Progress<'a, O, E> {
         if let Some(n) = r.get("node_id").and_then(Value::as_str) {
             self.answered.insert(n.to_string());
         }
+        self.received += 1;
         self.progress();
     }
 
     /// Whether watching is over at `now`, and why.
     pub fn done(&self, now: u64) -> Option<String> {
+        if let Some(n) = self.stop_after.filter(|n| self.received >= *n) {
+            return Some(format!("stopped after {n} result(s); {}", self.line()));
+        }
         if now >= self.target.expires {
             return Some(format!("job expired; {}", self.line()));
         }
@@ -228,11 +243,12 @@ pub fn feed<O: Write, E: Write>(
     p.done(timespec::now()).is_some()
 }
 
-/// Follows the job until every targeted node answered, it expires, or Ctrl-C.
-pub fn run(opts: &HubOpts, id: &str, output: Output) -> CliResult {
+/// Follows the job until every targeted node answered, it expires,
+/// `stop_after` results arrived, or Ctrl-C.
+pub fn run(opts: &HubOpts, id: &str, output: Output, stop_after: Option<usize>) -> CliResult {
     let hub = Hub::connect(opts, false)?;
     let nodes = results::node_index(&hub.get::<Vec<NodeEntry>>("/v1/nodes")?);
-    follow(&hub, opts, id, nodes, output)
+    follow(&hub, opts, id, nodes, output, stop_after)
 }
 
 /// [`run`] with the hub and the node index already at hand.
@@ -242,12 +258,14 @@ pub fn follow(
     id: &str,
     nodes: HashMap<String, NodeInfo>,
     output: Output,
+    stop_after: Option<usize>,
 ) -> CliResult {
     let path = format!("/v1/jobs/{id}");
     let target = Target::from_status(&hub.get(&path)?);
     let stream_hub = Hub::connect(opts, true)?;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-    let mut p = Progress::new(target, nodes, output, &mut out, &mut err);
+    let mut p =
+        Progress::new(target, nodes, output, &mut out, &mut err).stop_after(stop_after);
     p.start();
     let mut decoder = Decoder::default();
     let mut reconnects = 0;
@@ -345,5 +363,24 @@ mod tests {
         p.result(&json!({"node_id": "n-a"}));
         assert_eq!(p.done(99), None);
         assert!(p.done(100).unwrap().starts_with("job expired"));
+    }
+
+    #[test]
+    fn stops_after_n_results_even_of_a_repeated_job() {
+        let target = Target {
+            nodes: ["n-a".to_string(), "n-b".to_string()].into(),
+            expires: 100,
+            repeats: true,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut p = Progress::new(target, HashMap::new(), Output::Json, &mut out, &mut err)
+            .stop_after(Some(2));
+        p.result(&json!({"node_id": "n-a"}));
+        assert_eq!(p.done(0), None);
+        p.result(&json!({"node_id": "n-a", "seq": 1}));
+        assert_eq!(
+            p.done(0).unwrap(),
+            "stopped after 2 result(s); 1 of 2 nodes answered"
+        );
     }
 }
