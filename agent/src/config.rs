@@ -316,7 +316,8 @@ impl Config {
             return Err("probes.max_result_bytes must be at least 1024".into());
         }
         for c in &self.owner.deny_cidrs {
-            vantage_proto::cidr::Cidr::parse(c).map_err(|e| format!("owner.deny_cidrs: {c:?}: {e}"))?;
+            vantage_proto::cidr::Cidr::parse(c)
+                .map_err(|e| format!("owner.deny_cidrs: {c:?}: {e}"))?;
         }
         if self.owner.max_probes_per_minute == 0 {
             return Err("owner.max_probes_per_minute must be at least 1 (remove probes from probes.allowed to run none)".into());

@@ -128,7 +128,13 @@ mod tests {
         let v4 = json!({"ipv4": true});
         let nodes = vec![
             node("n-a", "DE", "online", all.clone(), v4.clone()),
-            node("n-b", "DE", "online", special, json!({"ipv4": true, "ipv6": true})),
+            node(
+                "n-b",
+                "DE",
+                "online",
+                special,
+                json!({"ipv4": true, "ipv6": true}),
+            ),
             node("n-c", "DE", "offline", dns_only, v4.clone()),
             node("n-d", "DE", "online", Value::Null, v4.clone()),
             node("n-e", "FR", "online", all.clone(), v4.clone()),
@@ -137,7 +143,14 @@ mod tests {
         let de = json!({"country": "DE"});
         let table = [
             // (selection, target, matching, online, refusals, unknown)
-            (de.clone(), "8.8.8.8", 4, 3, vec![("kind-not-allowed", 1)], 1),
+            (
+                de.clone(),
+                "8.8.8.8",
+                4,
+                3,
+                vec![("kind-not-allowed", 1)],
+                1,
+            ),
             (
                 de.clone(),
                 "127.0.0.1",
@@ -147,7 +160,14 @@ mod tests {
                 1,
             ),
             (json!({"cap": "ipv6"}), "127.0.0.1", 1, 1, vec![], 0),
-            (json!("everyone"), "example.com", 5, 4, vec![("kind-not-allowed", 1)], 1),
+            (
+                json!("everyone"),
+                "example.com",
+                5,
+                4,
+                vec![("kind-not-allowed", 1)],
+                1,
+            ),
         ];
         for (select, host, matching, online, refusals, unknown) in table {
             let p = predict(&job(select.clone(), host, None), None, &nodes);
@@ -160,7 +180,12 @@ mod tests {
         }
         let mandate = Selection::Country("FR".into());
         assert_eq!(
-            predict(&job(json!("everyone"), "8.8.8.8", None), Some(&mandate), &nodes).matching,
+            predict(
+                &job(json!("everyone"), "8.8.8.8", None),
+                Some(&mandate),
+                &nodes
+            )
+            .matching,
             1
         );
         let text = predict(&job(de, "127.0.0.1", Some(2)), None, &nodes).text(Some(2));

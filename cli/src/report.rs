@@ -65,7 +65,10 @@ pub fn run(src: &Source<'_>, key: Key, opts: &HubOpts) -> CliResult<String> {
     };
     let results: Vec<Value> = results
         .into_iter()
-        .filter(|r| src.job.is_none_or(|j| r.get("job_id").and_then(Value::as_str) == Some(j)))
+        .filter(|r| {
+            src.job
+                .is_none_or(|j| r.get("job_id").and_then(Value::as_str) == Some(j))
+        })
         .collect();
     Ok(aggregate(&results, &node_index(&nodes), key))
 }
@@ -102,13 +105,18 @@ struct Group {
 /// know the node), sorted, with the figures of its results.
 pub fn aggregate(results: &[Value], nodes: &HashMap<String, NodeInfo>, key: Key) -> String {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for r in results.iter().filter_map(|r| ProbeResult::deserialize(r).ok()) {
+    for r in results
+        .iter()
+        .filter_map(|r| ProbeResult::deserialize(r).ok())
+    {
         let info = nodes.get(&r.node_id);
         let name = match key {
             Key::Country => info.map(|i| i.country.clone()).filter(|c| !c.is_empty()),
             Key::Asn => info.and_then(|i| i.asn).map(|a| format!("AS{a}")),
         };
-        let g = groups.entry(name.unwrap_or_else(|| "?".into())).or_default();
+        let g = groups
+            .entry(name.unwrap_or_else(|| "?".into()))
+            .or_default();
         g.nodes.insert(r.node_id.clone());
         match r.status {
             Status::Ok => {
@@ -160,26 +168,31 @@ mod tests {
     use serde_json::json;
 
     fn tcp(node: &str, status: &str, connect_ms: Option<f64>) -> Value {
-        let data = connect_ms.map_or(Value::Null, |ms| {
-            json!({"peer": "192.0.2.1:443", "dns_ms": 0.0, "connect_ms": ms})
-        });
+        let data = connect_ms.map_or(
+            Value::Null,
+            |ms| json!({"peer": "192.0.2.1:443", "dns_ms": 0.0, "connect_ms": ms}),
+        );
         json!({"job_id": "j1", "node_id": node, "probe": "tcp", "started_ms": 1,
                "duration_ms": 5, "status": status, "data": data, "seq": 0})
     }
 
     fn index() -> HashMap<String, NodeInfo> {
-        [("n-a", "DE", 3320), ("n-b", "DE", 3209), ("n-c", "FR", 3215)]
-            .into_iter()
-            .map(|(n, c, a)| {
-                (
-                    n.to_string(),
-                    NodeInfo {
-                        country: c.into(),
-                        asn: Some(a),
-                    },
-                )
-            })
-            .collect()
+        [
+            ("n-a", "DE", 3320),
+            ("n-b", "DE", 3209),
+            ("n-c", "FR", 3215),
+        ]
+        .into_iter()
+        .map(|(n, c, a)| {
+            (
+                n.to_string(),
+                NodeInfo {
+                    country: c.into(),
+                    asn: Some(a),
+                },
+            )
+        })
+        .collect()
     }
 
     #[test]
@@ -225,11 +238,19 @@ mod tests {
 
     #[test]
     fn both_results_files_parse() {
-        let lines = format!("{}\n\n{}\n", tcp("n-a", "ok", Some(1.0)), tcp("n-b", "ok", None));
+        let lines = format!(
+            "{}\n\n{}\n",
+            tcp("n-a", "ok", Some(1.0)),
+            tcp("n-b", "ok", None)
+        );
         assert_eq!(parse_results(&lines).unwrap().len(), 2);
         let array = json!([tcp("n-a", "ok", Some(1.0))]).to_string();
         assert_eq!(parse_results(&array).unwrap().len(), 1);
-        assert!(parse_results("{}\nnot json").unwrap_err().starts_with("line 2"));
+        assert!(
+            parse_results("{}\nnot json")
+                .unwrap_err()
+                .starts_with("line 2")
+        );
         assert!(parse_results("[1,").is_err());
     }
 }

@@ -264,8 +264,7 @@ pub fn follow(
     let target = Target::from_status(&hub.get(&path)?);
     let stream_hub = Hub::connect(opts, true)?;
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-    let mut p =
-        Progress::new(target, nodes, output, &mut out, &mut err).stop_after(stop_after);
+    let mut p = Progress::new(target, nodes, output, &mut out, &mut err).stop_after(stop_after);
     p.start();
     let mut decoder = Decoder::default();
     let mut reconnects = 0;

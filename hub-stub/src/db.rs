@@ -8,9 +8,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
+pub use vantage_proto::api::{AuditEntry, JobRecord};
 use vantage_proto::node::Capabilities;
 use vantage_proto::owner::OwnerDigest;
-pub use vantage_proto::api::{AuditEntry, JobRecord};
 
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
@@ -750,9 +750,8 @@ impl Db {
         since: i64,
     ) -> Result<std::collections::HashMap<String, u32>> {
         let c = self.r();
-        let mut st = c.prepare(
-            "SELECT nodes FROM jobs WHERE submitted>=?1 ORDER BY seq DESC LIMIT 4096",
-        )?;
+        let mut st =
+            c.prepare("SELECT nodes FROM jobs WHERE submitted>=?1 ORDER BY seq DESC LIMIT 4096")?;
         let mut out = std::collections::HashMap::new();
         for nodes in st.query_map([since], |r| r.get::<_, String>(0))? {
             for n in serde_json::from_str::<Vec<String>>(&nodes?)? {

@@ -142,9 +142,11 @@ mod tests {
     use serde_json::json;
 
     fn job(probe: serde_json::Value, repeat: Option<u64>) -> Job {
-        Job::from_value(&json!({"v": 1, "id": "j", "probe": probe, "select": "everyone",
+        Job::from_value(
+            &json!({"v": 1, "id": "j", "probe": probe, "select": "everyone",
             "limit": null, "not_before": 0, "expires": 600, "spread_secs": 0,
-            "repeat_secs": repeat, "proposer": "alice"}))
+            "repeat_secs": repeat, "proposer": "alice"}),
+        )
         .unwrap()
     }
 
@@ -177,7 +179,10 @@ mod tests {
             (ping("127.0.0.1", None), 0, Some("owner-policy")),
             (ping("::ffff:192.168.1.1", None), 0, Some("owner-policy")),
             (
-                job(json!({"cmd": "tcp", "args": {"host": "8.8.8.8", "port": 53}}), None),
+                job(
+                    json!({"cmd": "tcp", "args": {"host": "8.8.8.8", "port": 53}}),
+                    None,
+                ),
                 0,
                 Some("kind-not-allowed"),
             ),
@@ -200,8 +205,7 @@ mod tests {
     fn older_and_newer_digests_parse() {
         let d: OwnerDigest = serde_json::from_value(json!({})).unwrap();
         assert_eq!(d, OwnerDigest::default());
-        let d: OwnerDigest =
-            serde_json::from_value(json!({"allowed": ["ping", "quic"]})).unwrap();
+        let d: OwnerDigest = serde_json::from_value(json!({"allowed": ["ping", "quic"]})).unwrap();
         assert!(d.check_kind(ProbeKind::Ping).is_ok());
         assert!(d.check_kind(ProbeKind::Dns).is_err());
     }

@@ -401,7 +401,11 @@ mod tests {
         for (caps, want) in [(None, false), (Some(&v4), false), (Some(&both), true)] {
             assert_eq!(s.matches(&de, caps), want, "{caps:?}");
         }
-        assert!(Selection::parse("cap=ipv4").unwrap().matches(&de, Some(&v4)));
+        assert!(
+            Selection::parse("cap=ipv4")
+                .unwrap()
+                .matches(&de, Some(&v4))
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! a real `vantage-hub` (and `vantage-agent`) on loopback, through the
 //! workspace's test kit (`vantage-testkit`).
 
+mod caps;
 mod hub;
 mod mandates;
 mod rotation;

@@ -145,7 +145,9 @@ impl Net {
     /// A hub started with `serve_args` and no node yet.
     pub fn bare(serve_args: &[&str]) -> Net {
         let desk = Desk::new();
+        // `::1` too, for nodes that reach the hub over IPv6 (`caps`).
         let hub = Hub::builder()
+            .names(&["localhost", "127.0.0.1", "::1"])
             .policy(PolicySource::File(desk.path("policy.json")))
             .serve_args(serve_args)
             .start();

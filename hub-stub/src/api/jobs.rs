@@ -183,7 +183,10 @@ async fn resolve(
         Some(limit) => {
             matching.retain(|n| {
                 let started = recent.get(&n.id).copied().unwrap_or(0);
-                online(hub, n) && n.owner.as_ref().is_none_or(|o| o.admits(job, started).is_ok())
+                online(hub, n)
+                    && n.owner
+                        .as_ref()
+                        .is_none_or(|o| o.admits(job, started).is_ok())
             });
             let matching = crate::spread::pick(matching, limit as usize);
             let nodes: Vec<String> = matching.iter().map(|n| n.id.clone()).collect();

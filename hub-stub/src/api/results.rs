@@ -105,9 +105,11 @@ async fn admit(hub: &Arc<Hub>, node: &str, r: &ProbeResult) -> Result<(), ApiErr
     // job without a limit; a limited job went to the listed nodes only.
     let selected = job.nodes.iter().any(|n| n == node)
         || (parsed.limit.is_none()
-            && row.is_some_and(|row| parsed
-                .select
-                .matches(&node_attrs(&row.id, &row.attrs), row.caps.as_ref())));
+            && row.is_some_and(|row| {
+                parsed
+                    .select
+                    .matches(&node_attrs(&row.id, &row.attrs), row.caps.as_ref())
+            }));
     if !selected {
         return Err(ApiError::forbidden(
             "not-selected",
