@@ -117,7 +117,7 @@ fn nodes_report_what_they_can_do_and_jobs_go_where_they_can_run() {
     ] {
         assert!(check.stdout.contains(words), "{words}: {}", lines(&check));
     }
-    assert_eq!(net.submit_nodes(&file), [pinger.node_id.clone()]);
+    assert_eq!(net.submit_nodes(&file), [pinger.node_id.as_str()]);
 
     // Watch stops after one result; the report sums it up from the hub and from files.
     let watch = net.op(&["watch", "p1", "--stop-after", "1", "--json"]).ok();
@@ -167,16 +167,16 @@ fn nodes_report_what_they_can_do_and_jobs_go_where_they_can_run() {
         serde_json::json!({"ipv4": false, "ipv6": true})
     );
     let file = ping_job(&net, "v6", &["--from", "cap=ipv6", "--limit", "3"]);
-    assert_eq!(net.submit_nodes(&file), [v6.node_id.clone()]);
+    assert_eq!(net.submit_nodes(&file), [v6.node_id.as_str()]);
     let file = ping_job(
         &net,
         "v4",
         &["--from", "country=DE and cap=ipv4", "--limit", "3"],
     );
-    assert_eq!(net.submit_nodes(&file), [pinger.node_id.clone()]);
+    assert_eq!(net.submit_nodes(&file), [pinger.node_id.as_str()]);
     // Without a limit the nodes judge `cap=` themselves: only the IPv6 node answers.
     let file = ping_job(&net, "v6-all", &["--from", "cap=ipv6"]);
-    assert_eq!(net.submit_nodes(&file), [v6.node_id.clone()]);
+    assert_eq!(net.submit_nodes(&file), [v6.node_id.as_str()]);
     let watch = net.op(&["watch", "v6-all"]).ok();
     assert!(
         watch.stderr.contains("done; 1 of 1 nodes answered"),
