@@ -183,6 +183,42 @@ mod tests {
     }
 
     #[test]
+    fn the_node_judges_cap_terms_by_its_own_measurement() {
+        let st = stores();
+        let k = approver_keys(4);
+        let p = policy(&k[..3], ProbeKind::ALL.to_vec());
+        let a = attrs();
+        let owner = OwnerDigest {
+            allowed: vec!["dns".into()],
+            ..OwnerDigest::default()
+        };
+        // (ipv4, ipv6) as measured, or not measured yet.
+        for (i, (measured, want)) in [
+            (None, Err("not-targeted")),
+            (Some((true, false)), Err("not-targeted")),
+            (Some((true, true)), Ok(())),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let caps = measured.map(|(ipv4, ipv6)| Capabilities { ipv4, ipv6 });
+            let id = format!("c{i}");
+            let s = signed(job(&id, json!({"cap": "ipv6"}), "dns"), &[&k[0], &k[1]]);
+            let got = Verifier {
+                policy: &p,
+                attrs: &a,
+                caps: caps.as_ref(),
+                owner: &owner,
+                replay: &st.replay,
+                revoked: &st.revoked,
+                mandate_rate: &st.rate,
+            }
+            .check(&s, NOW);
+            assert_eq!(got.map(|_| ()).map_err(|r| r.code()), want, "{caps:?}");
+        }
+    }
+
+    #[test]
     fn refusals_have_codes() {
         let replay = stores();
         let k = approver_keys(4);

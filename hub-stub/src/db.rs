@@ -1543,6 +1543,57 @@ mod tests {
     }
 
     #[test]
+    fn what_nodes_report_they_can_do_is_kept_and_counted() {
+        let (d, db) = db();
+        db.insert_node(&node_row("n-1", "fp-a"), None, None)
+            .unwrap();
+        db.insert_node(&node_row("n-2", "fp-b"), None, None)
+            .unwrap();
+        assert_eq!(db.node("n-1").unwrap().unwrap().caps, None);
+        let caps = Capabilities {
+            ipv4: true,
+            ipv6: false,
+        };
+        let owner = OwnerDigest {
+            allowed: vec!["dns".into()],
+            allow_special_addresses: false,
+            max_probes_per_minute: 5,
+        };
+        db.set_node_caps("n-1", Some(&caps), Some(&owner), 10)
+            .unwrap();
+        // A heartbeat without them leaves what the last one said.
+        db.set_node_caps("n-1", None, None, 20).unwrap();
+        drop(db);
+        let db = Db::open(&d.path().join("hub.db")).unwrap();
+        let n = db.node("n-1").unwrap().unwrap();
+        assert_eq!((n.caps, n.owner), (Some(caps), Some(owner)));
+        let all = db.nodes().unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!((all[0].caps, all[1].caps), (Some(caps), None));
+
+        // Jobs sent to each node lately, for the owners' rate caps.
+        let job = |id: &str, nodes: &[&str], submitted: i64| JobRecord {
+            id: id.into(),
+            seq: 0,
+            signed_job: serde_json::from_value(serde_json::json!({"job": {}, "signatures": []}))
+                .unwrap(),
+            submitted,
+            submitter: "ops".into(),
+            proposer: None,
+            signers: vec![],
+            channels: vec![],
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            target: "t".into(),
+        };
+        for (id, nodes, at) in [("a", &["n-1"][..], 100), ("b", &["n-1", "n-2"], 200)] {
+            db.append(at, &[], "{}", Some(&job(id, nodes, at))).unwrap();
+        }
+        let recent = db.recent_jobs_per_node(150).unwrap();
+        assert_eq!((recent["n-1"], recent["n-2"]), (1, 1));
+        assert_eq!(db.recent_jobs_per_node(0).unwrap()["n-1"], 2);
+    }
+
+    #[test]
     fn a_token_enrolment_supersedes_the_keys_pending_entry() {
         let (d, db) = db();
         let attrs = Attrs {
