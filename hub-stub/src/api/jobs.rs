@@ -169,9 +169,16 @@ async fn resolve(
     sel: &Selection,
     job: &Job,
 ) -> Result<(Vec<String>, Vec<String>), ApiError> {
-    let since = now() - 60;
+    let (since, limited) = (now() - 60, job.limit.is_some());
     let (all, recent) = hub
-        .db(move |db| Ok((db.nodes()?, db.recent_jobs_per_node(since)?)))
+        .db(move |db| {
+            // Only a job with a limit picks nodes by their owners' rate caps.
+            let recent = match limited {
+                true => db.recent_jobs_per_node(since)?,
+                false => Default::default(),
+            };
+            Ok((db.nodes()?, recent))
+        })
         .await?;
     let mut matching: Vec<&NodeRow> = all
         .iter()
