@@ -6,7 +6,7 @@
 //! and the defaults (and knows which of the three gave each value); the file
 //! fills in what clap only had a default for.
 
-use crate::server::ServeConfig;
+use crate::hub::ServeConfig;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Command};
 use serde::de::DeserializeOwned;

@@ -114,7 +114,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let mut r = crate::server::lock(&self.registry);
+        let mut r = crate::sync::lock(&self.registry);
         for (name, help, c) in [
             ("requests", "HTTP requests", &self.requests),
             (
@@ -221,12 +221,12 @@ impl Metrics {
 
     /// Registers a counter another part of the hub keeps.
     pub fn register_counter(&self, name: &str, help: &str, c: Counter) {
-        crate::server::lock(&self.registry).register(name, help, c);
+        crate::sync::lock(&self.registry).register(name, help, c);
     }
 
     /// Adds the Nchan publisher's counters to the registry.
     pub fn register_nchan(&self, m: Arc<NchanMetrics>) {
-        crate::server::lock(&self.registry).register_collector(Box::new(NchanCollector(m)));
+        crate::sync::lock(&self.registry).register_collector(Box::new(NchanCollector(m)));
     }
 
     /// The counters' part of [`Stats`] (the rest is the hub's state).
@@ -274,7 +274,7 @@ impl Metrics {
             );
         }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &crate::server::lock(&self.registry))
+        prometheus_client::encoding::text::encode(&mut out, &crate::sync::lock(&self.registry))
             .expect("writing to a String cannot fail");
         out
     }

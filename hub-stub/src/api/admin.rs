@@ -4,8 +4,9 @@
 use super::{ApiResult, Operator, Params, full, json, online};
 use crate::datadir::now;
 use crate::db::CertRole;
+use crate::hub::Hub;
 use crate::pki;
-use crate::server::{Hub, lock};
+use crate::sync::lock;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use http::{StatusCode, header};

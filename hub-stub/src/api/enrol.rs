@@ -3,8 +3,8 @@
 use super::{ApiError, ApiResult, Json, MAX_SMALL_BODY, Node, Peer, json, node_attrs};
 use crate::datadir::now;
 use crate::db::{Attrs, NodeRow, PendingCaps, PendingFull};
+use crate::hub::Hub;
 use crate::pki::{self, random_hex};
-use crate::server::Hub;
 use axum::Extension;
 use axum::extract::State;
 use http::StatusCode;
