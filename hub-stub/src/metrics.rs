@@ -115,6 +115,23 @@ impl Metrics {
 
     fn register_all(&self) {
         let mut r = crate::sync::lock(&self.registry);
+        self.register_counters(&mut r);
+        self.register_gauges(&mut r);
+        r.register_with_unit(
+            "request_duration",
+            "time to answer a request (to the response head; streams excluded from their length)",
+            Unit::Seconds,
+            self.request_seconds.clone(),
+        );
+        r.register(
+            "channel_subscribers",
+            "open subscriptions per channel",
+            self.channel_subscribers.clone(),
+        );
+    }
+
+    /// The totals counted since the start.
+    fn register_counters(&self, r: &mut Registry) {
         for (name, help, c) in [
             ("requests", "HTTP requests", &self.requests),
             (
@@ -153,6 +170,10 @@ impl Metrics {
         ] {
             r.register(name, help, c.clone());
         }
+    }
+
+    /// The state now, set from the hub's state when scraped.
+    fn register_gauges(&self, r: &mut Registry) {
         let n = &self.now;
         for (name, help, g) in [
             (
@@ -194,17 +215,6 @@ impl Metrics {
             "time since the hub started",
             Unit::Seconds,
             n.uptime.clone(),
-        );
-        r.register_with_unit(
-            "request_duration",
-            "time to answer a request (to the response head; streams excluded from their length)",
-            Unit::Seconds,
-            self.request_seconds.clone(),
-        );
-        r.register(
-            "channel_subscribers",
-            "open subscriptions per channel",
-            self.channel_subscribers.clone(),
         );
     }
 

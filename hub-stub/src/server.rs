@@ -5,7 +5,7 @@
 use crate::api;
 use crate::datadir::now;
 use crate::hub::{Caller, Hub};
-use crate::limits::NoSlot;
+use crate::limits::{NoSlot, Slot};
 use crate::sync::lock;
 use anyhow::{Context, Result, bail};
 use hyper::server::conn::http1;
@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
 
 /// Listens and serves until the process is stopped.
@@ -109,7 +110,7 @@ async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     handshake: crate::limits::ConnGuard,
-    mut slot: crate::limits::Handshake,
+    slot: crate::limits::Handshake,
 ) -> Result<()> {
     tcp.set_nodelay(true)?;
     let activity = Arc::new(AtomicU64::new(0));
@@ -118,36 +119,8 @@ async fn connection(
         activity: activity.clone(),
         epoch: hub.started,
     };
-    let acceptor = TlsAcceptor::from(hub.tls.load_full());
-    let shake = tokio::select! {
-        r = tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)) => r,
-        // Counted and logged where the newer connection was admitted.
-        () = slot.evicted() => return Ok(()),
-    };
-    let tls = match shake {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            hub.metrics.conn_refused.inc();
-            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
-                tracing::info!(%peer, left_out, "TLS handshake refused: {e}");
-            }
-            return Ok(());
-        }
-        Err(_) => bail!("TLS handshake timed out"),
-    };
-    drop(handshake);
-    let caller = Caller::from_certs(tls.get_ref().1.peer_certificates());
-    let identified = matches!(caller, Caller::Known { .. });
-    let _slot = match slot.finish(identified) {
-        Ok(s) => s,
-        Err(NoSlot::Evicted) => return Ok(()),
-        Err(NoSlot::AnonymousFull) => {
-            hub.metrics.conn_refused.inc();
-            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
-                tracing::warn!(%peer, left_out, "connection without a client certificate closed: such connections hold all of --max-connections ({}) but --reserved-for-identified ({})", hub.cfg.max_connections, hub.cfg.reserved_for_identified);
-            }
-            return Ok(());
-        }
+    let Some((tls, caller, _slot)) = accept_tls(&hub, tracked, peer, handshake, slot).await? else {
+        return Ok(());
     };
     let key = caller.limit_key(&peer);
     let guard = hub.conns.acquire(&key, hub.cfg.max_conns_per_identity);
@@ -192,6 +165,49 @@ async fn connection(
     }
     drop(guard);
     Ok(())
+}
+
+/// The TLS handshake and the connection's slot: the stream and its verified
+/// caller, or `None` when the connection was refused or evicted (counted
+/// and logged here or where the newer connection was admitted).
+async fn accept_tls(
+    hub: &Hub,
+    tracked: Tracked<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    handshake: crate::limits::ConnGuard,
+    mut slot: crate::limits::Handshake,
+) -> Result<Option<(TlsStream<Tracked<tokio::net::TcpStream>>, Caller, Slot)>> {
+    let acceptor = TlsAcceptor::from(hub.tls.load_full());
+    let shake = tokio::select! {
+        r = tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)) => r,
+        // Counted and logged where the newer connection was admitted.
+        () = slot.evicted() => return Ok(None),
+    };
+    let tls = match shake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            hub.metrics.conn_refused.inc();
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::info!(%peer, left_out, "TLS handshake refused: {e}");
+            }
+            return Ok(None);
+        }
+        Err(_) => bail!("TLS handshake timed out"),
+    };
+    drop(handshake);
+    let caller = Caller::from_certs(tls.get_ref().1.peer_certificates());
+    let identified = matches!(caller, Caller::Known { .. });
+    match slot.finish(identified) {
+        Ok(s) => Ok(Some((tls, caller, s))),
+        Err(NoSlot::Evicted) => Ok(None),
+        Err(NoSlot::AnonymousFull) => {
+            hub.metrics.conn_refused.inc();
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "connection without a client certificate closed: such connections hold all of --max-connections ({}) but --reserved-for-identified ({})", hub.cfg.max_connections, hub.cfg.reserved_for_identified);
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Closes a connection the way nginx's lingering close does: say so
