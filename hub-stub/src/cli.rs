@@ -14,6 +14,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vantage_human::Duration;
+use vantage_human::legacy::{self, Renamed};
 use vantage_human::table;
 use vantage_proto::api::NodeStatus;
 use vantage_proto::channel::{validate_continent, validate_country, validate_tag};
@@ -48,18 +49,18 @@ pub enum Command {
         /// DNS name or IP address nodes use to reach the hub (repeat for more).
         #[arg(long = "name", required = true)]
         names: Vec<String>,
-        /// Server certificate lifetime in days.
-        #[arg(long, default_value_t = 825)]
-        server_days: i64,
+        /// Server certificate lifetime.
+        #[arg(long, default_value = "825d")]
+        server_cert_lifetime: Duration,
     },
     /// Issue a new server certificate (new names, or before the old one expires); restart the hub after.
     ServerCert {
         /// DNS name or IP address (repeat for more).
         #[arg(long = "name", required = true)]
         names: Vec<String>,
-        /// Lifetime in days.
-        #[arg(long, default_value_t = 825)]
-        days: i64,
+        /// Lifetime.
+        #[arg(long, default_value = "825d")]
+        lifetime: Duration,
     },
     /// Serve HTTPS until stopped.
     Serve(Box<ServeSettings>),
@@ -164,9 +165,9 @@ pub enum OperatorCmd {
         /// Directory to write into (created if missing).
         #[arg(long)]
         out: PathBuf,
-        /// Lifetime in days.
-        #[arg(long, default_value_t = 365)]
-        days: i64,
+        /// Lifetime.
+        #[arg(long, default_value = "365d")]
+        lifetime: Duration,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -186,9 +187,53 @@ fn fmt_time(t: Option<i64>) -> String {
     t.map(vantage_human::utc).unwrap_or_else(|| "-".into())
 }
 
+/// Flags of earlier versions that counted in their name's unit; they still
+/// work, hidden, rewritten to the duration flags (docs/hub.md).
+pub const RENAMED_FLAGS: &[Renamed] = &[
+    Renamed {
+        old: "--keepalive-secs",
+        new: "--keepalive",
+        unit: "s",
+    },
+    Renamed {
+        old: "--revocation-poll-ms",
+        new: "--revocation-poll",
+        unit: "ms",
+    },
+    Renamed {
+        old: "--header-timeout-secs",
+        new: "--header-timeout",
+        unit: "s",
+    },
+    Renamed {
+        old: "--idle-timeout-secs",
+        new: "--idle-timeout",
+        unit: "s",
+    },
+    Renamed {
+        old: "--node-cert-days",
+        new: "--node-cert-lifetime",
+        unit: "d",
+    },
+    Renamed {
+        old: "--server-days",
+        new: "--server-cert-lifetime",
+        unit: "d",
+    },
+    Renamed {
+        old: "--days",
+        new: "--lifetime",
+        unit: "d",
+    },
+];
+
 /// Parses the command line, layers the --config file under it, and runs it.
 pub fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let (args, notices) = legacy::rewrite(std::env::args_os(), RENAMED_FLAGS);
+    for n in notices {
+        eprintln!("{n}");
+    }
+    let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let cli = match settle(cli, &matches) {
         Ok(cli) => cli,
@@ -230,9 +275,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init {
             network,
             names,
-            server_days,
-        } => init(&dd, &network, &names, server_days)?,
-        Command::ServerCert { names, days } => server_cert(&dd, &names, days)?,
+            server_cert_lifetime,
+        } => init(&dd, &network, &names, server_cert_lifetime)?,
+        Command::ServerCert { names, lifetime } => server_cert(&dd, &names, lifetime)?,
         Command::Serve(a) => serve_until_stopped(dd, &a)?,
         Command::Token(TokenCmd::Create(t)) => token_create(&dd, t)?,
         Command::Token(TokenCmd::List { json }) => token_list(&dd, json)?,
@@ -240,17 +285,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Operator(OperatorCmd::Issue {
             name,
             out,
-            days,
+            lifetime,
             json,
-        }) => operator_issue(&dd, &name, &out, days, json)?,
+        }) => operator_issue(&dd, &name, &out, lifetime, json)?,
         Command::Operator(OperatorCmd::Revoke { name }) => operator_revoke(&dd, &name)?,
         Command::Backup { out } => backup(&dd, &out)?,
     }
     Ok(())
 }
 
-fn init(dd: &DataDir, network: &str, names: &[String], server_days: i64) -> Result<()> {
-    dd.init(network, names, server_days)?;
+fn init(dd: &DataDir, network: &str, names: &[String], lifetime: Duration) -> Result<()> {
+    dd.init(network, names, lifetime.get())?;
     println!(
         "initialised {}; nodes pin {}; next: vantage-hub --data-dir {} serve",
         dd.root().display(),
@@ -260,9 +305,9 @@ fn init(dd: &DataDir, network: &str, names: &[String], server_days: i64) -> Resu
     Ok(())
 }
 
-fn server_cert(dd: &DataDir, names: &[String], days: i64) -> Result<()> {
+fn server_cert(dd: &DataDir, names: &[String], lifetime: Duration) -> Result<()> {
     let (ca, db) = dd.open()?;
-    dd.issue_server_cert(&ca, &db, names, days)?;
+    dd.issue_server_cert(&ca, &db, names, lifetime.get())?;
     println!(
         "new server certificate in {}; restart the hub",
         dd.server_cert().display()
@@ -364,9 +409,15 @@ fn token_list(dd: &DataDir, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn operator_issue(dd: &DataDir, name: &str, out: &Path, days: i64, json: bool) -> Result<()> {
+fn operator_issue(
+    dd: &DataDir,
+    name: &str,
+    out: &Path,
+    lifetime: Duration,
+    json: bool,
+) -> Result<()> {
     let (ca, db) = dd.open()?;
-    let (issued, key) = issue_operator(&ca, &db, name, days)?;
+    let (issued, key) = issue_operator(&ca, &db, name, lifetime.get())?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let (crt, keyp, cap) = (
         out.join(format!("{name}.crt")),

@@ -46,8 +46,8 @@ pub struct ServeConfig {
     pub retention_age: Duration,
     /// Enrolments waiting for approval, at most: in all and per source address.
     pub pending_caps: crate::db::PendingCaps,
-    /// Node certificate lifetime, days.
-    pub node_cert_days: i64,
+    /// Node certificate lifetime.
+    pub node_cert_lifetime: Duration,
     /// A node counts as online this long after it was last seen.
     pub online_window: Duration,
     /// How often the database is checked for new revocations.

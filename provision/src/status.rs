@@ -120,7 +120,7 @@ impl Status {
         let when = if now < clock::build_time() {
             "(the node's clock is not set yet)".to_owned()
         } else {
-            clock::human(now)
+            vantage_human::utc(now)
         };
         format!("vantage node: {}\nAs of: {when}\n\n{body}", self.headline())
     }
@@ -297,7 +297,7 @@ mod tests {
         let s = Status::Revoked {
             node_id: "n-0011223344".into(),
             hub: "https://h:8443".into(),
-            seen: "Seen on 2026-01-01 10:00 UTC: the hub refused it.".into(),
+            seen: "Seen on 2026-01-01T10:00:00Z: the hub refused it.".into(),
             token_without_reset: false,
         };
         let t = s.render(clock::build_time());
@@ -307,7 +307,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("revoked its certificate"), "{t}");
-        assert!(t.contains("Seen on 2026-01-01 10:00 UTC"), "{t}");
+        assert!(t.contains("Seen on 2026-01-01T10:00:00Z"), "{t}");
         assert!(t.contains("ask the operator of your network"), "{t}");
         assert!(t.contains("vantage-reset") && t.contains("token"), "{t}");
         assert!(!t.contains("no file named vantage-reset"), "{t}");
