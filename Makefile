@@ -18,9 +18,11 @@ help: ## list targets
 deps: ## install build prerequisites (apt packages, pinned Rust toolchain); idempotent
 	@bash scripts/deps.sh base
 
-lint: deps ## rustfmt and clippy, warnings are errors
+lint: deps ## rustfmt, clippy (warnings are errors), no function over 80 lines, no import cycles in the hub or the agent
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) run -q --locked -p vantage-codecheck -- long-fns .
+	$(CARGO) run -q --locked -p vantage-codecheck -- cycles hub-stub/src agent/src
 
 test-fast: deps ## unit, property and integration tests of the workspace (the quick loop)
 	@bash scripts/deps.sh base fixtures

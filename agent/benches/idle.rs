@@ -102,6 +102,20 @@ fn main() {
         .unwrap()
         .to_path_buf();
     println!("# vantage-agent benchmark\n");
+    idle_against_curl();
+    binary_sizes(&root);
+}
+
+/// One process's figures over the idle window.
+struct Idle {
+    rss_kib: u64,
+    wakeups: f64,
+    threads: usize,
+}
+
+/// The agent and curl holding the same subscription, idle: memory, wake-ups
+/// and threads side by side.
+fn idle_against_curl() {
     let hub = Hub::start(&["--keepalive", "15s"]);
     let mut agent = Agent::new(
         &hub,
@@ -110,6 +124,21 @@ fn main() {
     );
     agent.start();
     agent.subscribed(1);
+    let mut curl = curl_subscription(&hub, &agent);
+    // Let both settle (TLS handshakes, first heartbeat, blocking threads retired).
+    std::thread::sleep(Duration::from_secs(15));
+    let [a, c] = measure_idle([agent.child.as_ref().unwrap().id(), curl.id()]);
+    assert!(
+        curl.try_wait().unwrap().is_none(),
+        "curl's subscription ended early"
+    );
+    let _ = curl.kill();
+    let _ = curl.wait();
+    print_idle(&a, &c);
+}
+
+/// curl subscribed to the agent's channels with the agent's certificate.
+fn curl_subscription(hub: &Hub, agent: &Agent) -> std::process::Child {
     let node: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(agent.data().join("node.json")).unwrap())
             .unwrap();
@@ -120,7 +149,7 @@ fn main() {
         .filter_map(|c| c.as_str())
         .collect();
     let url = format!("{}/v1/sub/{}", hub.url, channels.join(","));
-    let mut curl = Command::new("curl")
+    Command::new("curl")
         .args([
             "-sSN",
             "--http1.1",
@@ -137,24 +166,24 @@ fn main() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("curl is needed for the comparison");
-    // Let both settle (TLS handshakes, first heartbeat, blocking threads retired).
-    std::thread::sleep(Duration::from_secs(15));
-    let apid = agent.child.as_ref().unwrap().id();
-    let cpid = curl.id();
-    let (a0, c0, t0) = (switches(apid), switches(cpid), Instant::now());
+        .expect("curl is needed for the comparison")
+}
+
+/// Each process's figures over `IDLE_SECS`.
+fn measure_idle(pids: [u32; 2]) -> [Idle; 2] {
+    let (before, t0) = (pids.map(switches), Instant::now());
     std::thread::sleep(Duration::from_secs(IDLE_SECS));
     let secs = t0.elapsed().as_secs_f64();
-    let (a1, c1) = (switches(apid), switches(cpid));
-    let (arss, crss) = (rss_kib(apid), rss_kib(cpid));
-    let (aw, cw) = ((a1 - a0) as f64 / secs, (c1 - c0) as f64 / secs);
-    assert!(
-        curl.try_wait().unwrap().is_none(),
-        "curl's subscription ended early"
-    );
-    let (athreads, cthreads) = (threads(apid), threads(cpid));
-    let _ = curl.kill();
-    let _ = curl.wait();
+    std::array::from_fn(|i| Idle {
+        wakeups: (switches(pids[i]) - before[i]) as f64 / secs,
+        rss_kib: rss_kib(pids[i]),
+        threads: threads(pids[i]),
+    })
+}
+
+fn print_idle(a: &Idle, c: &Idle) {
+    let (arss, crss) = (a.rss_kib, c.rss_kib);
+    let (aw, cw) = (a.wakeups, c.wakeups);
     println!(
         "\n## idle, one event-stream subscription, hub keep-alive every 15 s, {IDLE_SECS} s window\n"
     );
@@ -167,7 +196,7 @@ fn main() {
         "| wake-ups per second | {aw:.2} | {cw:.2} | {:.2} |",
         if cw > 0.0 { aw / cw } else { f64::NAN }
     );
-    println!("| threads | {} | {} | |", athreads, cthreads);
+    println!("| threads | {} | {} | |", a.threads, c.threads);
     println!(
         "\nhost build measured: {} ({} bytes); curl: {}",
         bin("vantage-agent").display(),
@@ -191,13 +220,15 @@ fn main() {
             "NOT met"
         }
     );
-    drop(agent);
-    drop(hub);
+}
+
+/// The static Pi binaries' sizes against their budget.
+fn binary_sizes(root: &Path) {
     println!(
         "\n## static binary size\n\n| target | bytes | MiB | budget 6 MiB |\n|---|---|---|---|"
     );
     for t in TARGETS {
-        match static_binary(&root, t) {
+        match static_binary(root, t) {
             Some(p) => {
                 let size = std::fs::metadata(&p).unwrap().len();
                 let mib = size as f64 / (1024.0 * 1024.0);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use vantage_node::client::{self, ClientIdentity, PinnedCa, Timeouts};
 use vantage_proto::data::ProbeData;
-use vantage_proto::probe::{AddressFamily, DnsArgs, DnsTransport, Probe, QType};
+use vantage_proto::probe::{DnsArgs, Probe};
 
 use crate::config::Owner;
 use crate::owner::OwnerPolicy;
@@ -86,16 +86,9 @@ fn dns_query(server: &str, name: &str) -> Result<String, String> {
     });
     let ctx = crate::probe::Context::new(owner, None).map_err(|e| e.to_string())?;
     let probe = Probe::Dns(DnsArgs {
-        name: name.to_string(),
-        qtype: QType::A,
         resolver: Some(server.to_string()),
-        transport: DnsTransport::Udp,
-        tls_name: None,
-        dnssec_ok: false,
-        nsid: false,
-        dnssec: false,
-        af: AddressFamily::Any,
         timeout_ms: 5000,
+        ..DnsArgs::lookup(name)
     });
     let data = rt
         .block_on(crate::probe::run(&probe, &ctx, Duration::from_secs(10)))

@@ -137,53 +137,8 @@ pub async fn run(opts: &Opts) -> Result<Vec<Row>> {
 }
 
 async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
-    // Keep every process alive until the end of this system's run.
-    let mut keep: Vec<Running> = Vec::new();
-    let mut nginx = None;
-    let (target, measured) = match sys {
-        System::Hub => {
-            let hub = start_hub(
-                &opts.hub_bin,
-                net.dd.root(),
-                None,
-                &["--unsafe-raw-publish"],
-            )?;
-            let t = Target::Sse {
-                addr: hub.addr,
-                prefix: "/v1/sub/",
-                hub: hub.addr,
-            };
-            let pid = hub.server.pid();
-            keep.push(hub);
-            (t, pid)
-        }
-        System::Nchan => {
-            let n = Nginx::start(&net.dd, &opts.dir.join("nginx"), None, opts.nodes + 16)?;
-            let hub = start_hub(
-                &opts.hub_bin,
-                net.dd.root(),
-                Some(&n.publish_url),
-                &["--unsafe-raw-publish"],
-            )?;
-            let t = Target::Sse {
-                addr: n.run.addr,
-                prefix: "/sub/",
-                hub: hub.addr,
-            };
-            let pid = n.run.server.pid();
-            keep.push(hub);
-            nginx = Some(n);
-            (t, pid)
-        }
-        System::Mosquitto => {
-            let m = start_mosquitto(net, &opts.dir)?;
-            let t = Target::Mqtt { addr: m.addr };
-            let pid = m.server.pid();
-            keep.push(m);
-            (t, pid)
-        }
-    };
-    let before = usage(measured)?;
+    let server = Server::start(opts, net, sys)?;
+    let before = usage(server.measured)?;
     let mut row = Row {
         system: sys.label().into(),
         nodes: opts.nodes,
@@ -191,47 +146,9 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
     };
 
     // Ramp: connect and subscribe every node.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<()>();
-    let (got_tx, mut got_rx) = mpsc::unbounded_channel::<Instant>();
-    let slots = Arc::new(Semaphore::new(opts.concurrency));
-    let mut tasks = JoinSet::new();
     let start = Instant::now();
-    for creds in net.nodes.iter().take(opts.nodes).cloned() {
-        let (net, slots, ready, got, mut stop) = (
-            net.clone(),
-            slots.clone(),
-            ready_tx.clone(),
-            got_tx.clone(),
-            stop_rx.clone(),
-        );
-        let tgt = target.clone_ref();
-        tasks.spawn(async move {
-            let permit = slots.acquire_owned().await;
-            let mut sub = match NodeSub::open(&net, &creds, &tgt, None, false).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(node = creds.name, "subscribe: {e:#}");
-                    return;
-                }
-            };
-            drop(permit);
-            let _ = ready.send(());
-            tokio::select! {
-                r = sub.next() => if r.is_ok() { let _ = got.send(Instant::now()); },
-                _ = stop.changed() => return,
-            }
-            let _ = stop.changed().await;
-        });
-    }
-    drop((ready_tx, got_tx));
-    let deadline = tokio::time::Instant::now() + opts.timeout;
-    while row.connected < opts.nodes {
-        match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
-            Ok(Some(())) => row.connected += 1,
-            Ok(None) | Err(_) => break,
-        }
-    }
+    let mut subs = Subscribers::spawn(opts, net, &server.target);
+    row.connected = subs.ready(opts.nodes, opts.timeout).await;
     row.ramp_secs = start.elapsed().as_secs_f64();
     eprintln!(
         "bench: {} of {} nodes subscribed in {:.1} s",
@@ -239,24 +156,17 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
     );
     // Let the server settle, then read its memory with every node idle.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = usage(measured)?;
+    let idle = usage(server.measured)?;
     row.idle_kib_per_conn =
         idle.rss_kib.saturating_sub(before.rss_kib) as f64 / row.connected.max(1) as f64;
 
     // One job to everybody. The operator connects now: an idle connection would
     // have been closed by the hub during a long ramp.
-    let mut publisher = Publisher::connect(net, &target).await?;
+    let mut publisher = Publisher::connect(net, &server.target).await?;
     let t0 = Instant::now();
     publisher.publish(r#"{"bench":"fan-out"}"#).await?;
-    let mut lat = Vec::with_capacity(row.connected);
-    let deadline = tokio::time::Instant::now() + opts.timeout;
-    while lat.len() < row.connected {
-        match tokio::time::timeout_at(deadline, got_rx.recv()).await {
-            Ok(Some(at)) => lat.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    let after: Usage = usage(measured)?;
+    let mut lat = subs.received(t0, row.connected, opts.timeout).await;
+    let after: Usage = usage(server.measured)?;
     row.received = lat.len();
     lat.sort_by(f64::total_cmp);
     row.p50_ms = pct(&lat, 0.50);
@@ -265,15 +175,152 @@ async fn run_one(opts: &Opts, net: &Arc<Network>, sys: System) -> Result<Row> {
     row.cpu_secs = after.cpu_secs - before.cpu_secs;
     row.cpu_publish_secs = after.cpu_secs - idle.cpu_secs;
     row.peak_kib = after.hwm_kib;
-    let _ = stop_tx.send(true);
-    tasks.shutdown().await;
+    subs.stop().await;
 
-    let (got, secs) = catch_up(opts, net, &target, &mut publisher).await?;
+    let (got, secs) = catch_up(opts, net, &server.target, &mut publisher).await?;
     row.catchup_got = got;
     row.catchup_secs = secs;
-    drop(nginx);
-    drop(keep);
+    drop(server);
     Ok(row)
+}
+
+/// The system under test, running until dropped.
+struct Server {
+    /// Where nodes subscribe and the operator publishes.
+    target: Target,
+    /// The process whose CPU time and memory are measured.
+    measured: u32,
+    /// Every process of the system (the hub behind Nginx too), stopped
+    /// after Nginx (fields drop in order).
+    _nginx: Option<Nginx>,
+    _running: Vec<Running>,
+}
+
+impl Server {
+    fn start(opts: &Opts, net: &Network, sys: System) -> Result<Server> {
+        let raw = ["--unsafe-raw-publish"];
+        Ok(match sys {
+            System::Hub => {
+                let hub = start_hub(&opts.hub_bin, net.dd.root(), None, &raw)?;
+                Server {
+                    target: Target::Sse {
+                        addr: hub.addr,
+                        prefix: "/v1/sub/",
+                        hub: hub.addr,
+                    },
+                    measured: hub.server.pid(),
+                    _nginx: None,
+                    _running: vec![hub],
+                }
+            }
+            System::Nchan => {
+                let n = Nginx::start(&net.dd, &opts.dir.join("nginx"), None, opts.nodes + 16)?;
+                let hub = start_hub(&opts.hub_bin, net.dd.root(), Some(&n.publish_url), &raw)?;
+                Server {
+                    target: Target::Sse {
+                        addr: n.run.addr,
+                        prefix: "/sub/",
+                        hub: hub.addr,
+                    },
+                    measured: n.run.server.pid(),
+                    _nginx: Some(n),
+                    _running: vec![hub],
+                }
+            }
+            System::Mosquitto => {
+                let m = start_mosquitto(net, &opts.dir)?;
+                Server {
+                    target: Target::Mqtt { addr: m.addr },
+                    measured: m.server.pid(),
+                    _nginx: None,
+                    _running: vec![m],
+                }
+            }
+        })
+    }
+}
+
+/// One task per node: subscribes, says so, waits for one event.
+struct Subscribers {
+    stop: watch::Sender<bool>,
+    ready: mpsc::UnboundedReceiver<()>,
+    got: mpsc::UnboundedReceiver<Instant>,
+    tasks: JoinSet<()>,
+}
+
+impl Subscribers {
+    fn spawn(opts: &Opts, net: &Arc<Network>, target: &Target) -> Subscribers {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel::<()>();
+        let (got_tx, got_rx) = mpsc::unbounded_channel::<Instant>();
+        let slots = Arc::new(Semaphore::new(opts.concurrency));
+        let mut tasks = JoinSet::new();
+        for creds in net.nodes.iter().take(opts.nodes).cloned() {
+            let (net, slots, ready, got, mut stop) = (
+                net.clone(),
+                slots.clone(),
+                ready_tx.clone(),
+                got_tx.clone(),
+                stop_rx.clone(),
+            );
+            let tgt = target.clone_ref();
+            tasks.spawn(async move {
+                let permit = slots.acquire_owned().await;
+                let mut sub = match NodeSub::open(&net, &creds, &tgt, None, false).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(node = creds.name, "subscribe: {e:#}");
+                        return;
+                    }
+                };
+                drop(permit);
+                let _ = ready.send(());
+                tokio::select! {
+                    r = sub.next() => if r.is_ok() { let _ = got.send(Instant::now()); },
+                    _ = stop.changed() => return,
+                }
+                let _ = stop.changed().await;
+            });
+        }
+        Subscribers {
+            stop: stop_tx,
+            ready: ready_rx,
+            got: got_rx,
+            tasks,
+        }
+    }
+
+    /// How many of `nodes` subscribed within `timeout`.
+    async fn ready(&mut self, nodes: usize, timeout: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut n = 0;
+        while n < nodes {
+            match tokio::time::timeout_at(deadline, self.ready.recv()).await {
+                Ok(Some(())) => n += 1,
+                Ok(None) | Err(_) => break,
+            }
+        }
+        n
+    }
+
+    /// Milliseconds from `t0` to each receipt, for up to `expected` nodes
+    /// within `timeout`.
+    async fn received(&mut self, t0: Instant, expected: usize, timeout: Duration) -> Vec<f64> {
+        let mut lat = Vec::with_capacity(expected);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while lat.len() < expected {
+            match tokio::time::timeout_at(deadline, self.got.recv()).await {
+                Ok(Some(at)) => lat.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        lat
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        self.tasks.shutdown().await;
+    }
 }
 
 fn pct(sorted: &[f64], q: f64) -> f64 {

@@ -20,6 +20,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -151,7 +153,7 @@ async fn run_one(
     anonymous: &Arc<ClientConfig>,
     attack: Attack,
 ) -> Result<Row> {
-    let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let opened = Arc::new(AtomicUsize::new(0));
     let attacker = {
         let (o, a, n) = (opts.clone(), anonymous.clone(), opened.clone());
         tokio::spawn(async move { flood(&o, addr, a, attack, n).await })
@@ -186,7 +188,7 @@ async fn run_one(
     lat.sort_by(f64::total_cmp);
     Ok(Row {
         attack,
-        attack_conns: opened.load(std::sync::atomic::Ordering::Relaxed),
+        attack_conns: opened.load(Relaxed),
         ok: lat.len(),
         failed,
         first_error,
@@ -239,7 +241,7 @@ async fn flood(
     addr: SocketAddr,
     tls: Arc<ClientConfig>,
     attack: Attack,
-    opened: Arc<std::sync::atomic::AtomicUsize>,
+    opened: Arc<AtomicUsize>,
 ) {
     if attack == Attack::None {
         return;
@@ -281,11 +283,9 @@ async fn one(
     src: Ipv4Addr,
     addr: SocketAddr,
     tls: Arc<ClientConfig>,
-    opened: &std::sync::atomic::AtomicUsize,
+    opened: &AtomicUsize,
     enrol_body: Option<String>,
 ) -> Result<()> {
-    use std::sync::atomic::Ordering::Relaxed;
-    let slow = Duration::from_secs(2);
     match attack {
         Attack::None => {}
         Attack::Silent => {
@@ -294,73 +294,100 @@ async fn one(
             std::future::pending::<()>().await;
         }
         Attack::Slowloris | Attack::SlowBody => {
-            let tcp = tcp_from(src, addr).await?;
-            opened.fetch_add(1, Relaxed);
-            let mut s = TlsConnector::from(tls).connect(server_name(), tcp).await?;
-            let text: &[u8] = if attack == Attack::Slowloris {
-                b"GET /v1/nodes HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"
-            } else {
-                s.write_all(b"POST /v1/enrol HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n").await?;
-                s.flush().await?;
-                &[b' '; 4000]
-            };
-            for b in text {
-                s.write_all(std::slice::from_ref(b)).await?;
-                s.flush().await?;
-                tokio::time::sleep(slow).await;
-            }
+            slow_request(attack, src, addr, tls, opened).await?
         }
         Attack::Enrol => {
-            let body = enrol_body.unwrap_or_default();
-            // Several requests per connection, new connections when the hub
-            // closes one: as many as the hub lets this address make.
-            loop {
-                let tcp = tcp_from(src, addr).await?;
-                opened.fetch_add(1, Relaxed);
-                let s = TlsConnector::from(tls.clone())
-                    .connect(server_name(), tcp)
-                    .await?;
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s)).await?;
-                let driver = tokio::spawn(conn);
-                for _ in 0..4 {
-                    let req = hyper::Request::post("/v1/enrol")
-                        .header("host", addr.to_string())
-                        .header("content-type", "application/json")
-                        .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))?;
-                    if sender.ready().await.is_err() {
-                        break;
-                    }
-                    match sender.send_request(req).await {
-                        Ok(r) => {
-                            let _ = http_body_util::BodyExt::collect(r.into_body()).await;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                driver.abort();
-            }
+            enrol_flood(src, addr, tls, opened, enrol_body.unwrap_or_default()).await?
         }
-        Attack::JunkTls => loop {
-            let Ok(mut tcp) = tcp_from(src, addr).await else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            };
-            opened.fetch_add(1, Relaxed);
-            // A TLS record header claiming a handshake, then garbage.
-            let mut junk = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
-            junk.extend((0..503u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
-            let _ = tcp.write_all(&junk).await;
-            let _ = tcp.shutdown().await;
-            let mut buf = [0u8; 512];
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
-            )
-            .await;
-        },
+        Attack::JunkTls => junk_tls(src, addr, opened).await,
     }
     Ok(())
+}
+
+/// A request's head (slowloris) or body, one byte every two seconds.
+async fn slow_request(
+    attack: Attack,
+    src: Ipv4Addr,
+    addr: SocketAddr,
+    tls: Arc<ClientConfig>,
+    opened: &AtomicUsize,
+) -> Result<()> {
+    let slow = Duration::from_secs(2);
+    let tcp = tcp_from(src, addr).await?;
+    opened.fetch_add(1, Relaxed);
+    let mut s = TlsConnector::from(tls).connect(server_name(), tcp).await?;
+    let text: &[u8] = if attack == Attack::Slowloris {
+        b"GET /v1/nodes HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"
+    } else {
+        s.write_all(b"POST /v1/enrol HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\r\n").await?;
+        s.flush().await?;
+        &[b' '; 4000]
+    };
+    for b in text {
+        s.write_all(std::slice::from_ref(b)).await?;
+        s.flush().await?;
+        tokio::time::sleep(slow).await;
+    }
+    Ok(())
+}
+
+/// Several enrolments per connection, new connections when the hub closes
+/// one: as many as the hub lets this address make.
+async fn enrol_flood(
+    src: Ipv4Addr,
+    addr: SocketAddr,
+    tls: Arc<ClientConfig>,
+    opened: &AtomicUsize,
+    body: String,
+) -> Result<()> {
+    loop {
+        let tcp = tcp_from(src, addr).await?;
+        opened.fetch_add(1, Relaxed);
+        let s = TlsConnector::from(tls.clone())
+            .connect(server_name(), tcp)
+            .await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s)).await?;
+        let driver = tokio::spawn(conn);
+        for _ in 0..4 {
+            let req = hyper::Request::post("/v1/enrol")
+                .header("host", addr.to_string())
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))?;
+            if sender.ready().await.is_err() {
+                break;
+            }
+            match sender.send_request(req).await {
+                Ok(r) => {
+                    let _ = http_body_util::BodyExt::collect(r.into_body()).await;
+                }
+                Err(_) => break,
+            }
+        }
+        driver.abort();
+    }
+}
+
+/// Connections that open with a TLS record header claiming a handshake,
+/// then garbage.
+async fn junk_tls(src: Ipv4Addr, addr: SocketAddr, opened: &AtomicUsize) -> ! {
+    loop {
+        let Ok(mut tcp) = tcp_from(src, addr).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        opened.fetch_add(1, Relaxed);
+        let mut junk = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
+        junk.extend((0..503u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8));
+        let _ = tcp.write_all(&junk).await;
+        let _ = tcp.shutdown().await;
+        let mut buf = [0u8; 512];
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read(&mut tcp, &mut buf),
+        )
+        .await;
+    }
 }
 
 /// Distinct valid enrolment requests without a token (each a new key), so

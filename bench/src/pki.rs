@@ -9,6 +9,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Of every certificate the benchmark issues: longer than any run.
+const LIFETIME: Duration = Duration::from_secs(30 * 86_400);
 use vantage_hub::datadir::{DataDir, now};
 use vantage_hub::db::{Attrs, CertRole, NodeRow};
 
@@ -42,9 +46,9 @@ impl Network {
     /// Creates the hub data directory under `dir` and enrols `n` nodes.
     pub fn create(dir: &Path, n: usize) -> Result<Self> {
         let dd = DataDir::new(dir.join("hub"));
-        dd.init("bench", &["127.0.0.1".to_string()], 30)?;
+        dd.init("bench", &["127.0.0.1".to_string()], LIFETIME)?;
         let (ca, db) = dd.open()?;
-        let (issued, key) = vantage_hub::api::issue_operator(&ca, &db, "bench", 30)?;
+        let (issued, key) = vantage_hub::api::issue_operator(&ca, &db, "bench", LIFETIME)?;
         let operator = Creds {
             name: "bench".into(),
             cert_pem: issued.cert_pem,
@@ -58,7 +62,7 @@ impl Network {
                 .serialize_request(&key)?
                 .pem()?;
             let csr_key = vantage_hub::pki::parse_csr(&csr)?;
-            let issued = ca.issue_node(&id, &csr_key, 30)?;
+            let issued = ca.issue_node(&id, &csr_key, LIFETIME)?;
             let row = NodeRow {
                 id: id.clone(),
                 attrs: Attrs {

@@ -46,27 +46,12 @@ enum Command {
         probe: ProbeCmd,
     },
     /// Show a job file in plain words and add your signature to it.
-    Sign {
-        /// The job file.
-        file: PathBuf,
-        /// Your approver key (from vantage keygen).
-        #[arg(long, env = "VANTAGE_APPROVER_KEY", value_name = "FILE")]
-        key: PathBuf,
-        /// Name the signers and the threshold from this policy.
-        #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
-        policy: Option<PathBuf>,
-        /// Sign without asking.
-        #[arg(long, short)]
-        yes: bool,
-    },
+    Sign(SignArgs),
     /// Check a job file's signatures and limits against a policy, as hub and
     /// nodes will; with a hub, also predict how many selected nodes will refuse and why.
     Check {
-        /// The job file.
-        file: PathBuf,
-        /// The approval policy.
-        #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
-        policy: PathBuf,
+        #[command(flatten)]
+        args: CheckArgs,
         #[command(flatten)]
         hub: HubOpts,
     },
@@ -163,6 +148,33 @@ enum Command {
     },
 }
 
+/// `sign` of a job or a mandate file.
+#[derive(Debug, clap::Args)]
+struct SignArgs {
+    /// The job or mandate file.
+    file: PathBuf,
+    /// Your approver key (from vantage keygen).
+    #[arg(long, env = "VANTAGE_APPROVER_KEY", value_name = "FILE")]
+    key: PathBuf,
+    /// The current approval policy: names the signers and the threshold, and
+    /// refuses to sign with a key it does not list.
+    #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Sign without asking.
+    #[arg(long, short)]
+    yes: bool,
+}
+
+/// `check` of a job or a mandate file.
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// The job or mandate file.
+    file: PathBuf,
+    /// The current approval policy.
+    #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
+    policy: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum PolicyCmd {
     /// Write the network's first policy (serial 1, shipped in the image and read by the hub).
@@ -255,27 +267,9 @@ enum MandateCmd {
         force: bool,
     },
     /// Show a mandate file in plain words and add your signature to it.
-    Sign {
-        /// The mandate file.
-        file: PathBuf,
-        /// Your approver key.
-        #[arg(long, env = "VANTAGE_APPROVER_KEY", value_name = "FILE")]
-        key: PathBuf,
-        /// The current policy: refuse to sign with a key it does not list.
-        #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
-        policy: Option<PathBuf>,
-        /// Sign without asking.
-        #[arg(long, short)]
-        yes: bool,
-    },
+    Sign(SignArgs),
     /// Exit 0 if hub and nodes holding this policy accept jobs under the mandate now, else 1 and the code.
-    Check {
-        /// The mandate file.
-        file: PathBuf,
-        /// The current approval policy.
-        #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
-        policy: PathBuf,
-    },
+    Check(CheckArgs),
     /// Show a mandate file in plain words.
     Show {
         /// The mandate file.
@@ -407,25 +401,14 @@ fn propose_job(probe: &ProbeCmd) -> CliResult {
     Ok(())
 }
 
-fn sign_job(file: &Path, key: &Path, policy_file: Option<&Path>, yes: bool) -> CliResult {
-    let (mut signed, job) = approve::load(file)?;
-    let key = files::load_approver_key(key)?;
-    let loaded = policy_file.map(policy::load).transpose()?;
+fn sign_job(a: &SignArgs) -> CliResult {
+    let (mut signed, job) = approve::load(&a.file)?;
+    let key = files::load_approver_key(&a.key)?;
+    let loaded = a.policy.as_deref().map(policy::load).transpose()?;
     let pol = loaded.as_ref().map(|(_, p)| p);
     say(approve::show(&signed, &job, pol));
     if let Some(p) = pol {
-        match p.approver(&key.public_key().key_id()) {
-            Some(a) => say(format!("you sign as {}", a.name)),
-            None => {
-                return Err(CliError::refused(format!(
-                    "your key {} is not an approver in {}; your signature would not count",
-                    key.public_key().key_id(),
-                    policy_file
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default()
-                )));
-            }
-        }
+        say_signer(p, &key)?;
         if let Err(r) = job.check_limits(p) {
             say(format!("warning: the policy will refuse this job: {r}"));
         }
@@ -433,12 +416,27 @@ fn sign_job(file: &Path, key: &Path, policy_file: Option<&Path>, yes: bool) -> C
     if job.expires <= timespec::now() {
         say("warning: this job has already expired; the hub will refuse it");
     }
-    ask(yes, "Sign this job?")?;
+    ask(a.yes, "Sign this job?")?;
     signed
         .add_signature(&key)
         .map_err(|e| CliError::local(format!("cannot sign: {e}")))?;
-    save_signed(file, &signed, &key, signed.signatures.len())?;
+    save_signed(&a.file, &signed, &key, signed.signatures.len())?;
     Ok(())
+}
+
+/// Says as whom `key` signs under policy `p`, or refuses a key it does not list.
+fn say_signer(p: &vantage_proto::policy::Policy, key: &ApproverKey) -> CliResult {
+    match p.approver(&key.public_key().key_id()) {
+        Some(a) => {
+            say(format!("you sign as {}", a.name));
+            Ok(())
+        }
+        None => Err(CliError::refused(format!(
+            "your key {} is not an approver of policy serial {}; your signature would not count",
+            key.public_key().key_id(),
+            p.serial
+        ))),
+    }
 }
 
 fn submit(file: &Path, json: bool, opts: &HubOpts) -> CliResult {
@@ -575,86 +573,22 @@ fn policy_cmd(cmd: &PolicyCmd) -> CliResult {
                 .iter()
                 .map(|a| policy::parse_approver(a))
                 .collect::<CliResult<Vec<_>>>()?;
-            let signed = policy::init(
-                network,
-                approvers,
-                *threshold,
-                policy::parse_allow(allow)?,
-                limits,
-            )?;
-            files::write_file(
-                out,
-                &files::to_pretty_json(&signed),
-                files::PUBLIC_MODE,
-                *force,
-            )?;
-            say(policy::describe(&signed.parse().expect("just validated")));
-            say(format!(
-                "wrote {}: ship it in the image as /etc/vantage/policy.json and start the hub with it",
-                out.display()
-            ));
+            let allow = policy::parse_allow(allow)?;
+            let signed = policy::init(network, approvers, *threshold, allow, limits)?;
+            policy_init_written(&signed, out, *force)?;
         }
         PolicyCmd::Propose {
             from,
             changes,
             out,
             force,
-        } => {
-            let (_, current) = policy::load(from)?;
-            let next = policy::propose(&current, changes)?;
-            let parsed = next.parse().expect("just validated");
-            let out = out
-                .clone()
-                .unwrap_or_else(|| policy::default_next_path(parsed.serial));
-            files::write_file(
-                &out,
-                &files::to_pretty_json(&next),
-                files::PUBLIC_MODE,
-                *force,
-            )?;
-            say(policy::describe(&parsed));
-            let diff = policy::diff(&current, &parsed);
-            say(format!(
-                "changes: {}",
-                if diff.is_empty() {
-                    "none".to_string()
-                } else {
-                    format!("\n  {}", diff.join("\n  "))
-                }
-            ));
-            say(format!(
-                "wrote {}\nnext: {} of the current approvers run  vantage policy sign {} --key THEIR.key",
-                out.display(),
-                current.threshold,
-                out.display()
-            ));
-        }
+        } => policy_propose(from, changes, out.as_deref(), *force)?,
         PolicyCmd::Sign {
             file,
             key,
             current,
             yes,
-        } => {
-            let (mut signed, next) = policy::load(file)?;
-            let key = files::load_approver_key(key)?;
-            say(policy::describe(&next));
-            if let Some(c) = current {
-                let (_, cur) = policy::load(c)?;
-                say(format!("changes from serial {}:", cur.serial));
-                for line in policy::diff(&cur, &next) {
-                    say(format!("  {line}"));
-                }
-                if cur.approver(&key.public_key().key_id()).is_none() {
-                    return Err(CliError::refused(format!(
-                        "your key {} is not an approver of the current policy; your signature would not count",
-                        key.public_key().key_id()
-                    )));
-                }
-            }
-            ask(*yes, "Sign this policy?")?;
-            policy::add_signature(&mut signed, &key)?;
-            save_signed(file, &signed, &key, signed.signatures.len())?;
-        }
+        } => policy_sign(file, key, current.as_deref(), *yes)?,
         PolicyCmd::Check { current, file } => {
             let (_, cur) = policy::load(current)?;
             let next: vantage_proto::policy::SignedPolicy = files::read_json(file, "policy file")?;
@@ -682,6 +616,81 @@ fn policy_cmd(cmd: &PolicyCmd) -> CliResult {
     Ok(())
 }
 
+/// Writes the network's first policy to `out` and says what it is.
+fn policy_init_written(
+    signed: &vantage_proto::policy::SignedPolicy,
+    out: &Path,
+    force: bool,
+) -> CliResult {
+    files::write_file(
+        out,
+        &files::to_pretty_json(signed),
+        files::PUBLIC_MODE,
+        force,
+    )?;
+    say(policy::describe(&signed.parse().expect("just validated")));
+    say(format!(
+        "wrote {}: ship it in the image as /etc/vantage/policy.json and start the hub with it",
+        out.display()
+    ));
+    Ok(())
+}
+
+fn policy_propose(from: &Path, changes: &Changes, out: Option<&Path>, force: bool) -> CliResult {
+    let (_, current) = policy::load(from)?;
+    let next = policy::propose(&current, changes)?;
+    let parsed = next.parse().expect("just validated");
+    let out = out.map_or_else(
+        || policy::default_next_path(parsed.serial),
+        Path::to_path_buf,
+    );
+    files::write_file(
+        &out,
+        &files::to_pretty_json(&next),
+        files::PUBLIC_MODE,
+        force,
+    )?;
+    say(policy::describe(&parsed));
+    let diff = policy::diff(&current, &parsed);
+    say(format!(
+        "changes: {}",
+        if diff.is_empty() {
+            "none".to_string()
+        } else {
+            format!("\n  {}", diff.join("\n  "))
+        }
+    ));
+    say(format!(
+        "wrote {}\nnext: {} of the current approvers run  vantage policy sign {} --key THEIR.key",
+        out.display(),
+        current.threshold,
+        out.display()
+    ));
+    Ok(())
+}
+
+fn policy_sign(file: &Path, key: &Path, current: Option<&Path>, yes: bool) -> CliResult {
+    let (mut signed, next) = policy::load(file)?;
+    let key = files::load_approver_key(key)?;
+    say(policy::describe(&next));
+    if let Some(c) = current {
+        let (_, cur) = policy::load(c)?;
+        say(format!("changes from serial {}:", cur.serial));
+        for line in policy::diff(&cur, &next) {
+            say(format!("  {line}"));
+        }
+        if cur.approver(&key.public_key().key_id()).is_none() {
+            return Err(CliError::refused(format!(
+                "your key {} is not an approver of the current policy; your signature would not count",
+                key.public_key().key_id()
+            )));
+        }
+    }
+    ask(yes, "Sign this policy?")?;
+    policy::add_signature(&mut signed, &key)?;
+    save_signed(file, &signed, &key, signed.signatures.len())
+}
+
 fn mandate_cmd(cmd: &MandateCmd) -> CliResult {
     match cmd {
         MandateCmd::Propose { opts, out, force } => {
@@ -697,41 +706,8 @@ fn mandate_cmd(cmd: &MandateCmd) -> CliResult {
                 out.display()
             ));
         }
-        MandateCmd::Sign {
-            file,
-            key,
-            policy: policy_file,
-            yes,
-        } => {
-            let (mut signed, m) = mandate::load(file)?;
-            let key = files::load_approver_key(key)?;
-            say(mandate::describe(&m));
-            if let Some(p) = policy_file {
-                let (_, p) = policy::load(p)?;
-                match p.approver(&key.public_key().key_id()) {
-                    Some(a) => say(format!("you sign as {}", a.name)),
-                    None => {
-                        return Err(CliError::refused(format!(
-                            "your key {} is not an approver of policy serial {}; your signature would not count",
-                            key.public_key().key_id(),
-                            p.serial
-                        )));
-                    }
-                }
-            }
-            ask(*yes, "Sign this mandate?")?;
-            signed
-                .add_signature(&key)
-                .map_err(|e| CliError::local(format!("cannot sign: {e}")))?;
-            mandate::save(file, &signed, true)?;
-            say(format!(
-                "signed {} as key {}; it now has {} signature(s)",
-                file.display(),
-                key.public_key().key_id(),
-                signed.signatures.len()
-            ));
-        }
-        MandateCmd::Check { file, policy } => {
+        MandateCmd::Sign(a) => sign_mandate(a)?,
+        MandateCmd::Check(CheckArgs { file, policy }) => {
             let (signed, m) = mandate::load(file)?;
             let (_, p) = policy::load(policy)?;
             say(mandate::describe(&m));
@@ -760,6 +736,27 @@ fn mandate_cmd(cmd: &MandateCmd) -> CliResult {
             hub,
         )?,
     }
+    Ok(())
+}
+
+fn sign_mandate(a: &SignArgs) -> CliResult {
+    let (mut signed, m) = mandate::load(&a.file)?;
+    let key = files::load_approver_key(&a.key)?;
+    say(mandate::describe(&m));
+    if let Some(p) = &a.policy {
+        say_signer(&policy::load(p)?.1, &key)?;
+    }
+    ask(a.yes, "Sign this mandate?")?;
+    signed
+        .add_signature(&key)
+        .map_err(|e| CliError::local(format!("cannot sign: {e}")))?;
+    mandate::save(&a.file, &signed, true)?;
+    say(format!(
+        "signed {} as key {}; it now has {} signature(s)",
+        a.file.display(),
+        key.public_key().key_id(),
+        signed.signatures.len()
+    ));
     Ok(())
 }
 
@@ -809,13 +806,11 @@ pub fn run(cli: Cli) -> CliResult {
     match &cli.command {
         Command::Keygen { out, force } => keygen(out, *force),
         Command::Propose { probe } => propose_job(probe),
-        Command::Sign {
-            file,
-            key,
-            policy,
-            yes,
-        } => sign_job(file, key, policy.as_deref(), *yes),
-        Command::Check { file, policy, hub } => {
+        Command::Sign(a) => sign_job(a),
+        Command::Check {
+            args: CheckArgs { file, policy },
+            hub,
+        } => {
             let (signed, _) = approve::load(file)?;
             let (_, p) = policy::load(policy)?;
             say(approve::check(&signed, &p, timespec::now())?);

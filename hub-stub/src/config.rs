@@ -6,7 +6,7 @@
 //! and the defaults (and knows which of the three gave each value); the file
 //! fills in what clap only had a default for.
 
-use crate::server::ServeConfig;
+use crate::hub::ServeConfig;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, Command};
 use serde::de::DeserializeOwned;
@@ -88,9 +88,9 @@ pub struct ServeSettings {
     /// Job-log age kept for catch-up.
     #[arg(long, env = "VANTAGE_HUB_RETENTION", default_value = "7d")]
     pub retention: Duration,
-    /// Node certificate lifetime in days.
-    #[arg(long, env = "VANTAGE_HUB_NODE_CERT_DAYS", default_value_t = 30)]
-    pub node_cert_days: i64,
+    /// Node certificate lifetime (agents renew at 70 % of it).
+    #[arg(long, env = "VANTAGE_HUB_NODE_CERT_LIFETIME", default_value = "30d")]
+    pub node_cert_lifetime: Duration,
     /// Enrolments without token waiting for approval, at most (more are refused).
     #[arg(long, env = "VANTAGE_HUB_MAX_PENDING", default_value_t = 10_000)]
     pub max_pending: u64,
@@ -184,7 +184,7 @@ impl ServeSettings {
             keepalive: self.keepalive.get().max(std::time::Duration::from_secs(1)),
             retention_entries: self.retention_entries,
             retention_age: self.retention.get(),
-            node_cert_days: self.node_cert_days,
+            node_cert_lifetime: self.node_cert_lifetime.get(),
             pending_caps: crate::db::PendingCaps {
                 total: self.max_pending,
                 per_address: self.max_pending_per_address,

@@ -54,7 +54,12 @@ impl DataDir {
     }
 
     /// Creates a data directory: CA, server certificate for `names`, database, empty CRL.
-    pub fn init(&self, network: &str, names: &[String], server_days: i64) -> Result<()> {
+    pub fn init(
+        &self,
+        network: &str,
+        names: &[String],
+        server_cert_lifetime: std::time::Duration,
+    ) -> Result<()> {
         if names.is_empty() {
             bail!(
                 "give at least one --name (the DNS name or IP address nodes use to reach the hub)"
@@ -74,14 +79,20 @@ impl DataDir {
         write_atomic(&self.ca_cert(), ca.cert_pem().as_bytes(), 0o644)?;
         let db = Db::open(&self.db_path())?;
         db.set_meta("network", network)?;
-        self.issue_server_cert(&ca, &db, names, server_days)?;
+        self.issue_server_cert(&ca, &db, names, server_cert_lifetime)?;
         self.write_crl(&ca, &db)?;
         Ok(())
     }
 
     /// Issues a new server certificate and key for `names`.
-    pub fn issue_server_cert(&self, ca: &Ca, db: &Db, names: &[String], days: i64) -> Result<()> {
-        let (issued, key) = ca.issue_server(names, days)?;
+    pub fn issue_server_cert(
+        &self,
+        ca: &Ca,
+        db: &Db,
+        names: &[String],
+        lifetime: std::time::Duration,
+    ) -> Result<()> {
+        let (issued, key) = ca.issue_server(names, lifetime)?;
         write_private(&self.server_key(), &key)?;
         let chain = format!("{}{}", issued.cert_pem, ca.cert_pem());
         write_atomic(&self.server_cert(), chain.as_bytes(), 0o644)?;
@@ -140,11 +151,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 mod tests {
     use super::*;
 
+    const DAYS_30: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
     #[test]
     fn init_creates_everything_once() {
         let d = tempfile::tempdir().unwrap();
         let dd = DataDir::new(d.path().join("hub"));
-        dd.init("test", &["localhost".into(), "127.0.0.1".into()], 30)
+        dd.init("test", &["localhost".into(), "127.0.0.1".into()], DAYS_30)
             .unwrap();
         for p in [
             dd.ca_cert(),
@@ -158,7 +171,7 @@ mod tests {
         }
         let mode = fs::metadata(dd.ca_key()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let err = dd.init("test", &["localhost".into()], 30).unwrap_err();
+        let err = dd.init("test", &["localhost".into()], DAYS_30).unwrap_err();
         assert!(err.to_string().contains("already holds a hub"));
         dd.open().unwrap();
     }

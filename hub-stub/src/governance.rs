@@ -8,7 +8,7 @@
 //! own, so a hub that serves a forged chain changes nothing on them.
 
 use crate::datadir::write_atomic;
-use crate::server::lock;
+use crate::sync::lock;
 use anyhow::{Result, bail};
 use std::collections::HashMap;
 use std::path::Path;

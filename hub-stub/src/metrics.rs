@@ -114,7 +114,24 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let mut r = crate::server::lock(&self.registry);
+        let mut r = crate::sync::lock(&self.registry);
+        self.register_counters(&mut r);
+        self.register_gauges(&mut r);
+        r.register_with_unit(
+            "request_duration",
+            "time to answer a request (to the response head; streams excluded from their length)",
+            Unit::Seconds,
+            self.request_seconds.clone(),
+        );
+        r.register(
+            "channel_subscribers",
+            "open subscriptions per channel",
+            self.channel_subscribers.clone(),
+        );
+    }
+
+    /// The totals counted since the start.
+    fn register_counters(&self, r: &mut Registry) {
         for (name, help, c) in [
             ("requests", "HTTP requests", &self.requests),
             (
@@ -153,6 +170,10 @@ impl Metrics {
         ] {
             r.register(name, help, c.clone());
         }
+    }
+
+    /// The state now, set from the hub's state when scraped.
+    fn register_gauges(&self, r: &mut Registry) {
         let n = &self.now;
         for (name, help, g) in [
             (
@@ -195,17 +216,6 @@ impl Metrics {
             Unit::Seconds,
             n.uptime.clone(),
         );
-        r.register_with_unit(
-            "request_duration",
-            "time to answer a request (to the response head; streams excluded from their length)",
-            Unit::Seconds,
-            self.request_seconds.clone(),
-        );
-        r.register(
-            "channel_subscribers",
-            "open subscriptions per channel",
-            self.channel_subscribers.clone(),
-        );
     }
 
     /// One answered request.
@@ -221,12 +231,12 @@ impl Metrics {
 
     /// Registers a counter another part of the hub keeps.
     pub fn register_counter(&self, name: &str, help: &str, c: Counter) {
-        crate::server::lock(&self.registry).register(name, help, c);
+        crate::sync::lock(&self.registry).register(name, help, c);
     }
 
     /// Adds the Nchan publisher's counters to the registry.
     pub fn register_nchan(&self, m: Arc<NchanMetrics>) {
-        crate::server::lock(&self.registry).register_collector(Box::new(NchanCollector(m)));
+        crate::sync::lock(&self.registry).register_collector(Box::new(NchanCollector(m)));
     }
 
     /// The counters' part of [`Stats`] (the rest is the hub's state).
@@ -274,7 +284,7 @@ impl Metrics {
             );
         }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &crate::server::lock(&self.registry))
+        prometheus_client::encoding::text::encode(&mut out, &crate::sync::lock(&self.registry))
             .expect("writing to a String cannot fail");
         out
     }

@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn envelope_matches_the_hub_stream() {
-        let frame = crate::api::event_frame(7, "cc.DE", 1_343_000_000, r#"{"a":1}"#);
+        let frame = crate::hub::event_frame(7, "cc.DE", 1_343_000_000, r#"{"a":1}"#);
         let text = std::str::from_utf8(&frame).unwrap();
         let env = envelope_json(7, "cc.DE", 1_343_000_000, r#"{"a":1}"#);
         assert!(text.contains(&format!("data: {env}\n")), "{text}");

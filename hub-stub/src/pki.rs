@@ -110,31 +110,44 @@ impl Ca {
 
     /// Issues the hub's TLS server certificate for DNS names and IP addresses.
     /// Returns the certificate and its new key (PEM).
-    pub fn issue_server(&self, names: &[String], days: i64) -> Result<(Issued, String), PkiError> {
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        lifetime: std::time::Duration,
+    ) -> Result<(Issued, String), PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::new(names.to_vec())?;
         params.distinguished_name = dn(&names[0], "vantage hub");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let issued = self.sign(params, &key, days)?;
+        let issued = self.sign(params, &key, lifetime)?;
         Ok((issued, key.serialize_pem()))
     }
 
     /// Issues a node certificate for a key taken from a CSR.
-    pub fn issue_node(&self, node_id: &str, key: &CsrKey, days: i64) -> Result<Issued, PkiError> {
+    pub fn issue_node(
+        &self,
+        node_id: &str,
+        key: &CsrKey,
+        lifetime: std::time::Duration,
+    ) -> Result<Issued, PkiError> {
         let params = client_params(node_id, "vantage node", &format!("vantage:node:{node_id}"))?;
-        self.sign(params, &key.public_key, days)
+        self.sign(params, &key.public_key, lifetime)
     }
 
     /// Issues an operator certificate with a fresh key; returns it and the key (PEM).
-    pub fn issue_operator(&self, name: &str, days: i64) -> Result<(Issued, String), PkiError> {
+    pub fn issue_operator(
+        &self,
+        name: &str,
+        lifetime: std::time::Duration,
+    ) -> Result<(Issued, String), PkiError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let params = client_params(
             name,
             "vantage operator",
             &format!("vantage:operator:{name}"),
         )?;
-        let issued = self.sign(params, &key, days)?;
+        let issued = self.sign(params, &key, lifetime)?;
         Ok((issued, key.serialize_pem()))
     }
 
@@ -142,13 +155,13 @@ impl Ca {
         &self,
         mut params: CertificateParams,
         public_key: &impl rcgen::PublicKeyData,
-        days: i64,
+        lifetime: std::time::Duration,
     ) -> Result<Issued, PkiError> {
         let (serial, serial_hex) = random_serial()?;
         params.serial_number = Some(serial);
         let now = OffsetDateTime::now_utc();
         params.not_before = now - BACKDATE;
-        params.not_after = now + Duration::days(days);
+        params.not_after = now + lifetime;
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
         let cert = params.signed_by(public_key, &self.issuer()?)?;
@@ -328,7 +341,13 @@ mod tests {
     fn node_certificate_carries_identity_and_serial() {
         let ca = Ca::generate("test").unwrap();
         let key = parse_csr(&csr(&rcgen::PKCS_ECDSA_P256_SHA256)).unwrap();
-        let issued = ca.issue_node("n-0011223344", &key, 30).unwrap();
+        let issued = ca
+            .issue_node(
+                "n-0011223344",
+                &key,
+                std::time::Duration::from_secs(30 * 86_400),
+            )
+            .unwrap();
         let info = cert_info_pem(&issued.cert_pem).unwrap();
         assert_eq!(info.serial, issued.serial);
         assert_eq!(info.uris, ["vantage:node:n-0011223344"]);

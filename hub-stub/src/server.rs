@@ -3,485 +3,26 @@
 //! tasks (revocation watch, retention, registry upkeep).
 
 use crate::api;
-use crate::datadir::{DataDir, now};
-use crate::db::{Db, JobRecord};
-use crate::limits::{Admission, ConnCounter, LogThrottle, NoSlot, RateLimiter, ResultVolume};
-use crate::pki::{Ca, cert_info};
+use crate::datadir::now;
+use crate::hub::{Caller, Hub};
+use crate::limits::{NoSlot, Slot};
+use crate::sync::lock;
 use anyhow::{Context, Result, bail};
-use arc_swap::ArcSwap;
-use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, watch};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tower::ServiceExt;
-use vantage_proto::identity::Role;
-
-/// Everything `serve` can be told.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Address to listen on.
-    pub listen: SocketAddr,
-    /// Base URL nodes use to reach this hub (what enrolment hands out);
-    /// default `https://<default_host>:<bound port>`.
-    pub public_url: Option<String>,
-    /// Host for the default public URL (the first server name).
-    pub default_host: String,
-    /// Approval policy file, if any (jobs are refused without one).
-    pub policy: Option<std::path::PathBuf>,
-    /// Enables `POST /v1/publish/<channel>` without signature checks (tests only).
-    pub unsafe_raw_publish: bool,
-    /// Keep-alive comment interval on event streams.
-    pub keepalive: Duration,
-    /// Entries kept in the job log at most.
-    pub retention_entries: u64,
-    /// Age after which job-log entries are dropped.
-    pub retention_age: Duration,
-    /// Enrolments waiting for approval, at most: in all and per source address.
-    pub pending_caps: crate::db::PendingCaps,
-    /// Node certificate lifetime, days.
-    pub node_cert_days: i64,
-    /// A node counts as online this long after it was last seen.
-    pub online_window: Duration,
-    /// How often the database is checked for new revocations.
-    pub revocation_poll: Duration,
-    /// Open connections in total, TLS handshakes included.
-    pub max_connections: usize,
-    /// Slots of `max_connections` that connections without a verified
-    /// certificate cannot take, so nodes and operators find room in a flood.
-    pub reserved_for_identified: usize,
-    /// Open connections per node or operator (per address for callers without a certificate).
-    pub max_conns_per_identity: usize,
-    /// Connections per source address whose TLS handshake has not finished,
-    /// counted from `accept`: connections that never start TLS cannot fill
-    /// `max_connections` from one address.
-    pub max_handshakes_per_address: usize,
-    /// Requests a second per identity, sustained.
-    pub rate: f64,
-    /// Request burst per identity.
-    pub burst: f64,
-    /// Time allowed for the TLS handshake and for request headers.
-    pub header_timeout: Duration,
-    /// A connection with no bytes moving for this long is closed.
-    pub idle_timeout: Duration,
-    /// Where to write the bound address (for tests and scripts).
-    pub addr_file: Option<std::path::PathBuf>,
-    /// Jobs per target host and hour, if stricter than the policy's limit.
-    pub max_target_rate: Option<u32>,
-    /// Result bytes stored per node and day, at most.
-    pub result_bytes_per_node_day: u64,
-}
-
-/// A job-log entry on its way to subscribers: one pre-encoded SSE frame per channel.
-#[derive(Debug)]
-pub struct Published {
-    /// Sequence number.
-    pub seq: u64,
-    /// (channel, encoded event) pairs.
-    pub frames: Vec<(String, Bytes)>,
-}
-
-/// A stored result on its way to followers.
-#[derive(Debug)]
-pub struct ResultEvent {
-    /// Job id.
-    pub job_id: String,
-    /// Row id.
-    pub id: i64,
-    /// JSON text.
-    pub body: String,
-}
-
-/// Shared state of a running hub.
-pub struct Hub {
-    /// Configuration.
-    pub cfg: ServeConfig,
-    /// Data directory.
-    pub dd: DataDir,
-    /// The network CA.
-    pub ca: Ca,
-    /// The database.
-    pub db: Arc<Db>,
-    /// Approval policy: shipped, plus accepted successors.
-    pub policy: crate::governance::PolicyState,
-    tls: ArcSwap<ServerConfig>,
-    server_chain: Vec<CertificateDer<'static>>,
-    server_key: PrivateKeyDer<'static>,
-    /// Current CRL, DER.
-    pub crl: ArcSwap<Vec<u8>>,
-    /// Live job-log entries.
-    pub log_tx: broadcast::Sender<Arc<Published>>,
-    /// Live results.
-    pub results_tx: broadcast::Sender<Arc<ResultEvent>>,
-    /// Bumped whenever the set of revoked certificates changes.
-    pub revoked_tx: watch::Sender<u64>,
-    /// Serialises append + broadcast so subscribers see sequence numbers in order.
-    pub publish_lock: tokio::sync::Mutex<()>,
-    /// Last sequence number written.
-    pub last_seq: AtomicU64,
-    /// Highest sequence number dropped by retention.
-    pub pruned_through: AtomicU64,
-    /// Open subscriptions per node.
-    pub subscribed: Mutex<HashMap<String, usize>>,
-    /// Nodes seen since the last registry flush, with their address
-    /// (batched: one transaction every 30 s instead of one per request).
-    pub seen: Mutex<HashMap<String, String>>,
-    /// What each node said about itself in its last heartbeat since the hub
-    /// started (kept in memory: it is replaced every few minutes anyway).
-    pub health: Mutex<HashMap<String, NodeHealth>>,
-    /// Open subscriptions per channel.
-    pub channel_subs: Mutex<HashMap<String, usize>>,
-    /// Connection slots per identity.
-    pub conns: Arc<ConnCounter>,
-    /// Request rate per identity.
-    pub rates: RateLimiter,
-    /// Log lines about refused connections and failed handshakes.
-    pub refusal_log: LogThrottle,
-    /// Connections per source address still before the end of their TLS handshake.
-    pub handshakes: Arc<ConnCounter>,
-    /// The `--max-connections` slots.
-    pub admission: Arc<Admission>,
-    /// Result bytes per node and day.
-    pub result_volume: ResultVolume,
-    /// Counters, gauges and latencies.
-    pub metrics: crate::metrics::Metrics,
-    /// When the hub started.
-    pub started: Instant,
-    /// Nchan publisher, when `--nchan-publish-url` is given (set once after `new`).
-    pub nchan: std::sync::OnceLock<Arc<crate::nchan::Publisher>>,
-    public_url: std::sync::OnceLock<String>,
-}
-
-/// A node's own report from its last heartbeat, shown in the registry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct NodeHealth {
-    /// When the heartbeat arrived (Unix seconds).
-    pub reported: i64,
-    /// The agent's last error, on one line and bounded.
-    pub last_error: Option<String>,
-    /// Results waiting in the node's outbox.
-    pub outbox_depth: u64,
-    /// Results the node dropped.
-    pub outbox_dropped: u64,
-    /// The last summary of stream data the node refused (kept until a newer one).
-    pub refused: Option<vantage_proto::node::RefusalSummary>,
-    /// Stream data the node refused since the hub started, per code.
-    pub refused_totals: std::collections::BTreeMap<String, u64>,
-}
-
-/// Longest `last_error` the registry keeps, in characters.
-pub const MAX_LAST_ERROR: usize = 512;
-
-impl NodeHealth {
-    /// From a heartbeat: the error text made one line and cut to [`MAX_LAST_ERROR`]
-    /// characters, so a node cannot grow the registry or break its display.
-    pub fn from_heartbeat(
-        hb: &vantage_proto::node::Heartbeat,
-        now: i64,
-        previous: Option<&NodeHealth>,
-    ) -> Self {
-        let last_error = hb.last_error.as_deref().map(one_line);
-        // The sample quotes stream data: made one line like the error text.
-        let refused = hb.refused.clone().map(|mut r| {
-            r.sample = r.sample.as_deref().map(one_line);
-            r
-        });
-        Self {
-            reported: now,
-            last_error,
-            outbox_depth: hb.outbox_depth,
-            outbox_dropped: hb.outbox_dropped,
-            refused: refused.or_else(|| previous.and_then(|p| p.refused.clone())),
-            refused_totals: {
-                let mut t = previous
-                    .map(|p| p.refused_totals.clone())
-                    .unwrap_or_default();
-                for (code, n) in hb.refused.iter().flat_map(|r| &r.counts) {
-                    let c = t.entry(code.clone()).or_insert(0);
-                    *c = c.saturating_add(*n);
-                }
-                t
-            },
-        }
-    }
-}
-
-/// Text from a node as one line of at most [`MAX_LAST_ERROR`] characters.
-fn one_line(text: &str) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let flat = flat.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() > MAX_LAST_ERROR {
-        let mut cut: String = flat.chars().take(MAX_LAST_ERROR - 1).collect();
-        cut.push('…');
-        cut
-    } else {
-        flat
-    }
-}
-
-/// Who is calling, from the verified client certificate only.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// No client certificate.
-    Anonymous,
-    /// A certificate from this CA that names a role.
-    Known {
-        /// The role and name.
-        role: Role,
-        /// Certificate serial.
-        serial: String,
-        /// Certificate expiry, Unix seconds.
-        not_after: i64,
-    },
-    /// A certificate from this CA without a usable vantage SAN URI.
-    Unusable(String),
-}
-
-impl Caller {
-    fn from_certs(certs: Option<&[CertificateDer<'_>]>) -> Self {
-        let Some(first) = certs.and_then(|c| c.first()) else {
-            return Caller::Anonymous;
-        };
-        match cert_info(first) {
-            Ok(info) => match info.uris.iter().find_map(|u| Role::from_san_uri(u).ok()) {
-                Some(role) => Caller::Known {
-                    role,
-                    serial: info.serial,
-                    not_after: info.not_after,
-                },
-                None => {
-                    Caller::Unusable("the certificate names no vantage node or operator".into())
-                }
-            },
-            Err(e) => Caller::Unusable(e.to_string()),
-        }
-    }
-
-    /// Key for per-identity limits.
-    pub fn limit_key(&self, peer: &SocketAddr) -> String {
-        match self {
-            Caller::Known { role, .. } => role.san_uri(),
-            _ => format!("addr:{}", peer.ip()),
-        }
-    }
-}
-
-impl Hub {
-    /// Opens the data directory and prepares TLS; does not listen yet.
-    pub fn new(dd: DataDir, cfg: ServeConfig) -> Result<Arc<Self>> {
-        let (ca, db) = dd.open()?;
-        let policy = cfg
-            .policy
-            .as_deref()
-            .map(vantage_node::policy_chain::load_policy)
-            .transpose()?;
-        let policy = crate::governance::PolicyState::open(policy, dd.root())?;
-        let server_chain = CertificateDer::pem_file_iter(dd.server_cert())
-            .with_context(|| format!("cannot read {}", dd.server_cert().display()))?
-            .collect::<Result<Vec<_>, _>>()
-            .context("server.pem holds an invalid certificate")?;
-        let server_key = PrivateKeyDer::from_pem_file(dd.server_key())
-            .with_context(|| format!("cannot read {}", dd.server_key().display()))?;
-        let crl = dd.write_crl(&ca, &db)?;
-        let pruned = db.prune(
-            cfg.retention_entries,
-            now() - cfg.retention_age.as_secs() as i64,
-        )?;
-        let last = db.last_seq()?;
-        let tls = build_tls(&ca, &server_chain, &server_key, &crl)?;
-        let rates = RateLimiter::new(cfg.rate, cfg.burst);
-        let result_volume = ResultVolume::new(cfg.result_bytes_per_node_day, 86_400);
-        let metrics = crate::metrics::Metrics::new();
-        metrics.register_counter(
-            "results_over_volume",
-            "results refused because their node's daily volume was used up",
-            result_volume.refused.clone(),
-        );
-        Ok(Arc::new(Self {
-            dd,
-            ca,
-            db: Arc::new(db),
-            policy,
-            tls: ArcSwap::from_pointee(tls),
-            server_chain,
-            server_key,
-            crl: ArcSwap::from_pointee(crl),
-            log_tx: broadcast::channel(1024).0,
-            results_tx: broadcast::channel(1024).0,
-            revoked_tx: watch::channel(0).0,
-            publish_lock: tokio::sync::Mutex::new(()),
-            last_seq: AtomicU64::new(last),
-            pruned_through: AtomicU64::new(pruned),
-            subscribed: Mutex::new(HashMap::new()),
-            channel_subs: Mutex::new(HashMap::new()),
-            seen: Mutex::new(HashMap::new()),
-            health: Mutex::new(HashMap::new()),
-            conns: Arc::new(ConnCounter::default()),
-            refusal_log: LogThrottle::new(Duration::from_secs(10)),
-            handshakes: Arc::new(ConnCounter::default()),
-            admission: Admission::new(cfg.max_connections, cfg.reserved_for_identified),
-            result_volume,
-            rates,
-            metrics,
-            started: Instant::now(),
-            nchan: std::sync::OnceLock::new(),
-            public_url: std::sync::OnceLock::new(),
-            cfg,
-        }))
-    }
-
-    /// Runs a database call on a blocking thread.
-    pub async fn db<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&Db) -> Result<T, crate::db::DbError> + Send + 'static,
-    ) -> Result<T, crate::db::DbError> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .expect("database task panicked")
-    }
-
-    /// Writes a payload to the job log (durably), then hands it to subscribers.
-    pub async fn publish(
-        self: &Arc<Self>,
-        channels: Vec<String>,
-        payload: String,
-        job: Option<JobRecord>,
-    ) -> Result<u64, crate::db::DbError> {
-        let _order = self.publish_lock.lock().await;
-        let t = now();
-        let (ch, p) = (channels.clone(), payload.clone());
-        let (keep, age) = (
-            self.cfg.retention_entries,
-            self.cfg.retention_age.as_secs() as i64,
-        );
-        let (seq, pruned) = self
-            .db(move |db| {
-                let seq = db.append(t, &ch, &p, job.as_ref())?;
-                Ok((seq, db.prune(keep, t - age)?))
-            })
-            .await?;
-        self.last_seq.store(seq, Ordering::SeqCst);
-        self.pruned_through.store(pruned, Ordering::SeqCst);
-        let frames = channels
-            .iter()
-            .map(|c| (c.clone(), api::event_frame(seq, c, t, &payload)))
-            .collect();
-        // No receivers is fine: nobody is subscribed right now.
-        let _ = self.log_tx.send(Arc::new(Published { seq, frames }));
-        if let Some(n) = self.nchan.get() {
-            n.enqueue(seq, t, &channels, &payload);
-        }
-        Ok(seq)
-    }
-
-    fn reload_tls(&self) -> Result<()> {
-        let crl = self.dd.write_crl(&self.ca, &self.db)?;
-        let tls = build_tls(&self.ca, &self.server_chain, &self.server_key, &crl)?;
-        self.tls.store(Arc::new(tls));
-        self.crl.store(Arc::new(crl));
-        Ok(())
-    }
-
-    /// The base URL handed to nodes (known once listening).
-    pub fn public_url(&self) -> &str {
-        self.public_url.get().map(String::as_str).unwrap_or("")
-    }
-
-    /// Marks a node subscribed on channels; the guard undoes it.
-    pub fn subscribe(self: &Arc<Self>, node: &str, channels: &[String]) -> SubGuard {
-        *lock(&self.subscribed).entry(node.to_string()).or_insert(0) += 1;
-        let mut cs = lock(&self.channel_subs);
-        for c in channels {
-            *cs.entry(c.clone()).or_insert(0) += 1;
-        }
-        SubGuard {
-            hub: self.clone(),
-            node: node.to_string(),
-            channels: channels.to_vec(),
-        }
-    }
-
-    /// Whether a node has a subscription open or was seen since the last registry flush.
-    pub fn is_present(&self, node: &str) -> bool {
-        lock(&self.subscribed).contains_key(node) || lock(&self.seen).contains_key(node)
-    }
-}
-
-/// Locks a mutex, surviving poisoning (counters stay usable after a panic elsewhere).
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Undoes [`Hub::subscribe`] when dropped.
-pub struct SubGuard {
-    hub: Arc<Hub>,
-    node: String,
-    channels: Vec<String>,
-}
-
-impl Drop for SubGuard {
-    fn drop(&mut self) {
-        let mut s = lock(&self.hub.subscribed);
-        if let Some(n) = s.get_mut(&self.node) {
-            *n -= 1;
-            if *n == 0 {
-                s.remove(&self.node);
-            }
-        }
-        drop(s);
-        let mut cs = lock(&self.hub.channel_subs);
-        for c in &self.channels {
-            if let Some(n) = cs.get_mut(c) {
-                *n -= 1;
-                if *n == 0 {
-                    cs.remove(c);
-                }
-            }
-        }
-    }
-}
-
-fn build_tls(
-    ca: &Ca,
-    chain: &[CertificateDer<'static>],
-    key: &PrivateKeyDer<'static>,
-    crl: &[u8],
-) -> Result<ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    let ca_der =
-        CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).context("CA certificate")?;
-    roots.add(ca_der)?;
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .with_crls([CertificateRevocationListDer::from(crl.to_vec())])
-        .allow_unauthenticated()
-        .build()?;
-    let mut cfg = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain.to_vec(), key.clone_key())
-        .context("server certificate and key do not match")?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(cfg)
-}
 
 /// Listens and serves until the process is stopped.
 pub async fn serve(hub: Arc<Hub>) -> Result<()> {
@@ -569,7 +110,7 @@ async fn connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     handshake: crate::limits::ConnGuard,
-    mut slot: crate::limits::Handshake,
+    slot: crate::limits::Handshake,
 ) -> Result<()> {
     tcp.set_nodelay(true)?;
     let activity = Arc::new(AtomicU64::new(0));
@@ -578,36 +119,8 @@ async fn connection(
         activity: activity.clone(),
         epoch: hub.started,
     };
-    let acceptor = TlsAcceptor::from(hub.tls.load_full());
-    let shake = tokio::select! {
-        r = tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)) => r,
-        // Counted and logged where the newer connection was admitted.
-        () = slot.evicted() => return Ok(()),
-    };
-    let tls = match shake {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            hub.metrics.conn_refused.inc();
-            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
-                tracing::info!(%peer, left_out, "TLS handshake refused: {e}");
-            }
-            return Ok(());
-        }
-        Err(_) => bail!("TLS handshake timed out"),
-    };
-    drop(handshake);
-    let caller = Caller::from_certs(tls.get_ref().1.peer_certificates());
-    let identified = matches!(caller, Caller::Known { .. });
-    let _slot = match slot.finish(identified) {
-        Ok(s) => s,
-        Err(NoSlot::Evicted) => return Ok(()),
-        Err(NoSlot::AnonymousFull) => {
-            hub.metrics.conn_refused.inc();
-            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
-                tracing::warn!(%peer, left_out, "connection without a client certificate closed: such connections hold all of --max-connections ({}) but --reserved-for-identified ({})", hub.cfg.max_connections, hub.cfg.reserved_for_identified);
-            }
-            return Ok(());
-        }
+    let Some((tls, caller, _slot)) = accept_tls(&hub, tracked, peer, handshake, slot).await? else {
+        return Ok(());
     };
     let key = caller.limit_key(&peer);
     let guard = hub.conns.acquire(&key, hub.cfg.max_conns_per_identity);
@@ -652,6 +165,49 @@ async fn connection(
     }
     drop(guard);
     Ok(())
+}
+
+/// The TLS handshake and the connection's slot: the stream and its verified
+/// caller, or `None` when the connection was refused or evicted (counted
+/// and logged here or where the newer connection was admitted).
+async fn accept_tls(
+    hub: &Hub,
+    tracked: Tracked<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    handshake: crate::limits::ConnGuard,
+    mut slot: crate::limits::Handshake,
+) -> Result<Option<(TlsStream<Tracked<tokio::net::TcpStream>>, Caller, Slot)>> {
+    let acceptor = TlsAcceptor::from(hub.tls.load_full());
+    let shake = tokio::select! {
+        r = tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)) => r,
+        // Counted and logged where the newer connection was admitted.
+        () = slot.evicted() => return Ok(None),
+    };
+    let tls = match shake {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            hub.metrics.conn_refused.inc();
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::info!(%peer, left_out, "TLS handshake refused: {e}");
+            }
+            return Ok(None);
+        }
+        Err(_) => bail!("TLS handshake timed out"),
+    };
+    drop(handshake);
+    let caller = Caller::from_certs(tls.get_ref().1.peer_certificates());
+    let identified = matches!(caller, Caller::Known { .. });
+    match slot.finish(identified) {
+        Ok(s) => Ok(Some((tls, caller, s))),
+        Err(NoSlot::Evicted) => Ok(None),
+        Err(NoSlot::AnonymousFull) => {
+            hub.metrics.conn_refused.inc();
+            if let Some(left_out) = hub.refusal_log.allow(Instant::now()) {
+                tracing::warn!(%peer, left_out, "connection without a client certificate closed: such connections hold all of --max-connections ({}) but --reserved-for-identified ({})", hub.cfg.max_connections, hub.cfg.reserved_for_identified);
+            }
+            Ok(None)
+        }
+    }
 }
 
 /// Closes a connection the way nginx's lingering close does: say so

@@ -40,6 +40,16 @@ impl Duration {
         self.0.as_secs()
     }
 
+    /// For flags and variables that used to take a bare number of seconds
+    /// (`--retry-min 5` in units already in use): reads either that number or
+    /// a duration such as `5s`. A clap value parser.
+    pub fn parse_seconds_or_text(text: &str) -> Result<Self, DurationError> {
+        match text.trim().parse::<u64>() {
+            Ok(secs) => Ok(Duration::from_secs(secs)),
+            Err(_) => text.parse(),
+        }
+    }
+
     /// For configuration keys that used to hold a bare number of seconds
     /// (`heartbeat_secs = 300` on cards already in use): reads either that
     /// number or a duration such as `"5m"`.
@@ -178,6 +188,18 @@ mod tests {
             let e = bad.parse::<Duration>().unwrap_err().to_string();
             assert!(e.contains(&format!("{bad:?}")) && e.contains("30s"), "{e}");
         }
+    }
+
+    #[test]
+    fn old_flags_read_bare_seconds() {
+        for (text, secs) in [("5", 5), (" 300 ", 300), ("5s", 5), ("2m", 120)] {
+            let d = Duration::parse_seconds_or_text(text).unwrap();
+            assert_eq!(d, Duration::from_secs(secs), "{text}");
+        }
+        let e = Duration::parse_seconds_or_text("-1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("30s"), "{e}");
     }
 
     #[derive(Deserialize, Serialize, Debug)]

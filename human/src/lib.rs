@@ -5,9 +5,12 @@
 //!   flags, environment variables and TOML files alike.
 //! - [`utc`]: points in time as RFC 3339 in UTC (`2026-11-24T18:00:00Z`).
 //! - [`table`] (feature `table`): aligned plain-text tables.
+//! - [`legacy`]: old count flags (`--keepalive-secs 15`) rewritten to the
+//!   duration flags that replaced them.
 #![forbid(unsafe_code)]
 
 mod duration;
+pub mod legacy;
 #[cfg(feature = "table")]
 pub mod table;
 mod time;

@@ -8,8 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DnssecVerdict, PingData, ProbeData};
-use crate::probe::{Probe, ProbeKind};
+use crate::data::{DnsData, DnssecVerdict, PingData, ProbeData, TraceHop};
+use crate::probe::{DnsArgs, HttpArgs, PingArgs, Probe, ProbeKind, TlsArgs, TracerouteArgs};
 use crate::result::{ProbeResult, Status};
 
 /// Firmware version we claim: sagan reads field names of firmware ≥ 4460 in
@@ -360,12 +360,6 @@ pub fn to_atlas(
     if r.status == Status::Refused {
         return Err(NotExported::Refused);
     }
-    // `tcp` has no Atlas form whatever its data.
-    let data = match probe {
-        Probe::Tcp(_) => None,
-        _ => data_of(r, probe)?,
-    };
-    let failure = r.reason.clone().unwrap_or_else(|| "failed".into());
     let mut extra = VantageExtra {
         job_id: r.job_id.clone(),
         node_id: r.node_id.clone(),
@@ -376,244 +370,277 @@ pub fn to_atlas(
         dnssec: None,
         connect_ms: None,
     };
-    let timestamp = r.started_ms / 1000;
-    let dst_addr: Option<IpAddr>;
-    let (dst_name, body) = match (probe, data) {
-        (Probe::Ping(a), data) => {
-            let d = match data {
-                Some(ProbeData::Ping(d)) => Some(d),
-                _ => None,
-            };
-            dst_addr = d
-                .as_ref()
-                .and_then(|d| addr_of(&d.target))
-                .or_else(|| addr_of(&a.host));
-            // A ping that failed as a whole lost every packet it meant to send.
-            let sent = d.as_ref().map_or(u32::from(a.count), |d| d.sent);
-            let rcvd = d.as_ref().map_or(0, |d| d.received);
-            let mut result: Vec<PingReply> = d
-                .iter()
-                .flat_map(|d| &d.packets)
-                .map(|p| p.rtt_ms.map_or_else(lost, |rtt| PingReply::Rtt { rtt }))
-                .collect();
-            if result.is_empty() {
-                result = (0..sent).map(|_| lost()).collect();
-            }
-            // Atlas says -1 for figures of a ping without any reply.
-            let stat = |f: fn(&PingData) -> Option<f64>| {
-                d.as_ref()
-                    .filter(|d| d.received > 0)
-                    .and_then(f)
-                    .unwrap_or(-1.0)
-            };
-            (
-                a.host.clone(),
-                AtlasBody::Ping {
-                    proto: "ICMP".into(),
-                    sent,
-                    rcvd,
-                    dup: 0,
-                    min: stat(|d| d.min_ms),
-                    avg: stat(|d| d.avg_ms),
-                    max: stat(|d| d.max_ms),
-                    size: 64,
-                    result,
-                },
-            )
-        }
-        (Probe::Traceroute(a), data) => {
-            let hops = match data {
-                Some(ProbeData::Traceroute(d)) => {
-                    dst_addr = addr_of(&d.target).or_else(|| addr_of(&a.host));
-                    d.hops
-                }
-                _ => {
-                    dst_addr = addr_of(&a.host);
-                    Vec::new()
-                }
-            };
-            let result = hops
-                .iter()
-                .map(|h| {
-                    let mut replies: Vec<HopReply> = h
-                        .rtts_ms
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, rtt)| {
-                            // trippy keeps the answering addresses apart from
-                            // the samples; with one round there is one of each.
-                            let from = h.addrs.get(i).or(h.addrs.last())?;
-                            Some(HopReply::Reply {
-                                from: from.clone(),
-                                rtt: *rtt,
-                            })
-                        })
-                        .collect();
-                    let lost = h
-                        .sent
-                        .saturating_sub(replies.len() as u32)
-                        .max(u32::from(replies.is_empty()));
-                    replies.extend((0..lost).map(|_| HopReply::Lost { x: "*".into() }));
-                    AtlasHop {
-                        hop: h.ttl,
-                        result: replies,
-                    }
-                })
-                .collect();
-            (
-                a.host.clone(),
-                AtlasBody::Traceroute {
-                    proto: format!("{:?}", a.protocol).to_uppercase(),
-                    paris_id: 0,
-                    endtime: (r.started_ms + r.duration_ms) / 1000,
-                    result,
-                },
-            )
-        }
-        (Probe::Dns(a), data) => {
-            let proto = match a.transport {
-                crate::probe::DnsTransport::Udp => "UDP",
-                _ => "TCP",
-            };
-            let mut body_result = None;
-            let mut error = None;
-            if let Some(ProbeData::Dns(d)) = data {
-                dst_addr = addr_of(&d.server);
-                extra.dnssec = d.dnssec.clone();
-                let wire = d.abuf.as_deref().and_then(|b| {
-                    use base64::Engine;
-                    base64::engine::general_purpose::STANDARD.decode(b).ok()
-                });
-                match wire.as_deref().and_then(|w| Some((w, dns_header(w)?))) {
-                    Some((w, [id, qd, an, ns, ar])) => {
-                        body_result = Some(AtlasDnsAnswer {
-                            rt: round3(d.query_ms),
-                            size: w.len(),
-                            abuf: d.abuf.clone().unwrap_or_default(),
-                            ID: id,
-                            QDCOUNT: qd,
-                            ANCOUNT: an,
-                            NSCOUNT: ns,
-                            ARCOUNT: ar,
-                        })
-                    }
-                    None => {
-                        error = Some(AtlasError {
-                            timeout: None,
-                            socket: Some("the answer's wire form was not kept".into()),
-                        })
-                    }
-                }
-            } else {
-                dst_addr = a.resolver.as_deref().and_then(addr_of);
-                error = Some(if r.status == Status::Timeout {
-                    AtlasError {
-                        timeout: Some(a.timeout_ms),
-                        socket: None,
-                    }
-                } else {
-                    AtlasError {
-                        timeout: None,
-                        socket: Some(failure.clone()),
-                    }
-                });
-            }
-            (
-                a.name.clone(),
-                AtlasBody::Dns {
-                    proto: proto.into(),
-                    result: body_result,
-                    error,
-                },
-            )
-        }
-        (Probe::Http(a), data) => {
-            let method = format!("{:?}", a.method);
-            let host = url::Url::parse(&a.url)
-                .ok()
-                .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
-                .unwrap_or_default();
-            let response = if let Some(ProbeData::Http(d)) = data {
-                dst_addr = addr_of(&d.peer);
-                extra.connect_ms = Some(d.connect_ms);
-                AtlasHttpResponse {
-                    method,
-                    af: dst_addr.as_ref().map(af_of),
-                    dst_addr: dst_addr.map(|a| a.to_string()),
-                    res: Some(d.status),
-                    rt: Some(d.total_ms),
-                    hsize: d.head_bytes,
-                    bsize: d.body_bytes,
-                    ver: "1.0".into(),
-                    err: None,
-                }
-            } else {
-                dst_addr = addr_of(&host);
-                AtlasHttpResponse {
-                    method,
-                    af: dst_addr.as_ref().map(af_of),
-                    dst_addr: dst_addr.map(|a| a.to_string()),
-                    res: None,
-                    rt: None,
-                    hsize: None,
-                    bsize: None,
-                    ver: "1.0".into(),
-                    err: Some(failure.clone()),
-                }
-            };
-            (
-                host,
-                AtlasBody::Http {
-                    uri: a.url.clone(),
-                    result: vec![response],
-                },
-            )
-        }
-        (Probe::Tls(a), data) => {
-            let body = if let Some(ProbeData::Tls(d)) = data {
-                dst_addr = addr_of(&d.peer);
-                extra.connect_ms = Some(d.connect_ms);
-                AtlasBody::Sslcert {
-                    method: "TLS".into(),
-                    dst_port: a.port.to_string(),
-                    ver: d
-                        .session
-                        .version
-                        .as_deref()
-                        .map(|v| v.trim_start_matches("TLS ").to_string()),
-                    rt: Some(d.total_ms),
-                    ttc: Some(d.connect_ms),
-                    cert: d.session.chain_pem,
-                    err: None,
-                }
-            } else {
-                dst_addr = addr_of(&a.host);
-                AtlasBody::Sslcert {
-                    method: "TLS".into(),
-                    dst_port: a.port.to_string(),
-                    ver: None,
-                    rt: None,
-                    ttc: None,
-                    cert: Vec::new(),
-                    err: Some(failure.clone()),
-                }
-            };
-            (a.host.clone(), body)
-        }
-        (Probe::Tcp(_), _) => return Err(NotExported::Kind(ProbeKind::Tcp)),
+    let failure = r.reason.clone().unwrap_or_else(|| "failed".into());
+    let data = || data_of(r, probe);
+    let c = match probe {
+        // `tcp` has no Atlas form whatever its data.
+        Probe::Tcp(_) => return Err(NotExported::Kind(ProbeKind::Tcp)),
+        Probe::Ping(a) => ping(a, data()?),
+        Probe::Traceroute(a) => traceroute(a, r, data()?),
+        Probe::Dns(a) => dns(a, r, data()?, failure, &mut extra),
+        Probe::Http(a) => http(a, data()?, failure, &mut extra),
+        Probe::Tls(a) => tls(a, data()?, failure, &mut extra),
     };
     Ok(AtlasResult {
         fw: ATLAS_FW,
         msm_id: msm_id(&r.job_id),
         prb_id: prb_id(&r.node_id),
-        timestamp,
+        timestamp: r.started_ms / 1000,
         from: from.and_then(addr_of).map(|a| a.to_string()),
-        af: dst_addr.as_ref().map(af_of),
-        dst_addr: dst_addr.map(|a| a.to_string()),
-        dst_name,
-        body,
+        af: c.dst_addr.as_ref().map(af_of),
+        dst_addr: c.dst_addr.map(|a| a.to_string()),
+        dst_name: c.dst_name,
+        body: c.body,
         vantage: extra,
     })
+}
+
+/// What one probe kind's result becomes: the target as asked for and as
+/// reached, and the kind's own fields.
+struct Converted {
+    dst_name: String,
+    dst_addr: Option<IpAddr>,
+    body: AtlasBody,
+}
+
+fn ping(a: &PingArgs, data: Option<ProbeData>) -> Converted {
+    let d = match data {
+        Some(ProbeData::Ping(d)) => Some(d),
+        _ => None,
+    };
+    let dst_addr = d
+        .as_ref()
+        .and_then(|d| addr_of(&d.target))
+        .or_else(|| addr_of(&a.host));
+    // A ping that failed as a whole lost every packet it meant to send.
+    let sent = d.as_ref().map_or(u32::from(a.count), |d| d.sent);
+    let rcvd = d.as_ref().map_or(0, |d| d.received);
+    let mut result: Vec<PingReply> = d
+        .iter()
+        .flat_map(|d| &d.packets)
+        .map(|p| p.rtt_ms.map_or_else(lost, |rtt| PingReply::Rtt { rtt }))
+        .collect();
+    if result.is_empty() {
+        result = (0..sent).map(|_| lost()).collect();
+    }
+    // Atlas says -1 for figures of a ping without any reply.
+    let stat = |f: fn(&PingData) -> Option<f64>| {
+        d.as_ref()
+            .filter(|d| d.received > 0)
+            .and_then(f)
+            .unwrap_or(-1.0)
+    };
+    Converted {
+        dst_name: a.host.clone(),
+        dst_addr,
+        body: AtlasBody::Ping {
+            proto: "ICMP".into(),
+            sent,
+            rcvd,
+            dup: 0,
+            min: stat(|d| d.min_ms),
+            avg: stat(|d| d.avg_ms),
+            max: stat(|d| d.max_ms),
+            size: 64,
+            result,
+        },
+    }
+}
+
+fn traceroute(a: &TracerouteArgs, r: &ProbeResult, data: Option<ProbeData>) -> Converted {
+    let (dst_addr, hops) = match data {
+        Some(ProbeData::Traceroute(d)) => (addr_of(&d.target).or_else(|| addr_of(&a.host)), d.hops),
+        _ => (addr_of(&a.host), Vec::new()),
+    };
+    Converted {
+        dst_name: a.host.clone(),
+        dst_addr,
+        body: AtlasBody::Traceroute {
+            proto: format!("{:?}", a.protocol).to_uppercase(),
+            paris_id: 0,
+            endtime: (r.started_ms + r.duration_ms) / 1000,
+            result: hops.iter().map(atlas_hop).collect(),
+        },
+    }
+}
+
+fn atlas_hop(h: &TraceHop) -> AtlasHop {
+    let mut replies: Vec<HopReply> = h
+        .rtts_ms
+        .iter()
+        .enumerate()
+        .filter_map(|(i, rtt)| {
+            // trippy keeps the answering addresses apart from
+            // the samples; with one round there is one of each.
+            let from = h.addrs.get(i).or(h.addrs.last())?;
+            Some(HopReply::Reply {
+                from: from.clone(),
+                rtt: *rtt,
+            })
+        })
+        .collect();
+    let lost = h
+        .sent
+        .saturating_sub(replies.len() as u32)
+        .max(u32::from(replies.is_empty()));
+    replies.extend((0..lost).map(|_| HopReply::Lost { x: "*".into() }));
+    AtlasHop {
+        hop: h.ttl,
+        result: replies,
+    }
+}
+
+fn dns(
+    a: &DnsArgs,
+    r: &ProbeResult,
+    data: Option<ProbeData>,
+    failure: String,
+    extra: &mut VantageExtra,
+) -> Converted {
+    let proto = match a.transport {
+        crate::probe::DnsTransport::Udp => "UDP",
+        _ => "TCP",
+    };
+    let (dst_addr, result, error) = if let Some(ProbeData::Dns(d)) = data {
+        extra.dnssec = d.dnssec.clone();
+        let (result, error) = match dns_answer(&d) {
+            Some(answer) => (Some(answer), None),
+            None => (
+                None,
+                Some(AtlasError {
+                    timeout: None,
+                    socket: Some("the answer's wire form was not kept".into()),
+                }),
+            ),
+        };
+        (addr_of(&d.server), result, error)
+    } else {
+        let error = if r.status == Status::Timeout {
+            AtlasError {
+                timeout: Some(a.timeout_ms),
+                socket: None,
+            }
+        } else {
+            AtlasError {
+                timeout: None,
+                socket: Some(failure),
+            }
+        };
+        (a.resolver.as_deref().and_then(addr_of), None, Some(error))
+    };
+    Converted {
+        dst_name: a.name.clone(),
+        dst_addr,
+        body: AtlasBody::Dns {
+            proto: proto.into(),
+            result,
+            error,
+        },
+    }
+}
+
+/// The answer as Atlas shows it, if its wire form was kept.
+fn dns_answer(d: &DnsData) -> Option<AtlasDnsAnswer> {
+    use base64::Engine;
+    let wire = base64::engine::general_purpose::STANDARD
+        .decode(d.abuf.as_deref()?)
+        .ok()?;
+    let [id, qd, an, ns, ar] = dns_header(&wire)?;
+    Some(AtlasDnsAnswer {
+        rt: round3(d.query_ms),
+        size: wire.len(),
+        abuf: d.abuf.clone().unwrap_or_default(),
+        ID: id,
+        QDCOUNT: qd,
+        ANCOUNT: an,
+        NSCOUNT: ns,
+        ARCOUNT: ar,
+    })
+}
+
+fn http(
+    a: &HttpArgs,
+    data: Option<ProbeData>,
+    failure: String,
+    extra: &mut VantageExtra,
+) -> Converted {
+    let host = url::Url::parse(&a.url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()))
+        .unwrap_or_default();
+    let mut response = AtlasHttpResponse {
+        method: format!("{:?}", a.method),
+        af: None,
+        dst_addr: None,
+        res: None,
+        rt: None,
+        hsize: None,
+        bsize: None,
+        ver: "1.0".into(),
+        err: None,
+    };
+    let dst_addr = if let Some(ProbeData::Http(d)) = data {
+        extra.connect_ms = Some(d.connect_ms);
+        response.res = Some(d.status);
+        response.rt = Some(d.total_ms);
+        response.hsize = d.head_bytes;
+        response.bsize = d.body_bytes;
+        addr_of(&d.peer)
+    } else {
+        response.err = Some(failure);
+        addr_of(&host)
+    };
+    response.af = dst_addr.as_ref().map(af_of);
+    response.dst_addr = dst_addr.map(|a| a.to_string());
+    Converted {
+        dst_name: host,
+        dst_addr,
+        body: AtlasBody::Http {
+            uri: a.url.clone(),
+            result: vec![response],
+        },
+    }
+}
+
+fn tls(
+    a: &TlsArgs,
+    data: Option<ProbeData>,
+    failure: String,
+    extra: &mut VantageExtra,
+) -> Converted {
+    let (dst_addr, body) = if let Some(ProbeData::Tls(d)) = data {
+        extra.connect_ms = Some(d.connect_ms);
+        let body = AtlasBody::Sslcert {
+            method: "TLS".into(),
+            dst_port: a.port.to_string(),
+            ver: d
+                .session
+                .version
+                .as_deref()
+                .map(|v| v.trim_start_matches("TLS ").to_string()),
+            rt: Some(d.total_ms),
+            ttc: Some(d.connect_ms),
+            cert: d.session.chain_pem,
+            err: None,
+        };
+        (addr_of(&d.peer), body)
+    } else {
+        let body = AtlasBody::Sslcert {
+            method: "TLS".into(),
+            dst_port: a.port.to_string(),
+            ver: None,
+            rt: None,
+            ttc: None,
+            cert: Vec::new(),
+            err: Some(failure),
+        };
+        (addr_of(&a.host), body)
+    };
+    Converted {
+        dst_name: a.host.clone(),
+        dst_addr,
+        body,
+    }
 }
 
 #[cfg(test)]

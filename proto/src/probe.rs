@@ -166,6 +166,25 @@ pub struct DnsArgs {
     pub timeout_ms: u32,
 }
 
+impl DnsArgs {
+    /// An `A` lookup of `name` through the system's resolvers with every
+    /// other argument at its default: what `{"name": ...}` means.
+    pub fn lookup(name: impl Into<String>) -> Self {
+        DnsArgs {
+            name: name.into(),
+            qtype: QType::A,
+            resolver: None,
+            transport: DnsTransport::Udp,
+            tls_name: None,
+            dnssec_ok: false,
+            nsid: false,
+            dnssec: false,
+            af: AddressFamily::Any,
+            timeout_ms: default_dns_timeout(),
+        }
+    }
+}
+
 /// HTTP method of an `http` probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum HttpMethod {
@@ -363,18 +382,7 @@ impl Probe {
             let name = args.as_str().ok_or_else(|| {
                 ProtoError::invalid("probe.args", "dnslookup takes the name as a string")
             })?;
-            Probe::Dns(DnsArgs {
-                name: name.to_string(),
-                qtype: QType::A,
-                resolver: None,
-                transport: DnsTransport::Udp,
-                tls_name: None,
-                dnssec_ok: false,
-                nsid: false,
-                dnssec: false,
-                af: AddressFamily::Any,
-                timeout_ms: default_dns_timeout(),
-            })
+            Probe::Dns(DnsArgs::lookup(name))
         } else {
             let kind: ProbeKind = cmd.parse()?;
             let args = if args.is_null() {

@@ -26,31 +26,6 @@ pub fn synchronised(flag: &Path) -> bool {
     flag.exists()
 }
 
-/// A Unix time as a UTC date for people (`2026-11-24 20:31 UTC`).
-pub fn human(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        secs / 3600,
-        secs / 60 % 60
-    )
-}
-
-// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,13 +36,5 @@ mod tests {
         assert_eq!(floor([0]), build_time());
         assert_eq!(floor([build_time() + 5]), build_time() + 5);
         assert!(now() >= build_time());
-    }
-
-    #[test]
-    fn human_dates() {
-        assert_eq!(human(0), "1970-01-01 00:00 UTC");
-        assert_eq!(human(1_764_013_200), "2025-11-24 19:40 UTC");
-        assert_eq!(human(951_782_400), "2000-02-29 00:00 UTC");
-        assert_eq!(human(-86_400), "1969-12-31 00:00 UTC");
     }
 }

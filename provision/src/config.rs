@@ -201,89 +201,17 @@ pub fn parse(text: &str) -> Result<Settings, Invalid> {
         }
     }
 
-    let hub = p.string(&table, "hub", "").and_then(|h| p.check_hub(&h));
-    if !table.contains_key("hub") {
-        p.add(
-            "The setting hub is missing. Add the address of your network's hub that its \
-             administrator gave you, for example: hub = \"https://hub.example.net:8443\""
-                .into(),
-        );
-    }
-    let token = p.string(&table, "token", "").and_then(|t| {
-        let t = t.trim().to_owned();
-        if t.is_empty() {
-            None
-        } else if t.len() > 256 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            p.add("token looks damaged: it must be one word without spaces, exactly as the hub administrator gave it to you. Leave it out to ask for approval instead.".into());
-            None
-        } else {
-            Some(t)
-        }
-    });
-    let country = match p.string(&table, "country", "") {
-        Some(c) => p.country(&c, "country"),
-        None => {
-            if !table.contains_key("country") {
-                p.add(
-                    "The setting country is missing. Add the two-letter code of the country \
-                     the node is in, for example: country = \"DE\""
-                        .into(),
-                );
-            }
-            None
-        }
-    };
-    let continent = p.string(&table, "continent", "").and_then(|c| {
-        let up = c.trim().to_ascii_uppercase();
-        if validate_continent(&up).is_ok() {
-            Some(up)
-        } else {
-            p.add(format!(
-                "continent must be one of {} (Africa, Antarctica, Asia, Europe, North America, \
-                 Oceania, South America); {c:?} is not.",
-                CONTINENTS.join(", ")
-            ));
-            None
-        }
-    });
-    let city = p.string(&table, "city", "").and_then(|c| {
-        let c = c.trim().to_owned();
-        if c.is_empty() {
-            None
-        } else if c.chars().count() > 100 || c.chars().any(char::is_control) {
-            p.add("city is too long or has odd characters: write just the city's name, for example: city = \"Berlin\"".into());
-            None
-        } else {
-            Some(c)
-        }
-    });
-    let lat = p.number(&table, "latitude", -90.0, 90.0);
-    let lon = p.number(&table, "longitude", -180.0, 180.0);
-    let coordinates = match (
-        lat,
-        lon,
-        table.contains_key("latitude"),
-        table.contains_key("longitude"),
-    ) {
-        (Some(a), Some(b), _, _) => Some((a, b)),
-        (Some(_), None, _, false) | (None, Some(_), false, _) => {
-            p.add("Give both latitude and longitude, or neither.".into());
-            None
-        }
-        _ => None,
-    };
+    let hub = p.hub_setting(&table);
+    let token = p.token_setting(&table);
+    let country = p.country_setting(&table);
+    let continent = p.continent_setting(&table);
+    let city = p.city_setting(&table);
+    let coordinates = p.coordinates_setting(&table);
     let tags = p.tags(&table);
     let hostname = p
         .string(&table, "hostname", "")
         .and_then(|h| p.hostname(&h));
-    let wifi = match table.get("wifi") {
-        None => None,
-        Some(toml::Value::Table(w)) => p.wifi(w),
-        Some(_) => {
-            p.add("wifi must be a section: put [wifi] on a line of its own, then country, ssid and passphrase below it.".into());
-            None
-        }
-    };
+    let wifi = p.wifi_setting(&table);
 
     if !p.0.is_empty() {
         return Err(Invalid { problems: p.0 });
@@ -301,6 +229,110 @@ pub fn parse(text: &str) -> Result<Settings, Invalid> {
             wifi,
         }),
         _ => unreachable!("a missing hub or country is recorded as a problem"),
+    }
+}
+
+/// The checks of one top-level setting each: its value, or `None` with the
+/// problem recorded (or nothing to record when an optional one is absent).
+impl Problems {
+    fn hub_setting(&mut self, table: &toml::Table) -> Option<String> {
+        let hub = self
+            .string(table, "hub", "")
+            .and_then(|h| self.check_hub(&h));
+        if !table.contains_key("hub") {
+            self.add(
+                "The setting hub is missing. Add the address of your network's hub that its \
+                 administrator gave you, for example: hub = \"https://hub.example.net:8443\""
+                    .into(),
+            );
+        }
+        hub
+    }
+
+    fn token_setting(&mut self, table: &toml::Table) -> Option<String> {
+        let t = self.string(table, "token", "")?;
+        let t = t.trim().to_owned();
+        if t.is_empty() {
+            None
+        } else if t.len() > 256 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.add("token looks damaged: it must be one word without spaces, exactly as the hub administrator gave it to you. Leave it out to ask for approval instead.".into());
+            None
+        } else {
+            Some(t)
+        }
+    }
+
+    fn country_setting(&mut self, table: &toml::Table) -> Option<String> {
+        match self.string(table, "country", "") {
+            Some(c) => self.country(&c, "country"),
+            None => {
+                if !table.contains_key("country") {
+                    self.add(
+                        "The setting country is missing. Add the two-letter code of the country \
+                         the node is in, for example: country = \"DE\""
+                            .into(),
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn continent_setting(&mut self, table: &toml::Table) -> Option<String> {
+        let c = self.string(table, "continent", "")?;
+        let up = c.trim().to_ascii_uppercase();
+        if validate_continent(&up).is_ok() {
+            Some(up)
+        } else {
+            self.add(format!(
+                "continent must be one of {} (Africa, Antarctica, Asia, Europe, North America, \
+                 Oceania, South America); {c:?} is not.",
+                CONTINENTS.join(", ")
+            ));
+            None
+        }
+    }
+
+    fn city_setting(&mut self, table: &toml::Table) -> Option<String> {
+        let c = self.string(table, "city", "")?;
+        let c = c.trim().to_owned();
+        if c.is_empty() {
+            None
+        } else if c.chars().count() > 100 || c.chars().any(char::is_control) {
+            self.add("city is too long or has odd characters: write just the city's name, for example: city = \"Berlin\"".into());
+            None
+        } else {
+            Some(c)
+        }
+    }
+
+    fn coordinates_setting(&mut self, table: &toml::Table) -> Option<(f64, f64)> {
+        let lat = self.number(table, "latitude", -90.0, 90.0);
+        let lon = self.number(table, "longitude", -180.0, 180.0);
+        match (
+            lat,
+            lon,
+            table.contains_key("latitude"),
+            table.contains_key("longitude"),
+        ) {
+            (Some(a), Some(b), _, _) => Some((a, b)),
+            (Some(_), None, _, false) | (None, Some(_), false, _) => {
+                self.add("Give both latitude and longitude, or neither.".into());
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn wifi_setting(&mut self, table: &toml::Table) -> Option<Wifi> {
+        match table.get("wifi") {
+            None => None,
+            Some(toml::Value::Table(w)) => self.wifi(w),
+            Some(_) => {
+                self.add("wifi must be a section: put [wifi] on a line of its own, then country, ssid and passphrase below it.".into());
+                None
+            }
+        }
     }
 }
 

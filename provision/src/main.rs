@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use vantage_human::Duration as HumanDuration;
 use vantage_node::{client, state};
 use vantage_provision::run::{self, Options, Outcome};
 use vantage_provision::{clock, wifi};
@@ -45,13 +46,16 @@ struct Cli {
     /// One attempt only: exit 75 when not enrolled yet instead of retrying.
     #[arg(long)]
     once: bool,
-    /// First delay between attempts, seconds (doubles up to --retry-max; each
+    /// First delay between attempts, e.g. 5s (doubles up to --retry-max; each
     /// wait is a random part of it, so nodes behind one outage spread out).
-    #[arg(long, env = "VANTAGE_RETRY_MIN", default_value_t = 5)]
-    retry_min: u64,
-    /// Longest delay between attempts, seconds.
-    #[arg(long, env = "VANTAGE_RETRY_MAX", default_value_t = 300)]
-    retry_max: u64,
+    /// A bare number is seconds, as in earlier versions.
+    #[arg(long, env = "VANTAGE_RETRY_MIN", default_value = "5s",
+          value_parser = HumanDuration::parse_seconds_or_text)]
+    retry_min: HumanDuration,
+    /// Longest delay between attempts, e.g. 5m (a bare number is seconds).
+    #[arg(long, env = "VANTAGE_RETRY_MAX", default_value = "5m",
+          value_parser = HumanDuration::parse_seconds_or_text)]
+    retry_max: HumanDuration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -78,8 +82,9 @@ fn main() -> ExitCode {
     opts.hostname_file = Some(cli.hostname_file);
     opts.timesync_flag = cli.timesync_flag;
     opts.once = cli.once;
-    opts.retry_min = Duration::from_secs(cli.retry_min.max(1));
-    opts.retry_max = Duration::from_secs(cli.retry_max.max(cli.retry_min).max(1));
+    let second = Duration::from_secs(1);
+    opts.retry_min = cli.retry_min.get().max(second);
+    opts.retry_max = cli.retry_max.get().max(opts.retry_min);
 
     match cli.command.unwrap_or(Command::Run) {
         Command::Early => {

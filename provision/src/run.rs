@@ -488,7 +488,7 @@ fn revoked(data: &DataDir, marker: &Marker, token_without_reset: bool) -> Status
         None => marker.detail.clone(),
     };
     let seen = if marker.at > 0 {
-        format!("Seen on {}: {how}.", clock::human(marker.at))
+        format!("Seen on {}: {how}.", vantage_human::utc(marker.at))
     } else {
         format!("Seen by the node's agent: {how}.")
     };
@@ -694,7 +694,7 @@ fn healthy_identity(data: &DataDir) -> Result<NodeState, Option<String>> {
         if now >= clock::build_time() && now > cert.not_after {
             return Err(format!(
                 "the certificate expired on {}",
-                clock::human(cert.not_after)
+                vantage_human::utc(cert.not_after)
             ));
         }
         Ok(())
@@ -850,7 +850,7 @@ fn clock_status(now: i64, timesync_flag: &Path) -> Status {
             "The node's clock says {}, which cannot be right{synced}. A Raspberry Pi has no \
              battery-backed clock; the node waits until it has the time from the network \
              before it enrols, because secure connections need the right time.",
-            clock::human(now)
+            vantage_human::utc(now)
         ),
         todo: "make sure the node is connected to the Internet (cable, or the [wifi] settings \
                in vantage.toml) and that your network lets it reach time servers (NTP, UDP \
@@ -908,7 +908,7 @@ fn describe_tls(hub: &str, tls: &rustls::Error, clock_wrong: bool) -> Option<(St
     let rustls::Error::InvalidCertificate(cert) = tls else {
         return None;
     };
-    let now = clock::human(clock::now());
+    let now = vantage_human::utc(clock::now());
     let ntp = "make sure the node is connected and can reach time servers (NTP, UDP port 123); \
                the node sets its clock from them by itself.";
     let clock_note = if clock_wrong {
@@ -921,7 +921,7 @@ fn describe_tls(hub: &str, tls: &rustls::Error, clock_wrong: bool) -> Option<(St
             let from = match cert {
                 C::NotValidYetContext { not_before, .. } => format!(
                     " The certificate is valid from {}.",
-                    clock::human(unix(*not_before))
+                    vantage_human::utc(unix(*not_before))
                 ),
                 _ => String::new(),
             };
@@ -967,7 +967,7 @@ fn describe_tls(hub: &str, tls: &rustls::Error, clock_wrong: bool) -> Option<(St
 fn hub_cert_expired(hub: &str, cert: &rustls::CertificateError, now: &str) -> (String, String) {
     let when = match cert {
         rustls::CertificateError::ExpiredContext { not_after, .. } => {
-            format!(" on {}", clock::human(unix(*not_after)))
+            format!(" on {}", vantage_human::utc(unix(*not_after)))
         }
         _ => String::new(),
     };
@@ -1049,7 +1049,7 @@ mod tests {
             false,
         );
         assert!(
-            expired.contains("hub's certificate expired on 2025-11-24 19:40 UTC"),
+            expired.contains("hub's certificate expired on 2025-11-24T19:40:00Z"),
             "{expired}"
         );
         assert!(what(C::Expired, true).contains("which cannot be right"));

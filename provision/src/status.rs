@@ -83,12 +83,8 @@ impl Status {
     /// node so that an unchanged node does not rewrite its card on every
     /// boot (a revoked node says when it was revoked instead).
     pub fn render(&self, now: i64) -> String {
-        let when = if now < clock::build_time() {
-            "(the node's clock is not set yet)".to_owned()
-        } else {
-            clock::human(now)
-        };
         let body = match self {
+            // Final states: no "As of", nothing changes by itself any more.
             Status::Enrolled {
                 node_id,
                 hub,
@@ -96,35 +92,8 @@ impl Status {
                 channels,
                 note,
             } => {
-                let mut s = format!(
-                    "This node is enrolled as {node_id}.\n\
-                     Hub: {hub}\nCountry: {country}\nListening on: {}\n\n\
-                     Nothing to do: the node works on its own from now on.\n",
-                    channels.join(", ")
-                );
-                if let Some(n) = note {
-                    s.push_str(&format!("\nPlease note: {n}\n"));
-                }
+                let s = enrolled_text(node_id, hub, country, channels, note.as_deref());
                 return format!("vantage node: {}\n\n{s}", self.headline());
-            }
-            Status::Pending {
-                fingerprint,
-                hub,
-                why,
-                hub_says,
-            } => {
-                let note = hub_says
-                    .as_ref()
-                    .map(|m| format!("The hub says: {m}\n\n"))
-                    .unwrap_or_default();
-                format!(
-                    "{why}\n\n\
-                     Send this fingerprint to the administrator of {hub} and ask them to approve it:\n\n\
-                     {fingerprint}\n\n\
-                     {note}\
-                     The node keeps asking and starts working by itself once approved.\n\
-                     (Or put a token = \"...\" line in vantage.toml and restart the node.)\n"
-                )
             }
             Status::Revoked {
                 node_id,
@@ -132,40 +101,26 @@ impl Status {
                 seen,
                 token_without_reset,
             } => {
-                let node = if node_id.is_empty() {
-                    "This node".to_owned()
-                } else {
-                    format!("This node ({node_id})")
-                };
-                let reminder = if *token_without_reset {
-                    "\nThere is a token in vantage.toml, but no file named vantage-reset: the \
-                     node enrols again only with both.\n"
-                } else {
-                    ""
-                };
-                let s = format!(
-                    "{node} has been removed from its network: the operator of {hub} revoked \
-                     its certificate, and the hub no longer accepts it.\n\
-                     {seen}\n\n\
-                     The node has stopped working and stays stopped, also after a restart.\n\n\
-                     What to do:\n\
-                     - If you did not expect this, ask the operator of your network (the \
-                     administrator of {hub}) why; tell them this node's id.\n\
-                     - To enrol the node again, once they agree: put the new token they give you \
-                     in vantage.toml (token = \"...\"), put an empty file named vantage-reset \
-                     next to it on the boot partition, and start the node. It then enrols as a \
-                     new node, with a new id.\n\
-                     - Otherwise there is nothing to do; the card can be flashed with \
-                     something else.\n{reminder}"
-                );
+                let s = revoked_text(node_id, hub, seen, *token_without_reset);
                 return format!("vantage node: {}\n\n{s}", self.headline());
             }
+            Status::Pending {
+                fingerprint,
+                hub,
+                why,
+                hub_says,
+            } => pending_text(fingerprint, hub, why, hub_says.as_deref()),
             Status::Waiting { what, todo } => {
                 format!("{what}\n\nThe node keeps trying by itself. If this lasts: {todo}\n")
             }
             Status::Problem { what, todo } => {
                 format!("What went wrong:\n{what}\n\nWhat to do:\n{todo}\n")
             }
+        };
+        let when = if now < clock::build_time() {
+            "(the node's clock is not set yet)".to_owned()
+        } else {
+            vantage_human::utc(now)
         };
         format!("vantage node: {}\nAs of: {when}\n\n{body}", self.headline())
     }
@@ -220,6 +175,68 @@ impl Reporter {
         }
         atomic_write(&self.path, file_text.as_bytes(), 0o644)
     }
+}
+
+fn enrolled_text(
+    node_id: &str,
+    hub: &str,
+    country: &str,
+    channels: &[String],
+    note: Option<&str>,
+) -> String {
+    let mut s = format!(
+        "This node is enrolled as {node_id}.\n\
+         Hub: {hub}\nCountry: {country}\nListening on: {}\n\n\
+         Nothing to do: the node works on its own from now on.\n",
+        channels.join(", ")
+    );
+    if let Some(n) = note {
+        s.push_str(&format!("\nPlease note: {n}\n"));
+    }
+    s
+}
+
+fn pending_text(fingerprint: &str, hub: &str, why: &str, hub_says: Option<&str>) -> String {
+    let note = hub_says
+        .map(|m| format!("The hub says: {m}\n\n"))
+        .unwrap_or_default();
+    format!(
+        "{why}\n\n\
+         Send this fingerprint to the administrator of {hub} and ask them to approve it:\n\n\
+         {fingerprint}\n\n\
+         {note}\
+         The node keeps asking and starts working by itself once approved.\n\
+         (Or put a token = \"...\" line in vantage.toml and restart the node.)\n"
+    )
+}
+
+fn revoked_text(node_id: &str, hub: &str, seen: &str, token_without_reset: bool) -> String {
+    let node = if node_id.is_empty() {
+        "This node".to_owned()
+    } else {
+        format!("This node ({node_id})")
+    };
+    let reminder = if token_without_reset {
+        "\nThere is a token in vantage.toml, but no file named vantage-reset: the \
+         node enrols again only with both.\n"
+    } else {
+        ""
+    };
+    format!(
+        "{node} has been removed from its network: the operator of {hub} revoked \
+         its certificate, and the hub no longer accepts it.\n\
+         {seen}\n\n\
+         The node has stopped working and stays stopped, also after a restart.\n\n\
+         What to do:\n\
+         - If you did not expect this, ask the operator of your network (the \
+         administrator of {hub}) why; tell them this node's id.\n\
+         - To enrol the node again, once they agree: put the new token they give you \
+         in vantage.toml (token = \"...\"), put an empty file named vantage-reset \
+         next to it on the boot partition, and start the node. It then enrols as a \
+         new node, with a new id.\n\
+         - Otherwise there is nothing to do; the card can be flashed with \
+         something else.\n{reminder}"
+    )
 }
 
 #[cfg(test)]
@@ -280,7 +297,7 @@ mod tests {
         let s = Status::Revoked {
             node_id: "n-0011223344".into(),
             hub: "https://h:8443".into(),
-            seen: "Seen on 2026-01-01 10:00 UTC: the hub refused it.".into(),
+            seen: "Seen on 2026-01-01T10:00:00Z: the hub refused it.".into(),
             token_without_reset: false,
         };
         let t = s.render(clock::build_time());
@@ -290,7 +307,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("revoked its certificate"), "{t}");
-        assert!(t.contains("Seen on 2026-01-01 10:00 UTC"), "{t}");
+        assert!(t.contains("Seen on 2026-01-01T10:00:00Z"), "{t}");
         assert!(t.contains("ask the operator of your network"), "{t}");
         assert!(t.contains("vantage-reset") && t.contains("token"), "{t}");
         assert!(!t.contains("no file named vantage-reset"), "{t}");

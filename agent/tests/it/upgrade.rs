@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 const OWNER: &str = "[owner]\nallow_special_addresses = true\n";
 
 /// Certificates in a fixture outlive the tests that read it.
-const FIXTURE_DAYS: &str = "7300";
+const FIXTURE_LIFETIME: &str = "7300d";
 
 /// Serial 2 of the test policy: a2 stays, key 3 ("dave") joins, threshold 2.
 fn successor(hub: &Hub) -> Value {
@@ -40,15 +40,20 @@ fn make_fixture() {
         std::env::var("VANTAGE_FIXTURE_OUT")
             .expect("set VANTAGE_FIXTURE_OUT to an empty directory"),
     );
-    let mut hub = hub_with(&["--keepalive", "1s", "--node-cert-days", FIXTURE_DAYS]);
+    let mut hub = hub_with(&[
+        "--keepalive",
+        "1s",
+        "--node-cert-lifetime",
+        FIXTURE_LIFETIME,
+    ]);
     let (ok, _, err) = hub.cli(&[
         "server-cert",
         "--name",
         "localhost",
         "--name",
         "127.0.0.1",
-        "--days",
-        FIXTURE_DAYS,
+        "--lifetime",
+        FIXTURE_LIFETIME,
     ]);
     assert!(ok, "server-cert: {err}");
     let ops = out.join("operator");
@@ -58,8 +63,8 @@ fn make_fixture() {
         "ops",
         "--out",
         ops.to_str().unwrap(),
-        "--days",
-        FIXTURE_DAYS,
+        "--lifetime",
+        FIXTURE_LIFETIME,
     ]);
     assert!(ok, "operator issue: {err}");
     let op = hub.operator_from(&ops, "ops");

@@ -4,8 +4,9 @@
 use super::{ApiResult, Operator, Params, full, json, online};
 use crate::datadir::now;
 use crate::db::CertRole;
+use crate::hub::Hub;
 use crate::pki;
-use crate::server::{Hub, lock};
+use crate::sync::lock;
 use axum::extract::State;
 use axum::response::IntoResponse;
 use http::{StatusCode, header};
@@ -152,10 +153,10 @@ pub fn issue_operator(
     ca: &pki::Ca,
     db: &crate::db::Db,
     name: &str,
-    days: i64,
+    lifetime: std::time::Duration,
 ) -> anyhow::Result<(pki::Issued, String)> {
     vantage_proto::identity::validate_operator_name(name)?;
-    let (issued, key) = ca.issue_operator(name, days)?;
+    let (issued, key) = ca.issue_operator(name, lifetime)?;
     db.insert_cert(
         &issued.serial,
         CertRole::Operator,

@@ -3,8 +3,8 @@
 use super::{ApiError, ApiResult, Json, MAX_SMALL_BODY, Node, Peer, json, node_attrs};
 use crate::datadir::now;
 use crate::db::{Attrs, NodeRow, PendingCaps, PendingFull};
+use crate::hub::Hub;
 use crate::pki::{self, random_hex};
-use crate::server::Hub;
 use axum::Extension;
 use axum::extract::State;
 use http::StatusCode;
@@ -236,7 +236,7 @@ async fn issue_node(
     node_attrs(&id, &attrs)
         .validate()
         .map_err(|e| ApiError::bad("bad-attrs", format!("node attributes: {e}")))?;
-    let issued = hub.ca.issue_node(&id, key, hub.cfg.node_cert_days)?;
+    let issued = hub.ca.issue_node(&id, key, hub.cfg.node_cert_lifetime)?;
     let node = NodeRow {
         id,
         attrs,
@@ -301,7 +301,9 @@ pub(super) async fn renew(
     Json(rr): Json<RenewRequest, MAX_SMALL_BODY>,
 ) -> ApiResult {
     let key = pki::parse_csr(&rr.csr)?;
-    let issued = hub.ca.issue_node(&node_id, &key, hub.cfg.node_cert_days)?;
+    let issued = hub
+        .ca
+        .issue_node(&node_id, &key, hub.cfg.node_cert_lifetime)?;
     let id = node_id.clone();
     let node = hub
         .db(move |db| {

@@ -5,7 +5,7 @@ use super::{
 };
 use crate::datadir::now;
 use crate::db::NodeRow;
-use crate::server::Hub;
+use crate::hub::Hub;
 use axum::extract::State;
 use http::StatusCode;
 use serde_json::{Value, json};

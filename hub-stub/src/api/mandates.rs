@@ -8,7 +8,7 @@ use super::jobs::refused;
 use super::{ApiError, ApiResult, Body, Known, MAX_SMALL_BODY, Operator, json};
 use crate::datadir::now;
 use crate::db::MandateCount;
-use crate::server::Hub;
+use crate::hub::Hub;
 use axum::extract::State;
 use http::StatusCode;
 use serde_json::json;

@@ -11,6 +11,7 @@ mod nodes;
 mod openapi;
 mod policy;
 mod results;
+mod stream;
 mod subscribe;
 
 pub use admin::issue_operator;
@@ -19,8 +20,8 @@ pub use openapi::ApiDoc;
 
 use crate::datadir::now;
 use crate::db::{Attrs, DbError, NodeRow};
+use crate::hub::{Caller, Hub};
 use crate::pki;
-use crate::server::{Caller, Hub};
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
@@ -37,7 +38,6 @@ use std::time::Instant;
 use vantage_proto::api::ErrorBody;
 use vantage_proto::channel::NodeAttrs;
 use vantage_proto::identity::Role;
-use vantage_proto::sse::Event;
 
 /// The response type of every handler.
 pub type Resp = axum::response::Response;
@@ -153,13 +153,6 @@ pub fn json(status: StatusCode, v: &impl serde::Serialize) -> Resp {
         full(body),
     )
         .into_response()
-}
-
-/// An SSE frame carrying one envelope: `{"id","channel","time","payload"}`.
-pub fn event_frame(seq: u64, channel: &str, time: i64, payload: &str) -> Bytes {
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(time.max(0) as u64);
-    let data = vantage_proto::envelope::Envelope::encode(seq, channel, at, payload);
-    Bytes::from(Event::message(seq.to_string(), data).encode())
 }
 
 // ---- the router ----
@@ -391,7 +384,7 @@ async fn require_known(hub: &Arc<Hub>, caller: &Caller) -> Result<Role, ApiError
 async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<String>) {
     let (node, addr) = (node.to_string(), peer.ip().to_string());
     if version.is_none() {
-        crate::server::lock(&hub.seen).insert(node, addr);
+        crate::sync::lock(&hub.seen).insert(node, addr);
         return;
     }
     if let Err(e) = hub
@@ -531,27 +524,4 @@ fn online(hub: &Hub, n: &NodeRow) -> bool {
     hub.is_present(&n.id)
         || n.last_seen
             .is_some_and(|t| now() - t <= hub.cfg.online_window.as_secs() as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vantage_proto::envelope::Envelope;
-    use vantage_proto::sse::{Decoder, Frame};
-
-    #[test]
-    fn event_frames_carry_protocol_envelopes() {
-        let job = serde_json::json!({"job": {"v": 1, "id": "j1"}, "signatures": [{"key_id": "00", "sig": "AA=="}]});
-        let frame = event_frame(42, "cc.DE", 1_343_000_000, &job.to_string());
-        let mut dec = Decoder::new(1 << 16, 1 << 20);
-        let frames = dec.feed(&frame);
-        let [Ok(Frame::Event(ev))] = frames.as_slice() else {
-            panic!("one event expected: {frames:?}")
-        };
-        assert_eq!(ev.id.as_deref(), Some("42"));
-        let env = Envelope::from_json(&ev.data).unwrap();
-        assert_eq!((env.id, env.channel.as_str()), (42, "cc.DE"));
-        assert_eq!(env.time, "Sun, 22 Jul 2012 23:33:20 GMT");
-        assert_eq!(serde_json::to_value(&env.payload).unwrap(), job);
-    }
 }

@@ -5,7 +5,8 @@ use super::{ApiError, ApiResult, Json, MAX_SMALL_BODY, Node, Operator, Peer, Seg
 use super::{node_attrs, online, touch};
 use crate::datadir::now;
 use crate::db::{NodeRow, PendingRow};
-use crate::server::{Hub, lock};
+use crate::hub::Hub;
+use crate::sync::lock;
 use axum::Extension;
 use axum::extract::State;
 use http::StatusCode;
@@ -33,7 +34,7 @@ pub(super) async fn heartbeat(
     hub.policy.note_reported(&node, hb.policy_serial);
     let h = {
         let mut health = lock(&hub.health);
-        let h = crate::server::NodeHealth::from_heartbeat(&hb, now(), health.get(&node));
+        let h = crate::hub::NodeHealth::from_heartbeat(&hb, now(), health.get(&node));
         health.insert(node.clone(), h.clone());
         h
     };
@@ -225,14 +226,14 @@ mod tests {
             sample: Some("unreadable message: a\nb\r\u{1b}[2J".into()),
             ..Default::default()
         });
-        let h = crate::server::NodeHealth::from_heartbeat(&hb, 7, None);
+        let h = crate::hub::NodeHealth::from_heartbeat(&hb, 7, None);
         assert_eq!(
             h.refused.unwrap().sample.unwrap(),
             "unreadable message: a b [2J"
         );
         let e = h.last_error.unwrap();
         assert!(e.starts_with("HTTP 502: <html> <body>xx"), "{e}");
-        assert_eq!(e.chars().count(), crate::server::MAX_LAST_ERROR);
+        assert_eq!(e.chars().count(), crate::hub::MAX_LAST_ERROR);
         assert_eq!((h.outbox_depth, h.reported), (3, 7));
     }
 }

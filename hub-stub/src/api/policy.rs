@@ -4,7 +4,7 @@
 use super::{ApiError, ApiResult, Body, Known, Operator, json};
 use crate::datadir::now;
 use crate::governance::{MAX_POLICY_BODY, RotateError};
-use crate::server::Hub;
+use crate::hub::Hub;
 use axum::extract::State;
 use http::StatusCode;
 use serde_json::json;

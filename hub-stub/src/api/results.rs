@@ -4,7 +4,7 @@ use super::{
     ApiError, ApiResult, Body, Node, Operator, Params, Peer, Seg, json, node_attrs, touch,
 };
 use crate::datadir::now;
-use crate::server::{Hub, ResultEvent};
+use crate::hub::{Hub, ResultEvent};
 use axum::Extension;
 use axum::extract::State;
 use http::{HeaderMap, StatusCode};
@@ -175,7 +175,7 @@ pub(super) async fn of_job(
     headers: HeaderMap,
 ) -> ApiResult {
     match q.get("format").map(String::as_str) {
-        None | Some("json") => crate::stream::job_results(hub, id, &headers, &q).await,
+        None | Some("json") => super::stream::job_results(hub, id, &headers, &q).await,
         Some("atlas") => atlas_results(&hub, &id).await,
         Some(other) => Err(ApiError::bad(
             "unknown-format",
@@ -202,7 +202,7 @@ async fn atlas_results(hub: &Arc<Hub>, id: &str) -> ApiResult {
     let addresses: std::collections::HashMap<String, Option<String>> =
         nodes.into_iter().map(|n| (n.id, n.address)).collect();
     let mut out = Vec::new();
-    for row in crate::stream::stored_results(hub, id).await? {
+    for row in super::stream::stored_results(hub, id).await? {
         let Ok(r) = serde_json::from_str::<ProbeResult>(&row.body) else {
             continue;
         };

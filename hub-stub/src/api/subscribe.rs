@@ -1,7 +1,7 @@
 //! A node's subscription to its channels (the job log as an event stream).
 
 use super::{ApiError, ApiResult, Node, Params, Peer, Seg, node_attrs, touch};
-use crate::server::{Caller, Hub};
+use crate::hub::{Caller, Hub};
 use axum::Extension;
 use axum::extract::State;
 use http::HeaderMap;
@@ -43,7 +43,7 @@ pub(super) async fn subscribe(
         } => (serial, not_after),
         _ => (String::new(), 0),
     };
-    crate::stream::subscribe(hub, node, cert, channels, &headers, &q).await
+    super::stream::subscribe(hub, node, cert, channels, &headers, &q).await
 }
 
 async fn subscription_channels(

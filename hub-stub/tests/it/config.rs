@@ -117,3 +117,55 @@ fn bad_settings_stop_the_hub_with_a_clear_error() {
         assert!(stderr(&o).contains(want), "{}", stderr(&o));
     }
 }
+
+/// Seconds from now to the `not_after` of `operator issue --json`'s answer.
+fn issued_for(o: &Output) -> i64 {
+    assert!(o.status.success(), "{}", stderr(o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    v["not_after"].as_i64().unwrap() - now
+}
+
+#[test]
+fn lifetimes_are_durations_and_the_old_day_counts_still_work() {
+    let (dir, file) = setup("");
+    let d = dir.path();
+    let out = d.join("op");
+    let out = out.to_str().unwrap();
+    let issue = |name: &str, lifetime: &[&str]| {
+        let args = [
+            &[
+                "--config", &file, "operator", "issue", name, "--out", out, "--json",
+            ][..],
+            lifetime,
+        ]
+        .concat();
+        run(d, &args, &[])
+    };
+    let hours = issue("new", &["--lifetime", "12h"]);
+    assert!((12 * 3600 - 60..=12 * 3600).contains(&issued_for(&hours)));
+    assert!(!stderr(&hours).contains("deprecated"), "{}", stderr(&hours));
+    let days = issue("old", &["--days", "2"]);
+    assert!((2 * 86_400 - 60..=2 * 86_400).contains(&issued_for(&days)));
+    assert!(
+        stderr(&days).contains("--days is deprecated; write --lifetime 2d"),
+        "{}",
+        stderr(&days)
+    );
+    let server = run(
+        d,
+        &[
+            "--config",
+            &file,
+            "server-cert",
+            "--name",
+            "localhost",
+            "--days=10",
+        ],
+        &[],
+    );
+    assert!(server.status.success(), "{}", stderr(&server));
+}

@@ -587,7 +587,7 @@ fn damaged_key_is_replaced_before_enrolling() {
 #[test]
 fn expired_certificate_makes_the_node_ask_again() {
     // Certificates that expire the moment they are issued.
-    let hub = hub_with(&["--node-cert-days", "0"]);
+    let hub = hub_with(&["--node-cert-lifetime", "0s"]);
     let node = Node::new(&hub.ca_path());
     node.write_config(&settings(&hub.url, Some(&hub.token(&["--country", "DE"]))));
     assert_eq!(node.run_once().status.code(), Some(0));

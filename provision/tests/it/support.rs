@@ -85,7 +85,9 @@ impl Node {
             .arg(self.dir.path().join("etc/hostname"))
             .arg("--timesync-flag")
             .arg(self.dir.path().join("timesync-synchronized"))
-            .args(["--retry-min", "1", "--retry-max", "2"])
+            // One delay in the duration form, one in the bare seconds of
+            // earlier versions: both must keep working.
+            .args(["--retry-min", "1s", "--retry-max", "2"])
             .env_remove(vantage_node::fault::ENV)
             .stdin(Stdio::null());
         cmd

@@ -1,9 +1,10 @@
 //! Event streams: a node's subscription (SSE or long-poll) with catch-up from
 //! the job log and explicit gap events, and operators following results.
 
-use crate::api::{Resp, event_frame, full, json};
+use crate::api::{Resp, full, json};
 use crate::datadir::now;
-use crate::server::{Hub, Published};
+use crate::hub::event_frame;
+use crate::hub::{Hub, Published};
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode, header};
 use hyper::body::{Body, Frame};

@@ -1,0 +1,4 @@
+//! `vantage-codecheck`: see the library.
+fn main() -> std::process::ExitCode {
+    vantage_codecheck::cli::run()
+}
