@@ -6,12 +6,13 @@
 #   SOURCES=upstream    Buildroot's own downloads (needs Internet); the Pi boards' default
 #   SOURCES=registries  every source from package registries and the frozen mirror
 #                       (image/sources/, docs/images.md "Sources"); qemu_aarch64's default.
-#                       rpi3, rpi4 and rpi0w too: Buildroot builds a root file system
-#                       with Debian's cross toolchain (rpi3/rpi4: qemu_aarch64's, the same
-#                       output; rpi0w: armel_rootfs's), and the Pi card gets Debian's
+#                       rpi3, rpi4, rpi5 and rpi0w too: Buildroot builds a root file system
+#                       with Debian's cross toolchain (rpi3/rpi4/rpi5: qemu_aarch64's, the
+#                       same output; rpi0w: armel_rootfs's), and the Pi card gets Debian's
 #                       kernel, its modules, an initramfs and the Wi-Fi firmware
-#                       (board/vantage/debian-kernel/). rpi3 and rpi4 give the same card
-#                       (Pi 3 B/B+, Zero 2 W, Pi 4, Pi 400); rpi0w's boots Pi Zero, Zero W, 1
+#                       (board/vantage/debian-kernel/), and is checked (image/card-check.sh).
+#                       rpi3 and rpi4 give the same card (Pi 3 B/B+, Zero 2 W, Pi 4, Pi 400);
+#                       rpi5's boots the Pi 5 B, rpi0w's Pi Zero, Zero W, 1
 #   KERNEL              qemu_aarch64 only: the arm64 kernel that goes onto the card
 #   BUILDROOT_DIR       an existing tree of the pinned release (skips fetching it)
 #   BUILDROOT_TARBALL   the pinned release as a tarball (default: ../shared/buildroot/
@@ -48,27 +49,24 @@ fi
 SOURCES=${SOURCES:-upstream}
 # The Buildroot configuration that builds this board's root file system: its
 # own, except for the Pi cards from registries, whose root file system is
-# that of the Debian architecture's card (debian-kernel/<arch>/card.conf).
+# that of their card's directory (debian-kernel/<card>/card.conf), as is the
+# Debian architecture of the toolchain.
 br_board=$BOARD
 debarch=
 card=
 case $SOURCES in
   upstream) ;;
   registries)
+    # The card directory whose card.conf lists the board (PI_BOARDS).
     case $BOARD in
-      qemu_aarch64|rpi3|rpi4) debarch=arm64 ;;
-      rpi0w) debarch=armel ;;
-      *)
-        echo "error: SOURCES=registries builds BOARD=qemu_aarch64, rpi3, rpi4 and rpi0w only. $BOARD needs" >&2
-        echo "       a kernel that boots the Pi 5 (BCM2712) from its SD card: Debian 12's has no BCM2712" >&2
-        echo "       support, Debian 13's no SD driver for it; trixie-backports' has (not wired yet)." >&2
-        echo "       Build $BOARD with Internet access (SOURCES=upstream); docs/images.md, 'Pi 5 from registries'." >&2
-        exit 64 ;;
+      qemu_aarch64) debarch=arm64 ;;
+      *) card=$(cd image/buildroot/board/vantage/debian-kernel && grep -lE "^PI_BOARDS=\"(.* )?$BOARD( .*)?\"$" ./*/card.conf | cut -d/ -f2) ;;
     esac
-    if [ "$BOARD" != qemu_aarch64 ]; then
-      card=$debarch
-      [ -z "${KERNEL:-}" ] || { echo "error: KERNEL is for BOARD=qemu_aarch64; the $BOARD card takes the kernel pinned in image/buildroot/board/vantage/debian-kernel/$card/sources.tsv" >&2; exit 64; }
-      br_board=$(sed -n 's/^ROOTFS_BOARD=//p' "image/buildroot/board/vantage/debian-kernel/$card/card.conf")
+    if [ -n "$card" ]; then
+      conf=image/buildroot/board/vantage/debian-kernel/$card/card.conf
+      [ -z "${KERNEL:-}" ] || { echo "error: KERNEL is for BOARD=qemu_aarch64; the $BOARD card takes the kernel pinned in ${conf%card.conf}sources.tsv" >&2; exit 64; }
+      br_board=$(sed -n 's/^ROOTFS_BOARD=//p' "$conf")
+      debarch=$(sed -n 's/^DEB_ARCH=//p' "$conf")
     fi ;;
   *) echo "error: SOURCES must be upstream or registries" >&2; usage ;;
 esac
@@ -152,8 +150,10 @@ if [ "$SOURCES" = registries ]; then
     mkdir -p "$out/$BOARD"
     kx=$(mktemp -d)
     dpkg-deb -x "$kdeb" "$kx"
-    cp "$kx"/boot/vmlinuz-* "$out/$BOARD/.vmlinuz"
+    # boot/vmlinuz-VERSION; usr/lib/modules/VERSION/vmlinuz in Debian's split 7.x packages.
+    find "$kx" -path '*/boot/vmlinuz-*' -o -path '*/lib/modules/*/vmlinuz' | head -1 | xargs -I{} cp {} "$out/$BOARD/.vmlinuz"
     rm -rf "$kx"
+    [ -s "$out/$BOARD/.vmlinuz" ] || { echo "error: no kernel image in $kdeb" >&2; exit 1; }
     export VANTAGE_KERNEL=$out/$BOARD/.vmlinuz
   fi
   if [ ! -f "$src/local.mk" ]; then
@@ -229,6 +229,8 @@ if [ "$br_board" != "$BOARD" ]; then
     image/buildroot/board/vantage/debian-kernel/assemble.sh "$card" "$obj/images" "$BOARD" "$obj/card-$BOARD"
   cp "$obj/card-$BOARD/images/sdcard.img" "$obj/card-$BOARD/images/sdcard.img.sha256" "$out/$BOARD/"
   rm -rf "$obj/card-$BOARD" "${VANTAGE_KERNEL:-}"
+  say "checking the $BOARD card (image/card-check.sh)"
+  IMG=$out/$BOARD/sdcard.img image/card-check.sh
 else
   cp "$obj/images/sdcard.img" "$obj/images/sdcard.img.sha256" "$out/$BOARD/"
 fi

@@ -6,6 +6,8 @@
 #    defconfig or script names exists (Buildroot's own paths too, when
 #    BUILDROOT_DIR points at a checkout or git directory of the pinned release);
 #  - with BUILDROOT_DIR: every BR2_ option of the defconfigs exists there;
+#  - the Pi cards from registries (debian-kernel/<card>/): config.txt, cmdline.txt,
+#    pinned packages, module lists (a built card: image/card-check.sh);
 #  - shellcheck on every script;
 #  - the package installs exactly the binaries and units the overlay's units use,
 #    with the same user id as sysusers.d and the boot mount;
@@ -28,16 +30,13 @@ declare -A ARCH=([rpi0w]=BR2_arm=y [rpi3]=BR2_aarch64=y [rpi4]=BR2_aarch64=y [rp
 # Pi board it is without the Pi kernel (its defconfig may differ in nothing else).
 declare -A BOARD_DIR=([armel_rootfs]=debian-kernel/armel)
 declare -A PI_BOARD=([qemu_aarch64]=rpi3 [armel_rootfs]=rpi0w)
-# The Pi cards from registries (debian-kernel/<arch>/) and the boards built for them.
-DEBIAN_ARCHES=(arm64 armel)
+# The Pi cards from registries (debian-kernel/<card>/).
+CARDS=(arm64 armel rpi5)
 BUILDROOT_TAG=$(sed -n 's/^BUILDROOT_VERSION=//p' image/build-image.sh)
 MAX_EXPOSURE=${MAX_EXPOSURE:-2.0}
 
-passed=0 failed=0 skipped=0
-ok() { echo "ok   $*"; passed=$((passed + 1)); }
-bad() { echo "FAIL $*"; failed=$((failed + 1)); }
-skip() { echo "SKIP $*"; skipped=$((skipped + 1)); }
-check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+# shellcheck source=image/card-lib.sh
+. image/card-lib.sh
 work=$(mktemp -d)
 loopdev=
 cleanup() { [ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null; rm -rf "$work"; }
@@ -145,9 +144,15 @@ for s in "$BR"/board/vantage/*.sh "$BR"/board/vantage/*/*.sh "$OV"/usr/libexec/v
 
 echo "== Pi cards from registries ($BR/board/vantage/debian-kernel)"
 DK=$BR/board/vantage/debian-kernel
-declare -A CARD_LINES=([arm64]='arm_64bit=1|kernel=Image' [armel]='kernel=zImage')
-declare -A CARD_CONSOLE=([arm64]='console=ttyS1,115200' [armel]='console=ttyAMA0,115200 console=ttyS1,115200')
-for a in "${DEBIAN_ARCHES[@]}"; do
+declare -A CARD_LINES=([arm64]='arm_64bit=1|kernel=Image' [armel]='kernel=zImage' [rpi5]='arm_64bit=1|kernel=Image')
+# The serial console: the Pi 3/4's and Zero W's mini UART, the Pi Zero/1's PL011,
+# the Pi 5's debug UART.
+declare -A CARD_CONSOLE=([arm64]='console=ttyS1,115200' [armel]='console=ttyAMA0,115200 console=ttyS1,115200'
+                         [rpi5]='console=ttyAMA10,115200')
+# Drivers without which the card cannot mount its root (the SD controller where
+# it is a module): the initramfs must load them.
+declare -A CARD_SD=([arm64]='bcm2835 sdhci-iproc' [armel]='' [rpi5]='sdhci-brcmstb')
+for a in "${CARDS[@]}"; do
   d=$DK/$a
   IFS='|' read -ra lines <<<"${CARD_LINES[$a]}"
   for l in "${lines[@]}" 'upstream_kernel=1' 'enable_uart=1' 'initramfs initrd.img followkernel'; do
@@ -156,8 +161,16 @@ for a in "${DEBIAN_ARCHES[@]}"; do
   check "debian-kernel $a cmdline.txt: root by label, read-only, ${CARD_CONSOLE[$a]}" \
     grep -qE "(^| )root=LABEL=rootfs .*(^| )ro .*${CARD_CONSOLE[$a]}" "$d/cmdline.txt"
   check "debian-kernel $a sources.tsv: every row a Debian package pinned by SHA-256" \
-    awk -F'\t' '!/^#/ { n++; if (NF != 7 || $3 !~ /\.deb$/ || length($4) != 64 || $4 ~ /[^0-9a-f]/ || $5 !~ /^deb:/) exit 1 } END { exit n == 4 ? 0 : 1 }' "$d/sources.tsv"
-  check "debian-kernel $a sources.tsv has one kernel row" test "$(awk -F'\t' '$2 == "kernel"' "$d/sources.tsv" | wc -l)" -eq 1
+    awk -F'\t' '!/^#/ { n++; if (NF != 7 || $3 !~ /\.deb$/ || length($4) != 64 || $4 ~ /[^0-9a-f]/ || $5 !~ /^deb:/) exit 1 } END { exit n >= 4 ? 0 : 1 }' "$d/sources.tsv"
+  for use in kernel firmware wifi initramfs; do
+    check "debian-kernel $a sources.tsv has one $use row" test "$(awk -F'\t' -v u=$use '$2 == u' "$d/sources.tsv" | wc -l)" -eq 1
+  done
+  for m in ${CARD_SD[$a]}; do
+    check "debian-kernel $a modules.initramfs loads the SD controller's $m" grep -qx "$m" "$d/modules.initramfs"
+  done
+  deb_arch=$(sed -n 's/^DEB_ARCH=//p' "$d/card.conf")
+  check "debian-kernel $a card.conf: Debian architecture $deb_arch, whose toolchain image/sources/$deb_arch.fragment names" \
+    test -f "image/sources/$deb_arch.fragment"
   for l in modules.initramfs modules.rootfs; do
     check "debian-kernel $a $l names modules" grep -qv -e '^#' -e '^$' "$d/$l"
   done
@@ -167,6 +180,14 @@ for a in "${DEBIAN_ARCHES[@]}"; do
   check "debian-kernel $a card.conf: its KERNEL_FILE is config.txt's kernel=" \
     grep -qx "kernel=$(sed -n 's/^KERNEL_FILE=//p' "$d/card.conf")" "$d/config.txt"
 done
+for b in "${BOARDS[@]}"; do
+  case $b in
+    rpi*) check "board $b is in one card.conf's PI_BOARDS" \
+      test "$(grep -lE "^PI_BOARDS=\"(.* )?$b( .*)?\"$" "$DK"/*/card.conf | wc -l)" -eq 1 ;;
+  esac
+done
+check "every card directory of $DK is checked here (${CARDS[*]})" \
+  test "$(find "$DK" -mindepth 2 -maxdepth 2 -name card.conf | wc -l)" -eq ${#CARDS[@]}
 check "shellcheck $DK/initramfs-init" shellcheck -s sh "$DK/initramfs-init"
 check "$DK/initramfs-init is executable" test -x "$DK/initramfs-init"
 
@@ -268,31 +289,7 @@ else
 fi
 img=$bin/sdcard.img
 if [ -f "$img" ]; then
-  check "sdcard.img.sha256 matches" bash -c "cd '$bin' && sha256sum -c --quiet sdcard.img.sha256"
-  layout=$(sfdisk --json "$img")
-  check "three MBR partitions: FAT (0xc, bootable), Linux, Linux" python3 -c '
-import json, sys
-t = json.loads(sys.argv[1])["partitiontable"]
-p = t["partitions"]
-assert t["label"] == "dos" and [x["type"] for x in p] == ["c", "83", "83"], p
-assert p[0].get("bootable"), p[0]
-assert p[0]["start"] + p[0]["size"] <= p[1]["start"] and p[1]["start"] + p[1]["size"] <= p[2]["start"]
-' "$layout"
-  part() { python3 -c 'import json,sys; p=json.loads(sys.argv[1])["partitiontable"]["partitions"][int(sys.argv[2])]; print(p["start"]*512, p["size"]*512)' "$layout" "$1"; }
-  read -r off size < <(part 0)
-  dd if="$img" of="$work/boot.vfat" bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$size" status=none
-  check "boot partition label VANTAGEBOOT" bash -c "MTOOLS_SKIP_CHECK=1 mlabel -s -i '$work/boot.vfat' :: | grep -q VANTAGEBOOT"
-  listing=$(MTOOLS_SKIP_CHECK=1 mdir -b -i "$work/boot.vfat" ::/ | sed 's|^::/||')
-  for f in config.txt cmdline.txt vantage.toml.example Image bcm2711-rpi-4-b.dtb start4.elf; do
-    check "boot partition has $f" grep -qx "$f" <<<"$listing"
-  done
-  check "the volunteer's example names the image's hub" bash -c \
-    "MTOOLS_SKIP_CHECK=1 mtype -i '$work/boot.vfat' ::/vantage.toml.example | grep -qx 'hub = \"https://hub.example.org:8443\"'"
-  read -r off size < <(part 2)
-  dd if="$img" of="$work/data.ext4" bs=1M iflag=skip_bytes,count_bytes skip="$off" count="$size" status=none
-  info=$(dumpe2fs -h "$work/data.ext4" 2>/dev/null)
-  check "data partition: ext4 labelled vantage-data" grep -qE '^Filesystem volume name: +vantage-data$' <<<"$info"
-  check "data partition root owned by 640:640" bash -c "debugfs -R 'stat /' '$work/data.ext4' 2>/dev/null | grep -qE 'User: +640 +Group: +640'"
+  card_layout "$img" "$work" https://hub.example.org:8443 config.txt cmdline.txt vantage.toml.example Image bcm2711-rpi-4-b.dtb start4.elf
 
   echo "== first boot: vantage-grow-data on a loop device"
   cp "$img" "$work/card.img"

@@ -1,5 +1,5 @@
 # Raspberry Pi binaries and SD-card images (docs/images.md).
-.PHONY: agent agent-check image image-check image-cold-check pi-boot-check deps-cross deps-image deps-buildroot
+.PHONY: agent agent-check image image-check card-check image-cold-check pi-boot-check deps-cross deps-image deps-buildroot
 
 CROSS ?= cargo
 BOARD ?=
@@ -21,8 +21,11 @@ agent: ## static agent + provisioning binaries for both Pi targets in out/bin/<t
 agent-check: agent ## checks of make agent's output: static, architecture, QEMU self-test on Pi CPUs, size budget
 	@bash scripts/cross/check.sh
 
-image: ## SD-card image: make image BOARD=rpi0w|rpi3|rpi4|rpi5|qemu_aarch64 HUB_URL=https://... NETWORK_CA=ca.pem POLICY=policy.json [SOURCES=upstream|registries] [KERNEL=...]
+image: ## SD-card image (Pi cards from registries are then checked by card-check): make image BOARD=rpi0w|rpi3|rpi4|rpi5|qemu_aarch64 HUB_URL=https://... NETWORK_CA=ca.pem POLICY=policy.json [SOURCES=upstream|registries] [KERNEL=...]
 	@BOARD=$(BOARD) HUB_URL=$(HUB_URL) NETWORK_CA=$(NETWORK_CA) POLICY=$(POLICY) SOURCES=$(SOURCES) KERNEL=$(KERNEL) bash image/build-image.sh
+
+card-check: ## check a Pi card built from registries without booting it (layout, kernel, device trees, initramfs, modules): BOARD=rpi3|rpi4|rpi5|rpi0w [IMG=... HUB_URL=...]
+	@BOARD=$(BOARD) IMG=$(IMG) HUB_URL=$(HUB_URL) bash image/card-check.sh
 
 image-cold-check: deps-buildroot ## the QEMU image from an empty cache (sources, toolchain, Buildroot): time and disk of a cold build
 	@bash image/cold-check.sh

@@ -3,11 +3,13 @@
 # built for the card's architecture (the Pi board without the Pi kernel tree and
 # Wi-Fi firmware, which no registry serves) plus what the Pi needs from Debian's
 # binary packages. Everything that differs between the cards is in a directory
-# per Debian architecture beside this script:
+# per card beside this script:
 #   arm64/  BOARD=rpi3|rpi4 on qemu_aarch64's root file system (Pi 3, Zero 2 W, 4, 400)
 #   armel/  BOARD=rpi0w on armel_rootfs's root file system (Pi Zero, Zero W, 1)
-# each with sources.tsv (the pinned packages), card.conf (kernel name, device
-# trees, firmware files), config.txt, cmdline.txt, modules.initramfs, modules.rootfs.
+#   rpi5/   BOARD=rpi5 on qemu_aarch64's root file system (Pi 5 B), Debian 13's backports kernel
+# each with sources.tsv (the pinned packages), card.conf (root file system, Debian
+# architecture, kernel name, device trees, firmware files), config.txt, cmdline.txt,
+# modules.initramfs, modules.rootfs.
 #   boot partition  Debian's kernel, its mainline Pi device trees, an initramfs
 #                   (static busybox + the modules needed before root, e.g. ext4),
 #                   extra firmware files, config.txt/cmdline.txt;
@@ -15,23 +17,23 @@
 #                   Wi-Fi chips' firmware, written into a copy of rootfs.ext4;
 #                   os-release names the board.
 # The card is laid out by the shared post-image.sh, like every board's.
-#   assemble.sh ARCH IMAGES_DIR BOARD WORK_DIR
-# ARCH: arm64 or armel; IMAGES_DIR: Buildroot's images/ of card.conf's
+#   assemble.sh CARD IMAGES_DIR BOARD WORK_DIR
+# CARD: arm64, armel or rpi5; IMAGES_DIR: Buildroot's images/ of card.conf's
 # ROOTFS_BOARD output (left unchanged); the card ends up in WORK_DIR/images/sdcard.img.
 # Environment: VANTAGE_STORE (the content store fetch-debs.sh filled),
 # VANTAGE_SETTINGS (the hub settings post-image.sh reads), PATH with genimage.
 set -euo pipefail
 top=$(cd "$(dirname "$0")" && pwd)
-usage="usage: assemble.sh ARCH IMAGES_DIR BOARD WORK_DIR"
-arch=${1:?$usage}
+usage="usage: assemble.sh CARD IMAGES_DIR BOARD WORK_DIR"
+card=${1:?$usage}
 images=${2:?$usage}
 board=${3:?$usage}
 work=${4:?$usage}
-here=$top/$arch
+here=$top/$card
 store=${VANTAGE_STORE:?VANTAGE_STORE must name the store fetch-debs.sh filled}
 : "${VANTAGE_SETTINGS:?VANTAGE_SETTINGS must name the hub settings directory}"
 die() { echo "assemble: $*" >&2; exit 1; }
-[ -f "$here/card.conf" ] || die "no card for architecture '$arch' ($here/card.conf)"
+[ -f "$here/card.conf" ] || die "no card '$card' ($here/card.conf)"
 # shellcheck source-path=SCRIPTDIR source=arm64/card.conf
 . "$here/card.conf"
 for f in rootfs.ext4 rpi-firmware/bootcode.bin rpi-firmware/start.elf rpi-firmware/fixup.dat rpi-firmware/vantage.toml.example; do
@@ -158,10 +160,16 @@ for f in $FIRMWARE_FILES; do
 done
 cp "$here/config.txt" "$here/cmdline.txt" "$bin/rpi-firmware/"
 grep -qx "kernel=$KERNEL_FILE" "$here/config.txt" || die "$here/config.txt does not boot kernel=$KERNEL_FILE (card.conf)"
-cp "$deb/boot/vmlinuz-$kver" "$bin/$KERNEL_FILE"
+# The kernel and its device trees: in boot/ and usr/lib/linux-image-VERSION/ of
+# Debian 12's and 13's linux-image packages, in usr/lib/modules/VERSION/ of the
+# split linux-binary and linux-base packages of Debian's 7.x kernels.
+vmlinuz=$deb/boot/vmlinuz-$kver dtbs=$deb/usr/lib/linux-image-$kver
+[ -f "$vmlinuz" ] || vmlinuz=$kbase/lib/modules/$kver/vmlinuz
+[ -d "$dtbs" ] || dtbs=$kbase/lib/modules/$kver/dtb
+cp "$vmlinuz" "$bin/$KERNEL_FILE" || die "no kernel image of $kver in the packages"
 mv "$bin/initrd.img" "$bin/rpi-firmware/initrd.img"
 for d in $DTBS; do
-  cp "$deb/usr/lib/linux-image-$kver/$DTB_DIR/$d.dtb" "$bin/" || die "kernel $kver has no $DTB_DIR/$d.dtb"
+  cp "$dtbs/$DTB_DIR/$d.dtb" "$bin/" || die "kernel $kver has no $DTB_DIR/$d.dtb"
 done
 echo "$kver" > "$work/kernel-version"
 

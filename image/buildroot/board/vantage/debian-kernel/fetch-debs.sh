@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Puts every Debian binary package of a Pi card's table (ARCH/sources.tsv beside
+# Puts every Debian binary package of a Pi card's table (CARD/sources.tsv beside
 # this script) into the content-addressed store STORE/<sha256>, like
 # image/sources/fetch.sh does for the Buildroot inputs, and prints nothing but
 # progress and errors.
-#   fetch-debs.sh STORE ARCH      ARCH: Debian's name, arm64 or armel
+#   fetch-debs.sh STORE CARD      CARD: arm64, armel or rpi5 (its card.conf names
+#                                 the Debian architecture, DEB_ARCH)
 # Where a package comes from, in order: the store itself (kept from an earlier
 # run, even after the archive dropped it), the frozen mirror (VANTAGE_BR_MIRROR,
-# by file name), then Debian for ARCH through a private apt state.
+# by file name), then Debian for DEB_ARCH through a private apt state.
 # Why not image/sources/fetch.sh: that script (arch "all", component main only)
 # is part of the cache key of every registries Buildroot output; extending it
 # would rebuild Buildroot from scratch (25-100 min) for a change that does not
@@ -14,10 +15,12 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../../../../.." && pwd)
-store=${1:?usage: fetch-debs.sh STORE ARCH}
-arch=${2:?usage: fetch-debs.sh STORE ARCH}
-table=$here/$arch/sources.tsv
-[ -f "$table" ] || { echo "debs: no table $table (architecture '$arch')" >&2; exit 1; }
+store=${1:?usage: fetch-debs.sh STORE CARD}
+card=${2:?usage: fetch-debs.sh STORE CARD}
+table=$here/$card/sources.tsv
+[ -f "$table" ] || { echo "debs: no table $table (card '$card')" >&2; exit 1; }
+arch=$(sed -n 's/^DEB_ARCH=//p' "$here/$card/card.conf")
+[ -n "$arch" ] || { echo "debs: $here/$card/card.conf names no DEB_ARCH" >&2; exit 1; }
 mirror=${VANTAGE_BR_MIRROR:-$repo/../shared/buildroot/mirror}
 mkdir -p "$store"
 
@@ -34,7 +37,7 @@ take() { # file sha256: into the store if the bytes are the pinned ones
 apt_state=
 cleanup() { [ -z "$apt_state" ] || rm -rf "$apt_state"; }
 trap cleanup EXIT
-# ARCH's package lists of the suites the tables draw from, in an apt state of
+# DEB_ARCH's package lists of the suites the tables draw from, in an apt state of
 # its own (the host's dpkg and apt stay untouched, no multiarch needed). The
 # archive's address is the one this host's apt already uses.
 apt_env() {
@@ -51,7 +54,7 @@ apt_env() {
   : > "$apt_state/status"
   local key=/usr/share/keyrings/debian-archive-keyring.gpg
   {
-    for s in bookworm bookworm-updates trixie; do
+    for s in bookworm bookworm-updates trixie trixie-backports; do
       echo "deb [signed-by=$key] $uri $s main non-free-firmware"
     done
     for s in bookworm-security trixie-security; do
@@ -105,7 +108,7 @@ if [ "$missing" -gt 0 ]; then
   echo "error: $missing of $n packages of $table could not be had (see above). Debian drops" >&2
   echo "       superseded kernels from the archive: give a store or mirror that keeps them" >&2
   echo "       (VANTAGE_CACHE, VANTAGE_BR_MIRROR), or move the table to the current version" >&2
-  echo "       (docs/images.md, 'Pi 3/4 cards' and 'Pi Zero/1 card from registries')." >&2
+  echo "       (docs/images.md, 'Pi 3/4 cards', 'Pi Zero/1 card' and 'Pi 5 card from registries')." >&2
   exit 1
 fi
 echo "debs: all $n packages in $store"
