@@ -8,9 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Each attack connection is a descriptor here and one in the hub (a child,
 # which inherits the limit).
-want=8192
-hard=$(ulimit -Hn)
-if [ "$hard" = unlimited ] || [ "$hard" -ge "$want" ]; then ulimit -Sn "$want"; else ulimit -Sn "$hard"; fi
+source scripts/nofile.sh
+raise_nofile 8192
 cargo build --release --locked -p vantage-bench -p vantage-hub
 echo "bench-hostile: $(nproc) CPUs, $(uname -r), open-file limit $(ulimit -Sn)" >&2
 exec target/release/vantage-bench hostile --hub-bin target/release/vantage-hub "$@"

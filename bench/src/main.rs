@@ -1,11 +1,12 @@
 //! `vantage-bench fanout`: the fan-out benchmark; `vantage-bench hostile`: the
-//! flood benchmark (see the library).
+//! flood benchmark; `vantage-bench ingest`: the result-ingest benchmark (see
+//! the library).
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use vantage_bench::fanout::{Opts, System, run, table};
-use vantage_bench::hostile;
+use vantage_bench::{hostile, ingest};
 
 #[derive(Parser)]
 #[command(version, about = "vantage fan-out benchmark (loopback only)")]
@@ -64,6 +65,22 @@ enum Cmd {
         /// More `vantage-hub serve` options (its limits), e.g. `--hub-arg=--max-connections=500`.
         #[arg(long = "hub-arg", allow_hyphen_values = true)]
         hub_args: Vec<String>,
+    },
+    /// Many nodes post results at once; against a plain batched SQLite insert
+    /// of the same rows, then again with the hub killed mid-run (Markdown).
+    Ingest {
+        /// Nodes posting at once, each its own TLS connection and certificate.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Results each node posts, one in flight at a time (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        per_node: u32,
+        /// Scratch directory (default: a new temporary directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The hub binary (build it with `cargo build --release -p vantage-hub`).
+        #[arg(long, default_value = "target/release/vantage-hub")]
+        hub_bin: PathBuf,
     },
 }
 
@@ -128,6 +145,30 @@ fn main() -> Result<()> {
             let failed: usize = rows.iter().map(|r| r.failed).sum();
             if failed > 0 {
                 anyhow::bail!("{failed} operator requests failed under attack");
+            }
+            Ok(())
+        }
+        Cmd::Ingest {
+            nodes,
+            per_node,
+            dir,
+            hub_bin,
+        } => {
+            let tmp = tempfile::tempdir()?;
+            let opts = ingest::Opts {
+                nodes,
+                per_node,
+                dir: dir.unwrap_or_else(|| tmp.path().to_path_buf()),
+                hub_bin,
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            let report = rt.block_on(ingest::run(&opts))?;
+            println!("{}", report.table(&opts));
+            if report.killed.1 > 0 {
+                anyhow::bail!(
+                    "{} acknowledged results lost after the kill",
+                    report.killed.1
+                );
             }
             Ok(())
         }

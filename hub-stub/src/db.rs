@@ -165,6 +165,21 @@ pub struct LogEntry {
     pub payload: String,
 }
 
+/// A result to store.
+#[derive(Debug, Clone)]
+pub struct NewResult {
+    /// The job it answers.
+    pub job_id: String,
+    /// The node that sent it.
+    pub node_id: String,
+    /// The run of the job.
+    pub seq: u64,
+    /// When the hub received it, Unix seconds.
+    pub received: i64,
+    /// The result, JSON text.
+    pub body: String,
+}
+
 /// A stored result.
 #[derive(Debug, Clone)]
 pub struct ResultRow {
@@ -1369,22 +1384,30 @@ impl Db {
         )?)
     }
 
-    /// Stores a result once per (job, node, seq). Returns the new row id, or
-    /// None if it was a duplicate.
-    pub fn insert_result(
-        &self,
-        job_id: &str,
-        node_id: &str,
-        seq: u64,
-        now: i64,
-        body: &str,
-    ) -> Result<Option<i64>> {
-        let c = self.c();
-        let n = c.execute(
-            "INSERT OR IGNORE INTO results(job_id,node_id,seq,received,body) VALUES(?1,?2,?3,?4,?5)",
-            params![job_id, node_id, seq as i64, now, body],
-        )?;
-        Ok((n == 1).then(|| c.last_insert_rowid()))
+    /// Stores results in one transaction (one fsync), each once per
+    /// (job, node, seq). Returns, per row in order, the new row id, or None
+    /// for a duplicate. Nothing is stored if any row fails.
+    pub fn insert_results(&self, rows: &[&NewResult]) -> Result<Vec<Option<i64>>> {
+        let mut c = self.c();
+        let tx = c.transaction()?;
+        let mut ids = Vec::with_capacity(rows.len());
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO results(job_id,node_id,seq,received,body) VALUES(?1,?2,?3,?4,?5)",
+            )?;
+            for r in rows {
+                let n = st.execute(params![
+                    r.job_id,
+                    r.node_id,
+                    r.seq as i64,
+                    r.received,
+                    r.body
+                ])?;
+                ids.push((n == 1).then(|| tx.last_insert_rowid()));
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
     }
 
     /// Results of a job after a row id, oldest first.
@@ -1479,10 +1502,10 @@ impl RawJob {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn db() -> (tempfile::TempDir, Db) {
+    pub(crate) fn db() -> (tempfile::TempDir, Db) {
         let d = tempfile::tempdir().unwrap();
         let db = Db::open(&d.path().join("hub.db")).unwrap();
         (d, db)
@@ -1896,17 +1919,48 @@ mod tests {
         assert_eq!(up("a3", "192.0.2.1"), Ok("a3".into()));
     }
 
+    pub(crate) fn new_result(node: &str, seq: u64, body: &str) -> NewResult {
+        NewResult {
+            job_id: "j".into(),
+            node_id: node.into(),
+            seq,
+            received: 1,
+            body: body.into(),
+        }
+    }
+
+    /// A trigger that refuses rows whose body is `poison`, to make one row of
+    /// a batch fail.
+    pub(crate) fn poison(db: &Db) {
+        db.c()
+            .execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON results WHEN NEW.body='poison'
+                 BEGIN SELECT RAISE(ABORT, 'poisoned row'); END",
+            )
+            .unwrap();
+    }
+
     #[test]
     fn results_are_stored_once() {
         let (_d, db) = db();
-        assert!(db.insert_result("j", "n-1", 0, 1, "{}").unwrap().is_some());
-        assert!(
-            db.insert_result("j", "n-1", 0, 2, "{\"x\":1}")
-                .unwrap()
-                .is_none()
+        let (a, again, b) = (
+            new_result("n-1", 0, "{}"),
+            new_result("n-1", 0, "{\"x\":1}"),
+            new_result("n-1", 1, "{}"),
         );
-        assert!(db.insert_result("j", "n-1", 1, 2, "{}").unwrap().is_some());
+        assert!(db.insert_results(&[&a]).unwrap()[0].is_some());
+        let ids = db.insert_results(&[&again, &b, &b]).unwrap();
+        assert!(ids[0].is_none() && ids[1].is_some() && ids[2].is_none());
         assert_eq!(db.result_count("j").unwrap(), 2);
         assert_eq!(db.results_of("j", 0, 10).unwrap()[0].body, "{}");
+    }
+
+    #[test]
+    fn a_failing_row_stores_nothing_of_its_batch() {
+        let (_d, db) = db();
+        poison(&db);
+        let (good, bad) = (new_result("n-1", 0, "{}"), new_result("n-2", 0, "poison"));
+        assert!(db.insert_results(&[&good, &bad]).is_err());
+        assert_eq!(db.result_count("j").unwrap(), 0);
     }
 }

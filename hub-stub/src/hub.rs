@@ -109,6 +109,8 @@ pub struct Hub {
     pub ca: Ca,
     /// The database.
     pub db: Arc<Db>,
+    /// Results on their way into the database (group commit).
+    pub ingest: crate::ingest::Ingest,
     /// Approval policy: shipped, plus accepted successors.
     pub policy: crate::governance::PolicyState,
     pub(crate) tls: ArcSwap<ServerConfig>,
@@ -307,10 +309,18 @@ impl Hub {
             "results refused because their node's daily volume was used up",
             result_volume.refused.clone(),
         );
+        let db = Arc::new(db);
+        let ingest = crate::ingest::Ingest::start(db.clone());
+        metrics.register_counter(
+            "result_commits",
+            "transactions that stored results (results stored per commit: the group-commit batch)",
+            ingest.commits.clone(),
+        );
         Ok(Arc::new(Self {
             dd,
             ca,
-            db: Arc::new(db),
+            ingest,
+            db,
             policy,
             tls: ArcSwap::from_pointee(tls),
             server_chain,

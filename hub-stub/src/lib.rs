@@ -3,6 +3,7 @@
 //! - [`pki`]: the network CA, server/node/operator certificates, CSR checks, the CRL.
 //! - [`db`]: SQLite (WAL, `synchronous=FULL`): tokens, nodes, pending enrolments,
 //!   certificates, the job log, jobs with their audit trail, results.
+//! - [`ingest`]: results into the database with group commit (acknowledged once durable).
 //! - [`datadir`]: the data directory's files and `init`.
 //! - [`tokens`]: one-time enrolment tokens.
 //! - [`hub`]: the shared state every handler and task reads (`Hub`), the
@@ -19,7 +20,7 @@
 //! - [`cli`]: the `vantage-hub` command line.
 //!
 //! Modules use each other without cycles (`make lint` checks it): `sync`,
-//! `pki`, `db`, `datadir`, `limits`, `metrics`, `governance` and `nchan` are
+//! `pki`, `db`, `ingest`, `datadir`, `limits`, `metrics`, `governance` and `nchan` are
 //! below `hub`, which is below `api`, which is below `server`, `config` and
 //! `cli`.
 pub mod api;
@@ -29,6 +30,7 @@ pub mod datadir;
 pub mod db;
 pub mod governance;
 pub mod hub;
+pub mod ingest;
 pub mod limits;
 pub mod metrics;
 pub mod nchan;

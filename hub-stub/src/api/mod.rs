@@ -119,6 +119,19 @@ impl From<DbError> for ApiError {
     }
 }
 
+impl From<crate::ingest::IngestError> for ApiError {
+    fn from(e: crate::ingest::IngestError) -> Self {
+        match e {
+            crate::ingest::IngestError::Db(e) => e.into(),
+            crate::ingest::IngestError::Stopped => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
 impl From<pki::PkiError> for ApiError {
     fn from(e: pki::PkiError) -> Self {
         match e {

@@ -4,6 +4,7 @@ use super::{
     ApiError, ApiResult, Body, Node, Operator, Params, Peer, Seg, json, node_attrs, touch,
 };
 use crate::datadir::now;
+use crate::db::NewResult;
 use crate::hub::{Hub, ResultEvent};
 use axum::Extension;
 use axum::extract::State;
@@ -48,15 +49,14 @@ pub(super) async fn post(
         return Err(e);
     }
     let text = serde_json::to_string(&r).expect("serialises");
-    let (j, n, s, t) = (
-        r.job_id.clone(),
-        node.clone(),
-        u64::from(r.seq),
-        text.clone(),
-    );
-    let stored = hub
-        .db(move |db| db.insert_result(&j, &n, s, now(), &t))
-        .await?;
+    let row = NewResult {
+        job_id: r.job_id.clone(),
+        node_id: node.clone(),
+        seq: u64::from(r.seq),
+        received: now(),
+        body: text.clone(),
+    };
+    let stored = hub.ingest.store(row).await?;
     let Some(id) = stored else {
         hub.metrics.results_duplicate.inc();
         let dup = ResultStored {

@@ -5,6 +5,7 @@ mod config;
 mod governance;
 mod hostile;
 mod hub;
+mod ingest;
 mod jobs_list;
 mod mandates;
 mod upgrade;
