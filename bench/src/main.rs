@@ -153,24 +153,29 @@ fn main() -> Result<()> {
             per_node,
             dir,
             hub_bin,
-        } => {
-            let tmp = tempfile::tempdir()?;
-            let opts = ingest::Opts {
-                nodes,
-                per_node,
-                dir: dir.unwrap_or_else(|| tmp.path().to_path_buf()),
-                hub_bin,
-            };
-            let rt = tokio::runtime::Runtime::new()?;
-            let report = rt.block_on(ingest::run(&opts))?;
-            println!("{}", report.table(&opts));
-            if report.killed.1 > 0 {
-                anyhow::bail!(
-                    "{} acknowledged results lost after the kill",
-                    report.killed.1
-                );
-            }
-            Ok(())
-        }
+        } => ingest_cmd(ingest::Opts {
+            nodes,
+            per_node,
+            dir: dir.unwrap_or_default(),
+            hub_bin,
+        }),
     }
+}
+
+/// Runs the ingest benchmark in `opts.dir`, or in a temporary directory if empty.
+fn ingest_cmd(mut opts: ingest::Opts) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    if opts.dir.as_os_str().is_empty() {
+        opts.dir = tmp.path().to_path_buf();
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    let report = rt.block_on(ingest::run(&opts))?;
+    println!("{}", report.table(&opts));
+    if report.killed.1 > 0 {
+        anyhow::bail!(
+            "{} acknowledged results lost after the kill",
+            report.killed.1
+        );
+    }
+    Ok(())
 }

@@ -60,14 +60,15 @@ fn no_acknowledged_result_is_lost_when_the_hub_is_killed() {
     });
     assert!(cut.load(Ordering::SeqCst), "the kill came after every post");
     hub.spawn();
-    let stored: std::collections::HashSet<(String, u32)> = op
-        .results("storm")
-        .iter()
+    let stored: std::collections::HashSet<(String, u32)> = (0..JOBS)
+        .flat_map(|i| op.results(&format!("storm-{i}")))
         .map(|r| {
-            (
-                r["node_id"].as_str().unwrap().to_string(),
-                r["seq"].as_u64().unwrap() as u32,
-            )
+            let key = format!(
+                "{}/{}",
+                r["job_id"].as_str().unwrap(),
+                r["node_id"].as_str().unwrap()
+            );
+            (key, r["seq"].as_u64().unwrap() as u32)
         })
         .collect();
     let acked = acked.into_inner().unwrap();
