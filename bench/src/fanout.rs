@@ -323,7 +323,8 @@ impl Subscribers {
     }
 }
 
-fn pct(sorted: &[f64], q: f64) -> f64 {
+/// The `q` quantile (nearest rank) of `sorted`; NaN if empty.
+pub(crate) fn pct(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

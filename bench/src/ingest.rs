@@ -33,12 +33,18 @@ pub struct Opts {
 /// Rows per transaction of the plain insert (the hub's largest batch).
 pub const PLAIN_BATCH: usize = vantage_hub::ingest::MAX_BATCH;
 
+/// TLS handshakes in flight while the nodes connect (below the hub's
+/// default of 64 per source address).
+const HANDSHAKES: usize = 16;
+
 /// What one load run saw.
 struct Load {
     acked: Vec<(String, u32)>,
     latencies: Vec<Duration>,
     secs: f64,
     failed: usize,
+    /// The first failure.
+    why: Option<String>,
 }
 
 /// The benchmark's figures.
@@ -104,16 +110,21 @@ pub async fn run(opts: &Opts) -> Result<Report> {
     let load = post_all(&net, hub.addr, "ingest-1", opts.per_node, None).await?;
     if load.failed > 0 {
         bail!(
-            "{} nodes failed to post (see {})",
+            "{} nodes failed to post, the first: {} (see {})",
             load.failed,
+            load.why.unwrap_or_default(),
             hub.log.display()
         );
     }
     let commits = commits(&net, hub.addr).await?;
     let killed = kill_mid_run(opts, &net, &mut hub).await?;
-    let mut sorted = load.latencies.clone();
-    sorted.sort();
-    let ms = |q: f64| sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+    let mut sorted: Vec<f64> = load
+        .latencies
+        .iter()
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .collect();
+    sorted.sort_by(f64::total_cmp);
+    let ms = |q: f64| crate::fanout::pct(&sorted, q);
     Ok(Report {
         results: load.acked.len(),
         hub_rate: load.acked.len() as f64 / load.secs,
@@ -176,26 +187,30 @@ async fn post_all(
     acked_so_far: Option<Arc<std::sync::atomic::AtomicUsize>>,
 ) -> Result<Load> {
     let start = Arc::new(Barrier::new(net.nodes.len() + 1));
+    // Handshakes in flight are bounded, as the hub bounds them per address.
+    let slots = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
     let mut tasks = Vec::new();
     for who in &net.nodes {
         let tls = client_tls(&net.ca_file(), who)?;
         let (who, job, start) = (who.name.clone(), job.to_string(), start.clone());
-        let counter = acked_so_far.clone();
+        let (counter, slots) = (acked_so_far.clone(), slots.clone());
         tasks.push(tokio::spawn(async move {
+            let slot = slots.acquire_owned().await;
             let mut poster = Poster::connect(tls, addr).await;
+            drop(slot);
             start.wait().await;
-            let mut out = (Vec::new(), Vec::new(), false);
-            let Ok(p) = poster.as_mut() else {
-                out.2 = true;
-                return out;
+            let mut out = (Vec::new(), Vec::new(), None);
+            let p = match poster.as_mut() {
+                Ok(p) => p,
+                Err(e) => {
+                    out.2 = Some(format!("{who}: connect: {e:#}"));
+                    return out;
+                }
             };
             for seq in 0..per_node {
                 let sent = Instant::now();
-                if p.post("/v1/results", result(&job, &who, seq))
-                    .await
-                    .is_err()
-                {
-                    out.2 = true;
+                if let Err(e) = p.post("/v1/results", result(&job, &who, seq)).await {
+                    out.2 = Some(format!("{who}: run {seq}: {e:#}"));
                     break;
                 }
                 out.1.push(sent.elapsed());
@@ -214,12 +229,16 @@ async fn post_all(
         latencies: Vec::new(),
         secs: 0.0,
         failed: 0,
+        why: None,
     };
     for t in tasks {
         let (acked, latencies, failed) = t.await?;
         load.acked.extend(acked);
         load.latencies.extend(latencies);
-        load.failed += usize::from(failed);
+        if let Some(why) = failed {
+            load.failed += 1;
+            load.why.get_or_insert(why);
+        }
     }
     load.secs = began.elapsed().as_secs_f64();
     Ok(load)

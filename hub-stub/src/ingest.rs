@@ -125,18 +125,26 @@ mod tests {
             .unwrap()
     }
 
-    /// Stores `n` results from `n` concurrent callers; returns each answer.
+    /// Rows from `n` nodes, the body of node `i` chosen by `body(i)`.
+    fn rows(n: usize, body: impl Fn(usize) -> &'static str) -> Vec<NewResult> {
+        (0..n)
+            .map(|i| new_result(&format!("n-{i}"), 0, body(i)))
+            .collect()
+    }
+
+    /// Stores each row from its own concurrent caller, calling `check` on
+    /// each acknowledged row as soon as it is acknowledged; returns each answer.
     fn store_concurrently(
         ingest: &Arc<Ingest>,
-        n: usize,
+        rows: Vec<NewResult>,
         check: impl Fn(&NewResult) + Clone + Send + 'static,
     ) -> Vec<Result<Option<i64>, IngestError>> {
         runtime().block_on(async {
-            let tasks: Vec<_> = (0..n)
-                .map(|i| {
+            let tasks: Vec<_> = rows
+                .into_iter()
+                .map(|row| {
                     let (ingest, check) = (ingest.clone(), check.clone());
                     tokio::spawn(async move {
-                        let row = new_result(&format!("n-{i}"), 0, "{}");
                         let answer = ingest.store(row.clone()).await;
                         if answer.is_ok() {
                             check(&row);
@@ -172,7 +180,7 @@ mod tests {
                 .unwrap();
             assert_eq!(n, 1, "{} acknowledged before its commit", r.node_id);
         };
-        let answers = store_concurrently(&ingest, 500, committed);
+        let answers = store_concurrently(&ingest, rows(500, |_| "{}"), committed);
         assert!(answers.iter().all(|a| matches!(a, Ok(Some(_)))));
         let commits = ingest.commits.get();
         assert!(
@@ -187,21 +195,8 @@ mod tests {
         let db = Arc::new(db);
         poison(&db);
         let ingest = Arc::new(Ingest::start(db.clone()));
-        let answers = runtime().block_on(async {
-            let rows = (0..200)
-                .map(|i| new_result(&format!("n-{i}"), 0, if i == 100 { "poison" } else { "{}" }));
-            let tasks: Vec<_> = rows
-                .map(|r| {
-                    let ingest = ingest.clone();
-                    tokio::spawn(async move { ingest.store(r).await })
-                })
-                .collect();
-            let mut out = Vec::new();
-            for t in tasks {
-                out.push(t.await.unwrap());
-            }
-            out
-        });
+        let bad = |i| if i == 100 { "poison" } else { "{}" };
+        let answers = store_concurrently(&ingest, rows(200, bad), |_| ());
         for (i, a) in answers.iter().enumerate() {
             assert_eq!(a.is_ok(), i != 100, "row {i}: {a:?}");
         }
