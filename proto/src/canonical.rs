@@ -22,6 +22,8 @@ pub const MANDATE_DOMAIN: &[u8] = b"vantage-mandate-v1\0";
 pub const MANDATED_JOB_DOMAIN: &[u8] = b"vantage-mandated-job-v1\0";
 /// Domain-separation prefix of a mandate revocation's signed bytes.
 pub const REVOCATION_DOMAIN: &[u8] = b"vantage-mandate-revocation-v1\0";
+/// Domain-separation prefix of an agent release's signed bytes.
+pub const RELEASE_DOMAIN: &[u8] = b"vantage-release-v1\0";
 
 /// Largest integer magnitude allowed: 2^53 - 1.
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
@@ -138,6 +140,12 @@ pub fn mandated_job_signing_bytes(job: &Value) -> Result<Vec<u8>, ProtoError> {
 /// the canonical revocation.
 pub fn revocation_signing_bytes(revocation: &Value) -> Result<Vec<u8>, ProtoError> {
     with_domain(REVOCATION_DOMAIN, revocation)
+}
+
+/// The bytes approvers sign for an agent release: [`RELEASE_DOMAIN`] then the
+/// canonical release.
+pub fn release_signing_bytes(release: &Value) -> Result<Vec<u8>, ProtoError> {
+    with_domain(RELEASE_DOMAIN, release)
 }
 
 fn with_domain(domain: &[u8], value: &Value) -> Result<Vec<u8>, ProtoError> {

@@ -25,6 +25,7 @@ pub mod node;
 pub mod owner;
 pub mod policy;
 pub mod probe;
+pub mod release;
 pub mod result;
 pub mod select;
 pub mod sign;

@@ -67,6 +67,10 @@ pub struct Heartbeat {
     /// A digest of the owner's policy (absent from agents before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<OwnerDigest>,
+    /// Agent releases: whether the running agent came from one, and the last
+    /// one that failed here (absent from agents before releases).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<crate::release::ReleaseReport>,
 }
 
 /// What a node can do from where it is: which address families work,
