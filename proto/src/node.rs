@@ -71,6 +71,10 @@ pub struct Heartbeat {
     /// one that failed here (absent from agents before releases).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<crate::release::ReleaseReport>,
+    /// The target triple the agent was built for (`aarch64-unknown-linux-musl`),
+    /// so the hub offers releases with a binary for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// What a node can do from where it is: which address families work,
