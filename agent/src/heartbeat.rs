@@ -67,6 +67,8 @@ impl Heartbeat {
             refused: refused.clone(),
             caps: Some(caps),
             owner: Some(self.owner.clone()),
+            release: None,
+            target: None,
         };
         let body = serde_json::to_vec(&hb).unwrap_or_default();
         match self.hub.post(self.url.clone(), body).await {
