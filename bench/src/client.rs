@@ -9,21 +9,49 @@ use hyper::client::conn::http1::{SendRequest, handshake};
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use vantage_proto::sse::{Decoder, Event, Frame};
 
-async fn connect<B>(tls: Arc<ClientConfig>, addr: SocketAddr) -> Result<SendRequest<B>>
+/// The loopback source address of node `i`: one address per node, as nodes
+/// in the field have (the hub bounds handshakes per address), and enough
+/// source ports for any N (Linux routes all of 127.0.0.0/8 to loopback).
+pub fn node_source(i: usize) -> Ipv4Addr {
+    let i = i as u32;
+    Ipv4Addr::new(
+        127,
+        1 + (i / 62_500) as u8,
+        ((i / 250) % 250) as u8,
+        (i % 250 + 1) as u8,
+    )
+}
+
+/// A TCP connection to `addr`, from `src` if given.
+pub async fn dial(src: Option<Ipv4Addr>, addr: SocketAddr) -> Result<TcpStream> {
+    match src {
+        None => TcpStream::connect(addr).await,
+        Some(ip) => {
+            let sock = TcpSocket::new_v4()?;
+            sock.bind(SocketAddr::new(ip.into(), 0))?;
+            sock.connect(addr).await
+        }
+    }
+    .with_context(|| format!("connect {addr}"))
+}
+
+async fn connect<B>(
+    tls: Arc<ClientConfig>,
+    src: Option<Ipv4Addr>,
+    addr: SocketAddr,
+) -> Result<SendRequest<B>>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect {addr}"))?;
+    let tcp = dial(src, addr).await?;
     tcp.set_nodelay(true)?;
     let stream = TlsConnector::from(tls)
         .connect(crate::pki::server_name(), tcp)
@@ -50,6 +78,8 @@ pub struct Refused {
     pub status: u16,
     /// Body or error text.
     pub text: String,
+    /// The server's `Retry-After`, in whole seconds, if it sent one.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl std::fmt::Display for Refused {
@@ -67,12 +97,24 @@ pub async fn subscribe(
     path: &str,
     last_id: Option<&str>,
 ) -> Result<Subscription> {
-    let mut sender = match connect::<Empty<Bytes>>(tls, addr).await {
+    subscribe_from(None, tls, addr, path, last_id).await
+}
+
+/// [`subscribe`] from a given loopback source address.
+pub async fn subscribe_from(
+    src: Option<Ipv4Addr>,
+    tls: Arc<ClientConfig>,
+    addr: SocketAddr,
+    path: &str,
+    last_id: Option<&str>,
+) -> Result<Subscription> {
+    let mut sender = match connect::<Empty<Bytes>>(tls, src, addr).await {
         Ok(s) => s,
         Err(e) => {
             return Err(Refused {
                 status: 0,
                 text: format!("{e:#}"),
+                retry_after: None,
             }
             .into());
         }
@@ -86,10 +128,16 @@ pub async fn subscribe(
     let resp = sender.send_request(req.body(Empty::new())?).await?;
     let status = resp.status();
     if !status.is_success() {
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+            .map(std::time::Duration::from_secs);
         let body = resp.into_body().collect().await?.to_bytes();
         return Err(Refused {
             status: status.as_u16(),
             text: String::from_utf8_lossy(&body).into_owned(),
+            retry_after,
         }
         .into());
     }
@@ -137,7 +185,7 @@ impl Poster {
     /// Connects with the given identity.
     pub async fn connect(tls: Arc<ClientConfig>, addr: SocketAddr) -> Result<Self> {
         Ok(Self {
-            sender: connect(tls, addr).await?,
+            sender: connect(tls, None, addr).await?,
             addr,
         })
     }

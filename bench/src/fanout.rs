@@ -4,13 +4,13 @@
 //! catch-up of missed jobs after a reconnect. For the hub alone, nginx + Nchan fed
 //! by the hub, and Mosquitto (MQTT over TLS, `require_certificate`).
 
-use crate::client::{Poster, Subscription, subscribe};
+use crate::client::{Poster, Subscription, node_source, subscribe_from};
 use crate::mqtt::Mqtt;
 use crate::pki::{Creds, Network, channels_of};
 use crate::procs::{Usage, usage};
 use crate::servers::{Nginx, Running, start_hub, start_mosquitto};
 use anyhow::{Context, Result, bail};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -255,7 +255,7 @@ impl Subscribers {
         let (got_tx, got_rx) = mpsc::unbounded_channel::<Instant>();
         let slots = Arc::new(Semaphore::new(opts.concurrency));
         let mut tasks = JoinSet::new();
-        for creds in net.nodes.iter().take(opts.nodes).cloned() {
+        for (i, creds) in net.nodes.iter().take(opts.nodes).cloned().enumerate() {
             let (net, slots, ready, got, mut stop) = (
                 net.clone(),
                 slots.clone(),
@@ -266,13 +266,16 @@ impl Subscribers {
             let tgt = target.clone_ref();
             tasks.spawn(async move {
                 let permit = slots.acquire_owned().await;
-                let mut sub = match NodeSub::open(&net, &creds, &tgt, None, false).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(node = creds.name, "subscribe: {e:#}");
-                        return;
-                    }
-                };
+                let mut sub =
+                    match NodeSub::open(&net, (&creds, Some(node_source(i))), &tgt, None, false)
+                        .await
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(node = creds.name, "subscribe: {e:#}");
+                            return;
+                        }
+                    };
                 drop(permit);
                 let _ = ready.send(());
                 tokio::select! {
@@ -352,9 +355,10 @@ pub enum NodeSub {
 const TOPIC: &str = "vantage/all";
 
 impl NodeSub {
+    /// Opens a node's subscription, from its own loopback address if given.
     async fn open(
         net: &Network,
-        creds: &Creds,
+        (creds, src): (&Creds, Option<Ipv4Addr>),
         tgt: &Target,
         last_id: Option<&str>,
         persistent: bool,
@@ -363,13 +367,15 @@ impl NodeSub {
         match tgt {
             Target::Sse { addr, prefix, .. } => {
                 let path = format!("{prefix}{}", channels_of(&creds.name));
-                Ok(NodeSub::Sse(subscribe(tls, *addr, &path, last_id).await?))
+                Ok(NodeSub::Sse(
+                    subscribe_from(src, tls, *addr, &path, last_id).await?,
+                ))
             }
             Target::Mqtt { addr } => {
                 // A persistent session (clean = false) is what lets MQTT queue missed
                 // jobs; only the catch-up node has one, or the broker would queue every
                 // job for every node that ever connected.
-                let mut m = Mqtt::connect(tls, *addr, &creds.name, !persistent).await?;
+                let mut m = Mqtt::connect(tls, (src, *addr), &creds.name, !persistent).await?;
                 m.subscribe(TOPIC).await?;
                 Ok(NodeSub::Mqtt(Box::new(m)))
             }
@@ -415,7 +421,7 @@ impl Publisher {
         Ok(match tgt {
             Target::Sse { hub, .. } => Publisher::Hub(Poster::connect(tls, *hub).await?),
             Target::Mqtt { addr } => Publisher::Mqtt(Box::new(
-                Mqtt::connect(tls, *addr, "bench-publisher", true).await?,
+                Mqtt::connect(tls, (None, *addr), "bench-publisher", true).await?,
             )),
         })
     }
@@ -442,8 +448,8 @@ async fn catch_up(
 ) -> Result<(usize, f64)> {
     let late = &net.nodes[opts.nodes];
     let witness = &net.nodes[opts.nodes + 1];
-    let mut sub = NodeSub::open(net, late, tgt, None, true).await?;
-    let mut wit = NodeSub::open(net, witness, tgt, None, false).await?;
+    let mut sub = NodeSub::open(net, (late, None), tgt, None, true).await?;
+    let mut wit = NodeSub::open(net, (witness, None), tgt, None, false).await?;
     publisher.publish(r#"{"bench":"before"}"#).await?;
     tokio::time::timeout(opts.timeout, sub.next())
         .await
@@ -464,7 +470,7 @@ async fn catch_up(
             .context("the witness did not see every missed job")??;
     }
     let t = Instant::now();
-    let mut sub = NodeSub::open(net, late, tgt, last.as_deref(), true).await?;
+    let mut sub = NodeSub::open(net, (late, None), tgt, last.as_deref(), true).await?;
     let mut got = 0;
     while got < opts.catchup {
         match tokio::time::timeout(opts.timeout, sub.next()).await {

@@ -1,7 +1,7 @@
 //! Scale-out harness for vantage: the fan-out benchmark (the hub alone, nginx +
 //! Nchan fed by the hub, Mosquitto) and the pieces the Nchan integration test
 //! shares with it (network PKI, server processes, TLS clients); the flood
-//! (hostile) and result-ingest benchmarks.
+//! (hostile), result-ingest and reconnect-storm benchmarks.
 pub mod client;
 pub mod fanout;
 pub mod hostile;
@@ -10,3 +10,4 @@ pub mod mqtt;
 pub mod pki;
 pub mod procs;
 pub mod servers;
+pub mod storm;

@@ -1,12 +1,12 @@
 //! `vantage-bench fanout`: the fan-out benchmark; `vantage-bench hostile`: the
-//! flood benchmark; `vantage-bench ingest`: the result-ingest benchmark (see
-//! the library).
+//! flood benchmark; `vantage-bench ingest`: the result-ingest benchmark;
+//! `vantage-bench storm`: the reconnect storm (see the library).
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use vantage_bench::fanout::{Opts, System, run, table};
-use vantage_bench::{hostile, ingest};
+use vantage_bench::{hostile, ingest, storm};
 
 #[derive(Parser)]
 #[command(version, about = "vantage fan-out benchmark (loopback only)")]
@@ -82,6 +82,34 @@ enum Cmd {
         #[arg(long, default_value = "target/release/vantage-hub")]
         hub_bin: PathBuf,
     },
+    /// N nodes subscribed; the hub restarted, then killed; every node must
+    /// come back and catch up a job appended while it was down (Markdown).
+    Storm {
+        /// Subscribed nodes, each its own TLS connection and certificate.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Scratch directory (default: a new temporary directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// TLS handshakes in flight during the first ramp only.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// The agent's first reconnect delay (its default).
+        #[arg(long, default_value = "1s")]
+        min_backoff: vantage_human::Duration,
+        /// The agent's longest reconnect delay (its default).
+        #[arg(long, default_value = "300s")]
+        max_backoff: vantage_human::Duration,
+        /// Longest wait for the nodes to come back.
+        #[arg(long, default_value = "5m")]
+        timeout: vantage_human::Duration,
+        /// The hub binary (build it with `cargo build --release -p vantage-hub`).
+        #[arg(long, default_value = "target/release/vantage-hub")]
+        hub_bin: PathBuf,
+        /// More `vantage-hub serve` options, e.g. `--hub-arg=--max-subscribe-rate=500`.
+        #[arg(long = "hub-arg", allow_hyphen_values = true)]
+        hub_args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -100,25 +128,18 @@ fn main() -> Result<()> {
             concurrency,
             timeout,
             hub_bin,
-        } => {
-            let tmp = tempfile::tempdir()?;
-            let opts = Opts {
-                nodes,
-                catchup,
-                systems: systems
-                    .iter()
-                    .map(|s| System::parse(s))
-                    .collect::<Result<_>>()?,
-                hub_bin,
-                dir: dir.unwrap_or_else(|| tmp.path().to_path_buf()),
-                concurrency,
-                timeout: timeout.get(),
-            };
-            let rt = tokio::runtime::Runtime::new()?;
-            let rows = rt.block_on(run(&opts))?;
-            println!("{}", table(&rows, catchup));
-            Ok(())
-        }
+        } => fanout_cmd(Opts {
+            nodes,
+            catchup,
+            systems: systems
+                .iter()
+                .map(|s| System::parse(s))
+                .collect::<Result<_>>()?,
+            hub_bin,
+            dir: dir.unwrap_or_default(),
+            concurrency,
+            timeout: timeout.get(),
+        }),
         Cmd::Hostile {
             duration,
             addresses,
@@ -127,27 +148,16 @@ fn main() -> Result<()> {
             dir,
             hub_bin,
             hub_args,
-        } => {
-            let tmp = tempfile::tempdir()?;
-            let opts = hostile::Opts {
-                hub_bin,
-                dir: dir.unwrap_or_else(|| tmp.path().to_path_buf()),
-                secs: duration.as_secs().max(1),
-                addresses,
-                per_address,
-                operator_every: operator_every.get(),
-                warmup: Duration::from_secs(2),
-                hub_args,
-            };
-            let rt = tokio::runtime::Runtime::new()?;
-            let rows = rt.block_on(hostile::run(&opts))?;
-            println!("{}", hostile::table(&rows, &opts));
-            let failed: usize = rows.iter().map(|r| r.failed).sum();
-            if failed > 0 {
-                anyhow::bail!("{failed} operator requests failed under attack");
-            }
-            Ok(())
-        }
+        } => hostile_cmd(hostile::Opts {
+            hub_bin,
+            dir: dir.unwrap_or_default(),
+            secs: duration.as_secs().max(1),
+            addresses,
+            per_address,
+            operator_every: operator_every.get(),
+            warmup: Duration::from_secs(2),
+            hub_args,
+        }),
         Cmd::Ingest {
             nodes,
             per_node,
@@ -159,16 +169,65 @@ fn main() -> Result<()> {
             dir: dir.unwrap_or_default(),
             hub_bin,
         }),
+        Cmd::Storm {
+            nodes,
+            dir,
+            concurrency,
+            min_backoff,
+            max_backoff,
+            timeout,
+            hub_bin,
+            hub_args,
+        } => storm_cmd(storm::Opts {
+            nodes,
+            hub_bin,
+            dir: dir.unwrap_or_default(),
+            concurrency,
+            min_backoff: min_backoff.get(),
+            max_backoff: max_backoff.get(),
+            timeout: timeout.get(),
+            hub_args,
+        }),
     }
+}
+
+/// Runs the fan-out benchmark in `opts.dir`, or in a temporary directory if empty.
+fn fanout_cmd(mut opts: Opts) -> Result<()> {
+    let (_tmp, rt) = scratch(&mut opts.dir)?;
+    let rows = rt.block_on(run(&opts))?;
+    println!("{}", table(&rows, opts.catchup));
+    Ok(())
+}
+
+/// Runs the flood benchmark in `opts.dir`, or in a temporary directory if
+/// empty; fails if any operator request failed under attack.
+fn hostile_cmd(mut opts: hostile::Opts) -> Result<()> {
+    let (_tmp, rt) = scratch(&mut opts.dir)?;
+    let rows = rt.block_on(hostile::run(&opts))?;
+    println!("{}", hostile::table(&rows, &opts));
+    let failed: usize = rows.iter().map(|r| r.failed).sum();
+    if failed > 0 {
+        anyhow::bail!("{failed} operator requests failed under attack");
+    }
+    Ok(())
+}
+
+/// Runs the storm in `opts.dir`, or in a temporary directory if empty; fails
+/// if any node did not come back with the job.
+fn storm_cmd(mut opts: storm::Opts) -> Result<()> {
+    let (_tmp, rt) = scratch(&mut opts.dir)?;
+    let rows = rt.block_on(storm::run(&opts))?;
+    println!("{}", storm::table(&rows));
+    let lost: usize = rows.iter().map(|r| r.nodes - r.caught_up).sum();
+    if lost > 0 {
+        anyhow::bail!("{lost} node(s) did not get the job appended while the hub was down");
+    }
+    Ok(())
 }
 
 /// Runs the ingest benchmark in `opts.dir`, or in a temporary directory if empty.
 fn ingest_cmd(mut opts: ingest::Opts) -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    if opts.dir.as_os_str().is_empty() {
-        opts.dir = tmp.path().to_path_buf();
-    }
-    let rt = tokio::runtime::Runtime::new()?;
+    let (_tmp, rt) = scratch(&mut opts.dir)?;
     let report = rt.block_on(ingest::run(&opts))?;
     println!("{}", report.table(&opts));
     if report.killed.1 > 0 {
@@ -178,4 +237,14 @@ fn ingest_cmd(mut opts: ingest::Opts) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A temporary directory standing in for `dir` if it is empty (removed when
+/// dropped), and the runtime a benchmark runs on.
+fn scratch(dir: &mut PathBuf) -> Result<(tempfile::TempDir, tokio::runtime::Runtime)> {
+    let tmp = tempfile::tempdir()?;
+    if dir.as_os_str().is_empty() {
+        *dir = tmp.path().to_path_buf();
+    }
+    Ok((tmp, tokio::runtime::Runtime::new()?))
 }

@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, bail};
 use rustls::ClientConfig;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -62,11 +62,11 @@ impl Mqtt {
     /// Connects; `clean = false` keeps the session (and queued QoS 1 messages) across reconnects.
     pub async fn connect(
         tls: Arc<ClientConfig>,
-        addr: SocketAddr,
+        (src, addr): (Option<Ipv4Addr>, SocketAddr),
         client_id: &str,
         clean: bool,
     ) -> Result<Self> {
-        let tcp = TcpStream::connect(addr).await?;
+        let tcp = crate::client::dial(src, addr).await?;
         tcp.set_nodelay(true)?;
         let io = TlsConnector::from(tls)
             .connect(crate::pki::server_name(), tcp)

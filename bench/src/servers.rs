@@ -34,6 +34,17 @@ pub fn start_hub(
     extra: &[&str],
 ) -> Result<Running> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    start_hub_at(exe, root, addr, nchan_pub, extra)
+}
+
+/// [`start_hub`] on a given address (a restart on the address nodes know).
+pub fn start_hub_at(
+    exe: &Path,
+    root: &Path,
+    addr: SocketAddr,
+    nchan_pub: Option<&str>,
+    extra: &[&str],
+) -> Result<Running> {
     let log = root.join(format!("hub-{}.log", addr.port()));
     let mut cmd = Command::new(exe);
     cmd.arg("--data-dir")

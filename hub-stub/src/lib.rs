@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod db;
+pub mod detach;
 pub mod governance;
 pub mod hub;
 pub mod ingest;

@@ -4,6 +4,7 @@
 
 use crate::api;
 use crate::datadir::now;
+use crate::detach::{self, Rewind, Sniffed};
 use crate::hub::{Caller, Hub};
 use crate::limits::{NoSlot, Slot};
 use crate::sync::lock;
@@ -119,52 +120,91 @@ async fn connection(
         activity: activity.clone(),
         epoch: hub.started,
     };
-    let Some((tls, caller, _slot)) = accept_tls(&hub, tracked, peer, handshake, slot).await? else {
+    // Each phase's state is boxed and freed when the phase ends: inline, the
+    // handshake's and hyper's state would size every connection's task for
+    // its whole life (13 KiB of an idle subscriber's 23, measured with
+    // heaptrack and make bench-fanout).
+    let Some((mut tls, caller, _slot)) =
+        Box::pin(accept_tls(&hub, tracked, peer, handshake, slot)).await?
+    else {
         return Ok(());
+    };
+    let sniffed = match tokio::time::timeout(hub.cfg.header_timeout, detach::sniff(&mut tls)).await
+    {
+        Ok(s) => s?,
+        Err(_) => bail!("no request head within --header-timeout"),
     };
     let key = caller.limit_key(&peer);
     let guard = hub.conns.acquire(&key, hub.cfg.max_conns_per_identity);
     let over_limit = guard.is_none();
     // The verified identity travels with each request; the router's
     // extractors and limits read it from there.
-    let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-        let x = req.extensions_mut();
+    let identify = move |x: &mut http::Extensions| {
         x.insert(caller.clone());
         x.insert(api::Peer(peer));
         if over_limit {
             x.insert(api::OverLimit);
         }
-        app.clone().oneshot(req)
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(hub.cfg.header_timeout)
-        .max_buf_size(64 * 1024)
-        .serve_connection(TokioIo::new(tls), service)
-        .without_shutdown();
-    tokio::pin!(conn);
+    };
+    let within = hub.cfg.header_timeout;
+    let serving: Pin<Box<dyn Future<Output = ()> + Send>> = match sniffed {
+        Sniffed::Detach(req) => {
+            let mut req = *req;
+            identify(req.extensions_mut());
+            Box::pin(async move {
+                let resp = app.oneshot(req).await.unwrap_or_else(|e| match e {});
+                if let Err(e) = detach::respond(&mut tls, resp).await {
+                    tracing::debug!(%peer, "subscription: {e}");
+                }
+                Box::pin(linger(tls, within)).await;
+            })
+        }
+        Sniffed::Hyper(prefix) => {
+            let service = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                identify(req.extensions_mut());
+                app.clone().oneshot(req)
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(hub.cfg.header_timeout)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(Rewind::new(prefix, tls)), service)
+                .without_shutdown();
+            Box::pin(async move {
+                if let Ok(parts) = conn.await {
+                    // Boxed: held inline, the TLS stream and timer of a close
+                    // would stay reserved while the connection serves.
+                    Box::pin(linger(parts.io.into_inner().into_inner(), within)).await;
+                }
+            })
+        }
+    };
+    until_idle(&hub, &activity, serving).await;
+    drop(guard);
+    Ok(())
+}
+
+/// Runs `serving` until it ends, or until no byte has moved on the
+/// connection for longer than --idle-timeout.
+async fn until_idle(
+    hub: &Hub,
+    activity: &AtomicU64,
+    mut serving: Pin<Box<dyn Future<Output = ()> + Send>>,
+) {
     let idle = hub.cfg.idle_timeout;
     let check = (idle / 4).max(Duration::from_millis(100));
     loop {
         tokio::select! {
-            r = conn.as_mut() => {
-                // Boxed: held inline, the TLS stream and timer of a close
-                // would stay reserved in every idle connection's task (2.5 KiB
-                // per connection measured with make bench-fanout).
-                Box::pin(linger(r?.io.into_inner(), hub.cfg.header_timeout)).await;
-                break;
-            }
+            () = serving.as_mut() => return,
             _ = tokio::time::sleep(check) => {
                 let last = Duration::from_millis(activity.load(Ordering::Relaxed));
                 if hub.started.elapsed().saturating_sub(last) > idle {
-                    tracing::debug!(%peer, "closing idle connection");
-                    break;
+                    tracing::debug!("closing idle connection");
+                    return;
                 }
             }
         }
     }
-    drop(guard);
-    Ok(())
 }
 
 /// The TLS handshake and the connection's slot: the stream and its verified
@@ -233,6 +273,12 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, within: Duration) 
         }
     };
     let _ = tokio::time::timeout(within, drain).await;
+}
+
+impl detach::Socket for TlsStream<Tracked<tokio::net::TcpStream>> {
+    fn socket(&self) -> &tokio::net::TcpStream {
+        &self.get_ref().0.inner
+    }
 }
 
 /// A socket that records when bytes last moved, so idle or stalled

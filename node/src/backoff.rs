@@ -38,6 +38,13 @@ impl Backoff {
         ceiling.mul_f64(fastrand::f64())
     }
 
+    /// The delay before the next attempt when the server asked for one
+    /// (`Retry-After` on a 503 or 429): what it asked plus this backoff's
+    /// full-jitter delay, so nodes sent away together do not return together.
+    pub fn next_delay_after(&mut self, asked: Option<Duration>) -> Duration {
+        asked.unwrap_or_default() + self.next_delay()
+    }
+
     /// Starts over from `min`: the last attempt succeeded.
     pub fn reset(&mut self) {
         self.schedule = self.builder.build();
@@ -64,6 +71,20 @@ mod tests {
         let mut swapped = Backoff::new(Duration::from_secs(5), Duration::from_secs(1));
         assert_eq!(swapped.ceiling(), Duration::from_secs(5));
         assert_eq!(swapped.ceiling(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_server_asked_delay_is_a_floor_with_jitter_on_top() {
+        let mut b = Backoff::new(Duration::from_secs(4), Duration::from_secs(4));
+        let asked = Duration::from_secs(30);
+        let delays: Vec<Duration> = (0..200).map(|_| b.next_delay_after(Some(asked))).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= asked && *d <= asked + Duration::from_secs(4))
+        );
+        assert!(delays.iter().any(|d| *d > asked + Duration::from_secs(2)));
+        assert!(b.next_delay_after(None) <= Duration::from_secs(4));
     }
 
     #[test]
