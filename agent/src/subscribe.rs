@@ -83,8 +83,13 @@ impl Subscription {
             if tx.is_closed() {
                 return;
             }
+            let mut asked = None;
             let reason = match outcome {
                 Ok(()) => "the server closed the stream".to_string(),
+                Err(Lost::Busy(e, after)) => {
+                    asked = Some(after);
+                    e
+                }
                 Err(Lost::Revoked(evidence, detail)) => {
                     let url = self.request_url();
                     let _ = tx.blocking_send(SubEvent::Revoked {
@@ -110,7 +115,7 @@ impl Subscription {
             if std::mem::take(&mut self.connected) || started.elapsed() > Duration::from_secs(60) {
                 backoff.reset();
             }
-            std::thread::sleep(backoff.next_delay());
+            std::thread::sleep(backoff.next_delay_after(asked));
         }
     }
 
@@ -166,6 +171,7 @@ impl Subscription {
         })?;
         let status = resp.status().as_u16();
         if status != 200 {
+            let asked = retry_after(&resp).filter(|_| matches!(status, 429 | 503));
             let mut body = String::new();
             let _ = resp
                 .into_body()
@@ -179,7 +185,10 @@ impl Subscription {
             return Err(
                 match revocation::from_answer(status, &body).filter(|_| self.hub_stream) {
                     Some(evidence) => Lost::Revoked(evidence, detail),
-                    None => Lost::Failed(detail),
+                    None => match asked {
+                        Some(after) => Lost::Busy(detail, after),
+                        None => Lost::Failed(detail),
+                    },
                 },
             );
         }
@@ -262,8 +271,29 @@ impl Subscription {
 enum Lost {
     /// Reconnect after a while.
     Failed(String),
+    /// The server is busy and said when to come back (`Retry-After` on a 503
+    /// or 429): not before then, plus jitter.
+    Busy(String, Duration),
     /// The hub refused the node's certificate as revoked: never reconnect.
     Revoked(Evidence, String),
+}
+
+/// Most a server's `Retry-After` can hold a node back: a hostile or broken
+/// server must not silence a node for days.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A `Retry-After` in seconds (the HTTP-date form is not used by the hub),
+/// capped at [`MAX_RETRY_AFTER`].
+fn retry_after(resp: &ureq::http::Response<ureq::Body>) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// The persisted last event id, if there is one that can be sent back as

@@ -124,6 +124,15 @@ pub struct ServeSettings {
         default_value_t = 64
     )]
     pub max_handshakes_per_address: usize,
+    /// TLS handshakes worked on at once, in order of arrival; the others wait
+    /// in line (up to --idle-timeout), so a reconnect storm cannot slow every
+    /// handshake past --header-timeout.
+    #[arg(long, env = "VANTAGE_HUB_MAX_HANDSHAKES", default_value_t = 256)]
+    pub max_handshakes: usize,
+    /// Subscriptions set up at once (each reads the job log to catch up);
+    /// more are answered 503 `busy` with a spread Retry-After.
+    #[arg(long, env = "VANTAGE_HUB_MAX_SUBSCRIBE_SETUPS", default_value_t = 2048)]
+    pub max_subscribe_setups: usize,
     /// Requests per second per identity, sustained.
     #[arg(long, env = "VANTAGE_HUB_RATE", default_value_t = 10.0)]
     pub rate: f64,
@@ -198,6 +207,8 @@ impl ServeSettings {
             reserved_for_identified: reserved,
             max_conns_per_identity: self.max_conns_per_identity,
             max_handshakes_per_address: self.max_handshakes_per_address.max(1),
+            max_handshakes: self.max_handshakes.max(1),
+            max_subscribe_setups: self.max_subscribe_setups.max(1),
             rate: self.rate,
             burst: self.burst,
             header_timeout: self.header_timeout.get(),

@@ -63,6 +63,10 @@ pub struct ServeConfig {
     /// counted from `accept`: connections that never start TLS cannot fill
     /// `max_connections` from one address.
     pub max_handshakes_per_address: usize,
+    /// TLS handshakes worked on at once (the rest wait in arrival order).
+    pub max_handshakes: usize,
+    /// Subscriptions set up at once (more are answered 503 `busy`).
+    pub max_subscribe_setups: usize,
     /// Requests a second per identity, sustained.
     pub rate: f64,
     /// Request burst per identity.
@@ -150,6 +154,10 @@ pub struct Hub {
     pub handshakes: Arc<ConnCounter>,
     /// The `--max-connections` slots.
     pub admission: Arc<Admission>,
+    /// The `--max-handshakes` permits (a fair semaphore: first come, first served).
+    pub handshake_permits: Arc<tokio::sync::Semaphore>,
+    /// The `--max-subscribe-setups` permits.
+    pub subscribe_setups: Arc<tokio::sync::Semaphore>,
     /// Result bytes per node and day.
     pub result_volume: ResultVolume,
     /// Counters, gauges and latencies.
@@ -340,6 +348,8 @@ impl Hub {
             refusal_log: LogThrottle::new(Duration::from_secs(10)),
             handshakes: Arc::new(ConnCounter::default()),
             admission: Admission::new(cfg.max_connections, cfg.reserved_for_identified),
+            handshake_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_handshakes)),
+            subscribe_setups: Arc::new(tokio::sync::Semaphore::new(cfg.max_subscribe_setups)),
             result_volume,
             rates,
             metrics,

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub enrolments: Counter,
     /// TLS handshakes cancelled because a newer connection needed the slot.
     pub handshakes_evicted: Counter,
+    /// Subscriptions answered 503 `busy` (--max-subscribe-setups reached).
+    pub subscribe_busy: Counter,
     request_seconds: Family<RequestLabels, Histogram>,
     channel_subscribers: Family<ChannelLabel, Gauge>,
     now: Now,
@@ -104,6 +106,7 @@ impl Metrics {
             results_refused: Counter::default(),
             enrolments: Counter::default(),
             handshakes_evicted: Counter::default(),
+            subscribe_busy: Counter::default(),
             request_seconds,
             channel_subscribers: Family::default(),
             now: Now::default(),
@@ -166,6 +169,11 @@ impl Metrics {
                 "enrolments",
                 "node certificates issued at enrolment",
                 &self.enrolments,
+            ),
+            (
+                "subscribe_busy",
+                "subscriptions answered 503 busy (--max-subscribe-setups reached)",
+                &self.subscribe_busy,
             ),
         ] {
             r.register(name, help, c.clone());

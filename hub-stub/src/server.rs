@@ -218,8 +218,23 @@ async fn accept_tls(
     mut slot: crate::limits::Handshake,
 ) -> Result<Option<(TlsStream<Tracked<tokio::net::TcpStream>>, Caller, Slot)>> {
     let acceptor = TlsAcceptor::from(hub.tls.load_full());
+    let permits = hub.handshake_permits.clone();
+    let (header_timeout, queue_timeout) = (hub.cfg.header_timeout, hub.cfg.idle_timeout);
+    let bounded = async move {
+        // A connection that has not sent its hello waits without a permit, so
+        // silence takes no handshake work from anyone; it must say hello
+        // within --header-timeout.
+        if let Err(e) = tokio::time::timeout(header_timeout, tracked.inner.readable()).await? {
+            return Ok(Err(e));
+        }
+        // The wait in line is not the client's fault: it is bounded by
+        // --idle-timeout, the handshake itself by --header-timeout.
+        let permit = tokio::time::timeout(queue_timeout, permits.acquire_owned()).await?;
+        let _permit = permit.expect("the handshake semaphore is never closed");
+        tokio::time::timeout(header_timeout, acceptor.accept(tracked)).await
+    };
     let shake = tokio::select! {
-        r = tokio::time::timeout(hub.cfg.header_timeout, acceptor.accept(tracked)) => r,
+        r = bounded => r,
         // Counted and logged where the newer connection was admitted.
         () = slot.evicted() => return Ok(None),
     };

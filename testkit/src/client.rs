@@ -129,9 +129,10 @@ impl Client {
             return Err(answer(r).unwrap());
         }
         let (tx, rx) = mpsc::channel();
+        let headers = r.headers().clone();
         let reader = r.into_body().into_reader();
         std::thread::spawn(move || read_events(reader, &tx));
-        Ok(Sse { rx })
+        Ok(Sse { rx, headers })
     }
 }
 
@@ -161,6 +162,8 @@ fn read_events(mut reader: impl Read, tx: &mpsc::Sender<Option<Event>>) {
 /// An open event stream.
 pub struct Sse {
     rx: mpsc::Receiver<Option<Event>>,
+    /// The response's headers.
+    pub headers: ureq::http::HeaderMap,
 }
 
 /// What an event stream gave within a timeout.

@@ -25,7 +25,8 @@ pub struct Hostile {
 
 impl Hostile {
     /// Serves `bodies[i]` on the i-th connection (the last one again after the
-    /// script ends) as a `200 text/event-stream` response, then closes.
+    /// script ends) as a `200 text/event-stream` response, then closes. A
+    /// body starting `HTTP/1.1 ` is sent as the whole response instead.
     pub fn start(hub: &Hub, bodies: Vec<Vec<u8>>) -> Hostile {
         Self::start_gated(hub, bodies, usize::MAX)
     }
@@ -134,9 +135,12 @@ fn serve(
             n = cv.wait(n).unwrap();
         }
     }
-    let _ = tls.write_all(
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n",
-    );
+    // A scripted body that is a whole response (a refusal) goes as it is.
+    if !body.starts_with(b"HTTP/1.1 ") {
+        let _ = tls.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n",
+        );
+    }
     let _ = tls.write_all(body);
     let _ = tls.flush();
     tls.conn.send_close_notify();

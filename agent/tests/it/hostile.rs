@@ -195,3 +195,30 @@ fn a_connection_the_server_took_resets_the_backoff() {
     // 15 s; starting over after each accepted one, one a second or so.
     wait_for("eight connections", 15, || server.requests().len() >= 8);
 }
+
+/// A busy server's `Retry-After` holds the node back that long (plus jitter)
+/// instead of its usual one-second first retry: after a hub restart,
+/// thousands of nodes come back when the hub says, not all at once.
+#[test]
+fn a_busy_servers_retry_after_is_honoured() {
+    let hub = hub();
+    let server = Hostile::start(
+        &hub,
+        vec![
+            b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 4\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
+            b"id: 7\n\n".to_vec(),
+        ],
+    );
+    let mut agent = agent_on(&hub, &server);
+    agent.start();
+    wait_for("the first connection", 30, || !server.requests().is_empty());
+    let refused = std::time::Instant::now();
+    wait_for("a second connection", 30, || server.requests().len() >= 2);
+    let waited = refused.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_secs(3),
+        "came back after {waited:?}, before the 4 s the server asked for"
+    );
+    let log = agent.log();
+    assert!(log.contains("answered HTTP 503"), "{log}");
+}

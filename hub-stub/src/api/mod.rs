@@ -53,7 +53,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    /// Seconds for a 429's `Retry-After` (default 1: the request rates).
+    /// Seconds for `Retry-After` (a 429's defaults to 1: the request rates).
     retry_after: Option<u64>,
 }
 
@@ -98,7 +98,7 @@ impl IntoResponse for ApiError {
                 code: self.code.to_string(),
             },
         );
-        if self.status == StatusCode::TOO_MANY_REQUESTS {
+        if self.status == StatusCode::TOO_MANY_REQUESTS || self.retry_after.is_some() {
             r.headers_mut().insert(
                 header::RETRY_AFTER,
                 http::HeaderValue::from(self.retry_after.unwrap_or(1)),

@@ -35,7 +35,12 @@ pub(super) async fn subscribe(
     Params(q): Params,
     headers: HeaderMap,
 ) -> ApiResult {
+    let setup = setup_permit(&hub)?;
     let channels = subscription_channels(&hub, &node, &list).await?;
+    if q.get("mode").is_some_and(|m| m == "poll") {
+        // A long-poll answer waits for events: it must not hold a set-up slot.
+        drop(setup);
+    }
     touch(&hub, &node, peer, None).await;
     let cert = match caller {
         Caller::Known {
@@ -44,6 +49,28 @@ pub(super) async fn subscribe(
         _ => (String::new(), 0),
     };
     super::stream::subscribe(hub, node, cert, channels, &headers, &q).await
+}
+
+/// Longest `Retry-After` of a `busy` answer: those sent away come back
+/// spread over this many seconds instead of together.
+const BUSY_SPREAD_SECS: u64 = 10;
+
+/// A slot to set up a subscription (catch-up reads of the job log), or 503
+/// `busy`: in a reconnect storm the log's readers stay few and the nodes
+/// sent away return spread out (the agent honours `Retry-After`).
+fn setup_permit(hub: &Arc<Hub>) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    hub.subscribe_setups.clone().try_acquire_owned().map_err(|_| {
+        hub.metrics.subscribe_busy.inc();
+        ApiError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!(
+                "the hub is setting up {} subscriptions already (--max-subscribe-setups); retry after the time given",
+                hub.cfg.max_subscribe_setups
+            ),
+        )
+        .retry_after(fastrand::u64(1..=BUSY_SPREAD_SECS))
+    })
 }
 
 async fn subscription_channels(

@@ -688,3 +688,27 @@ fn a_subscriber_that_stops_reading_is_cut_off() {
         "received all {got} events: the hub kept buffering"
     );
 }
+
+/// A node's event stream is written straight into its connection once the
+/// request head is read (no hyper buffers held for days): close-delimited,
+/// not chunked. Refusals on such a connection keep their codes.
+#[test]
+fn event_streams_are_close_delimited_and_refusals_keep_their_codes() {
+    let hub = Hub::start(&[]);
+    let op = hub.operator("alice");
+    let n = hub.node("DE");
+    let sub = n
+        .client
+        .sse(&format!("/v1/sub/all,node.{}", n.id), None)
+        .unwrap();
+    assert_eq!(sub.headers["connection"], "close", "{:?}", sub.headers);
+    assert!(sub.headers.get("transfer-encoding").is_none());
+    assert_eq!(sub.headers["content-type"], "text/event-stream");
+    let (s, r) = op.post("/v1/jobs", &hub.job("j1", json!("everyone")));
+    assert_eq!(s, 201, "{r}");
+    assert_eq!(envelope(&sub.event())["payload"]["job"]["id"], "j1");
+    let other = hub.node("FR");
+    let (s, e) = other.client.sse("/v1/sub/all,cc.DE", None).err().unwrap();
+    assert_eq!(s, 403);
+    assert_eq!(e["code"], "channel-not-assigned", "{e}");
+}
