@@ -129,6 +129,12 @@ fn a_release_is_taken_under_quorum_and_its_binaries_only_as_signed() {
     let mut other_target = heartbeat("0.1.0", None);
     other_target["target"] = "riscv64gc-unknown-linux-musl".into();
     assert_eq!(node.heartbeat_offer(&other_target), None);
+    // A backup holds the binaries (the release itself is in the database).
+    let backup = hub.dir.path().join("backup");
+    let (ok, _, err) = hub.cli(&["backup", "--out", backup.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let copy = backup.join(format!("releases/0.2.0/{TARGET}/vantage-agent"));
+    assert_eq!(&std::fs::read(copy).unwrap(), agent);
     // An agent from before releases (no target) is offered nothing and still parses the answer.
     node.heartbeat();
     let entry = hub
