@@ -306,6 +306,7 @@ fn status(e: &Entry, waves: Vec<WaveStatus>, missing: Vec<String>, now: i64) -> 
             .stopped
             .clone()
             .map(|(at, reason)| ReleaseStop { at, reason }),
+        audit: Vec::new(),
     }
 }
 

@@ -153,12 +153,27 @@ fn refused(e: &ReleaseError, hint: &str) -> ApiError {
 #[utoipa::path(get, path = "/v1/releases", tag = "releases",
     security(("client_certificate" = [])),
     responses(
-        (status = 200, description = "the releases, newest version first", body = ReleaseList),
+        (status = 200, description = "the releases, newest version first, each with its audit trail", body = ReleaseList),
         (status = 401, description = "no client certificate", body = ErrorBody),
         (status = 403, description = "not an operator", body = ErrorBody),
     ))]
 pub(super) async fn list(State(hub): State<Arc<Hub>>, _: Operator) -> ApiResult {
-    let releases = hub.evaluate_releases().await?;
+    let mut releases = hub.evaluate_releases().await?;
+    let subjects: Vec<String> = releases
+        .iter()
+        .map(|r| format!("release:{}", r.version))
+        .collect();
+    let trails = hub
+        .db(move |db| {
+            subjects
+                .iter()
+                .map(|s| db.audit_of(s))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    for (r, audit) in releases.iter_mut().zip(trails) {
+        r.audit = audit;
+    }
     Ok(json(StatusCode::OK, &ReleaseList { releases }))
 }
 

@@ -228,6 +228,22 @@ fn waves_open_as_nodes_report_the_version() {
     }
     let s = status(&op, "0.2.0");
     assert_eq!(s.state, ReleaseState::Complete);
+    let actions: Vec<&str> = s.audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "release.accept",
+            "release.binary",
+            "release.binary",
+            "release.advance"
+        ],
+        "{:?}",
+        s.audit
+    );
+    assert_eq!(
+        (s.audit[0].actor.as_str(), s.audit[3].actor.as_str()),
+        ("ops", "hub")
+    );
     let metrics = op.get("/metrics").1;
     let text = metrics.as_str().unwrap();
     assert!(
@@ -272,6 +288,11 @@ fn too_many_rollbacks_in_a_wave_stop_the_rollout() {
         "{why}"
     );
     assert_eq!((s.waves[0].failed, s.waves[0].open), (1, false));
+    let stop = s.audit.last().unwrap();
+    assert_eq!(
+        (stop.action.as_str(), stop.detail["reason"].as_str()),
+        ("release.stop", Some(why.as_str()))
+    );
     // Nobody is offered it any more, whatever wave, also after a restart.
     hub.kill();
     hub.spawn();
