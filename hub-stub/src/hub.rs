@@ -81,6 +81,8 @@ pub struct ServeConfig {
     pub max_target_rate: Option<u32>,
     /// Result bytes stored per node and day, at most.
     pub result_bytes_per_node_day: u64,
+    /// Nodes heard from within this time count in a release's waves.
+    pub release_window: Duration,
 }
 
 /// A job-log entry on its way to subscribers: one pre-encoded SSE frame per channel.
@@ -117,6 +119,8 @@ pub struct Hub {
     pub ingest: crate::ingest::Ingest,
     /// Approval policy: shipped, plus accepted successors.
     pub policy: crate::governance::PolicyState,
+    /// Accepted agent releases and their rollouts.
+    pub releases: crate::releases::Catalog,
     pub(crate) tls: ArcSwap<ServerConfig>,
     server_chain: Vec<CertificateDer<'static>>,
     server_key: PrivateKeyDer<'static>,
@@ -224,7 +228,7 @@ impl NodeHealth {
 }
 
 /// Text from a node as one line of at most [`MAX_LAST_ERROR`] characters.
-fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     let flat: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -317,6 +321,7 @@ impl Hub {
             "results refused because their node's daily volume was used up",
             result_volume.refused.clone(),
         );
+        let releases = crate::releases::Catalog::load(&db)?;
         let db = Arc::new(db);
         let ingest = crate::ingest::Ingest::start(db.clone());
         metrics.register_counter(
@@ -330,6 +335,7 @@ impl Hub {
             ingest,
             db,
             policy,
+            releases,
             tls: ArcSwap::from_pointee(tls),
             server_chain,
             server_key,
@@ -369,6 +375,23 @@ impl Hub {
         tokio::task::spawn_blocking(move || f(&db))
             .await
             .expect("database task panicked")
+    }
+
+    /// Counts every release's waves, opens the next wave or stops a rollout
+    /// where it should, sets the release gauges, and returns each release's
+    /// status, newest first.
+    pub async fn evaluate_releases(
+        self: &Arc<Self>,
+    ) -> Result<Vec<vantage_proto::api::ReleaseStatus>, crate::db::DbError> {
+        let h = self.clone();
+        let all = self
+            .db(move |db| {
+                h.releases
+                    .evaluate(db, h.dd.root(), now(), h.cfg.release_window)
+            })
+            .await?;
+        self.metrics.set_release_nodes(&all);
+        Ok(all)
     }
 
     /// Writes a payload to the job log (durably), then hands it to subscribers.

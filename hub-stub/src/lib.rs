@@ -2,7 +2,7 @@
 //!
 //! - [`pki`]: the network CA, server/node/operator certificates, CSR checks, the CRL.
 //! - [`db`]: SQLite (WAL, `synchronous=FULL`): tokens, nodes, pending enrolments,
-//!   certificates, the job log, jobs with their audit trail, results.
+//!   certificates, the job log, jobs with their audit trail, results, agent releases.
 //! - [`ingest`]: results into the database with group commit (acknowledged once durable).
 //! - [`datadir`]: the data directory's files and `init`.
 //! - [`tokens`]: one-time enrolment tokens.
@@ -13,6 +13,8 @@
 //!   (SSE, long-poll) with catch-up and gap events, result streams.
 //! - [`server`]: TLS with client-certificate verification, connection limits and
 //!   timeouts, background tasks (revocation watch, retention, registry upkeep).
+//! - [`releases`]: agent releases: the accepted ones, where their binaries are
+//!   kept, the offer to each node and the rollout in waves.
 //! - [`metrics`]: counters, gauges and latency histograms in one registry (`/metrics`).
 //! - [`sync`]: locking that survives a panicked holder.
 //! - [`limits`]: per-identity connection slots and request rate.
@@ -20,7 +22,7 @@
 //! - [`cli`]: the `vantage-hub` command line.
 //!
 //! Modules use each other without cycles (`make lint` checks it): `sync`,
-//! `pki`, `db`, `ingest`, `datadir`, `limits`, `metrics`, `governance` and `nchan` are
+//! `pki`, `db`, `ingest`, `datadir`, `limits`, `metrics`, `governance`, `releases` and `nchan` are
 //! below `hub`, which is below `api`, which is below `server`, `config` and
 //! `cli`.
 pub mod api;
@@ -36,6 +38,7 @@ pub mod limits;
 pub mod metrics;
 pub mod nchan;
 pub mod pki;
+pub mod releases;
 pub mod server;
 pub mod spread;
 pub mod sync;
