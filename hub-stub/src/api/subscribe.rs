@@ -25,6 +25,7 @@ use vantage_proto::channel;
         (status = 400, description = "unreadable channel list", body = ErrorBody),
         (status = 401, description = "no client certificate", body = ErrorBody),
         (status = 403, description = "not a node, or a channel not assigned to it", body = ErrorBody),
+        (status = 503, description = "`busy`: too many subscriptions being set up; come back after `Retry-After`", body = ErrorBody),
     ))]
 pub(super) async fn subscribe(
     State(hub): State<Arc<Hub>>,
