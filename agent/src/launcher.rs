@@ -40,25 +40,29 @@ pub fn launch(cfg: &Config) {
         tracing::error!("release switch state unreadable ({why}); running the image's agent");
         state
     });
+    // What is on disk: every change is stored before anything is started.
+    let mut stored = state.clone();
     loop {
-        let before = state.clone();
-        let Start::Release(version) = state.on_start() else {
-            save_if_changed(&store, &before, &state);
-            return;
-        };
-        if let Some(failed) = state
+        let failed = state.failed.clone();
+        let start = state.on_start();
+        if let Some(f) = state
             .failed
             .as_ref()
-            .filter(|_| before.failed != state.failed)
+            .filter(|&f| failed.as_ref() != Some(f))
         {
-            tracing::error!("release {failed}; going back");
+            tracing::error!("release {f}; going back");
         }
+        let Start::Release(version) = start else {
+            save_if_changed(&store, &stored, &state);
+            return;
+        };
         let why = match verified(cfg, &store, &version) {
-            Ok(sealed) if save_if_changed(&store, &before, &state) => {
+            Ok(sealed) if save_if_changed(&store, &stored, &state) => {
                 tracing::info!("starting release {version} from a sealed copy");
                 let mut env: Vec<_> = std::env::vars_os().collect();
                 env.push((LAUNCHED.into(), version.clone().into()));
                 let err = sealed.exec(std::env::args_os().collect::<Vec<OsString>>(), env);
+                stored = state.clone();
                 ReleaseError::RolledBack(format!("cannot execute it: {err}"))
             }
             // Unsaved, the start would not count: a crashing release could
@@ -71,9 +75,9 @@ pub fn launch(cfg: &Config) {
     }
 }
 
-/// Stores `state` if it differs from `before`; false if that failed.
-fn save_if_changed(store: &Store, before: &Switch, state: &Switch) -> bool {
-    if before == state {
+/// Stores `state` if it differs from `stored`; false if that failed.
+fn save_if_changed(store: &Store, stored: &Switch, state: &Switch) -> bool {
+    if stored == state {
         return true;
     }
     match store.save(state) {

@@ -88,9 +88,15 @@ impl Releases {
     /// Waits out this release's time to be confirmed; returns if it was not
     /// (never for a confirmed release or the image's agent).
     pub async fn unconfirmed(&self) {
-        let secs = match self.state().unconfirmed() {
-            Some(slot) if self.0.from_release && slot.version == VERSION => slot.confirm_secs,
-            _ => return std::future::pending().await,
+        // The guard is dropped before any await: the state lock is never
+        // held across one.
+        let secs = self
+            .state()
+            .unconfirmed()
+            .filter(|slot| self.0.from_release && slot.version == VERSION)
+            .map(|slot| slot.confirm_secs);
+        let Some(secs) = secs else {
+            return std::future::pending().await;
         };
         tokio::time::sleep(Duration::from_secs(secs)).await;
         if self.state().unconfirmed().is_none() {
