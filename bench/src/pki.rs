@@ -83,6 +83,7 @@ impl Network {
                 address: None,
                 caps: None,
                 owner: None,
+                release: None,
             };
             db.insert_node(&row, None, None)?;
             nodes.push(Creds {

@@ -8,8 +8,8 @@ use crate::propose::ProbeCmd;
 use crate::quick::QuickOpts;
 use crate::watch::Output;
 use crate::{
-    approve, files, mandate, nodes, policy, predict, propose, quick, report, results, timespec,
-    watch,
+    approve, files, mandate, nodes, policy, predict, propose, quick, release, report, results,
+    timespec, watch,
 };
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -139,6 +139,9 @@ enum Command {
     /// Mandates, standing approvals for everyday jobs: propose, sign, check, show, revoke.
     #[command(subcommand)]
     Mandate(MandateCmd),
+    /// Agent releases, signed by a quorum of approvers: propose, sign, check, show, submit, status.
+    #[command(subcommand)]
+    Release(ReleaseCmd),
     /// The web console on 127.0.0.1: nodes on a map, jobs, live results, submitting.
     Console {
         #[command(flatten)]
@@ -148,10 +151,10 @@ enum Command {
     },
 }
 
-/// `sign` of a job or a mandate file.
+/// `sign` of a job, mandate or release file.
 #[derive(Debug, clap::Args)]
 struct SignArgs {
-    /// The job or mandate file.
+    /// The job, mandate or release file.
     file: PathBuf,
     /// Your approver key (from vantage keygen).
     #[arg(long, env = "VANTAGE_APPROVER_KEY", value_name = "FILE")]
@@ -165,10 +168,10 @@ struct SignArgs {
     yes: bool,
 }
 
-/// `check` of a job or a mandate file.
+/// `check` of a job, mandate or release file.
 #[derive(Debug, clap::Args)]
 struct CheckArgs {
-    /// The job or mandate file.
+    /// The job, mandate or release file.
     file: PathBuf,
     /// The current approval policy.
     #[arg(long, env = "VANTAGE_POLICY", value_name = "FILE")]
@@ -246,6 +249,61 @@ enum PolicyCmd {
         /// The signed policy.
         file: PathBuf,
         /// Print the hub's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReleaseCmd {
+    /// Write a new release of the binaries `make agent` built, unsigned, and show it in plain words.
+    Propose {
+        #[command(flatten)]
+        opts: release::ProposeOpts,
+        /// Where to write it (default: release-<version>.json).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show a release file in plain words and add your signature to it
+    /// (rebuild the tagged source and run `release check --bins` first).
+    Sign(SignArgs),
+    /// Exit 0 if nodes holding this policy accept the release now, else 1 and the code;
+    /// with --bins, also that your own build has exactly the release's hashes.
+    Check {
+        #[command(flatten)]
+        args: CheckArgs,
+        /// Your own build of the tagged source (`make agent` writes out/bin).
+        #[arg(long, value_name = "DIR")]
+        bins: Option<PathBuf>,
+    },
+    /// Show a release file in plain words.
+    Show {
+        /// The release file.
+        file: PathBuf,
+    },
+    /// Send a signed release to the hub, then upload its binaries.
+    Submit {
+        /// The signed release.
+        file: PathBuf,
+        /// Where the binaries are: <DIR>/<target>/<binary>.
+        #[arg(long, value_name = "DIR", default_value = "out/bin")]
+        bins: PathBuf,
+        /// Print the hub's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        hub: HubOpts,
+    },
+    /// The hub's releases and their rollout: waves, nodes updated, failed and pending, a stop and why.
+    Status {
+        /// One release (default: all, newest first).
+        version: Option<String>,
+        /// Print as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -741,22 +799,133 @@ fn mandate_cmd(cmd: &MandateCmd) -> CliResult {
 
 fn sign_mandate(a: &SignArgs) -> CliResult {
     let (mut signed, m) = mandate::load(&a.file)?;
+    sign_after_asking(a, "mandate", mandate::describe(&m), |key| {
+        signed
+            .add_signature(key)
+            .map_err(|e| CliError::local(format!("cannot sign: {e}")))?;
+        mandate::save(&a.file, &signed, true)?;
+        Ok(signed.signatures.len())
+    })
+}
+
+fn sign_release(a: &SignArgs) -> CliResult {
+    let (mut signed, r) = release::load(&a.file)?;
+    if r.expires <= timespec::now() {
+        say("warning: this release has already expired; the hub will refuse it");
+    }
+    sign_after_asking(a, "release", release::describe(&r), |key| {
+        signed
+            .add_signature(key)
+            .map_err(|e| CliError::local(format!("cannot sign: {e}")))?;
+        release::save(&a.file, &signed, true)?;
+        Ok(signed.signatures.len())
+    })
+}
+
+/// Shows `description`, checks the key against `--policy`, asks, then lets
+/// `sign` add the signature and save the file (it returns how many it has).
+fn sign_after_asking(
+    a: &SignArgs,
+    what: &str,
+    description: String,
+    sign: impl FnOnce(&ApproverKey) -> CliResult<usize>,
+) -> CliResult {
     let key = files::load_approver_key(&a.key)?;
-    say(mandate::describe(&m));
+    say(description);
     if let Some(p) = &a.policy {
         say_signer(&policy::load(p)?.1, &key)?;
     }
-    ask(a.yes, "Sign this mandate?")?;
-    signed
-        .add_signature(&key)
-        .map_err(|e| CliError::local(format!("cannot sign: {e}")))?;
-    mandate::save(&a.file, &signed, true)?;
+    ask(a.yes, &format!("Sign this {what}?"))?;
+    let n = sign(&key)?;
     say(format!(
-        "signed {} as key {}; it now has {} signature(s)",
+        "signed {} as key {}; it now has {n} signature(s)",
         a.file.display(),
-        key.public_key().key_id(),
-        signed.signatures.len()
+        key.public_key().key_id()
     ));
+    Ok(())
+}
+
+fn release_cmd(cmd: &ReleaseCmd) -> CliResult {
+    match cmd {
+        ReleaseCmd::Propose { opts, out, force } => {
+            let signed = release::propose(opts, timespec::now(), user())?;
+            let out = out
+                .clone()
+                .unwrap_or_else(|| release::default_path(&opts.version));
+            release::save(&out, &signed, *force)?;
+            say(release::describe(&release::load(&out)?.1));
+            say(format!(
+                "wrote {}\nnext: approvers rebuild the tagged source, compare (vantage release check {} --policy POLICY --bins out/bin) and sign (vantage release sign {} --key THEIR.key)",
+                out.display(),
+                out.display(),
+                out.display()
+            ));
+        }
+        ReleaseCmd::Sign(a) => sign_release(a)?,
+        ReleaseCmd::Check {
+            args: CheckArgs { file, policy },
+            bins,
+        } => {
+            let (signed, r) = release::load(file)?;
+            let (_, p) = policy::load(policy)?;
+            say(release::describe(&r));
+            if let Some(dir) = bins {
+                release::binaries(&r, dir)?;
+                say(format!(
+                    "{} holds exactly the binaries the release names",
+                    dir.display()
+                ));
+            }
+            say(release::check(&signed, &p, timespec::now())?);
+        }
+        ReleaseCmd::Show { file } => {
+            let (signed, r) = release::load(file)?;
+            say(release::describe(&r));
+            say(format!("  signatures: {}", signed.signatures.len()));
+        }
+        ReleaseCmd::Submit {
+            file,
+            bins,
+            json,
+            hub,
+        } => {
+            let (signed, r) = release::load(file)?;
+            let hub = Hub::connect(hub, false)?;
+            let answer = release::submit(&hub, &signed, &r, bins, &|line| {
+                if !*json {
+                    say(line);
+                }
+            })?;
+            if *json {
+                print_json(&answer);
+            }
+        }
+        ReleaseCmd::Status { version, json, hub } => {
+            release_status(version.as_deref(), *json, hub)?
+        }
+    }
+    Ok(())
+}
+
+fn release_status(version: Option<&str>, json: bool, opts: &HubOpts) -> CliResult {
+    let hub = Hub::connect(opts, false)?;
+    let list: vantage_proto::api::ReleaseList = hub.get("/v1/releases")?;
+    let shown: Vec<_> = list
+        .releases
+        .into_iter()
+        .filter(|r| version.is_none_or(|v| r.version == v))
+        .collect();
+    if let (Some(v), true) = (version, shown.is_empty()) {
+        return Err(CliError::refused(format!("the hub holds no release {v}")));
+    }
+    if json {
+        print_json(&shown);
+    } else if shown.is_empty() {
+        say("the hub holds no release");
+    }
+    for r in shown.iter().filter(|_| !json) {
+        say(release::render_status(r));
+    }
     Ok(())
 }
 
@@ -856,6 +1025,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Nodes { filter, json, hub } => show_nodes(filter, *json, hub),
         Command::Policy(cmd) => policy_cmd(cmd),
         Command::Mandate(cmd) => mandate_cmd(cmd),
+        Command::Release(cmd) => release_cmd(cmd),
         Command::Quick(probe) => quick::run(probe),
         Command::Console { opts, hub } => crate::console::run(opts, hub),
     }

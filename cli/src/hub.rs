@@ -203,6 +203,18 @@ impl Hub {
         self.answer(resp)
     }
 
+    /// `PUT path` with raw bytes (a release's binary), its JSON answer as `T`.
+    pub fn put_bytes<T: DeserializeOwned>(&self, path: &str, bytes: &[u8]) -> CliResult<T> {
+        let resp = self
+            .agent
+            .put(self.url(path))
+            .header("content-type", "application/octet-stream")
+            .header("accept", "application/json")
+            .send(bytes)
+            .map_err(|e| self.unreachable(e))?;
+        self.answer(resp)
+    }
+
     /// `GET path` (or `POST` it `body`) and hand back the hub's status and
     /// body as they are, refusals included: for the console, which passes
     /// the hub's answers and error codes on to the browser.

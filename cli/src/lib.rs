@@ -18,6 +18,7 @@ pub mod policy;
 pub mod predict;
 pub mod propose;
 pub mod quick;
+pub mod release;
 pub mod report;
 pub mod results;
 pub mod timespec;

@@ -115,7 +115,11 @@ pub fn render(nodes: &[NodeEntry], now: u64) -> String {
                 a.tags.join(","),
                 n.status.as_str().to_string(),
                 seen,
-                n.agent_version.clone().unwrap_or_default(),
+                version_cell(n),
+                n.failed_release
+                    .as_ref()
+                    .map(|f| format!("{} ({})", f.version, f.code))
+                    .unwrap_or_default(),
                 n.caps.map(|c| c.names().join(",")).unwrap_or_default(),
                 n.owner.as_ref().map(owner_cell).unwrap_or_default(),
                 last_error(n),
@@ -132,12 +136,24 @@ pub fn render(nodes: &[NodeEntry], now: u64) -> String {
             "status",
             "last seen",
             "version",
+            "failed release",
             "caps",
             "owner allows",
             "last error",
         ],
         &rows,
     )
+}
+
+/// The agent's version, marked `(release)` when it came from a release
+/// rather than the image.
+fn version_cell(n: &NodeEntry) -> String {
+    let v = n.agent_version.clone().unwrap_or_default();
+    if n.from_release {
+        format!("{v} (release)")
+    } else {
+        v
+    }
 }
 
 /// The owner's policy digest in a few words: the probe kinds, the rate cap

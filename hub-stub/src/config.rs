@@ -154,6 +154,10 @@ pub struct ServeSettings {
         default_value_t = 100 * 1024 * 1024
     )]
     pub max_result_bytes_per_node_day: u64,
+    /// Nodes heard from within this time count in an agent release's waves
+    /// (others do not hold a wave back); three of the agent's default heartbeat intervals.
+    #[arg(long, env = "VANTAGE_HUB_RELEASE_WINDOW", default_value = "15m")]
+    pub release_window: Duration,
 }
 
 impl ServeSettings {
@@ -190,6 +194,7 @@ impl ServeSettings {
                 per_address: self.max_pending_per_address,
             },
             online_window: self.online_window.get(),
+            release_window: self.release_window.get(),
             revocation_poll: self
                 .revocation_poll
                 .get()

@@ -12,12 +12,18 @@ pub use vantage_proto::api::{AuditEntry, JobRecord};
 use vantage_proto::node::Capabilities;
 use vantage_proto::owner::OwnerDigest;
 
+mod releases;
+pub use releases::{NodeRelease, ReleaseRow, ReleaseStored};
+
 /// A database failure.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// SQLite refused.
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A file kept beside the database (a release's binary) could not be written.
+    #[error("data directory: {0}")]
+    Io(#[from] std::io::Error),
     /// A JSON column did not parse.
     #[error("database holds invalid JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -50,6 +56,19 @@ pub struct Attrs {
     /// Tags.
     #[serde(default)]
     pub tags: Vec<String>,
+}
+
+impl Attrs {
+    /// The attributes of node `id`, as selections match them.
+    pub fn for_node(&self, id: &str) -> vantage_proto::channel::NodeAttrs {
+        vantage_proto::channel::NodeAttrs {
+            node_id: id.to_string(),
+            country: self.country.clone(),
+            continent: self.continent.clone(),
+            asn: self.asn,
+            tags: self.tags.clone(),
+        }
+    }
 }
 
 /// One enrolment token.
@@ -113,6 +132,9 @@ pub struct NodeRow {
     pub caps: Option<Capabilities>,
     /// What it last reported of its owner's policy, if it did.
     pub owner: Option<OwnerDigest>,
+    /// What its last heartbeat said of agent releases, if it sent one since
+    /// the hub knows releases.
+    pub release: Option<NodeRelease>,
 }
 
 /// One pending (token-less) enrolment.
@@ -249,6 +271,7 @@ const MIGRATIONS: &[&str] = &[
     JOBS_BY_SEQ,
     MANDATES,
     NODE_CAPS,
+    RELEASES,
 ];
 
 /// The schema version this hub writes and reads.
@@ -336,6 +359,22 @@ CREATE TABLE IF NOT EXISTS mandate_revocations(
 const NODE_CAPS: &str = "
 CREATE TABLE IF NOT EXISTS node_caps(
   node_id TEXT PRIMARY KEY, caps TEXT, owner TEXT, reported INTEGER NOT NULL);
+";
+
+/// Version 6: agent releases. `releases` holds each accepted signed release
+/// (by version, with the digest of its signed bytes so the same release can
+/// gain signatures but never change) and its rollout: the newest open wave
+/// and, once stopped, when and why. `node_releases` what each node's last
+/// heartbeat said of releases (its target, the release it failed, whether
+/// it runs one) and when, which the waves are counted from.
+const RELEASES: &str = "
+CREATE TABLE IF NOT EXISTS releases(
+  version TEXT PRIMARY KEY, digest TEXT NOT NULL, signed TEXT NOT NULL,
+  submitted INTEGER NOT NULL, submitter TEXT NOT NULL, signers TEXT NOT NULL,
+  wave INTEGER NOT NULL DEFAULT 0, stopped INTEGER, stop_reason TEXT);
+CREATE TABLE IF NOT EXISTS node_releases(
+  node_id TEXT PRIMARY KEY, target TEXT, failed TEXT, from_release INTEGER NOT NULL,
+  heartbeat INTEGER NOT NULL);
 ";
 
 /// Which of a mandate's hub-counted rates [`Db::mandate_jobs`] counts.
@@ -748,14 +787,17 @@ impl Db {
                 // Written by this hub from parsed heartbeats: unreadable only if tampered with.
                 caps: json_column(r.get(12)?),
                 owner: json_column(r.get(13)?),
+                release: releases::node_release(r, 14)?,
             },
             r.get(1)?,
         ))
     }
 
     /// The columns of a [`NodeRow`], read from `NODE_TABLES`.
-    const NODE_COLS: &'static str = "id,attrs,key_fp,cert_pem,cert_serial,cert_not_after,enrolled,via,revoked,last_seen,agent_version,address,caps,owner";
-    const NODE_TABLES: &'static str = "nodes LEFT JOIN node_caps ON node_caps.node_id=nodes.id";
+    const NODE_COLS: &'static str = "id,attrs,key_fp,cert_pem,cert_serial,cert_not_after,enrolled,via,revoked,last_seen,agent_version,address,caps,owner,\
+        node_releases.target,node_releases.failed,node_releases.from_release,node_releases.heartbeat";
+    const NODE_TABLES: &'static str = "nodes LEFT JOIN node_caps ON node_caps.node_id=nodes.id \
+        LEFT JOIN node_releases ON node_releases.node_id=nodes.id";
 
     /// Jobs sent to each node that were accepted since `since` (Unix
     /// seconds), newest 4096 at most: the probes each started lately, as the
@@ -832,21 +874,6 @@ impl Db {
             out.push(n);
         }
         Ok(out)
-    }
-
-    /// Records that a node was seen.
-    pub fn touch_node(
-        &self,
-        id: &str,
-        now: i64,
-        address: Option<&str>,
-        agent_version: Option<&str>,
-    ) -> Result<()> {
-        self.c().execute(
-            "UPDATE nodes SET last_seen=?2, address=coalesce(?3,address), agent_version=coalesce(?4,agent_version) WHERE id=?1",
-            params![id, now, address, agent_version],
-        )?;
-        Ok(())
     }
 
     /// Records the time nodes with open subscriptions were last seen.
@@ -1543,7 +1570,7 @@ pub(crate) mod tests {
         assert_eq!(db.append(9, &a, "{}", None).unwrap(), 6);
     }
 
-    fn node_row(id: &str, fp: &str) -> NodeRow {
+    pub(crate) fn node_row(id: &str, fp: &str) -> NodeRow {
         NodeRow {
             id: id.into(),
             attrs: Attrs {
@@ -1562,6 +1589,7 @@ pub(crate) mod tests {
             address: None,
             caps: None,
             owner: None,
+            release: None,
         }
     }
 

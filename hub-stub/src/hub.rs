@@ -77,6 +77,8 @@ pub struct ServeConfig {
     pub max_target_rate: Option<u32>,
     /// Result bytes stored per node and day, at most.
     pub result_bytes_per_node_day: u64,
+    /// Nodes heard from within this time count in a release's waves.
+    pub release_window: Duration,
 }
 
 /// A job-log entry on its way to subscribers: one pre-encoded SSE frame per channel.
@@ -113,6 +115,8 @@ pub struct Hub {
     pub ingest: crate::ingest::Ingest,
     /// Approval policy: shipped, plus accepted successors.
     pub policy: crate::governance::PolicyState,
+    /// Accepted agent releases and their rollouts.
+    pub releases: crate::releases::Catalog,
     pub(crate) tls: ArcSwap<ServerConfig>,
     server_chain: Vec<CertificateDer<'static>>,
     server_key: PrivateKeyDer<'static>,
@@ -216,7 +220,7 @@ impl NodeHealth {
 }
 
 /// Text from a node as one line of at most [`MAX_LAST_ERROR`] characters.
-fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     let flat: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -309,6 +313,7 @@ impl Hub {
             "results refused because their node's daily volume was used up",
             result_volume.refused.clone(),
         );
+        let releases = crate::releases::Catalog::load(&db)?;
         let db = Arc::new(db);
         let ingest = crate::ingest::Ingest::start(db.clone());
         metrics.register_counter(
@@ -322,6 +327,7 @@ impl Hub {
             ingest,
             db,
             policy,
+            releases,
             tls: ArcSwap::from_pointee(tls),
             server_chain,
             server_key,

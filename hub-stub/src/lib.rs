@@ -13,6 +13,8 @@
 //!   (SSE, long-poll) with catch-up and gap events, result streams.
 //! - [`server`]: TLS with client-certificate verification, connection limits and
 //!   timeouts, background tasks (revocation watch, retention, registry upkeep).
+//! - [`releases`]: agent releases: the accepted ones, where their binaries are
+//!   kept, the offer to each node and the rollout in waves.
 //! - [`metrics`]: counters, gauges and latency histograms in one registry (`/metrics`).
 //! - [`sync`]: locking that survives a panicked holder.
 //! - [`limits`]: per-identity connection slots and request rate.
@@ -20,7 +22,7 @@
 //! - [`cli`]: the `vantage-hub` command line.
 //!
 //! Modules use each other without cycles (`make lint` checks it): `sync`,
-//! `pki`, `db`, `ingest`, `datadir`, `limits`, `metrics`, `governance` and `nchan` are
+//! `pki`, `db`, `ingest`, `datadir`, `limits`, `metrics`, `governance`, `releases` and `nchan` are
 //! below `hub`, which is below `api`, which is below `server`, `config` and
 //! `cli`.
 pub mod api;
@@ -35,6 +37,7 @@ pub mod limits;
 pub mod metrics;
 pub mod nchan;
 pub mod pki;
+pub mod releases;
 pub mod server;
 pub mod spread;
 pub mod sync;

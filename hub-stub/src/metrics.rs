@@ -33,6 +33,15 @@ pub struct ChannelLabel {
     pub channel: String,
 }
 
+/// Labels of the per-release node gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReleaseLabels {
+    /// The release's version.
+    pub version: String,
+    /// `updated`, `failed` or `pending`.
+    pub state: String,
+}
+
 /// Gauges describing the hub now, set from [`Stats`] at each scrape.
 #[derive(Default)]
 struct Now {
@@ -76,6 +85,7 @@ pub struct Metrics {
     pub handshakes_evicted: Counter,
     request_seconds: Family<RequestLabels, Histogram>,
     channel_subscribers: Family<ChannelLabel, Gauge>,
+    release_nodes: Family<ReleaseLabels, Gauge>,
     now: Now,
     registry: Mutex<Registry>,
 }
@@ -106,6 +116,7 @@ impl Metrics {
             handshakes_evicted: Counter::default(),
             request_seconds,
             channel_subscribers: Family::default(),
+            release_nodes: Family::default(),
             now: Now::default(),
             registry: Mutex::new(Registry::with_prefix("vantage_hub")),
         };
@@ -127,6 +138,11 @@ impl Metrics {
             "channel_subscribers",
             "open subscriptions per channel",
             self.channel_subscribers.clone(),
+        );
+        r.register(
+            "release_nodes",
+            "nodes in the waves of each agent release, by state (updated, failed, pending), as last counted",
+            self.release_nodes.clone(),
         );
     }
 
@@ -216,6 +232,31 @@ impl Metrics {
             Unit::Seconds,
             n.uptime.clone(),
         );
+    }
+
+    /// The nodes of each release's waves, by state.
+    pub fn set_release_nodes(&self, releases: &[vantage_proto::api::ReleaseStatus]) {
+        for r in releases {
+            let sum = |f: fn(&vantage_proto::api::WaveStatus) -> u64| -> i64 {
+                r.waves
+                    .iter()
+                    .map(f)
+                    .sum::<u64>()
+                    .try_into()
+                    .unwrap_or(i64::MAX)
+            };
+            for (state, n) in [
+                ("updated", sum(|w| w.updated)),
+                ("failed", sum(|w| w.failed)),
+                ("pending", sum(|w| w.pending)),
+            ] {
+                let labels = ReleaseLabels {
+                    version: r.version.clone(),
+                    state: state.to_string(),
+                };
+                self.release_nodes.get_or_create(&labels).set(n);
+            }
+        }
     }
 
     /// One answered request.

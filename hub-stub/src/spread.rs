@@ -82,6 +82,7 @@ mod tests {
             address: None,
             caps: None,
             owner: None,
+            release: None,
         }
     }
 

@@ -125,6 +125,15 @@ pub struct NodeEntry {
     /// Agent version from its last heartbeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// The target triple its agent reported (agents from before releases do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Whether its running agent came from a release (not the image's own).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_release: bool,
+    /// The release it last reported failed (rolled back or refused), until a later one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_release: Option<crate::release::FailedRelease>,
     /// Channels its attributes give it.
     #[serde(default)]
     pub channels: Vec<String>,
@@ -408,6 +417,148 @@ pub struct RevocationAccepted {
     pub mandate: String,
     /// False if the hub held a revocation of it already (this one is not kept).
     pub new: bool,
+}
+
+/// The answer to a heartbeat: taken, and the agent release the hub offers
+/// this node now (absent when none; agents from before releases read only `ok`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HeartbeatAnswer {
+    /// Always true.
+    pub ok: bool,
+    /// The version the node should fetch (`GET /v1/releases/{version}`),
+    /// verify against the policy it holds, and install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
+
+/// `POST /v1/releases` accepted (or its signatures replaced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseAccepted {
+    /// The release's version.
+    pub version: String,
+    /// Names of the approvers whose signatures counted.
+    pub signers: Vec<String>,
+    /// False when the hub held this release already (its signatures were replaced).
+    pub new: bool,
+}
+
+/// `PUT /v1/releases/{version}/{target}/{binary}` stored the binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BinaryStored {
+    /// The release's version.
+    pub version: String,
+    /// Target triple.
+    pub target: String,
+    /// File name (`vantage-agent`, `vantage-provision`).
+    pub binary: String,
+    /// Bytes stored.
+    pub size: u64,
+    /// Their SHA-256, as the release says.
+    pub sha256: String,
+}
+
+/// Where a release is, by the hub's clock and its nodes' reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseState {
+    /// Some binaries are not uploaded yet: offered to nobody.
+    WaitingBinaries,
+    /// Before its `not_before`.
+    Scheduled,
+    /// Offered to the nodes of its open waves.
+    RollingOut,
+    /// Every wave is open and every node in them runs it (or failed it).
+    Complete,
+    /// Stopped by the hub: too many nodes of a wave rolled back.
+    Stopped,
+    /// Past its `expires`: offered to nobody.
+    Expired,
+}
+
+impl ReleaseState {
+    /// The state word, as in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WaitingBinaries => "waiting-binaries",
+            Self::Scheduled => "scheduled",
+            Self::RollingOut => "rolling-out",
+            Self::Complete => "complete",
+            Self::Stopped => "stopped",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// One wave of a release's rollout and its nodes now. Its nodes are those the
+/// hub heard from lately (`--release-window`) that match the selection, fall
+/// in this wave and run an agent that reports its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WaveStatus {
+    /// Cumulative percentage of the matching nodes this wave reaches.
+    pub percent: u8,
+    /// Whether the hub offers the release to this wave's nodes.
+    pub open: bool,
+    /// Nodes in this wave.
+    pub nodes: u64,
+    /// Of those, nodes that run this version (or a newer one).
+    pub updated: u64,
+    /// Of those, nodes that report this version failed (rolled back, refused).
+    pub failed: u64,
+    /// Of those, nodes that have neither.
+    pub pending: u64,
+}
+
+/// Why and when the hub stopped a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseStop {
+    /// Unix seconds.
+    pub at: i64,
+    /// In words.
+    pub reason: String,
+}
+
+/// One entry of `GET /v1/releases`: a release and its rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseStatus {
+    /// The release's version.
+    pub version: String,
+    /// Where it is.
+    pub state: ReleaseState,
+    /// Acceptance time, Unix seconds.
+    pub submitted: i64,
+    /// Operator whose certificate submitted it.
+    pub submitter: String,
+    /// Names of the approvers whose signatures counted.
+    pub signers: Vec<String>,
+    /// Valid from, Unix seconds.
+    pub not_before: u64,
+    /// Valid until, Unix seconds.
+    pub expires: u64,
+    /// `<target>/<binary>` the release names that are not uploaded yet.
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// Index of the newest open wave (0: the first).
+    pub wave: usize,
+    /// Every wave, first to last.
+    pub waves: Vec<WaveStatus>,
+    /// Set when the hub stopped the rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<ReleaseStop>,
+}
+
+/// `GET /v1/releases`: every release the hub holds, newest version first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReleaseList {
+    /// The releases.
+    pub releases: Vec<ReleaseStatus>,
 }
 
 #[cfg(test)]

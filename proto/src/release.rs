@@ -293,12 +293,7 @@ impl Release {
                 ));
             }
         }
-        let waves: Vec<String> = self
-            .rollout
-            .waves
-            .iter()
-            .map(|w| format!("{w}%"))
-            .collect();
+        let waves: Vec<String> = self.rollout.waves.iter().map(|w| format!("{w}%")).collect();
         out.push_str(&format!(
             "  rollout to {} in waves {}; stops if more than {}% of a wave roll back; \
              a node rolls back unless the hub accepts its heartbeat within {} s\n",
@@ -655,7 +650,12 @@ mod tests {
         );
         let mut v = release_value("0.2.0");
         v["allow_downgrade"] = json!(true);
-        assert!(Release::from_value(&v).unwrap().check_version("0.10.0").is_ok());
+        assert!(
+            Release::from_value(&v)
+                .unwrap()
+                .check_version("0.10.0")
+                .is_ok()
+        );
     }
 
     #[test]
@@ -686,13 +686,31 @@ mod tests {
     fn bad_releases_are_invalid() {
         for (path, bad) in [
             ("version", json!("two")),
-            ("rollout", json!({"waves": [50, 10], "max_rollback_percent": 5, "confirm_secs": 60})),
-            ("rollout", json!({"waves": [0], "max_rollback_percent": 5, "confirm_secs": 60})),
-            ("rollout", json!({"waves": [100], "max_rollback_percent": 5, "confirm_secs": 1})),
+            (
+                "rollout",
+                json!({"waves": [50, 10], "max_rollback_percent": 5, "confirm_secs": 60}),
+            ),
+            (
+                "rollout",
+                json!({"waves": [0], "max_rollback_percent": 5, "confirm_secs": 60}),
+            ),
+            (
+                "rollout",
+                json!({"waves": [100], "max_rollback_percent": 5, "confirm_secs": 1}),
+            ),
             ("targets", json!({})),
-            ("targets", json!({"a": {"vantage-provision": Artifact::of(b"p")}})),
-            ("targets", json!({"a": {"vantage-agent": {"sha256": "AB", "size": 1}}})),
-            ("targets", json!({"a/b": {"vantage-agent": Artifact::of(b"p")}})),
+            (
+                "targets",
+                json!({"a": {"vantage-provision": Artifact::of(b"p")}}),
+            ),
+            (
+                "targets",
+                json!({"a": {"vantage-agent": {"sha256": "AB", "size": 1}}}),
+            ),
+            (
+                "targets",
+                json!({"a/b": {"vantage-agent": Artifact::of(b"p")}}),
+            ),
             ("mirrors", json!(["http://m/"])),
             ("expires", json!(100)),
         ] {
@@ -707,8 +725,14 @@ mod tests {
     fn artifact_check_names_the_difference() {
         let a = Artifact::of(b"agent");
         assert!(a.check(b"agent").is_ok());
-        assert_eq!(a.check(b"agen").unwrap_err().code(), "release-size-mismatch");
-        assert_eq!(a.check(b"agenT").unwrap_err().code(), "release-hash-mismatch");
+        assert_eq!(
+            a.check(b"agen").unwrap_err().code(),
+            "release-size-mismatch"
+        );
+        assert_eq!(
+            a.check(b"agenT").unwrap_err().code(),
+            "release-hash-mismatch"
+        );
     }
 
     #[test]
@@ -734,6 +758,9 @@ mod tests {
     #[test]
     fn oversized_text_is_refused_before_parsing() {
         let text = vec![b' '; MAX_RELEASE_BYTES as usize + 1];
-        assert_eq!(SignedRelease::from_json(&text).unwrap_err().code(), "invalid");
+        assert_eq!(
+            SignedRelease::from_json(&text).unwrap_err().code(),
+            "invalid"
+        );
     }
 }

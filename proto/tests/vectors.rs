@@ -7,6 +7,7 @@ use vantage_proto::canonical;
 use vantage_proto::job::{Job, Mandated, SignedJob};
 use vantage_proto::mandate::{Mandate, Revocation, SignedMandate, SignedRevocation};
 use vantage_proto::policy::{Policy, SignedPolicy};
+use vantage_proto::release::{Release, SignedRelease};
 use vantage_proto::sign::{ApproverKey, PublicKey, Signature};
 
 fn hex(bytes: &[u8]) -> String {
@@ -39,6 +40,7 @@ fn check(path: &Path) {
         "mandate" => canonical::mandate_signing_bytes(object).unwrap(),
         "mandated-job" => canonical::mandated_job_signing_bytes(object).unwrap(),
         "revocation" => canonical::revocation_signing_bytes(object).unwrap(),
+        "release" => canonical::release_signing_bytes(object).unwrap(),
         other => panic!("{name}: unknown kind {other}"),
     };
     assert_eq!(
@@ -83,6 +85,9 @@ fn check(path: &Path) {
         }
         "revocation" => {
             serde_json::from_value::<Revocation>(object.clone()).unwrap();
+        }
+        "release" => {
+            Release::from_value(object).unwrap();
         }
         _ => {
             Policy::from_value(object).unwrap();
@@ -149,6 +154,32 @@ fn mandate_vectors_verify_together() {
     .verify(&policy)
     .unwrap();
     assert_eq!(revoked.mandate, "everyday-2026-12");
+}
+
+/// The release vector is signed by a quorum of the serial-2 policy, and
+/// places nodes in waves the same way in every implementation.
+#[test]
+fn release_vector_verifies_under_the_rotated_policy() {
+    let policy = Policy::from_value(&vector("policy-rotation.json")["policy"]).unwrap();
+    let v = vector("release-0.2.0.json");
+    let signed = SignedRelease {
+        release: v["release"].clone(),
+        signatures: signatures(&v),
+    };
+    let (release, signers) = signed.verify(&policy).unwrap();
+    assert_eq!(signers.len(), 2);
+    // Bucket (0-9999) from SHA-256 of "vantage-release-wave\0" version "\0" node id:
+    // below 500 is the 5 % wave, below 2500 the 25 % one.
+    for (id, bucket, wave) in [
+        ("n-0000000018", Some(190), 0),
+        ("n-0000000014", Some(784), 1),
+        ("n-0000000001", None, 2),
+    ] {
+        if let Some(b) = bucket {
+            assert_eq!(vantage_proto::release::wave_bucket("0.2.0", id), b, "{id}");
+        }
+        assert_eq!(release.wave_of(id), Some(wave), "{id}");
+    }
 }
 
 #[test]

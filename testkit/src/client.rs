@@ -71,6 +71,29 @@ impl Client {
         )
     }
 
+    /// `PUT path` with raw bytes.
+    pub fn put_bytes(&self, path: &str, bytes: &[u8]) -> Answer {
+        answer(
+            self.agent
+                .put(format!("{}{path}", self.base))
+                .header("content-type", "application/octet-stream")
+                .send(bytes)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// `GET path`, the body as bytes.
+    pub fn get_bytes(&self, path: &str) -> (u16, Vec<u8>) {
+        let mut r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.body_mut().read_to_vec().unwrap())
+    }
+
     /// `GET path`.
     pub fn get(&self, path: &str) -> Answer {
         self.try_get(path).unwrap()

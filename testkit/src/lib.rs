@@ -6,7 +6,8 @@
 //! `vantage_proto` types it returns, [`Node`] is an enrolled node, [`Agent`] a
 //! running `vantage-agent`, [`approvers`] holds the approver keys and policies
 //! unit tests share, [`mandates`] makes mandates and the jobs ordered under
-//! them, and [`wait_for`] is the one poll loop.
+//! them, [`releases`] makes signed agent releases of test binaries and the
+//! heartbeats that report them, and [`wait_for`] is the one poll loop.
 //!
 //! Tests are allowed to panic: every helper unwraps and says what failed.
 #![allow(clippy::missing_panics_doc)]
@@ -20,6 +21,7 @@ pub mod hub;
 pub mod jobs;
 pub mod mandates;
 pub mod node;
+pub mod releases;
 pub mod sse_server;
 mod wait;
 

@@ -69,6 +69,15 @@ impl Node {
         );
         assert_eq!(status, 200, "heartbeat: {v}");
     }
+
+    /// Sends a heartbeat (see `crate::releases::heartbeat`), which the hub
+    /// must accept, and returns the release it offers.
+    pub fn heartbeat_offer(&self, body: &Value) -> Option<String> {
+        let a: vantage_proto::api::HeartbeatAnswer =
+            self.client.post_as("/v1/heartbeat", body, 200);
+        assert!(a.ok);
+        a.release
+    }
 }
 
 /// A certificate signing request for `key`, PEM.

@@ -5,5 +5,6 @@
 mod caps;
 mod hub;
 mod mandates;
+mod releases;
 mod rotation;
 mod support;

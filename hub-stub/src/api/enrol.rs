@@ -1,6 +1,6 @@
 //! Enrolment, renewal and a node's own attribute changes.
 
-use super::{ApiError, ApiResult, Json, MAX_SMALL_BODY, Node, Peer, json, node_attrs};
+use super::{ApiError, ApiResult, Json, MAX_SMALL_BODY, Node, Peer, json};
 use crate::datadir::now;
 use crate::db::{Attrs, NodeRow, PendingCaps, PendingFull};
 use crate::hub::Hub;
@@ -17,7 +17,7 @@ use vantage_proto::enrol::{
 };
 
 fn issued_response(hub: &Hub, node: &NodeRow) -> EnrolResponse {
-    let attrs = node_attrs(&node.id, &node.attrs);
+    let attrs = node.attrs.for_node(&node.id);
     EnrolResponse {
         status: EnrolStatus::Issued,
         fingerprint: node.key_fingerprint.clone(),
@@ -154,7 +154,8 @@ async fn without_token(
         asn: d.asn,
         tags: d.tags.clone(),
     };
-    node_attrs("n-0", &attrs)
+    attrs
+        .for_node("n-0")
         .validate()
         .map_err(|e| ApiError::bad("bad-attrs", format!("declared attributes: {e}")))?;
     assigned_country(&attrs.country)?;
@@ -233,7 +234,8 @@ async fn issue_node(
     pending_fp: Option<String>,
 ) -> Result<NodeRow, ApiError> {
     let id = format!("n-{}", random_hex(5)?);
-    node_attrs(&id, &attrs)
+    attrs
+        .for_node(&id)
         .validate()
         .map_err(|e| ApiError::bad("bad-attrs", format!("node attributes: {e}")))?;
     let issued = hub.ca.issue_node(&id, key, hub.cfg.node_cert_lifetime)?;
@@ -252,6 +254,7 @@ async fn issue_node(
         address: Some(addr.to_string()),
         caps: None,
         owner: None,
+        release: None,
     };
     let n = node.clone();
     let bound = hub
@@ -358,7 +361,7 @@ pub(super) async fn update_attrs(
                 asn: node.attrs.asn,
                 tags: d.tags.clone(),
             };
-            if let Err(e) = node_attrs(&id, &wanted).validate() {
+            if let Err(e) = wanted.for_node(&id).validate() {
                 return Ok(Some(Err(e.to_string())));
             }
             let mut attrs = Attrs {
@@ -397,7 +400,7 @@ pub(super) async fn update_attrs(
         .ok_or_else(|| ApiError::not_found("node-gone", "node not in the registry"))?;
     let (attrs, waiting) =
         found.map_err(|e| ApiError::bad("bad-attrs", format!("declared attributes: {e}")))?;
-    let attrs = node_attrs(&node_id, &attrs);
+    let attrs = attrs.for_node(&node_id);
     Ok(json(
         StatusCode::OK,
         &AttrsResponse {

@@ -1,8 +1,6 @@
 //! Jobs: submission of signed jobs, their status, and the test networks' raw publish.
 
-use super::{
-    ApiError, ApiResult, Body, MAX_JOB_BODY, Operator, Params, Seg, json, node_attrs, online,
-};
+use super::{ApiError, ApiResult, Body, MAX_JOB_BODY, Operator, Params, Seg, json, online};
 use crate::datadir::now;
 use crate::db::NodeRow;
 use crate::hub::Hub;
@@ -182,9 +180,7 @@ async fn resolve(
         .await?;
     let mut matching: Vec<&NodeRow> = all
         .iter()
-        .filter(|n| {
-            n.revoked.is_none() && sel.matches(&node_attrs(&n.id, &n.attrs), n.caps.as_ref())
-        })
+        .filter(|n| n.revoked.is_none() && sel.matches(&n.attrs.for_node(&n.id), n.caps.as_ref()))
         .collect();
     match job.limit {
         Some(limit) => {

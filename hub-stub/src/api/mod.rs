@@ -10,6 +10,7 @@ mod mandates;
 mod nodes;
 mod openapi;
 mod policy;
+mod releases;
 mod results;
 mod stream;
 mod subscribe;
@@ -19,7 +20,7 @@ pub use nodes::{node_status, pending_entry, registry_entry};
 pub use openapi::ApiDoc;
 
 use crate::datadir::now;
-use crate::db::{Attrs, DbError, NodeRow};
+use crate::db::{DbError, NodeRow};
 use crate::hub::{Caller, Hub};
 use crate::pki;
 use axum::Router;
@@ -34,9 +35,8 @@ use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vantage_proto::api::ErrorBody;
-use vantage_proto::channel::NodeAttrs;
 use vantage_proto::identity::Role;
 
 /// The response type of every handler.
@@ -195,6 +195,12 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route(
             "/v1/mandates/revocations",
             get(mandates::revocations).post(mandates::revoke),
+        )
+        .route("/v1/releases", get(releases::list).post(releases::submit))
+        .route("/v1/releases/{version}", get(releases::one))
+        .route(
+            "/v1/releases/{version}/{target}/{binary}",
+            get(releases::download).put(releases::upload),
         )
         .route("/v1/jobs", get(jobs::list).post(jobs::submit))
         .route("/v1/jobs/{id}", get(jobs::status))
@@ -392,20 +398,9 @@ async fn require_known(hub: &Arc<Hub>, caller: &Caller) -> Result<Role, ApiError
     Ok(role.clone())
 }
 
-/// Notes that a node was seen (batched), or with its version from a
-/// heartbeat, at once.
-async fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr, version: Option<String>) {
-    let (node, addr) = (node.to_string(), peer.ip().to_string());
-    if version.is_none() {
-        crate::sync::lock(&hub.seen).insert(node, addr);
-        return;
-    }
-    if let Err(e) = hub
-        .db(move |db| db.touch_node(&node, now(), Some(&addr), version.as_deref()))
-        .await
-    {
-        tracing::warn!("registry update: {e}");
-    }
+/// Notes that a node was seen (batched: written with the next registry flush).
+fn touch(hub: &Arc<Hub>, node: &str, peer: SocketAddr) {
+    crate::sync::lock(&hub.seen).insert(node.to_string(), peer.ip().to_string());
 }
 
 // ---- request bodies ----
@@ -423,31 +418,35 @@ const DRAIN: usize = 8 << 20;
 impl<const MAX: usize> FromRequest<Arc<Hub>> for Body<MAX> {
     type Rejection = ApiError;
     async fn from_request(req: Request, hub: &Arc<Hub>) -> Result<Self, ApiError> {
-        let deadline = hub.cfg.header_timeout;
-        let read = tokio::time::timeout(deadline, read_at_most(req.into_body(), MAX, DRAIN))
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request-timeout",
-                    format!(
-                        "the request body did not arrive within {} s; send it at once",
-                        deadline.as_secs()
-                    ),
-                )
-            })?;
-        match read {
-            Ok(Some(b)) => Ok(Body(b)),
-            Ok(None) => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                format!("request body over the {MAX}-byte limit"),
-            )),
-            Err(e) => Err(ApiError::bad(
-                "body-unreadable",
-                format!("cannot read the request body: {e}"),
-            )),
-        }
+        read_body(req, MAX, hub.cfg.header_timeout).await.map(Body)
+    }
+}
+
+/// The request body, at most `max` bytes, within `deadline`.
+async fn read_body(req: Request, max: usize, deadline: Duration) -> Result<Bytes, ApiError> {
+    let read = tokio::time::timeout(deadline, read_at_most(req.into_body(), max, DRAIN))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                format!(
+                    "the request body did not arrive within {} s; send it at once",
+                    deadline.as_secs()
+                ),
+            )
+        })?;
+    match read {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("request body over the {max}-byte limit"),
+        )),
+        Err(e) => Err(ApiError::bad(
+            "body-unreadable",
+            format!("cannot read the request body: {e}"),
+        )),
     }
 }
 
@@ -522,16 +521,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Seg {
 }
 
 // ---- shared by the resources ----
-
-fn node_attrs(id: &str, a: &Attrs) -> NodeAttrs {
-    NodeAttrs {
-        node_id: id.to_string(),
-        country: a.country.clone(),
-        continent: a.continent.clone(),
-        asn: a.asn,
-        tags: a.tags.clone(),
-    }
-}
 
 fn online(hub: &Hub, n: &NodeRow) -> bool {
     hub.is_present(&n.id)

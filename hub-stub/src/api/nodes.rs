@@ -1,18 +1,20 @@
 //! The node registry: what nodes report of themselves (heartbeats, gaps) and
 //! what operators see of them.
 
+use super::online;
 use super::{ApiError, ApiResult, Json, MAX_SMALL_BODY, Node, Operator, Peer, Seg, json};
-use super::{node_attrs, online, touch};
 use crate::datadir::now;
-use crate::db::{NodeRow, PendingRow};
+use crate::db::{NodeRelease, NodeRow, PendingRow};
 use crate::hub::Hub;
+use crate::hub::one_line;
 use crate::sync::lock;
 use axum::Extension;
 use axum::extract::State;
 use http::StatusCode;
 use std::sync::Arc;
-use vantage_proto::api::{Ack, ErrorBody, NodeEntry, NodeStatus};
+use vantage_proto::api::{Ack, ErrorBody, HeartbeatAnswer, NodeEntry, NodeStatus};
 use vantage_proto::node::{GapReport, Heartbeat};
+use vantage_proto::release::FailedRelease;
 
 /// A node's health (version, outbox, last error, policy serial, refusals)
 /// and what it can do (capabilities, owner's policy digest).
@@ -20,7 +22,7 @@ use vantage_proto::node::{GapReport, Heartbeat};
     request_body = Heartbeat,
     security(("client_certificate" = [])),
     responses(
-        (status = 200, description = "taken", body = Ack),
+        (status = 200, description = "taken; `release` names the agent release offered to this node", body = HeartbeatAnswer),
         (status = 400, description = "unreadable heartbeat", body = ErrorBody),
         (status = 401, description = "no client certificate", body = ErrorBody),
         (status = 403, description = "not a node", body = ErrorBody),
@@ -48,8 +50,30 @@ pub(super) async fn heartbeat(
         hub.db(move |db| db.set_node_caps(&id, caps.as_ref(), owner.as_ref(), now()))
             .await?;
     }
-    touch(&hub, &node, peer, Some(hb.version)).await;
-    Ok(json(StatusCode::OK, &Ack::OK))
+    let report = release_report(&hb, now());
+    let release = super::releases::heartbeat(&hub, &node, peer, hb.version, report).await?;
+    Ok(json(StatusCode::OK, &HeartbeatAnswer { ok: true, release }))
+}
+
+/// What a heartbeat says of releases, with the node's words made one
+/// bounded line and a target that is not a plain triple left out.
+fn release_report(hb: &Heartbeat, now: i64) -> NodeRelease {
+    let target = hb.target.as_deref().filter(|t| {
+        (1..=64).contains(&t.len())
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    });
+    let failed = hb.release.as_ref().and_then(|r| r.failed.as_ref());
+    NodeRelease {
+        target: target.map(str::to_string),
+        failed: failed.map(|f| FailedRelease {
+            version: one_line(&f.version),
+            code: one_line(&f.code),
+            detail: one_line(&f.detail),
+        }),
+        from_release: hb.release.as_ref().is_some_and(|r| r.from_release),
+        heartbeat: now,
+    }
 }
 
 /// A node says it missed job-log entries it cannot get any more.
@@ -151,7 +175,10 @@ pub fn registry_entry(n: &NodeRow, status: NodeStatus) -> NodeEntry {
         revoked: n.revoked,
         last_seen: n.last_seen,
         agent_version: n.agent_version.clone(),
-        channels: node_attrs(&n.id, &n.attrs).channels(),
+        target: n.release.as_ref().and_then(|r| r.target.clone()),
+        from_release: n.release.as_ref().is_some_and(|r| r.from_release),
+        failed_release: n.release.as_ref().and_then(|r| r.failed.clone()),
+        channels: n.attrs.for_node(&n.id).channels(),
         policy_serial: None,
         last_error: None,
         outbox_depth: None,
@@ -185,6 +212,9 @@ pub fn pending_entry(p: &PendingRow) -> NodeEntry {
         revoked: None,
         last_seen: None,
         agent_version: None,
+        target: None,
+        from_release: false,
+        failed_release: None,
         channels: Vec::new(),
         policy_serial: None,
         last_error: None,

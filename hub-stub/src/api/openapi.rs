@@ -3,7 +3,7 @@
 //! in the repository as `docs/openapi.json` (a test fails when it is stale).
 
 use super::{ApiResult, json};
-use super::{admin, enrol, jobs, mandates, nodes, policy, results, subscribe};
+use super::{admin, enrol, jobs, mandates, nodes, policy, releases, results, subscribe};
 use http::StatusCode;
 use utoipa::openapi::security::SecurityScheme;
 use utoipa::{Modify, OpenApi};
@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         policy::get, policy::post, mandates::revocations, mandates::revoke,
         jobs::submit, jobs::list, jobs::status, results::of_job, jobs::raw_publish,
         nodes::list, nodes::one, admin::channels, admin::stats, admin::metrics,
+        releases::submit, releases::list, releases::one, releases::upload, releases::download,
     ),
     modifiers(&MutualTls),
     tags(
@@ -31,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         (name = "nodes", description = "Node certificates only"),
         (name = "operators", description = "Operator certificates only"),
         (name = "policy", description = "The approval policy and mandate revocations"),
+        (name = "releases", description = "Quorum-signed agent releases: operators submit them and upload their binaries, nodes fetch them"),
     ),
 )]
 pub struct ApiDoc;
@@ -112,6 +114,9 @@ mod tests {
             "/v1/crl",
             "/v1/openapi.json",
             "/v1/publish/{channel}",
+            "/v1/releases",
+            "/v1/releases/{version}",
+            "/v1/releases/{version}/{target}/{binary}",
         ] {
             assert!(doc.paths.paths.contains_key(p), "{p} not documented");
         }

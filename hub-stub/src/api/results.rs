@@ -1,8 +1,6 @@
 //! Results: nodes post them, operators read them (JSON, RIPE Atlas format, or live).
 
-use super::{
-    ApiError, ApiResult, Body, Node, Operator, Params, Peer, Seg, json, node_attrs, touch,
-};
+use super::{ApiError, ApiResult, Body, Node, Operator, Params, Peer, Seg, json, touch};
 use crate::datadir::now;
 use crate::db::NewResult;
 use crate::hub::{Hub, ResultEvent};
@@ -32,7 +30,7 @@ pub(super) async fn post(
     Extension(Peer(peer)): Extension<Peer>,
     Body(body): Body<MAX_RESULT_BYTES>,
 ) -> ApiResult {
-    touch(&hub, &node, peer, None).await;
+    touch(&hub, &node, peer);
     let r = ProbeResult::from_json(&body)
         .map_err(|e| ApiError::bad(e.code(), format!("not a result: {e}")))?;
     if r.node_id != node {
@@ -108,7 +106,7 @@ async fn admit(hub: &Arc<Hub>, node: &str, r: &ProbeResult) -> Result<(), ApiErr
             && row.is_some_and(|row| {
                 parsed
                     .select
-                    .matches(&node_attrs(&row.id, &row.attrs), row.caps.as_ref())
+                    .matches(&row.attrs.for_node(&row.id), row.caps.as_ref())
             }));
     if !selected {
         return Err(ApiError::forbidden(

@@ -1,6 +1,6 @@
 //! A node's subscription to its channels (the job log as an event stream).
 
-use super::{ApiError, ApiResult, Node, Params, Peer, Seg, node_attrs, touch};
+use super::{ApiError, ApiResult, Node, Params, Peer, Seg, touch};
 use crate::hub::{Caller, Hub};
 use axum::Extension;
 use axum::extract::State;
@@ -36,7 +36,7 @@ pub(super) async fn subscribe(
     headers: HeaderMap,
 ) -> ApiResult {
     let channels = subscription_channels(&hub, &node, &list).await?;
-    touch(&hub, &node, peer, None).await;
+    touch(&hub, &node, peer);
     let cert = match caller {
         Caller::Known {
             serial, not_after, ..
@@ -58,7 +58,7 @@ async fn subscription_channels(
         .db(move |db| db.node(&id))
         .await?
         .ok_or_else(|| ApiError::forbidden("node-gone", "node not in the registry"))?;
-    let allowed = node_attrs(&row.id, &row.attrs).channels();
+    let allowed = row.attrs.for_node(&row.id).channels();
     if let Some(bad) = wanted.iter().find(|c| !allowed.contains(c)) {
         return Err(ApiError::forbidden(
             "channel-not-assigned",

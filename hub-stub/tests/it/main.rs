@@ -8,4 +8,5 @@ mod hub;
 mod ingest;
 mod jobs_list;
 mod mandates;
+mod releases;
 mod upgrade;
