@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use vantage_proto::api::HeartbeatAnswer;
 use vantage_proto::node::{Capabilities, Heartbeat as Beat};
 use vantage_proto::owner::OwnerDigest;
 
@@ -96,8 +97,10 @@ impl Heartbeat {
     }
 }
 
-/// The release the hub offers in its heartbeat answer, if any.
+/// The release the hub offers in its heartbeat answer, if any (a hub from
+/// before releases answers without one).
 fn offered(answer: &str) -> Option<String> {
-    let answer: serde_json::Value = serde_json::from_str(answer).ok()?;
-    Some(answer.get("release")?.as_str()?.to_string())
+    serde_json::from_str::<HeartbeatAnswer>(answer)
+        .ok()?
+        .release
 }

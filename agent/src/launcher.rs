@@ -36,10 +36,7 @@ pub fn launch(cfg: &Config) {
         return;
     }
     let store = Store::new(&cfg.data_dir);
-    let mut state = store.load().unwrap_or_else(|(state, why)| {
-        tracing::error!("release switch state unreadable ({why}); running the image's agent");
-        state
-    });
+    let mut state = store.load();
     // What is on disk: every change is stored before anything is started.
     let mut stored = state.clone();
     loop {

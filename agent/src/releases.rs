@@ -36,10 +36,7 @@ struct Inner {
 impl Releases {
     /// The releases of `store`, for an agent launched as `launched`.
     pub fn open(store: Store, launched: Option<&str>) -> Releases {
-        let state = store.load().unwrap_or_else(|(state, why)| {
-            tracing::error!("release switch state unreadable: {why}");
-            state
-        });
+        let state = store.load();
         Releases(Arc::new(Inner {
             store,
             state: Mutex::new(state),

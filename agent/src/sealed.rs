@@ -97,7 +97,7 @@ mod tests {
         let bytes = b"#!/bin/sh\necho sealed\n";
         let sealed = Sealed::new("t", bytes, &Artifact::of(bytes)).unwrap();
         assert_eq!(sealed.contents().unwrap(), bytes);
-        let err = (&sealed.0).write_at(b"X", 0).unwrap_err();
+        let err = sealed.0.write_at(b"X", 0).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(nix::libc::EPERM), "{err}");
         assert!(sealed.0.set_len(1).is_err());
         let err = Sealed::new("t", bytes, &Artifact::of(b"other")).unwrap_err();

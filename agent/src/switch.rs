@@ -207,15 +207,23 @@ impl Store {
     }
 
     /// The stored state; none yet is the default (the image's own binary).
-    /// An unreadable one is reported and taken as the default too: the
+    /// An unreadable one is logged and taken as the default too: the
     /// image's own binary is always safe to run.
-    pub fn load(&self) -> Result<Switch, (Switch, String)> {
+    pub fn load(&self) -> Switch {
+        self.read().unwrap_or_else(|why| {
+            tracing::error!("release switch state unreadable ({why}); the image's agent runs");
+            Switch::default()
+        })
+    }
+
+    fn read(&self) -> Result<Switch, String> {
         let path = self.state_path();
         match fs::read(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Switch::default()),
-            Err(e) => Err((Switch::default(), format!("{}: {e}", path.display()))),
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| (Switch::default(), format!("{}: {e}", path.display()))),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+            }
         }
     }
 
@@ -345,19 +353,19 @@ mod tests {
     fn store_survives_each_step_of_an_update() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
-        assert_eq!(store.load().unwrap(), Switch::default());
+        assert_eq!(store.load(), Switch::default());
         // Step 1: files written, state not yet: the old state still starts the image.
         store.install("0.2.0", b"{}", b"bin").unwrap();
-        assert_eq!(store.load().unwrap().on_start(), Start::Own);
+        assert_eq!(store.load().on_start(), Start::Own);
         // Step 2: the state names it.
-        let mut s = store.load().unwrap();
+        let mut s = store.load();
         s.switch_to("0.2.0", 60);
         store.save(&s).unwrap();
-        let mut s = store.load().unwrap();
+        let mut s = store.load();
         assert_eq!(s.on_start(), Start::Release("0.2.0".into()));
         store.save(&s).unwrap();
         // A power cut before confirmation: the next start rolls back.
-        let mut s = store.load().unwrap();
+        let mut s = store.load();
         assert_eq!(s.on_start(), Start::Own);
         store.prune(&s.keeps()).unwrap();
         assert!(!store.binary("0.2.0").exists());
@@ -373,8 +381,8 @@ mod tests {
         let store = Store::new(dir.path());
         fs::create_dir_all(dir.path().join("releases")).unwrap();
         fs::write(dir.path().join("releases/state.json"), b"{\"current\": 1").unwrap();
-        let (state, why) = store.load().unwrap_err();
-        assert_eq!(state, Switch::default());
+        let why = store.read().unwrap_err();
         assert!(why.contains("state.json"), "{why}");
+        assert_eq!(store.load(), Switch::default());
     }
 }

@@ -37,14 +37,8 @@ pub fn signed_release(hub: &Hub, version: &str, binary: &[u8], keys: &[usize]) -
         "rollout": {"waves": [100], "max_rollback_percent": 50, "confirm_secs": 30},
         "not_before": now - 60, "expires": now + 3600, "proposer": "a0"
     });
-    let mut signed = SignedRelease {
-        release,
-        signatures: vec![],
-    };
-    for &k in keys {
-        signed.add_signature(&hub.keys[k]).unwrap();
-    }
-    signed
+    let by: Vec<_> = keys.iter().map(|&k| &hub.keys[k]).collect();
+    vantage_testkit::releases::sign(&release, &by)
 }
 
 /// Installs a release into the node's data directory as the updater leaves
@@ -103,12 +97,14 @@ impl Supervisor {
             thread: None,
         };
         let (stop, child, exits) = (s.stop.clone(), s.child.clone(), s.exits.clone());
+        // Built (or found) before the clock of any wait starts.
+        let program = bin("vantage-agent");
         let config = agent.config_path();
         let log = agent.dir.path().join("agent.log");
         let mut env = env.map(|(k, v)| (k.to_string(), v.to_string()));
         s.thread = Some(std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let mut cmd = agent_command(&config, &log);
+                let mut cmd = agent_command(&program, &config, &log);
                 if let Some((k, v)) = env.take() {
                     cmd.env(k, v);
                 }
@@ -130,8 +126,8 @@ impl Supervisor {
     }
 }
 
-fn agent_command(config: &Path, log: &Path) -> Command {
-    let mut cmd = Command::new(bin("vantage-agent"));
+fn agent_command(program: &Path, config: &Path, log: &Path) -> Command {
+    let mut cmd = Command::new(program);
     cmd.arg("--config")
         .arg(config)
         .env("VANTAGE_LOG", "info")
@@ -173,17 +169,27 @@ impl Drop for Supervisor {
     }
 }
 
+/// Waits until the hub's entry of the node satisfies `what`; returns it.
+fn wait_node(
+    op: &Client,
+    agent: &Agent,
+    secs: u64,
+    what: &str,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
+    let seen = poll(secs, || Some(node_entry(op, &agent.node_id)).filter(&f));
+    seen.unwrap_or_else(|| {
+        panic!(
+            "the node did not report {what} within {secs} s: {}\nthe agent's log:\n{}",
+            node_entry(op, &agent.node_id),
+            agent.log()
+        )
+    })
+}
+
 /// Waits until the hub heard `version` from the node.
 pub fn wait_reported(op: &Client, agent: &Agent, version: &str, secs: u64) {
-    let seen = poll(secs, || {
-        (node_entry(op, &agent.node_id)["agent_version"] == version).then_some(())
-    });
-    assert!(
-        seen.is_some(),
-        "the node did not report {version} within {secs} s: {}\nthe agent's log:\n{}",
-        node_entry(op, &agent.node_id),
-        agent.log()
-    );
+    wait_node(op, agent, secs, version, |n| n["agent_version"] == version);
 }
 
 #[test]
@@ -255,5 +261,151 @@ fn a_record_that_does_not_verify_is_never_started() {
         let state = state(&agent);
         assert_eq!(state["failed"]["code"], code, "{state}");
         assert!(!agent.log().contains("starting release"), "{}", agent.log());
+    }
+}
+
+/// Submits `signed` to the hub and uploads `binary` for it.
+fn publish(op: &Client, signed: &SignedRelease, binary: &[u8]) {
+    let (s, v) = op.post("/v1/releases", &serde_json::to_value(signed).unwrap());
+    assert_eq!(s, 201, "{v}");
+    let version = signed.release["version"].as_str().unwrap();
+    let (s, v) = op.put_bytes(
+        &format!("/v1/releases/{version}/{TARGET}/vantage-agent"),
+        binary,
+    );
+    assert_eq!(s, 201, "{v}");
+}
+
+/// Waits until the hub shows the node's failed release with `code`.
+fn wait_failed(op: &Client, agent: &Agent, version: &str, code: &str, secs: u64) -> Value {
+    let what = format!("{version} failed ({code})");
+    wait_node(op, agent, secs, &what, |n| {
+        let f = &n["failed_release"];
+        f["version"] == version && f["code"] == code
+    })
+}
+
+/// A hub, its operator, and a node running the image's agent under a supervisor.
+fn running_image() -> (Hub, Client, Agent, Supervisor) {
+    let hub = hub();
+    let op = hub.operator("ops");
+    let agent = Agent::new(&hub, "", "");
+    let run = Supervisor::start(&agent, None);
+    wait_reported(&op, &agent, IMAGE, 30);
+    (hub, op, agent, run)
+}
+
+#[test]
+fn an_offered_release_is_installed_started_and_reported() {
+    let (hub, op, agent, run) = running_image();
+    let good = std::fs::read(agent_build(GOOD, &[])).unwrap();
+    publish(&op, &signed_release(&hub, GOOD, &good, &[0, 1]), &good);
+    wait_reported(&op, &agent, GOOD, 90);
+    let node = node_entry(&op, &agent.node_id);
+    assert_eq!(node["from_release"], true, "{node}");
+    assert_eq!(node.get("failed_release"), None, "{node}");
+    wait_until("the release confirmed", 20, || {
+        (state(&agent)["current"]["confirmed"] == true).then_some(())
+    });
+    assert_eq!(
+        run.exit_codes(),
+        [Some(75)],
+        "one restart, after the switch"
+    );
+    assert!(
+        agent
+            .log()
+            .contains("release 0.2.0 verified (approved by a0, a1)")
+    );
+}
+
+#[test]
+fn an_offered_release_that_fails_at_start_is_rolled_back_and_reported() {
+    let (hub, op, agent, run) = running_image();
+    let failing = std::fs::read(agent_build(FAILING, &["fail-after-start"])).unwrap();
+    publish(
+        &op,
+        &signed_release(&hub, FAILING, &failing, &[0, 1]),
+        &failing,
+    );
+    let node = wait_failed(&op, &agent, FAILING, "release-rolled-back", 90);
+    assert_eq!(node["agent_version"], IMAGE, "{node}");
+    assert_eq!(run.exit_codes()[..2], [Some(75), Some(1)]);
+    // The hub offers it no more, and the node does not fetch it again.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(agent.log().matches("release 0.2.1 verified").count(), 1);
+    assert_eq!(run.exit_codes().len(), 2, "{:?}", run.exit_codes());
+}
+
+/// A hub that offers what the node's own policy does not admit (here the
+/// node's policy needs three approvers, the hub's two: a stolen or
+/// misconfigured hub), or serves bytes other than the signed ones: the node
+/// refuses with the code, stores and runs nothing, and reports it.
+#[test]
+fn an_under_quorum_or_tampered_release_is_refused_and_nothing_runs() {
+    let hub = hub();
+    let op = hub.operator("ops");
+    let good = std::fs::read(agent_build(GOOD, &[])).unwrap();
+    let strict = Agent::new(&hub, "", "");
+    let mut policy = vantage_testkit::approvers::hub_policy(&hub.keys[..3], None);
+    policy["policy"]["threshold"] = json!(3);
+    let path = strict.dir.path().join("policy-3.json");
+    std::fs::write(&path, policy.to_string()).unwrap();
+    let config = std::fs::read_to_string(strict.config_path()).unwrap();
+    let shipped = format!("{:?}", hub.policy_path());
+    strict.write_config(&config.replace(&shipped, &format!("{path:?}")));
+    let tampered = Agent::new(&hub, "", "");
+    let runs = [&strict, &tampered].map(|a| Supervisor::start(a, None));
+    wait_reported(&op, &strict, IMAGE, 30);
+    let signed = signed_release(&hub, GOOD, &good, &[0, 1]);
+    let stored = hub
+        .data()
+        .join(format!("releases/{GOOD}/{TARGET}/vantage-agent"));
+    let mut bytes = good.clone();
+    bytes[1000] ^= 1;
+    publish(&op, &signed, &good);
+    std::fs::write(&stored, &bytes).unwrap();
+    wait_failed(&op, &strict, GOOD, "too-few-approvals", 60);
+    wait_failed(&op, &tampered, GOOD, "release-hash-mismatch", 60);
+    for (agent, run) in [&strict, &tampered].iter().zip(&runs) {
+        assert!(run.exit_codes().is_empty(), "{:?}", run.exit_codes());
+        assert!(!agent.data().join("releases").join(GOOD).exists());
+        assert_eq!(state(agent).get("current"), None);
+    }
+    assert!(!strict.log().contains("downloading"), "{}", strict.log());
+}
+
+/// A power cut at each write of an update (crash injection at the named
+/// step of the atomic writes: before and after each rename): the node
+/// boots on a good version every time, and ends on the release.
+#[test]
+fn a_power_cut_at_each_step_of_an_update_boots_a_good_version() {
+    let hub = hub();
+    let op = hub.operator("ops");
+    let good = std::fs::read(agent_build(GOOD, &[])).unwrap();
+    let points = [
+        "vantage-agent.tmp",
+        "vantage-agent",
+        "release.json.tmp",
+        "release.json",
+        "state.json.tmp",
+        "state.json",
+    ];
+    let agents: Vec<Agent> = points.iter().map(|_| Agent::new(&hub, "", "")).collect();
+    let runs: Vec<Supervisor> = agents
+        .iter()
+        .zip(points)
+        .map(|(a, p)| Supervisor::start(a, Some(("VANTAGE_PROVISION_CRASH_AT", p))))
+        .collect();
+    publish(&op, &signed_release(&hub, GOOD, &good, &[0, 1]), &good);
+    for ((agent, run), point) in agents.iter().zip(&runs).zip(points) {
+        wait_reported(&op, agent, GOOD, 120);
+        let crashed = agent.log().contains(&format!("crash injected at {point}"));
+        assert!(crashed, "{point}: {}", agent.log());
+        assert_eq!(
+            run.exit_codes().first(),
+            Some(&None),
+            "{point}: killed by SIGABRT"
+        );
     }
 }
