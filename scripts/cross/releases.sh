@@ -6,8 +6,9 @@
 #   0.2.1  built with the feature fail-after-start: exits before its first heartbeat
 # Cached by content: the key is the SHA-256 of make agent's vantage-agent for
 # the target (builds are reproducible, so equal bytes mean equal source),
-# the version and the features; a hit is copied from $CACHE. Built in their
-# own target directory (target/releases), so make agent's stays as it is.
+# the version and the features; a hit is copied from $CACHE. Built in make
+# agent's target directory: only the agent crate and the link are redone (the
+# next make agent redoes them once more, to the same bytes).
 #   TARGETS  space-separated Rust targets (default: both Pi targets)
 #   CACHE    (default: build/qemu-cache/agent-releases)
 set -euo pipefail
@@ -28,8 +29,8 @@ for v in "${VARIANTS[@]}"; do
     cached=$CACHE/$key/vantage-agent
     if [ ! -f "$cached" ]; then
       echo "== building vantage-agent $version for $t${features:+ with $features}"
-      VANTAGE_VERSION=$version FEATURES=$features TARGETS=$t BINS=vantage-agent \
-        CARGO_TARGET_DIR=target/releases OUT="$CACHE/$key.tmp" bash scripts/cross/build.sh
+      VANTAGE_VERSION=$version FEATURES=$features TARGETS=$t OUT="$CACHE/$key.tmp" \
+        bash scripts/cross/build.sh
       mkdir -p "$CACHE/$key"
       mv "$CACHE/$key.tmp/$t/vantage-agent" "$cached.part" && mv "$cached.part" "$cached"
       rm -rf "$CACHE/$key.tmp"
