@@ -32,9 +32,11 @@ impl Sealed {
     }
 
     fn seal(name: &str, bytes: &[u8]) -> io::Result<Sealed> {
-        // Close-on-exec: the program runs from the descriptor, which
-        // execveat(2) opens before closing it; nothing else inherits it.
-        let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+        // Not close-on-exec: an interpreter that opens the program by its
+        // path after the exec (binfmt_misc without the `O` flag, as qemu-user
+        // is registered; a script) needs `/proc/self/fd/N` still open. What
+        // inherits the descriptor can only read it: the seals forbid writes.
+        let fd = memfd_create(name, MFdFlags::MFD_ALLOW_SEALING)?;
         let mut file = File::from(fd);
         file.write_all(bytes)?;
         let seals = SealFlag::F_SEAL_WRITE
@@ -53,8 +55,7 @@ impl Sealed {
         Ok(buf)
     }
 
-    /// A command that runs the sealed program as a child (the descriptor
-    /// stays open in this process while the child starts).
+    /// A command that runs the sealed program as a child.
     pub fn command(&self) -> Command {
         Command::new(format!("/proc/self/fd/{}", self.0.as_raw_fd()))
     }
@@ -102,6 +103,18 @@ mod tests {
         assert!(sealed.0.set_len(1).is_err());
         let err = Sealed::new("t", bytes, &Artifact::of(b"other")).unwrap_err();
         assert_eq!(err.code(), "release-size-mismatch");
+    }
+
+    /// A program that needs an interpreter to open it by path after the
+    /// exec (a script, or a foreign binary through binfmt_misc as under
+    /// qemu-user) runs too: the descriptor must stay open across the exec.
+    #[test]
+    fn a_sealed_program_run_through_an_interpreter_runs() {
+        let script = b"#!/bin/sh\necho sealed\n";
+        let sealed = Sealed::new("sh", script, &Artifact::of(script)).unwrap();
+        let out = sealed.command().output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(out.stdout, b"sealed\n");
     }
 
     #[test]
