@@ -255,6 +255,26 @@ pub fn submit(
     Ok(accepted)
 }
 
+/// An audit entry's details in a few words.
+fn audit_words(d: &serde_json::Value) -> String {
+    if let (Some(from), Some(to)) = (d["from"].as_u64(), d["to"].as_u64()) {
+        return format!(": wave {} opened (was {})", to + 1, from + 1);
+    }
+    if let (Some(t), Some(b)) = (d["target"].as_str(), d["binary"].as_str()) {
+        return format!(": {t}/{b}");
+    }
+    if let Some(r) = d["reason"].as_str() {
+        return format!(": {r}");
+    }
+    d["signers"]
+        .as_array()
+        .map(|s| {
+            let names: Vec<&str> = s.iter().filter_map(|n| n.as_str()).collect();
+            format!(": signed by {}", names.join(", "))
+        })
+        .unwrap_or_default()
+}
+
 /// A release's rollout in a few lines.
 pub fn render_status(s: &ReleaseStatus) -> String {
     let mut out = format!(
@@ -275,6 +295,15 @@ pub fn render_status(s: &ReleaseStatus) -> String {
             "  STOPPED {}: {}\n",
             vantage_human::utc(u64::try_from(stop.at).unwrap_or(0)),
             stop.reason
+        );
+    }
+    for a in &s.audit {
+        out += &format!(
+            "  {} {} by {}{}\n",
+            vantage_human::utc(u64::try_from(a.time).unwrap_or(0)),
+            a.action,
+            a.actor,
+            audit_words(&a.detail)
         );
     }
     let rows: Vec<Vec<String>> = s

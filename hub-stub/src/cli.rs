@@ -481,6 +481,8 @@ fn backup(dd: &DataDir, out: &Path) -> Result<()> {
             .with_context(|| format!("cannot copy {}", p.display()))?;
     }
     crate::governance::backup_chain(dd.root(), out)?;
+    crate::releases::backup_binaries(dd.root(), out)
+        .context("cannot copy the agent releases' binaries")?;
     println!(
         "backup written to {} (it holds the CA key: keep it safe)",
         out.display()

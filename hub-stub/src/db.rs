@@ -1,5 +1,6 @@
 //! The hub's SQLite database: tokens, nodes, pending enrolments, issued
-//! certificates, the job log, jobs with their audit trail, and results.
+//! certificates, the job log, jobs with their audit trail, results, and agent
+//! releases with what nodes report of them (`releases`).
 //!
 //! WAL mode with `synchronous=FULL`: a commit is on disk before the call
 //! returns, so what the hub acknowledges survives a power cut or `kill -9`.

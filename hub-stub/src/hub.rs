@@ -367,6 +367,23 @@ impl Hub {
             .expect("database task panicked")
     }
 
+    /// Counts every release's waves, opens the next wave or stops a rollout
+    /// where it should, sets the release gauges, and returns each release's
+    /// status, newest first.
+    pub async fn evaluate_releases(
+        self: &Arc<Self>,
+    ) -> Result<Vec<vantage_proto::api::ReleaseStatus>, crate::db::DbError> {
+        let h = self.clone();
+        let all = self
+            .db(move |db| {
+                h.releases
+                    .evaluate(db, h.dd.root(), now(), h.cfg.release_window)
+            })
+            .await?;
+        self.metrics.set_release_nodes(&all);
+        Ok(all)
+    }
+
     /// Writes a payload to the job log (durably), then hands it to subscribers.
     pub async fn publish(
         self: &Arc<Self>,

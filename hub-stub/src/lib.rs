@@ -2,7 +2,7 @@
 //!
 //! - [`pki`]: the network CA, server/node/operator certificates, CSR checks, the CRL.
 //! - [`db`]: SQLite (WAL, `synchronous=FULL`): tokens, nodes, pending enrolments,
-//!   certificates, the job log, jobs with their audit trail, results.
+//!   certificates, the job log, jobs with their audit trail, results, agent releases.
 //! - [`ingest`]: results into the database with group commit (acknowledged once durable).
 //! - [`datadir`]: the data directory's files and `init`.
 //! - [`tokens`]: one-time enrolment tokens.

@@ -77,6 +77,29 @@ pub fn binary_path(root: &Path, version: &str, target: &str, binary: &str) -> Pa
         .join(binary)
 }
 
+/// Copies the uploaded binaries (`<root>/releases/`) into the backup at `out`.
+pub fn backup_binaries(root: &Path, out: &Path) -> std::io::Result<()> {
+    let from = root.join("releases");
+    if from.is_dir() {
+        copy_tree(&from, &out.join("releases"))?;
+    }
+    Ok(())
+}
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// The accepted releases, newest version first, as the database holds them.
 #[derive(Default)]
 pub struct Catalog {
@@ -283,6 +306,7 @@ fn status(e: &Entry, waves: Vec<WaveStatus>, missing: Vec<String>, now: i64) -> 
             .stopped
             .clone()
             .map(|(at, reason)| ReleaseStop { at, reason }),
+        audit: Vec::new(),
     }
 }
 

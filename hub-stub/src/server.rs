@@ -312,7 +312,7 @@ fn spawn_background(hub: &Arc<Hub>) {
             }
         }
     });
-    // Retention, registry upkeep, bucket sweep, CRL refresh before it expires.
+    // Retention, registry upkeep, bucket sweep, release rollouts, CRL refresh before it expires.
     let h = hub.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -340,6 +340,12 @@ fn spawn_background(hub: &Arc<Hub>) {
                 tracing::warn!("registry update: {e}");
             }
             h.rates.sweep(Instant::now());
+            // Nodes leave a wave's count when not heard from: that can open the next.
+            if !h.releases.is_empty()
+                && let Err(e) = h.evaluate_releases().await
+            {
+                tracing::warn!("release rollouts: {e}");
+            }
             if crl_age.elapsed() > Duration::from_secs(86400) {
                 crl_age = Instant::now();
                 let h2 = h.clone();

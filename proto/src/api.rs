@@ -551,6 +551,10 @@ pub struct ReleaseStatus {
     /// Set when the hub stopped the rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<ReleaseStop>,
+    /// Its audit trail, oldest first: accepted, signatures replaced, binaries
+    /// uploaded, waves opened, stopped.
+    #[serde(default)]
+    pub audit: Vec<AuditEntry>,
 }
 
 /// `GET /v1/releases`: every release the hub holds, newest version first.

@@ -178,10 +178,14 @@ fn a_release_is_proposed_signed_checked_submitted_and_followed() {
         "1 of 2 failed is not more than 50 %"
     );
     let text = net.op(&["release", "status", "0.2.0"]).ok().stdout;
-    assert!(
-        text.contains("release 0.2.0: complete") && text.contains("updated"),
-        "{text}"
-    );
+    for words in [
+        "release 0.2.0: complete",
+        "release.accept by ops: signed by alice, bob",
+        &format!("release.binary by ops: {TARGET}/vantage-agent"),
+        "updated",
+    ] {
+        assert!(text.contains(words), "{words}: {text}");
+    }
     let missing = net.op(&["release", "status", "9.9.9"]);
     assert_eq!(missing.code, 1);
 

@@ -243,6 +243,27 @@ mod tests {
     }
 
     #[test]
+    fn what_a_heartbeat_says_of_releases_is_bounded() {
+        let mut hb: Heartbeat = serde_json::from_value(serde_json::json!({
+            "version": "0.2.0", "uptime_secs": 1, "outbox_depth": 0,
+            "target": "../../etc",
+            "release": {"from_release": true, "failed": {"version": "0.3.0",
+                "code": "release-rolled-back", "detail": format!("a\nb{}", "x".repeat(900))}}
+        }))
+        .unwrap();
+        let r = release_report(&hb, 9);
+        assert_eq!((r.target, r.from_release, r.heartbeat), (None, true, 9));
+        let f = r.failed.unwrap();
+        assert!(f.detail.starts_with("a bxx"), "{}", f.detail);
+        assert_eq!(f.detail.chars().count(), crate::hub::MAX_LAST_ERROR);
+        hb.target = Some("aarch64-unknown-linux-musl".into());
+        assert_eq!(
+            release_report(&hb, 9).target.as_deref(),
+            Some("aarch64-unknown-linux-musl")
+        );
+    }
+
+    #[test]
     fn heartbeat_errors_are_one_bounded_line() {
         let mut hb = Heartbeat {
             last_error: Some(format!(

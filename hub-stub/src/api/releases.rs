@@ -14,7 +14,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use vantage_proto::api::{BinaryStored, ErrorBody, ReleaseAccepted, ReleaseList, ReleaseStatus};
+use vantage_proto::api::{BinaryStored, ErrorBody, ReleaseAccepted, ReleaseList};
 use vantage_proto::release::{
     MAX_BINARY_BYTES, MAX_RELEASE_BYTES, Release, ReleaseError, SignedRelease, sha256_hex,
 };
@@ -153,26 +153,28 @@ fn refused(e: &ReleaseError, hint: &str) -> ApiError {
 #[utoipa::path(get, path = "/v1/releases", tag = "releases",
     security(("client_certificate" = [])),
     responses(
-        (status = 200, description = "the releases, newest version first", body = ReleaseList),
+        (status = 200, description = "the releases, newest version first, each with its audit trail", body = ReleaseList),
         (status = 401, description = "no client certificate", body = ErrorBody),
         (status = 403, description = "not an operator", body = ErrorBody),
     ))]
 pub(super) async fn list(State(hub): State<Arc<Hub>>, _: Operator) -> ApiResult {
-    let releases = evaluate(&hub).await?;
-    Ok(json(StatusCode::OK, &ReleaseList { releases }))
-}
-
-/// Counts the waves, moves rollouts on, and sets the release gauges.
-async fn evaluate(hub: &Arc<Hub>) -> Result<Vec<ReleaseStatus>, ApiError> {
-    let h = hub.clone();
-    let all = hub
+    let mut releases = hub.evaluate_releases().await?;
+    let subjects: Vec<String> = releases
+        .iter()
+        .map(|r| format!("release:{}", r.version))
+        .collect();
+    let trails = hub
         .db(move |db| {
-            h.releases
-                .evaluate(db, h.dd.root(), now(), h.cfg.release_window)
+            subjects
+                .iter()
+                .map(|s| db.audit_of(s))
+                .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-    hub.metrics.set_release_nodes(&all);
-    Ok(all)
+    for (r, audit) in releases.iter_mut().zip(trails) {
+        r.audit = audit;
+    }
+    Ok(json(StatusCode::OK, &ReleaseList { releases }))
 }
 
 /// One release as signed.
@@ -264,7 +266,7 @@ pub(super) async fn upload(
     })
     .await?;
     // A complete release may open its first (or an empty) wave at once.
-    evaluate(&hub).await?;
+    hub.evaluate_releases().await?;
     Ok(json(
         StatusCode::CREATED,
         &BinaryStored {

@@ -129,6 +129,12 @@ fn a_release_is_taken_under_quorum_and_its_binaries_only_as_signed() {
     let mut other_target = heartbeat("0.1.0", None);
     other_target["target"] = "riscv64gc-unknown-linux-musl".into();
     assert_eq!(node.heartbeat_offer(&other_target), None);
+    // A backup holds the binaries (the release itself is in the database).
+    let backup = hub.dir.path().join("backup");
+    let (ok, _, err) = hub.cli(&["backup", "--out", backup.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let copy = backup.join(format!("releases/0.2.0/{TARGET}/vantage-agent"));
+    assert_eq!(&std::fs::read(copy).unwrap(), agent);
     // An agent from before releases (no target) is offered nothing and still parses the answer.
     node.heartbeat();
     let entry = hub
@@ -140,9 +146,9 @@ fn a_release_is_taken_under_quorum_and_its_binaries_only_as_signed() {
 }
 
 /// `n` nodes reporting 0.1.0 for [`TARGET`], and a first-wave percentage
-/// that puts the first of them (by bucket of `version`), but not all, in
-/// the first wave.
-fn fleet(hub: &Hub, n: usize, version: &str) -> (Vec<Node>, u8) {
+/// that puts at least `first_wave` of them (by bucket of `version`), but
+/// not all, in the first wave.
+fn fleet(hub: &Hub, n: usize, first_wave: usize, version: &str) -> (Vec<Node>, u8) {
     let nodes: Vec<Node> = (0..n).map(|_| hub.node("DE")).collect();
     for node in &nodes {
         assert_eq!(node.heartbeat_offer(&heartbeat("0.1.0", None)), None);
@@ -152,7 +158,7 @@ fn fleet(hub: &Hub, n: usize, version: &str) -> (Vec<Node>, u8) {
         .map(|n| vantage_proto::release::wave_bucket(version, &n.id))
         .collect();
     buckets.sort_unstable();
-    let first = u8::try_from(buckets[0] / 100 + 1).unwrap();
+    let first = u8::try_from(buckets[first_wave - 1] / 100 + 1).unwrap();
     assert!(
         buckets[n - 1] >= u32::from(first) * 100,
         "every node fell in the first wave: {buckets:?}"
@@ -170,7 +176,7 @@ fn split<'a>(signed: &SignedRelease, nodes: &'a [Node]) -> (Vec<&'a Node>, Vec<&
 fn waves_open_as_nodes_report_the_version() {
     let hub = Hub::start(&[]);
     let op = hub.operator("ops");
-    let (nodes, first) = fleet(&hub, 5, "0.2.0");
+    let (nodes, first) = fleet(&hub, 5, 1, "0.2.0");
     let bins = binaries("0.2.0", &[TARGET]);
     let signed = sign(
         &release("0.2.0", &bins, &[first, 100], 50),
@@ -222,6 +228,22 @@ fn waves_open_as_nodes_report_the_version() {
     }
     let s = status(&op, "0.2.0");
     assert_eq!(s.state, ReleaseState::Complete);
+    let actions: Vec<&str> = s.audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "release.accept",
+            "release.binary",
+            "release.binary",
+            "release.advance"
+        ],
+        "{:?}",
+        s.audit
+    );
+    assert_eq!(
+        (s.audit[0].actor.as_str(), s.audit[3].actor.as_str()),
+        ("ops", "hub")
+    );
     let metrics = op.get("/metrics").1;
     let text = metrics.as_str().unwrap();
     assert!(
@@ -235,9 +257,9 @@ fn waves_open_as_nodes_report_the_version() {
 
 #[test]
 fn too_many_rollbacks_in_a_wave_stop_the_rollout() {
-    let hub = Hub::start(&[]);
+    let mut hub = Hub::start(&[]);
     let op = hub.operator("ops");
-    let (nodes, first) = fleet(&hub, 4, "0.3.0");
+    let (nodes, first) = fleet(&hub, 4, 1, "0.3.0");
     let bins = binaries("0.3.0", &[TARGET]);
     let signed = sign(
         &release("0.3.0", &bins, &[first, 100], 20),
@@ -266,7 +288,15 @@ fn too_many_rollbacks_in_a_wave_stop_the_rollout() {
         "{why}"
     );
     assert_eq!((s.waves[0].failed, s.waves[0].open), (1, false));
-    // Nobody is offered it any more, whatever wave.
+    let stop = s.audit.last().unwrap();
+    assert_eq!(
+        (stop.action.as_str(), stop.detail["reason"].as_str()),
+        ("release.stop", Some(why.as_str()))
+    );
+    // Nobody is offered it any more, whatever wave, also after a restart.
+    hub.kill();
+    hub.spawn();
+    assert_eq!(status(&op, "0.3.0").state, ReleaseState::Stopped);
     for n in early.iter().skip(1).chain(&late) {
         assert_eq!(n.heartbeat_offer(&heartbeat("0.1.0", None)), None);
     }
@@ -279,4 +309,32 @@ fn too_many_rollbacks_in_a_wave_stop_the_rollout() {
         entry["failed_release"]["code"], "release-rolled-back",
         "{entry}"
     );
+}
+
+#[test]
+fn a_node_not_heard_from_does_not_hold_a_wave_back() {
+    let hub = Hub::start(&["--release-window", "3s"]);
+    let op = hub.operator("ops");
+    let (nodes, first) = fleet(&hub, 4, 2, "0.4.0");
+    let bins = binaries("0.4.0", &[TARGET]);
+    let signed = sign(
+        &release("0.4.0", &bins, &[first, 100], 20),
+        &[&hub.keys[0], &hub.keys[1]],
+    );
+    let _: ReleaseAccepted = op.post_as("/v1/releases", &signed, 201);
+    upload_all(&op, "0.4.0", &bins);
+    let (early, _) = split(&signed, &nodes);
+    let (active, away) = (early[0], &early[1..]);
+    active.heartbeat_offer(&heartbeat("0.4.0", None));
+    assert_eq!(
+        status(&op, "0.4.0").wave,
+        0,
+        "{} node(s) of wave 1 pending",
+        away.len()
+    );
+    // The others stay silent past the window; the active nodes keep beating.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    active.heartbeat_offer(&heartbeat("0.4.0", None));
+    let s = status(&op, "0.4.0");
+    assert_eq!((s.wave, s.waves[0].nodes), (1, 1), "{s:?}");
 }
