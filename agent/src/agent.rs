@@ -32,13 +32,16 @@ use crate::policy_update::PolicyChain;
 use crate::probe;
 use crate::reach::Caps;
 use crate::reconcile::HubSeq;
+use crate::releases::{EXIT_SWITCHED, EXIT_UNCONFIRMED, Releases};
 use crate::renewal::Renewal;
 use crate::replay::ReplaySet;
 use crate::results::Results;
 use crate::revoked::Revoked;
 use crate::sender::Sender;
 use crate::stream::{self, Stream};
+use crate::switch::Store;
 use crate::tally::Refusals;
+use crate::updater::Updater;
 
 /// The node's state as loaded at start, before any task runs.
 pub struct Agent {
@@ -99,8 +102,8 @@ impl Agent {
         })
     }
 
-    /// Wires and starts every task; returns what stops the agent for good.
-    fn start(self) -> Revoked {
+    /// Wires and starts every task; returns what stops the agent.
+    fn start(self) -> (Revoked, Releases) {
         let (cfg, node) = (&self.cfg, &self.node);
         let health = Health::default();
         let revoked = Revoked::new(self.data.clone(), node.node_id.clone());
@@ -118,6 +121,10 @@ impl Agent {
             refusals: Refusals::default(),
             caps: Caps::default(),
             started: self.started,
+            releases: Releases::open(
+                Store::new(&cfg.data_dir),
+                crate::launcher::launched().as_deref(),
+            ),
             health,
             revoked,
             hub,
@@ -126,7 +133,8 @@ impl Agent {
         orders.resume();
         shared.spawn_stream(cfg, node, orders);
         shared.spawn_beside(cfg, node, self.data, self.ca);
-        shared.revoked
+        shared.spawn_updater(node);
+        (shared.revoked, shared.releases)
     }
 }
 
@@ -140,6 +148,7 @@ struct Shared {
     hub: Hub,
     caps: Caps,
     started: Instant,
+    releases: Releases,
 }
 
 impl Shared {
@@ -219,6 +228,7 @@ impl Shared {
             hub_url: node.endpoints.hub.clone(),
             owner: owner::digest(cfg),
             started: self.started,
+            releases: self.releases.clone(),
         };
         tokio::spawn(heartbeat.run());
         let renewal = Renewal {
@@ -234,6 +244,20 @@ impl Shared {
             self.results.clone(),
         ));
     }
+
+    /// The updater, acting on the releases the heartbeat answers offer.
+    fn spawn_updater(&self, node: &NodeState) {
+        let updater = Updater {
+            releases: self.releases.clone(),
+            hub: self.hub.clone(),
+            hub_url: node.endpoints.hub.clone(),
+            approvals: self.approvals.clone(),
+            attrs: node.attrs.clone(),
+            caps: self.caps.clone(),
+            health: self.health.clone(),
+        };
+        tokio::spawn(updater.run());
+    }
 }
 
 /// `vantage-agent run`.
@@ -241,6 +265,13 @@ pub fn main(cli: &Cli) -> ExitCode {
     crate::logging::init();
     let result = (|| -> anyhow::Result<Stopped> {
         let cfg = cli.load_config()?;
+        crate::launcher::launch(&cfg);
+        if cfg!(feature = "fail-after-start") {
+            anyhow::bail!(
+                "built with the feature fail-after-start (a test build): \
+                 exiting before the first heartbeat"
+            );
+        }
         let agent = Agent::load(cfg)?;
         // One thread is plenty for a node's probes; it keeps the idle footprint small.
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -252,6 +283,8 @@ pub fn main(cli: &Cli) -> ExitCode {
     match result {
         Ok(Stopped::Signal) => ExitCode::SUCCESS,
         Ok(Stopped::Revoked) => ExitCode::from(EXIT_REVOKED),
+        Ok(Stopped::Switched) => ExitCode::from(EXIT_SWITCHED),
+        Ok(Stopped::Unconfirmed) => ExitCode::from(EXIT_UNCONFIRMED),
         Err(e) => {
             tracing::error!("{e:#}");
             let _ = sd_notify::notify(
@@ -270,21 +303,27 @@ enum Stopped {
     Signal,
     /// The hub revoked the node's certificate.
     Revoked,
+    /// The node switched to a new release (the launcher starts it).
+    Switched,
+    /// This release was not confirmed in time (the next start rolls back).
+    Unconfirmed,
 }
 
 async fn run(agent: Agent) -> anyhow::Result<Stopped> {
     tracing::info!(
         "vantage-agent {} starting as node {} (channels {})",
-        env!("CARGO_PKG_VERSION"),
+        crate::version::VERSION,
         agent.node.node_id,
         agent.node.channels.join(",")
     );
-    let revoked = agent.start();
+    let (revoked, releases) = agent.start();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let stopped = tokio::select! {
         _ = term.recv() => Stopped::Signal,
         _ = tokio::signal::ctrl_c() => Stopped::Signal,
         () = revoked.wait() => Stopped::Revoked,
+        () = releases.switched() => Stopped::Switched,
+        () = releases.unconfirmed() => Stopped::Unconfirmed,
     };
     tracing::info!("stopping");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);

@@ -8,7 +8,7 @@ use crate::config::{self, Config};
 
 /// The vantage node agent.
 #[derive(Debug, Parser)]
-#[command(name = "vantage-agent", version, about)]
+#[command(name = "vantage-agent", version = crate::version::VERSION, about)]
 pub struct Cli {
     /// Configuration file.
     #[arg(long, env = "VANTAGE_AGENT_CONFIG", default_value = config::DEFAULT_CONFIG, global = true)]

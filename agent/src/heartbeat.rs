@@ -1,10 +1,12 @@
 //! The heartbeat: every interval, ask the hub for a newer approval policy
 //! and measure which address families reach it, then tell it the node's
 //! version, uptime, outbox, last error, policy serial, the refusals counted
-//! since the last report, its capabilities and its owner's policy digest.
+//! since the last report, its capabilities and its owner's policy digest,
+//! its target triple and its releases; take the release the hub offers.
 
 use std::time::{Duration, Instant};
 
+use vantage_proto::api::HeartbeatAnswer;
 use vantage_proto::node::{Capabilities, Heartbeat as Beat};
 use vantage_proto::owner::OwnerDigest;
 
@@ -13,6 +15,7 @@ use crate::certs::unix_ms;
 use crate::health::Health;
 use crate::hub::Hub;
 use crate::reach::Caps;
+use crate::releases::Releases;
 use crate::results::Results;
 use crate::tally::Refusals;
 
@@ -40,6 +43,8 @@ pub struct Heartbeat {
     pub owner: OwnerDigest,
     /// When the agent started.
     pub started: Instant,
+    /// Agent releases: reported, confirmed, offered.
+    pub releases: Releases,
 }
 
 impl Heartbeat {
@@ -58,7 +63,7 @@ impl Heartbeat {
         let health = self.health.get();
         let refused = self.refusals.summary(unix_ms());
         let hb = Beat {
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            version: crate::version::VERSION.to_string(),
             uptime_secs: self.started.elapsed().as_secs(),
             outbox_depth: depth,
             outbox_dropped: dropped,
@@ -67,12 +72,14 @@ impl Heartbeat {
             refused: refused.clone(),
             caps: Some(caps),
             owner: Some(self.owner.clone()),
-            release: None,
-            target: None,
+            release: self.releases.report(),
+            target: Some(crate::version::TARGET.to_string()),
         };
         let body = serde_json::to_vec(&hb).unwrap_or_default();
         match self.hub.post(self.url.clone(), body).await {
-            Ok((200..=299, _)) => {
+            Ok((200..=299, answer)) => {
+                self.releases.accepted();
+                self.releases.offer(offered(&answer));
                 if let Some(r) = refused {
                     tracing::info!(
                         "reported {} refused stream message(s) to the hub: {:?}",
@@ -88,4 +95,12 @@ impl Heartbeat {
             Err(e) => tracing::warn!("heartbeat: {e}"),
         }
     }
+}
+
+/// The release the hub offers in its heartbeat answer, if any (a hub from
+/// before releases answers without one).
+fn offered(answer: &str) -> Option<String> {
+    serde_json::from_str::<HeartbeatAnswer>(answer)
+        .ok()?
+        .release
 }

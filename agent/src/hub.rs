@@ -61,7 +61,7 @@ impl Hub {
             .https_only(true)
             .http_status_as_error(false)
             .max_redirects(0)
-            .user_agent(concat!("vantage-agent/", env!("CARGO_PKG_VERSION")))
+            .user_agent(format!("vantage-agent/{}", crate::version::VERSION))
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_per_read(Some(read_timeout))
             .build()

@@ -8,20 +8,24 @@
 //! only modules of earlier layers in this list (or, where named, earlier in
 //! its own layer), so there are no import cycles.
 //!
-//! 1. Foundations, without agent state: `durable`, `logging`, `certs`,
+//! 1. Foundations, without agent state: `version`, `durable`, `logging`, `certs`,
 //!    `config`, `owner`, `reach` (the node's capabilities), `probe`, `outbox`, `replay`, `mandate_rate`,
 //!    `mandate_revocations`, `verify`,
-//!    `tally`, `policy_update`, `subscribe`, `reconcile` (each may use those
-//!    before it).
+//!    `tally`, `policy_update`, `subscribe`, `reconcile`, `switch` (the
+//!    release switch state), `sealed` (programs run from sealed memory)
+//!    (each may use those before it).
 //! 2. Shared handles: `health` (connected, last error), `revoked` (marker
 //!    and stop), `hub` (the HTTPS client; uses `revoked`), `results` (the
-//!    outbox), `approvals` (the policy chain; uses `hub`).
+//!    outbox), `approvals` (the policy chain; uses `hub`), `releases`
+//!    (reported, confirmed and offered releases).
 //! 3. Components: `jobs` (schedule and run accepted jobs), `orders` (read
 //!    and verify, then `jobs`), `gaps` (report lost messages).
 //! 4. Tasks: `stream` (the subscription's events to `orders` and `gaps`,
-//!    catch-up), `sender` (delivery), `heartbeat`, `renewal`, `systemd`.
+//!    catch-up), `sender` (delivery), `heartbeat`, `renewal`, `systemd`,
+//!    `updater` (installs an offered release).
 //! 5. Commands: `selftest`, `args` (the command line; uses `selftest`'s
-//!    arguments), `agent` (wiring and shutdown of `run`), `check`, then `cli`.
+//!    arguments), `launcher` (starts the verified release, first in `run`),
+//!    `agent` (wiring and shutdown of `run`), `check`, then `cli`.
 
 pub mod agent;
 pub mod approvals;
@@ -36,6 +40,7 @@ pub mod health;
 pub mod heartbeat;
 pub mod hub;
 pub mod jobs;
+pub mod launcher;
 pub mod logging;
 pub mod mandate_rate;
 pub mod mandate_revocations;
@@ -46,14 +51,19 @@ pub mod policy_update;
 pub mod probe;
 pub mod reach;
 pub mod reconcile;
+pub mod releases;
 pub mod renewal;
 pub mod replay;
 pub mod results;
 pub mod revoked;
+pub mod sealed;
 pub mod selftest;
 pub mod sender;
 pub mod stream;
 pub mod subscribe;
+pub mod switch;
 pub mod systemd;
 pub mod tally;
+pub mod updater;
 pub mod verify;
+pub mod version;

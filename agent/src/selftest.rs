@@ -111,7 +111,7 @@ fn mtls(hub: &str, a: &Args) -> Result<String, String> {
     let id = ClientIdentity::from_pem(&cert, &key)?;
     let agent = client::agent(&ca, Some(&id), Timeouts::default());
     let hb = vantage_proto::node::Heartbeat {
-        version: env!("CARGO_PKG_VERSION").to_string(),
+        version: crate::version::VERSION.to_string(),
         ..Default::default()
     };
     let url = format!("{}/v1/heartbeat", hub.trim_end_matches('/'));

@@ -41,6 +41,9 @@ HUB_IP, DNS_IP, WWW_IP, GATEWAY = "10.0.2.100", "10.0.2.101", "10.0.2.102", "10.
 HUB_NAME = "hub.vq.test"
 HUB_URL = f"https://{HUB_NAME}:8443"
 FIXTURE_BODY = b"hello from the vantage fixture\n"
+# The version of make agent's build (the image's own agent): the crate's.
+IMAGE_VERSION = next(line.split('"')[1] for line in (REPO / "Cargo.toml").read_text().splitlines()
+                     if line.startswith("version ="))
 
 
 class StepFailed(Exception):
@@ -170,6 +173,13 @@ def one_result(hub, job_id, timeout, what):
     return res[0]
 
 
+def release_binary(args, version, target):
+    """The agent build of version for target (make agent-releases)."""
+    p = Path(args.release_dir) / version / target / "vantage-agent"
+    expect(p.is_file(), f"{p} missing: run make agent-releases")
+    return p.read_bytes()
+
+
 def agent_config(trust_anchor_path):
     """The test node's agent.toml: the image's defaults, plus the fixtures'
     DNSSEC trust anchors and permission to probe the addresses of QEMU's user
@@ -234,7 +244,7 @@ def assemble_debian(args, work, p, volunteer, extra, log):
 
 
 class QemuPart:
-    """The aarch64 guest: steps 1-7, one method each. What a step learns (the
+    """The aarch64 guest: steps 1-10, one method each. What a step learns (the
     hub, its token, the approvers, the node, its boot id) is an attribute the
     later steps read."""
 
@@ -261,7 +271,13 @@ class QemuPart:
                  self.reboot)
         run.step("6 power cut with a result in the outbox: delivered after boot, exactly once",
                  self.power_cut)
-        run.step("7 revocation at the hub: the agent stops for good, its log and the status "
+        run.step("7 update with a power cut in the middle: boots on a good version, then runs "
+                 "release 0.2.0 (another build) from a sealed copy and reports it", self.update)
+        run.step("8 a release whose binary fails at start (0.2.1): rolled back to 0.2.0, "
+                 "reported", self.failing_release)
+        run.step("9 an under-quorum release refused by the hub, a tampered binary refused by "
+                 "the node: nothing stored or run", self.refused_release)
+        run.step("10 revocation at the hub: the agent stops for good, its log and the status "
                  "file say why; the card afterwards", self.revoke)
         self.hub.stop()
 
@@ -487,6 +503,86 @@ class QemuPart:
         expect(len(hub.results(jid)) == 1, "the outbox result arrived more than once")
         return {"outbox": len(outbox.splitlines())}
 
+    def publish(self, version, binary, target=AARCH64):
+        """A release of binary for target, signed by alice and bob, at the hub."""
+        alice, bob, _ = self.approvers
+        self.hub.release(jobs.signed_release(jobs.agent_release(version, {target: binary}),
+                                             [alice, bob]))
+        self.hub.upload(version, target, binary)
+
+    def running(self, want, timeout, what):
+        """Waits until the hub's entry of the node satisfies want; returns it."""
+        return wait_for(lambda: (lambda e: e if want(e) else None)(self.hub.node(self.node)),
+                        timeout, what, interval=3)
+
+    def update(self):
+        """Step 7: the node fetches release 0.2.0; QEMU is killed as soon as it
+        verified it (mid-download); it boots on a good version and completes."""
+        run, args = self.run, self.args
+        g = run.guest
+        t = time.monotonic()
+        self.publish("0.2.0", release_binary(args, "0.2.0", AARCH64))
+        wait_for(lambda: "release 0.2.0 verified" in g.check("agent-log")[1], 180,
+                 "the node verified release 0.2.0", interval=2)
+        g.kill()
+        g = self.boot()
+        g.wait_console(r"VQ-READY", 300, "multi-user after the power cut in the update")
+        log = wait_for(lambda: (lambda l: l if "starting as node" in l else None)(
+            g.check("agent-log")[1]), 120, "an agent started after the power cut")
+        booted = log.split(" starting as node")[0].rsplit("vantage-agent ", 1)[-1]
+        expect(booted in (IMAGE_VERSION, "0.2.0"), f"after the power cut: agent {booted}")
+        e = self.running(lambda e: e.get("agent_version") == "0.2.0" and e.get("from_release"),
+                         400, "the node runs release 0.2.0")
+        log = g.check("agent-log")[1]
+        expect("starting release 0.2.0 from a sealed copy" in log, "no launch in the log")
+        wait_for(lambda: '"confirmed": true' in g.check("releases")[1], 120,
+                 "release 0.2.0 confirmed on the node")
+        rc, failed = g.check("failed")
+        expect(not failed.strip(), f"failed units after the update: {failed}")
+        return {"booted_after_cut": booted, "target": e.get("target"),
+                "update_s": round(time.monotonic() - t, 1)}
+
+    def failing_release(self):
+        """Step 8: 0.2.1 exits before its first heartbeat; the launcher goes
+        back to 0.2.0 and the node reports 0.2.1 failed."""
+        t = time.monotonic()
+        self.publish("0.2.1", release_binary(self.args, "0.2.1", AARCH64))
+        e = self.running(lambda e: (e.get("failed_release") or {}).get("version") == "0.2.1",
+                         500, "the node reports release 0.2.1 failed")
+        expect(e["failed_release"]["code"] == "release-rolled-back", f"{e['failed_release']}")
+        self.running(lambda e: e.get("agent_version") == "0.2.0", 120, "back on 0.2.0")
+        log = self.run.guest.check("agent-log")[1]
+        expect("fail-after-start" in log, "the failing build did not run")
+        return {"rollback_s": round(time.monotonic() - t, 1)}
+
+    def refused_release(self):
+        """Step 9: the hub refuses a release signed by one approver; a hub that
+        serves other bytes than the signed ones (here: changed on its disk) gets
+        the release refused by the node, nothing stored, nothing run."""
+        hub, (alice, bob, _) = self.hub, self.approvers
+        g = self.run.guest
+        good = release_binary(self.args, "0.2.0", AARCH64)
+        rel = jobs.agent_release("0.2.2", {AARCH64: good})
+        try:
+            hub.release(jobs.signed_release(rel, [alice]))
+            raise StepFailed("the hub took a release signed by one approver of two")
+        except hubmod.HubError as err:
+            expect("too-few-approvals" in str(err), f"under-quorum release: {err}")
+        hub.release(jobs.signed_release(rel, [alice, bob]))
+        hub.upload("0.2.2", AARCH64, good)
+        tampered = bytearray(good)
+        tampered[len(good) // 2] ^= 1
+        (self.work / "hub/releases/0.2.2" / AARCH64 / "vantage-agent").write_bytes(tampered)
+        e = self.running(lambda e: (e.get("failed_release") or {}).get("version") == "0.2.2",
+                         300, "the node reports release 0.2.2 refused")
+        expect(e["failed_release"]["code"] == "release-hash-mismatch", f"{e['failed_release']}")
+        expect(e.get("agent_version") == "0.2.0", f"the node left 0.2.0: {e}")
+        stored = g.check("releases")[1]
+        expect("0.2.2" not in stored.split("{")[0], f"release 0.2.2 stored: {stored}")
+        expect("release 0.2.2 installed" not in g.check("agent-log")[1],
+               "the node installed 0.2.2")
+        return {"refused": e["failed_release"]["code"]}
+
     def revoke(self):
         run, work, hub, node = self.run, self.work, self.hub, self.node
         g = run.guest
@@ -520,7 +616,7 @@ class QemuPart:
 
 
 def qemu_part(run, args, cache, work, fx):
-    """The aarch64 guest: steps 1-7."""
+    """The aarch64 guest: steps 1-10."""
     QemuPart(run, args, cache, work, fx).steps()
 
 
@@ -531,6 +627,16 @@ def armv6_part(run, args, work, fx):
     st = {}
     d = work / "armv6"
     d.mkdir(exist_ok=True)
+
+    def start_agent():
+        # QEMU_CPU: a release the agent executes (through binfmt_misc) runs
+        # on the same CPU model.
+        with open(d / "agent.log", "ab") as out:
+            st["agent"] = subprocess.Popen(
+                qemu + [str(bins / "vantage-agent"), "--config", str(d / "agent.toml"),
+                        "--data-dir", str(d / "data")],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=dict(os.environ, QEMU_CPU="arm1176"))
 
     def enrol():
         for b in ("vantage-agent", "vantage-provision"):
@@ -558,12 +664,8 @@ def armv6_part(run, args, work, fx):
             f'ca = "{hub.ca}"\npolicy = "{d / "policy.json"}"\n'
             + agent_config(fx["FIXTURE_TRUST_ANCHOR"]).decode())
         run.logs["ARMv6 agent log"] = d / "agent.log"
-        with open(d / "agent.log", "wb") as out:
-            st["agent"] = subprocess.Popen(
-                qemu + [str(bins / "vantage-agent"), "--config", str(d / "agent.toml"),
-                        "--data-dir", str(d / "data")],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
+        start_agent()
+
         def online():
             if st["agent"].poll() is not None:
                 raise StepFailed(f"the ARMv6 agent exited ({st['agent'].returncode})")
@@ -593,8 +695,38 @@ def armv6_part(run, args, work, fx):
                    f"ARMv6 {name}: {json.dumps(r)}")
         return {"job_to_results_s": round(time.monotonic() - t, 1)}
 
+    def update():
+        """Release 0.2.0 for ARMv6: the agent installs it and exits; started
+        again (as systemd would), the launcher runs it from a sealed memfd
+        (binfmt_misc hands the ARM program to qemu-arm)."""
+        hub, (alice, bob), node = st["hub"], st["approvers"], st["node"]
+        binfmt = Path("/proc/sys/fs/binfmt_misc/qemu-arm")
+        if not binfmt.exists():
+            sh(["update-binfmts", "--enable", "qemu-arm"])
+        expect(binfmt.exists(), "binfmt_misc has no qemu-arm entry (bash scripts/deps.sh qemu)")
+        binary = release_binary(args, "0.2.0", ARMV6)
+        hub.release(jobs.signed_release(jobs.agent_release("0.2.0", {ARMV6: binary}),
+                                        [alice, bob]))
+        hub.upload("0.2.0", ARMV6, binary)
+        t, exits = time.monotonic(), []
+
+        def updated():
+            if st["agent"].poll() is not None:
+                exits.append(st["agent"].returncode)
+                expect(len(exits) < 3, f"the ARMv6 agent exited {exits}")
+                start_agent()
+            e = hub.node(node)
+            return e.get("agent_version") == "0.2.0" and e.get("from_release")
+        wait_for(updated, 600, "the ARMv6 node runs release 0.2.0", interval=2)
+        log = (d / "agent.log").read_text(errors="replace")
+        expect("starting release 0.2.0 from a sealed copy" in log, "no launch in the log")
+        expect(exits == [75], f"exit codes {exits}, expected one exit 75 after the switch")
+        return {"update_s": round(time.monotonic() - t, 1)}
+
     try:
         run.step("ARMv6 (arm1176): signed jobs (dns with DNSSEC, http) -> results", job_results)
+        run.step("ARMv6 (arm1176): update to release 0.2.0, run from a sealed copy, reported",
+                 update)
     finally:
         if "agent" in st:
             st["agent"].terminate()
@@ -610,6 +742,8 @@ def main():
     ap.add_argument("--work", default=os.environ.get("VQ_WORK", REPO / "build/qemu-run"))
     ap.add_argument("--bin-dir", default=REPO / "out/bin")
     ap.add_argument("--hub-bin", default=REPO / "target/debug/vantage-hub")
+    ap.add_argument("--release-dir", default=REPO / "out/bin-releases",
+                    help="the agent builds installed as releases (make agent-releases)")
     ap.add_argument("--system", choices=["image", "debian"], default="image",
                     help="image: the Buildroot image (make image BOARD=qemu_aarch64); debian: "
                          "the quick Debian stand-in with --overlay (default image)")

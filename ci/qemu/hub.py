@@ -80,14 +80,16 @@ class Hub:
                 self.proc.wait()
         self.proc = None
 
-    def api(self, method, path, body=None, expect=(200, 201)):
-        """One request as operator; returns the decoded JSON answer."""
+    def api(self, method, path, body=None, expect=(200, 201), raw=None):
+        """One request as operator (a JSON body, or raw bytes); returns the
+        decoded JSON answer."""
         conn = http.client.HTTPSConnection(self.addr[0], self.addr[1], context=self.ctx,
-                                           timeout=30)
+                                           timeout=60)
         try:
-            data = json.dumps(body).encode() if body is not None else None
-            conn.request(method, path, body=data,
-                         headers={"Content-Type": "application/json"} if data else {})
+            data, kind = ((raw, "application/octet-stream") if raw is not None else
+                          (json.dumps(body).encode() if body is not None else None,
+                           "application/json"))
+            conn.request(method, path, body=data, headers={"Content-Type": kind} if data else {})
             resp = conn.getresponse()
             text = resp.read().decode(errors="replace")
         finally:
@@ -115,6 +117,18 @@ class Hub:
     def publish_raw(self, channel, payload):
         """TEST ONLY endpoint: publishes an unchecked payload on a channel."""
         return self.api("POST", f"/v1/publish/{channel}", payload)
+
+    def release(self, signed, expect=(200, 201)):
+        """POST /v1/releases."""
+        return self.api("POST", "/v1/releases", signed, expect=expect)
+
+    def upload(self, version, target, binary):
+        """PUT the vantage-agent of a release for target."""
+        return self.api("PUT", f"/v1/releases/{version}/{target}/vantage-agent", raw=binary)
+
+    def node(self, node_id):
+        """One node's registry entry."""
+        return self.api("GET", f"/v1/nodes/{node_id}")
 
     def revoke(self, node_id):
         """Revokes a node through the hub's command line."""

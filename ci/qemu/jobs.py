@@ -1,8 +1,9 @@
-"""Approvers, the approval policy and signed jobs for the end-to-end test.
+"""Approvers, the approval policy, signed jobs and signed agent releases for
+the end-to-end test.
 
 Implemented independently of the Rust crates on purpose (Python stdlib + the
 openssl command line), from ARCHITECTURE.md: canonical JSON, the
-`vantage-job-v1` / `vantage-policy-v1` byte forms, Ed25519 signatures, key ids.
+`vantage-job-v1` / `vantage-policy-v1` / `vantage-release-v1` byte forms, Ed25519 signatures, key ids.
 `self_check` verifies it against proto/testvectors first, so a drift between
 the prose, the crate and this test shows up as such.
 """
@@ -12,6 +13,7 @@ import hashlib
 import json
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 # PKCS#8 DER prefix of an Ed25519 private key; the 32-byte seed follows.
@@ -43,6 +45,11 @@ def job_bytes(job):
 def policy_bytes(policy):
     """What approvers sign for a policy."""
     return b"vantage-policy-v1\0" + canonical(policy).encode()
+
+
+def release_bytes(release):
+    """What approvers sign for an agent release."""
+    return b"vantage-release-v1\0" + canonical(release).encode()
 
 
 class Approver:
@@ -99,6 +106,25 @@ def signed_job(job, signers):
     return {"job": job, "signatures": [s.signature(msg) for s in signers]}
 
 
+def agent_release(version, binaries, confirm_secs=120, validity=3600):
+    """An agent release of version: binaries maps a target triple to the
+    vantage-agent bytes; offered to everyone at once."""
+    now = int(time.time())
+    return {"v": 1, "version": version,
+            "targets": {t: {"vantage-agent": {"sha256": hashlib.sha256(b).hexdigest(),
+                                              "size": len(b)}}
+                        for t, b in binaries.items()},
+            "rollout": {"waves": [100], "max_rollback_percent": 100,
+                        "confirm_secs": confirm_secs},
+            "not_before": now - 60, "expires": now + validity, "proposer": "alice"}
+
+
+def signed_release(release, signers):
+    """{"release": release, "signatures": [...]} signed by each of signers."""
+    msg = release_bytes(release)
+    return {"release": release, "signatures": [s.signature(msg) for s in signers]}
+
+
 def self_check(repo, workdir):
     """Checks canonical form and signatures against proto/testvectors; returns
     how many vectors were checked."""
@@ -121,5 +147,17 @@ def self_check(repo, workdir):
                 raise AssertionError(f"{f.name}: signature of {a.key_id} differs")
         if job_bytes(v["job"]).hex() != v["signing_bytes_hex"]:
             raise AssertionError(f"{f.name}: signing bytes differ")
+        checked += 1
+    for f in sorted(Path(repo, "proto/testvectors").glob("release-*.json")):
+        v = json.loads(f.read_text())
+        if canonical(v["release"]) != v["canonical"]:
+            raise AssertionError(f"{f.name}: canonical form differs")
+        if release_bytes(v["release"]).hex() != v["signing_bytes_hex"]:
+            raise AssertionError(f"{f.name}: signing bytes differ")
+        for k in v["keys"]:
+            a = Approver("tv", bytes.fromhex(k["seed_hex"]), workdir)
+            want = [s["sig"] for s in v["signatures"] if s["key_id"] == a.key_id]
+            if want != [a.signature(release_bytes(v["release"]))["sig"]]:
+                raise AssertionError(f"{f.name}: signature of {a.key_id} differs")
         checked += 1
     return checked

@@ -5,13 +5,18 @@
 #   CROSS    "cargo" (default: Debian cross gcc + rustup targets, no Docker) or
 #            "cross" (cross-rs, needs Docker; see Cross.toml)
 #   OUT      output directory (default: out/bin)
+#   BINS     the binaries (default: vantage-agent vantage-provision)
+#   FEATURES cargo features, e.g. vantage-agent/fail-after-start (default: none)
+#   CARGO_TARGET_DIR  cargo's target directory (default: target)
+#   VANTAGE_VERSION   the agent's version string (default: the crate's)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 TARGETS=${TARGETS:-"aarch64-unknown-linux-musl arm-unknown-linux-musleabihf"}
 CROSS=${CROSS:-cargo}
 OUT=${OUT:-out/bin}
-BINS=(vantage-agent vantage-provision)
+read -r -a BINS <<< "${BINS:-vantage-agent vantage-provision}"
+target_dir=${CARGO_TARGET_DIR:-target}
 
 # Host paths end up in panic locations of dependencies; map them to fixed names
 # so that every machine produces the same bytes.
@@ -51,6 +56,7 @@ esac
 
 pkg_args=()
 for b in "${BINS[@]}"; do pkg_args+=(-p "$b"); done
+if [ -n "${FEATURES:-}" ]; then pkg_args+=(--features "$FEATURES"); fi
 
 start=$(date +%s)
 if [ "$CROSS" = cross ]; then
@@ -64,7 +70,7 @@ echo "make agent: built in $(( $(date +%s) - start )) s"
 for t in $TARGETS; do
   mkdir -p "$OUT/$t"
   for b in "${BINS[@]}"; do
-    install -m 0755 "target/$t/release/$b" "$OUT/$t/$b"
+    install -m 0755 "$target_dir/$t/release/$b" "$OUT/$t/$b"
   done
   (cd "$OUT/$t" && sha256sum "${BINS[@]}" > SHA256SUMS)
   echo "== $OUT/$t"

@@ -40,7 +40,7 @@ pub fn bin(name: &str) -> PathBuf {
     // target/<profile>/deps/<test executable>
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let status = build_command(name, &profile_dir)
+    let status = build_command(name, &profile_dir, profile_dir.parent().unwrap())
         .status()
         .unwrap_or_else(|e| panic!("run cargo build for {name}: {e}"));
     assert!(status.success(), "cargo build of {name} failed");
@@ -50,7 +50,48 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-fn build_command(name: &str, profile_dir: &Path) -> Command {
+/// `vantage-agent` built to report `version` (`VANTAGE_VERSION`) with the
+/// cargo `features`, for the release tests: built into its own target
+/// directory `<target>/release-test/` (the ordinary binaries stay as they
+/// are, and its dependencies are built once there), then stripped into
+/// `<target>/release-test/vantage-agent-<version>`. Once per test process
+/// and version.
+pub fn agent_build(version: &str, features: &[&str]) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get(version) {
+        return p.clone();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let target = profile_dir.parent().unwrap().join("release-test");
+    let mut cmd = build_command("vantage-agent", &profile_dir, &target);
+    cmd.env("VANTAGE_VERSION", version);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for vantage-agent {version}: {e}"));
+    assert!(
+        status.success(),
+        "cargo build of vantage-agent {version} failed"
+    );
+    let profile = profile_dir.file_name().unwrap();
+    let copy = target.join(format!("vantage-agent-{version}"));
+    // Stripped: a debug build's symbols are more than a release may carry.
+    let status = Command::new("strip")
+        .arg("-o")
+        .arg(&copy)
+        .arg(target.join(profile).join("vantage-agent"))
+        .status()
+        .unwrap_or_else(|e| panic!("run strip: {e}"));
+    assert!(status.success(), "strip of vantage-agent {version} failed");
+    built.insert(version.to_string(), copy.clone());
+    copy
+}
+
+fn build_command(name: &str, profile_dir: &Path, target_dir: &Path) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     // Without the variables cargo sets for a test process: build scripts
@@ -79,7 +120,7 @@ fn build_command(name: &str, profile_dir: &Path) -> Command {
     ])
     .arg("--manifest-path")
     .arg(repo_root().join("Cargo.toml"))
-    .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
+    .env("CARGO_TARGET_DIR", target_dir);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }

@@ -26,7 +26,7 @@ pub mod sse_server;
 mod wait;
 
 pub use agent::Agent;
-pub use bins::{bin, repo_root};
+pub use bins::{agent_build, bin, repo_root};
 pub use client::{Client, Next, Sse, envelope};
 pub use hub::{Hub, HubBuilder, PolicySource};
 pub use node::Node;

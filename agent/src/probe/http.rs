@@ -44,7 +44,7 @@ pub async fn run(a: &HttpArgs, ctx: &Context) -> Result<HttpData, ProbeError> {
         };
         let request = format!(
             "{method} {path} HTTP/1.0\r\nHost: {head_host}\r\nUser-Agent: vantage-agent/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-            env!("CARGO_PKG_VERSION")
+            crate::version::VERSION
         );
         let (tls, r) = if https {
             let sni = host

@@ -12,6 +12,7 @@ mod mandates;
 mod policy;
 mod probes;
 mod refusals;
+mod releases;
 mod revocation;
 mod subscription;
 mod support;
