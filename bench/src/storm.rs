@@ -97,6 +97,9 @@ struct Shared {
     failed: AtomicU64,
     /// Per node, milliseconds after `epoch` when it got the storm job (0: not yet).
     got_ms: Vec<AtomicU64>,
+    /// Per node, the `Last-Event-ID` of its last subscription the hub took,
+    /// and the ids of the events it got on it (for the report of a miss).
+    seen: Vec<std::sync::Mutex<(Option<String>, Vec<String>)>>,
     epoch: Instant,
     changed: Notify,
 }
@@ -127,6 +130,7 @@ async fn storm(opts: &Opts, net: &Arc<Network>, stop: Stop) -> Result<Row> {
         busy: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         got_ms: (0..opts.nodes).map(|_| AtomicU64::new(0)).collect(),
+        seen: (0..opts.nodes).map(|_| Default::default()).collect(),
         epoch: Instant::now(),
         changed: Notify::new(),
     });
@@ -174,7 +178,12 @@ async fn stop_and_recover(
     })
     .await
     .map(|()| t0.elapsed().as_secs_f64());
-    let _ = wait_until(shared, opts.timeout, |s| caught(s) >= opts.nodes).await;
+    if wait_until(shared, opts.timeout, |s| caught(s) >= opts.nodes)
+        .await
+        .is_err()
+    {
+        report_misses(shared);
+    }
     let caught_up_secs = t0.elapsed().as_secs_f64();
     let samples = sampler.await.unwrap_or_default();
     let end = usage(hub.server.pid())?;
@@ -207,6 +216,20 @@ async fn stop_and_recover(
         curve: samples.curve,
     };
     Ok((row, hub))
+}
+
+/// Says which nodes did not get the job, from which position they last
+/// subscribed and what they got there.
+fn report_misses(shared: &Shared) {
+    for (i, got) in shared.got_ms.iter().enumerate() {
+        if got.load(Ordering::SeqCst) == 0 {
+            let seen = shared.seen[i].lock().expect("seen");
+            eprintln!(
+                "bench: node {i} has not got the job: its last subscription resumed from {:?} and got events {:?}",
+                seen.0, seen.1
+            );
+        }
+    }
 }
 
 fn ms_since(epoch: Instant, t: Instant) -> u64 {
@@ -330,9 +353,11 @@ impl NodeLoop {
             {
                 Ok(mut sub) => {
                     drop(ramping.take());
+                    *self.seen() = (last.clone(), Vec::new());
                     self.backoff.reset();
                     self.set_subscribed(true);
                     while let Ok(Some(ev)) = sub.next_event().await {
+                        self.seen().1.push(ev.id.clone().unwrap_or_default());
                         if ev.data.contains(MARK) {
                             let ms = ms_since(self.shared.epoch, Instant::now()).max(1);
                             self.shared.got_ms[self.i].store(ms, Ordering::SeqCst);
@@ -355,6 +380,10 @@ impl NodeLoop {
                 }
             }
         }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, (Option<String>, Vec<String>)> {
+        self.shared.seen[self.i].lock().expect("seen")
     }
 
     fn set_subscribed(&self, on: bool) {

@@ -1,5 +1,6 @@
-//! The bench crate's integration tests, one binary: the flood suite's
-//! correctness check and the Nchan integration test (`make test-nchan`).
+//! The bench crate's integration tests, one binary: the flood and storm
+//! suites' correctness checks and the Nchan integration test (`make test-nchan`).
 
 mod flood;
 mod nchan;
+mod storm;
