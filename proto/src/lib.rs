@@ -30,5 +30,7 @@ pub mod result;
 pub mod select;
 pub mod sign;
 pub mod sse;
+#[cfg(test)]
+mod testing;
 
 pub use error::ProtoError;

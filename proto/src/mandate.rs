@@ -704,29 +704,8 @@ mod tests {
     use super::*;
     use crate::channel::NodeAttrs;
     use crate::job::SignedJob;
-    use crate::policy::{Approver, Limits};
+    use crate::testing::{key, policy};
     use serde_json::json;
-
-    fn key(i: u8) -> ApproverKey {
-        ApproverKey::from_seed(&[i; 32]).unwrap()
-    }
-
-    /// Approvers 1-3 (two of three needed); 4 is no approver.
-    fn policy() -> Policy {
-        Policy {
-            serial: 1,
-            network: "t".into(),
-            threshold: 2,
-            approvers: (1..=3)
-                .map(|i| Approver {
-                    name: format!("a{i}"),
-                    key: key(i).public_key(),
-                })
-                .collect(),
-            allowed_probes: ProbeKind::ALL.to_vec(),
-            limits: Limits::default(),
-        }
-    }
 
     /// Operator 9 ("olga") may ping (at most 5 packets), TCP-connect to 443 and
     /// look up A/AAAA records, on nodes in DE or FR, at most 5 nodes per job.

@@ -563,29 +563,8 @@ impl fmt::Display for FailedRelease {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Approver, Limits};
-    use crate::probe::ProbeKind;
+    use crate::testing::{key, policy};
     use serde_json::json;
-
-    fn key(i: u8) -> ApproverKey {
-        ApproverKey::from_seed(&[i; 32]).unwrap()
-    }
-
-    fn policy() -> Policy {
-        Policy {
-            serial: 1,
-            network: "t".into(),
-            threshold: 2,
-            approvers: (1..=3)
-                .map(|i| Approver {
-                    name: format!("a{i}"),
-                    key: key(i).public_key(),
-                })
-                .collect(),
-            allowed_probes: ProbeKind::ALL.to_vec(),
-            limits: Limits::default(),
-        }
-    }
 
     fn release_value(version: &str) -> Value {
         json!({
